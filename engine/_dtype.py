@@ -1,0 +1,73 @@
+"""Dtypes: thin named wrappers over numpy dtypes (`engine.float64`, ...). No tensor logic here."""
+import numpy as np
+
+
+class dtype:
+    __slots__ = ("name", "np", "is_floating_point", "itemsize")
+
+    def __init__(self, name):
+        self.name = name
+        self.np = np.dtype(name)
+        self.is_floating_point = self.np.kind == "f"
+        self.itemsize = self.np.itemsize
+
+    def __repr__(self):
+        return f"engine.{self.name}"
+
+    def __eq__(self, other):
+        if isinstance(other, dtype):
+            return self.np == other.np
+        try:
+            return self.np == np.dtype(other)
+        except TypeError:
+            return NotImplemented
+
+    def __hash__(self):
+        return hash(self.np)
+
+    def __reduce__(self):
+        return (dtype, (self.name,))
+
+
+float16 = dtype("float16")
+float32 = dtype("float32")
+float64 = dtype("float64")
+int8 = dtype("int8")
+int16 = dtype("int16")
+int32 = dtype("int32")
+int64 = dtype("int64")
+uint8 = dtype("uint8")
+bool_ = dtype("bool")
+
+half, float, double = float16, float32, float64  # noqa: A001 - PyTorch's aliases
+short, int, long = int16, int32, int64  # noqa: A001
+
+_ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
+FROM_NP = {d.np: d for d in _ALL}
+DEFAULT_FLOAT = np.dtype("float64")  # a gradient checker wants float64 by default
+
+
+def to_numpy_dtype(d):
+    """Accept engine dtypes, numpy dtypes, and Python's float/int/bool."""
+    if d is None:
+        return None
+    if isinstance(d, dtype):
+        return d.np
+    import builtins
+    if d is builtins.float:
+        return DEFAULT_FLOAT
+    if d is builtins.int:
+        return np.dtype("int64")
+    if d is builtins.bool:
+        return np.dtype("bool")
+    nd = np.dtype(d)
+    if nd not in FROM_NP:
+        raise TypeError(f"unsupported dtype {d!r}")
+    return nd
+
+
+def from_numpy_dtype(nd):
+    try:
+        return FROM_NP[nd]
+    except KeyError:
+        raise TypeError(f"unsupported numpy dtype {nd}") from None

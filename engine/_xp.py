@@ -1,0 +1,135 @@
+"""The two array namespaces backward rules are written against.
+
+A rule `lambda xp, g, out, x: g * xp.cos(x)` runs on numpy arrays through `NUMPY` when no
+graph is wanted (first order: nothing recorded, nothing paid), and on Tensors through `TENSOR`
+under `create_graph=True`, where every step is an engine op and so is itself differentiable.
+Both offer the same small vocabulary; dims in rules count from the end so that cotangents
+with leading batch dimensions (vectorized Jacobians) pass through unchanged.
+"""
+import numpy as np
+
+
+class _Numpy:
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    sin = staticmethod(np.sin)
+    cos = staticmethod(np.cos)
+    sqrt = staticmethod(np.sqrt)
+    tanh = staticmethod(np.tanh)
+    abs = staticmethod(np.abs)
+    matmul = staticmethod(np.matmul)
+    broadcast_to = staticmethod(np.broadcast_to)
+    reshape = staticmethod(np.reshape)
+    swapaxes = staticmethod(np.swapaxes)
+    transpose = staticmethod(np.transpose)
+    expand_dims = staticmethod(np.expand_dims)
+    concatenate = staticmethod(np.concatenate)
+
+    @staticmethod
+    def sigmoid(x):
+        return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+    @staticmethod
+    def shape(a):
+        return np.shape(a)
+
+    @staticmethod
+    def dtype(a):
+        return a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype
+
+    @staticmethod
+    def astype(a, dtype):
+        return np.asarray(a).astype(dtype)
+
+    @staticmethod
+    def sum(a, axes, keepdim):
+        return np.sum(a, axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def where(cond, a, b):
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def raw(a):
+        return a
+
+    @staticmethod
+    def wrap(a):
+        from .tensor import Tensor
+        return Tensor._make(np.asarray(a))
+
+    @staticmethod
+    def unwrap(t):
+        return t._data
+
+    @staticmethod
+    def copy(a):
+        return np.array(a, copy=True)
+
+    @staticmethod
+    def index(a, key):
+        return a[key]
+
+    @staticmethod
+    def unindex(g, shape, key, accumulate):
+        """Zeros of `batch + shape` with `g` added at `key` (the adjoint of a[key])."""
+        nb = np.ndim(g) - _indexed_ndim(shape, key)
+        out = np.zeros(np.shape(g)[:nb] + tuple(shape), dtype=np.asarray(g).dtype)
+        full = (slice(None),) * nb + key
+        if accumulate:
+            np.add.at(out, full, g)
+        else:
+            out[full] = g
+        return out
+
+    @staticmethod
+    def zeros_like(a):
+        return np.zeros_like(a)
+
+    @staticmethod
+    def const(a):
+        return a
+
+
+def _indexed_ndim(shape, key):
+    return np.empty(shape, dtype=np.bool_)[key].ndim
+
+
+class _Tensor:
+    """Same vocabulary on Tensors through engine ops (filled in lazily to avoid import cycles)."""
+
+    def __getattr__(self, name):
+        from . import ops
+        fn = getattr(ops, "xp_" + name, None) or getattr(ops, name)
+        setattr(self, name, fn)
+        return fn
+
+    @staticmethod
+    def shape(a):
+        return tuple(a._data.shape) if hasattr(a, "_data") else np.shape(a)
+
+    @staticmethod
+    def dtype(a):
+        return a._data.dtype if hasattr(a, "_data") else np.asarray(a).dtype
+
+    @staticmethod
+    def raw(a):
+        return a._data if hasattr(a, "_data") else a
+
+    @staticmethod
+    def wrap(a):
+        from .tensor import Tensor
+        return a if isinstance(a, Tensor) else Tensor._make(np.asarray(a))
+
+    @staticmethod
+    def unwrap(t):
+        return t
+
+    @staticmethod
+    def const(a):
+        from .tensor import Tensor
+        return Tensor._make(np.asarray(a))
+
+
+NUMPY = _Numpy()
+TENSOR = _Tensor()

@@ -1,0 +1,232 @@
+"""User-defined differentiable operations: `engine.autograd.Function`.
+
+As in PyTorch, `ctx` is the graph node itself: `MySquare.apply(x)` makes a `MySquareBackward`
+node that sits in the same graph and runs through the same backward loop as built-in ops.
+"""
+import traceback
+
+import numpy as np
+
+from .. import errors
+from ..graph import FREED, Node, edge_of
+from ..grad_mode import STATE, no_grad, set_grad_enabled
+from ..tensor import Tensor
+
+
+class _OutputRef:
+    """A saved output, kept as its array (saving the Tensor itself would make a cycle)."""
+
+    __slots__ = ("nr", "data", "vc", "version")
+
+    def __init__(self, nr, t):
+        self.nr, self.data, self.vc, self.version = nr, t._data, t._vc, t._vc[0]
+
+
+def _expandable(shape, target):
+    """Can `shape` be broadcast to `target` (so a gradient of `target` sums back to it)?"""
+    if len(shape) > len(target):
+        return False
+    for s, t in zip(reversed(shape), reversed(target)):
+        if s != 1 and s != t:
+            return False
+    return True
+
+
+class BackwardCFunction(Node):
+    """The node (and ctx) of a user Function. One subclass per Function: `<Name>Backward`."""
+
+    _forward_cls = None
+    batch_aware = False
+    materialize_grads = True
+
+    def __init__(self):
+        self.to_save = ()
+        self.needs_input_grad = ()
+        self.non_differentiable = ()
+        self.dirty_tensors = ()
+        self._arg_count = 0
+        self._tensor_pos = ()
+
+    # -- ctx API ---------------------------------------------------------------------------------
+    def save_for_backward(self, *tensors):
+        for t in tensors:
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError("save_for_backward can only save variables, but argument "
+                                f"{tensors.index(t)} is of type {type(t).__name__}")
+        self.to_save = tensors
+
+    def mark_non_differentiable(self, *tensors):
+        self.non_differentiable = tensors
+
+    def mark_dirty(self, *tensors):
+        self.dirty_tensors = tensors
+
+    def set_materialize_grads(self, value):
+        self.materialize_grads = bool(value)
+
+    @property
+    def saved_tensors(self):
+        saved = self._saved
+        if saved is FREED:
+            raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
+        if saved is None:
+            return tuple(self.to_save)
+        out = []
+        for s, v in saved:
+            if isinstance(s, _OutputRef):
+                if s.vc[0] != s.version:
+                    raise errors.EngineRuntimeError(_modified(s.data, s.vc[0], s.version, self, s.nr))
+                t = Tensor._make(s.data, self, True)
+                t._output_nr = s.nr
+                out.append(t)
+            elif isinstance(s, Tensor):
+                if s._vc[0] != v:
+                    raise errors.EngineRuntimeError(
+                        _modified(s._data, s._vc[0], v, s.grad_fn, s._output_nr))
+                out.append(s)
+            else:
+                out.append(s)
+        return tuple(out)
+
+    saved_variables = saved_tensors
+
+    def _release(self):
+        self._saved = FREED
+
+    # -- graph node ------------------------------------------------------------------------------
+    def apply(self, grads, xp, create_graph):
+        cls = self._forward_cls
+        gts = []
+        for nr, g in enumerate(grads):
+            if g is None and self.materialize_grads:
+                shape, dtype = self._meta[nr]
+                g = np.zeros(shape, dtype)
+            gts.append(None if g is None else xp.wrap(g))
+        with set_grad_enabled(create_graph):
+            res = cls.backward(self, *gts)
+        if not isinstance(res, tuple):
+            res = (res,)
+        if len(res) != self._arg_count:
+            # PyTorch allows extra trailing Nones
+            if len(res) > self._arg_count and all(r is None for r in res[self._arg_count:]):
+                res = res[:self._arg_count]
+            else:
+                raise errors.EngineRuntimeError(
+                    f"function {self.name()} returned an incorrect number of gradients "
+                    f"(expected {self._arg_count}, got {len(res)})")
+        out = []
+        for k, pos in enumerate(self._tensor_pos):
+            r = res[pos]
+            nxt = self.next_functions[k][0]
+            if r is None or nxt is None:
+                out.append(None)
+                continue
+            if not isinstance(r, Tensor):
+                r = Tensor._make(np.asarray(r, dtype=float))
+            shape = self._in_shapes[k]
+            if tuple(r._data.shape) != tuple(shape) and not _expandable(shape, r._data.shape):
+                raise errors.ShapeError(
+                    f"Function {self.name()} returned an invalid gradient at index {pos} - got "
+                    f"{list(r._data.shape)} but expected shape compatible with {list(shape)}")
+            out.append(r if create_graph else r._data)
+        return out
+
+
+def _modified(data, now, expected, producer, nr):
+    kind = "torch." + {"float64": "DoubleTensor", "float32": "FloatTensor"}.get(data.dtype.name, "Tensor")
+    desc = f"[{kind} {list(data.shape)}]"
+    if producer is not None:
+        nm = producer.name()
+        desc += f", which is output {nr} of {nm[:nm.rfind('Backward')] if 'Backward' in nm else nm},"
+    return (f"one of the variables needed for gradient computation has been modified by an inplace "
+            f"operation: {desc} is at version {now}; expected version {expected} instead. Hint: enable "
+            f"anomaly detection to find the operation that failed to compute its gradient, with "
+            f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
+
+
+class FunctionMeta(type):
+    def __init__(cls, name, bases, attrs):
+        super().__init__(name, bases, attrs)
+        cls._backward_cls = type(name + "Backward", (BackwardCFunction,),
+                                 {"_forward_cls": cls, "__module__": cls.__module__,
+                                  "batch_aware": attrs.get("batch_aware", False)})
+
+
+class Function(metaclass=FunctionMeta):
+    """Subclass with static `forward(ctx, *args)` and `backward(ctx, *grad_outputs)`; call `.apply`.
+
+    Set the class attribute `batch_aware = True` when backward handles cotangents with leading
+    batch dims; otherwise vectorized Jacobians fall back to one backward per row for graphs
+    that contain this Function.
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError("You must implement the forward function for custom autograd.Function.")
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError("You must implement either the backward or vjp method for your custom "
+                                  "autograd.Function to use it with backward mode AD.")
+
+    vjp = backward
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        ctx = cls._backward_cls()
+        tensor_pos = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
+        record = STATE.enabled and any(ctx.needs_input_grad)
+        with no_grad():
+            result = cls.forward(ctx, *args, **kwargs)
+        if not record:
+            ctx.to_save = ()
+            return result
+        single = not isinstance(result, tuple)
+        outputs = (result,) if single else result
+        inputs_by_id = {id(args[i]) for i in tensor_pos}
+        wrapped = []
+        nondiff = {id(t) for t in ctx.non_differentiable}
+        for nr, o in enumerate(outputs):
+            if not isinstance(o, Tensor):
+                wrapped.append(o)
+                continue
+            if id(o) in inputs_by_id:        # an input returned as is: output aliases it
+                alias = Tensor._make(o._data)
+                alias._vc = o._vc
+                o = alias
+            if id(o) not in nondiff and o._data.dtype.kind == "f" and outputs[nr] is not None:
+                if id(outputs[nr]) not in nondiff:
+                    o.grad_fn = ctx
+                    o._rg = True
+                    o._output_nr = nr
+            wrapped.append(o)
+        ctx.n_outputs = len(outputs)
+        ctx._meta = [(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else ((), np.dtype("float64"))
+                     for o in wrapped]
+        ctx.next_functions = tuple(edge_of(args[i]) or (None, 0) for i in tensor_pos)
+        ctx._in_shapes = tuple(args[i]._data.shape for i in tensor_pos)
+        ctx._arg_count = len(args)
+        ctx._tensor_pos = tensor_pos
+        out_ids = {id(o): nr for nr, o in enumerate(outputs) if isinstance(o, Tensor)}
+        saved = []
+        for t in ctx.to_save:
+            if t is None:
+                saved.append((None, 0))
+            elif id(t) in out_ids and t.grad_fn is ctx:
+                saved.append((_OutputRef(out_ids[id(t)], t), 0))
+            else:
+                saved.append((t, t._vc[0]))
+        ctx._saved = tuple(saved)
+        ctx.to_save = ()
+        if STATE.anomaly:
+            ctx._trace = traceback.format_stack()[:-1]
+        return wrapped[0] if single else tuple(wrapped)
+
+
+class once_differentiable:  # noqa: N801 - PyTorch's name
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __get__(self, obj, cls):
+        return self.fn

@@ -1,0 +1,41 @@
+"""Errors raised by the engine.
+
+PyTorch raises RuntimeError for most autograd misuse, and users catch that type, so the
+engine's errors subclass both `EngineError` (our one base, which the CLI maps to exit code 2)
+and the built-in type PyTorch would raise. Messages use PyTorch's wording where PyTorch has one.
+"""
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class EngineRuntimeError(EngineError, RuntimeError):
+    """Misuse that PyTorch reports as RuntimeError (second backward, in-place on a leaf, ...)."""
+
+
+class ShapeError(EngineError, RuntimeError):
+    """Operand shapes that do not fit an operation (PyTorch raises RuntimeError)."""
+
+
+class DimensionError(EngineError, IndexError):
+    """A `dim` out of range (PyTorch raises IndexError)."""
+
+
+class MissingDerivativeError(EngineError, NotImplementedError):
+    """An op has no vector-Jacobian product for one of its inputs."""
+
+
+SECOND_BACKWARD = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you call "
+    ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+    "graph a second time or if you need to access saved tensors after calling backward."
+)
+LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
+NOT_FLOATING = "Only Tensors of floating point and complex dtype can require gradients"
+IMPLICIT_SCALAR = "grad can be implicitly created only for scalar outputs"
+NON_LEAF_REQUIRES_GRAD = (
+    "you can only change requires_grad flags of leaf variables. If you want to use a computed "
+    "variable in a subgraph that doesn't require differentiation use var_no_grad = var.detach()."
+)

@@ -1,0 +1,112 @@
+"""Grad modes: no_grad, enable_grad, set_grad_enabled, is_grad_enabled, and anomaly mode.
+
+Thread-local like PyTorch's. The per-op path reads `STATE.enabled` once per op.
+"""
+import functools
+import threading
+
+
+class _State(threading.local):
+    enabled = True
+    anomaly = False
+    anomaly_check_nan = True
+
+
+STATE = _State()
+
+
+def is_grad_enabled():
+    return STATE.enabled
+
+
+class _Mode:
+    """Base for context managers that also work as decorators (PyTorch's behaviour)."""
+
+    mode = True
+
+    def __enter__(self):
+        self.prev = STATE.enabled
+        STATE.enabled = self.mode
+
+    def __exit__(self, *exc):
+        STATE.enabled = self.prev
+        return False
+
+    def __call__(self, fn):
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            prev = STATE.enabled
+            STATE.enabled = mode
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                STATE.enabled = prev
+        return wrapper
+
+    def clone(self):
+        return self.__class__()
+
+
+class no_grad(_Mode):
+    mode = False
+
+
+class enable_grad(_Mode):
+    mode = True
+
+
+class set_grad_enabled(_Mode):
+    """`set_grad_enabled(False)` switches at once (as a function) and restores on `__exit__`."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+        self.prev = STATE.enabled
+        STATE.enabled = self.mode
+
+    def __enter__(self):
+        pass
+
+    def __call__(self, fn):
+        STATE.enabled = self.prev  # used as a decorator: the switch applies inside fn only
+        return super().__call__(fn)
+
+
+class inference_mode(no_grad):
+    def __init__(self, mode=True):
+        self.mode = not mode
+
+
+def is_anomaly_enabled():
+    return STATE.anomaly
+
+
+class detect_anomaly:
+    """Record where each node's forward op was created, and raise when backward makes NaN."""
+
+    def __init__(self, check_nan=True):
+        self.check_nan = check_nan
+
+    def __enter__(self):
+        import warnings
+        warnings.warn(
+            "Anomaly Detection has been enabled. This mode will increase the runtime and should "
+            "only be enabled for debugging.", stacklevel=2)
+        self.prev = (STATE.anomaly, STATE.anomaly_check_nan)
+        STATE.anomaly, STATE.anomaly_check_nan = True, self.check_nan
+
+    def __exit__(self, *exc):
+        STATE.anomaly, STATE.anomaly_check_nan = self.prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with detect_anomaly(self.check_nan):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def set_detect_anomaly(mode, check_nan=True):
+    STATE.anomaly, STATE.anomaly_check_nan = bool(mode), check_nan

@@ -1,0 +1,391 @@
+"""The backward graph: nodes, AccumulateGrad, and the one backward loop.
+
+Every node, built-in op or user `Function`, is a `Node` with `next_functions` (PyTorch's
+`(node or None, output_nr)` pairs) and an `apply(grads, xp, create_graph)` that returns one
+gradient per edge. `run_backward` is the only place gradients flow: iterative, with dependency
+counts (never recursion), each node run once with its incoming gradients summed, and the one
+place where a gradient is reduced back to the shape of what it belongs to (`_fit`).
+
+What does not live here: op rules (engine/ops), the Tensor class (engine/tensor.py).
+"""
+import weakref
+
+import numpy as np
+
+from . import errors
+from .grad_mode import STATE
+
+
+class _Freed:
+    """Marker for a node whose saved values were released after a backward pass."""
+
+    def __repr__(self):
+        return "<freed>"
+
+
+FREED = _Freed()
+
+
+class Node:
+    """A backward function. Subclasses are per op (`MulBackward0`) or per user Function."""
+
+    next_functions = ()
+    _saved = None        # values kept for backward; FREED after release
+    _buf = None          # incoming gradients during one backward pass (list per output)
+    _deps = 0            # pending incoming edges during one backward pass
+    _needed = True       # on a path to a requested input (autograd.grad / inputs=)
+    _pre_hooks = None    # {output_nr: [fn]}: tensor hooks of the tensors this node produced
+    _retains = None      # {output_nr: weakref(tensor)}: tensors that called retain_grad()
+    _node_hooks = None   # [fn(grad_inputs, grad_outputs)]
+    _node_pre_hooks = None
+    _trace = None        # anomaly mode: where the forward op ran
+    _meta = None         # [(shape, dtype)] per output, for fitting incoming gradients
+    n_outputs = 1
+    batch_aware = True   # rules accept cotangents with leading batch dimensions
+    metadata = None
+
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
+
+    def register_hook(self, fn):
+        """fn(grad_inputs, grad_outputs) after the node runs (PyTorch's Node.register_hook)."""
+        if self._node_hooks is None:
+            self._node_hooks = []
+        self._node_hooks.append(fn)
+        return _Handle(self._node_hooks, fn)
+
+    def register_prehook(self, fn):
+        if self._node_pre_hooks is None:
+            self._node_pre_hooks = []
+        self._node_pre_hooks.append(fn)
+        return _Handle(self._node_pre_hooks, fn)
+
+    def _add_pre_hook(self, nr, fn):
+        if self._pre_hooks is None:
+            self._pre_hooks = {}
+        lst = self._pre_hooks.setdefault(nr, [])
+        lst.append(fn)
+        return _Handle(lst, fn)
+
+    def _release(self):
+        self._saved = FREED
+
+
+class _Handle:
+    """What register_hook returns: `.remove()` unregisters."""
+
+    def __init__(self, lst, fn):
+        self._lst, self._fn = lst, fn
+
+    def remove(self):
+        try:
+            self._lst.remove(self._fn)
+        except ValueError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class AccumulateGrad(Node):
+    """Where a leaf's gradient lands. A leaf holds it weakly (no cycle), as in PyTorch."""
+
+    def __init__(self, variable):
+        self.variable = variable
+        self._meta = None
+
+    def name(self):
+        return "torch::autograd::AccumulateGrad"
+
+    def _fit_meta(self):
+        v = self.variable
+        return v._data.shape, v._data.dtype
+
+
+def accumulator(t):
+    """The AccumulateGrad node of leaf `t` (one per leaf while it is referenced)."""
+    ref = t._acc
+    node = ref() if ref is not None else None
+    if node is None:
+        node = AccumulateGrad(t)
+        t._acc = weakref.ref(node)
+    return node
+
+
+def edge_of(t):
+    """PyTorch's gradient edge for a tensor: (grad_fn, output_nr), (AccumulateGrad, 0) or None."""
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    if t._rg:
+        return (accumulator(t), 0)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Array namespaces for rules: one set of rules serves first order (numpy arrays, nothing
+# recorded) and higher order (Tensors, every step recorded) by being written against `xp`.
+
+def _fit(xp, g, shape, dtype, nb):
+    """Reduce or expand gradient `g` to `batch + shape` (batch = its first `nb` dims), cast to dtype.
+
+    The one place broadcasting is undone: rules may return a gradient in the broadcast shape of
+    the op's result (summed here) or with size-1 dims where the input had more (expanded here).
+    """
+    gshape = xp.shape(g)
+    if gshape[nb:] != shape or len(gshape) - nb != len(shape):
+        lead = len(gshape) - nb - len(shape)
+        if lead > 0:
+            g = xp.sum(g, tuple(range(nb, nb + lead)), False)
+            gshape = xp.shape(g)
+        elif lead < 0:
+            g = xp.reshape(g, gshape[:nb] + (1,) * (-lead) + gshape[nb:])
+            gshape = xp.shape(g)
+        axes = tuple(nb + i for i, (s, gs) in enumerate(zip(shape, gshape[nb:])) if s == 1 and gs != 1)
+        if axes:
+            g = xp.sum(g, axes, True)
+            gshape = xp.shape(g)
+        if gshape[nb:] != shape:
+            try:
+                g = xp.broadcast_to(g, gshape[:nb] + shape)
+            except ValueError:
+                raise errors.ShapeError(
+                    f"gradient of shape {list(gshape[nb:])} cannot be fitted to shape {list(shape)}") from None
+    if xp.dtype(g) != dtype:
+        g = xp.astype(g, dtype)
+    return g
+
+
+def _check_nan(node, grads, xp):
+    for i, g in enumerate(grads):
+        if g is not None and np.isnan(xp.raw(g)).any():
+            import warnings
+            if node._trace:
+                warnings.warn(f"Error detected in {node.name()}. Traceback of forward call that caused "
+                              "the error:\n" + "".join(node._trace), stacklevel=3)
+            raise errors.EngineRuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
+
+
+def run_backward(roots, root_grads, *, retain_graph, create_graph, inputs=None,
+                 accumulate=True, allow_unused=False, nb=0):
+    """Run the backward pass from `roots` (tensors) seeded with `root_grads`.
+
+    inputs: tensors to stop at. With accumulate=True (Tensor.backward(inputs=...)) only their
+    .grad is written; with accumulate=False (autograd.grad) their gradients are returned and
+    no .grad is touched. nb: number of leading batch dims carried by every gradient
+    (vectorized Jacobians).
+    """
+    from ._xp import NUMPY, TENSOR
+    xp = TENSOR if create_graph else NUMPY
+    prev_mode = STATE.enabled
+    STATE.enabled = bool(create_graph)
+    try:
+        return _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb)
+    finally:
+        STATE.enabled = prev_mode
+
+
+def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb):
+    # Targets: where gradients are captured (autograd.grad) or the only leaves written (inputs=).
+    targets = None
+    if inputs is not None:
+        targets = {}
+        for k, t in enumerate(inputs):
+            e = edge_of(t)
+            if e is None:
+                raise errors.EngineRuntimeError(
+                    f"One of the differentiated Tensors does not require grad")
+            targets.setdefault(e[0], []).append((e[1], k))
+
+    root_nodes = []
+    for i, (t, g) in enumerate(zip(roots, root_grads)):
+        e = edge_of(t)
+        if e is None:
+            raise errors.EngineRuntimeError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn")
+        root_nodes.append((e[0], e[1], g))
+
+    # 1. Discover the graph iteratively and count each node's incoming edges.
+    stack = list(dict.fromkeys(n for n, _, _ in root_nodes))
+    visited = set(stack)
+    order = []
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        for nxt, _ in n.next_functions:
+            if nxt is None:
+                continue
+            nxt._deps += 1
+            if nxt not in visited:
+                visited.add(nxt)
+                stack.append(nxt)
+
+    # 2. With targets, run only nodes on a path to one (PyTorch's exec_info).
+    if targets is not None:
+        for n in _sinks_first(order):
+            n._needed = any(nxt is not None and (nxt in targets or nxt._needed)
+                            for nxt, _ in n.next_functions)
+
+    captured = {} if (targets is not None and not accumulate) else None
+    try:
+        for n, nr, g in root_nodes:
+            _add(n, nr, g, xp, nb)
+        ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
+        while ready:
+            node = ready.pop()
+            buf = node._buf
+            node._buf = None
+            grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
+                                accumulate)
+            nexts = node.next_functions
+            for k in range(len(nexts)):
+                nxt, nr = nexts[k]
+                if nxt is None:
+                    continue
+                if grads_in is not None:
+                    gi = grads_in[k]
+                    if gi is not None and (targets is None or nxt._needed or nxt in targets):
+                        _add(nxt, nr, gi, xp, nb)
+                nxt._deps -= 1
+                if nxt._deps == 0:
+                    ready.append(nxt)
+    finally:
+        for n in order:
+            n._deps = 0
+            n._buf = None
+            n._needed = True
+
+    if captured is not None:
+        out = [None] * len(inputs)
+        for k in range(len(inputs)):
+            g = captured.get(k)
+            if g is None and not allow_unused:
+                raise errors.EngineRuntimeError(
+                    f"The differentiated Tensor at index {k} appears to not have been used in the graph. "
+                    "Set allow_unused=True if this is the desired behavior.")
+            out[k] = g
+        return out
+    return None
+
+
+def _sinks_first(order):
+    """The discovered nodes ordered so each comes after every node it points to."""
+    pending = {n: sum(1 for nxt, _ in n.next_functions if nxt is not None) for n in order}
+    parents = {}
+    for n in order:
+        for nxt, _ in n.next_functions:
+            if nxt is not None:
+                parents.setdefault(nxt, []).append(n)
+    ready = [n for n, c in pending.items() if c == 0]
+    while ready:
+        n = ready.pop()
+        yield n
+        for p in parents.get(n, ()):
+            pending[p] -= 1
+            if pending[p] == 0:
+                ready.append(p)
+
+
+def _add(node, nr, g, xp, nb):
+    """Sum gradient `g` into `node`'s buffer for output `nr`, fitted to that output's shape."""
+    if node._meta is None:
+        shape, dtype = node._fit_meta()
+    else:
+        shape, dtype = node._meta[nr]
+    g = _fit(xp, g, shape, dtype, nb)
+    buf = node._buf
+    if buf is None:
+        node._buf = buf = [None] * node.n_outputs
+    old = buf[nr]
+    buf[nr] = g if old is None else old + g
+
+
+def _run_tensor_hooks(hooks, g, xp):
+    for hook in list(hooks):
+        res = hook(xp.wrap(g))
+        if res is not None:
+            g = xp.unwrap(res)
+    return g
+
+
+def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accumulate):
+    """Run one node: tensor hooks, retain_grad, capture, then AccumulateGrad or the node's rule."""
+    if buf is None:
+        buf = [None] * node.n_outputs
+    if node._pre_hooks:
+        for nr, hooks in node._pre_hooks.items():
+            if buf[nr] is not None and hooks:
+                buf[nr] = _run_tensor_hooks(hooks, buf[nr], xp)
+    if node._retains:
+        for nr, ref in node._retains.items():
+            t = ref()
+            if t is not None and buf[nr] is not None:
+                g = xp.wrap(xp.copy(buf[nr]))
+                t._grad = g if t._grad is None else t._grad + g
+    if node._node_pre_hooks:
+        for hook in list(node._node_pre_hooks):
+            res = hook(tuple(xp.wrap(g) if g is not None else None for g in buf))
+            if res is not None:
+                buf = [xp.unwrap(r) if r is not None else None for r in res]
+
+    is_leaf = type(node) is AccumulateGrad
+    if targets is not None:
+        wanted = targets.get(node)
+        if captured is not None and wanted:
+            for nr, k in wanted:
+                g = buf[nr]
+                if is_leaf and node.variable._hooks and g is not None:
+                    g = _run_tensor_hooks(node.variable._hooks, g, xp)
+                if g is not None:
+                    captured[k] = xp.wrap(g) if create_graph else g
+        if is_leaf and (captured is not None or not wanted):
+            return None
+        if not is_leaf and not node._needed:
+            return None
+
+    if is_leaf:
+        g = buf[0]
+        if g is None or not accumulate:
+            return None
+        var = node.variable
+        if var._hooks:
+            g = _run_tensor_hooks(var._hooks, g, xp)
+        _accumulate(var, g, create_graph)
+        return None
+
+    if all(g is None for g in buf):
+        return None
+    grads_in = node.apply(buf, xp, create_graph)
+    if STATE.anomaly and STATE.anomaly_check_nan:
+        _check_nan(node, grads_in, xp)
+    if node._node_hooks:
+        w = lambda seq: tuple(xp.wrap(g) if g is not None else None for g in seq)  # noqa: E731
+        for hook in list(node._node_hooks):
+            res = hook(w(grads_in), w(buf))
+            if res is not None:
+                grads_in = [xp.unwrap(r) if r is not None else None for r in res]
+    if not retain_graph:
+        node._release()
+    return grads_in
+
+
+def _accumulate(var, g, create_graph):
+    """Add `g` into leaf `var`.grad: in place when no graph is built (PyTorch's AccumulateGrad)."""
+    from .tensor import Tensor
+    cur = var._grad
+    if create_graph:
+        gt = g if isinstance(g, Tensor) else Tensor._make(np.asarray(g))
+        var._grad = gt if cur is None else cur + gt
+        return
+    if cur is None:
+        var._grad = Tensor._make(np.array(g, dtype=var._data.dtype, copy=True))
+    elif cur.grad_fn is not None or cur._data.shape != np.shape(g):
+        var._grad = Tensor._make(np.asarray(cur._data + g))
+    else:
+        np.add(cur._data, g, out=cur._data, casting="unsafe")
+        cur._vc[0] += 1

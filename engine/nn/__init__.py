@@ -1,0 +1,2 @@
+"""engine.nn: just `engine.nn.functional` (relu, softplus, softmax, ...), for PyTorch-style code."""
+from . import functional  # noqa: F401

@@ -1,0 +1,304 @@
+"""The op registry and the per-op path that records graph nodes.
+
+An op is one `defop(...)` entry: its registry name (also the Tensor method, the expression
+function and the test id), PyTorch's node name(s), a numpy forward, one vector-Jacobian
+product per input (`None` where there is none), and the domain its tests draw inputs from.
+
+Rule vocabulary (shared by every entry):
+    xp   the array namespace (engine/_xp.py): numpy arrays at first order, Tensors under
+         create_graph=True, so one set of rules serves both; it comes first like the `xp` of
+         the array-API convention, and everything after it reads as the DESIGN's vocabulary
+    g    the incoming gradient (possibly with leading batch dims: count dims from the end)
+    out  the op's result
+    x, y the op's inputs, in order; further keyword arguments are the op's attributes
+A rule may return its gradient in the broadcast shape of `out` or with size-1 dims: the
+backward loop fits it to the input's shape in one place (graph._fit).
+
+Which inputs and whether `out` are saved for backward is read off the rules' own parameter use,
+once at registration, per pattern of inputs that need a gradient.
+"""
+import dis
+import traceback
+
+import numpy as np
+
+from .. import errors
+from ..graph import FREED, Node, accumulator
+from ..grad_mode import STATE
+from ..tensor import Tensor
+
+REGISTRY = {}
+_EMPTY = {}
+_NONE1 = (None,)
+
+
+class OpDef:
+    """One registry entry. See the module docstring for the meaning of each field."""
+
+    def __init__(self, name, forward, vjps, nodes, domain, method, samples, kinks, doc,
+                 differentiable, variadic, returns):
+        self.name = name
+        self.forward = forward
+        self.vjps = vjps
+        self.node_names = nodes
+        self.domain = domain
+        self.method = method
+        self.samples = samples
+        self.kinks = kinks
+        self.doc = doc
+        self.differentiable = differentiable
+        self.variadic = variadic
+        self.returns = returns
+        self.func = None          # the public engine function, set by the module that defines it
+        self.node_cls = tuple(
+            type(n, (OpNode,), {"op": self, "__module__": "engine.ops"}) for n in nodes)
+        self._keep = {}
+
+    def keep(self, mask, nin):
+        """(keep-input flags, keep-out flag) for a pattern of inputs needing grad."""
+        k = self._keep.get((mask, nin))
+        if k is None:
+            ins = [False] * nin
+            keep_out = False
+            rules = [self.vjps] * nin if self.variadic else self.vjps
+            for i in range(nin):
+                if mask >> i & 1 and rules[i] is not None:
+                    used = _params_used(rules[i])
+                    params = rules[i].__code__.co_varnames[:rules[i].__code__.co_argcount]
+                    keep_out = keep_out or "out" in used
+                    for j, p in enumerate(params[3:3 + nin]):
+                        if p in used:
+                            ins[j] = True
+            k = self._keep[(mask, nin)] = (tuple(ins), keep_out)
+        return k
+
+    def __repr__(self):
+        return f"<op {self.name}: {', '.join(self.node_names)}>"
+
+
+def _params_used(fn):
+    code = fn.__code__
+    names = set()
+    for ins in dis.get_instructions(code):
+        if ins.opname.startswith("LOAD_FAST") or ins.opname in ("LOAD_DEREF", "LOAD_CLOSURE"):
+            argval = ins.argval
+            if isinstance(argval, tuple):
+                names.update(argval)
+            else:
+                names.add(argval)
+    return names
+
+
+def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=(), kinks=None,
+          doc="", differentiable=True, variadic=False, returns=None):
+    """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants."""
+    if isinstance(nodes, str):
+        nodes = (nodes,)
+    if name in REGISTRY:
+        raise ValueError(f"op {name!r} registered twice")
+    op = OpDef(name, forward, vjps, nodes, domain, method, samples, kinks, doc, differentiable,
+               variadic, returns)
+    REGISTRY[name] = op
+    return op
+
+
+class OpNode(Node):
+    """A node made by a registered op. Per-op subclasses carry `op` and PyTorch's name."""
+
+    op = None
+    _out = None
+    _saved = ()
+    _attrs = _EMPTY
+    _sv = ()
+
+    def apply(self, grads, xp, create_graph):
+        saved = self._saved
+        if saved is FREED:
+            raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
+        g = grads[0]
+        if g is None:
+            return None
+        for vc, v, who in self._sv:
+            if vc[0] != v:
+                raise errors.EngineRuntimeError(_modified_message(vc, v, who, self))
+        op = self.op
+        attrs = self._attrs
+        nexts = self.next_functions
+        if create_graph:
+            ins = saved
+            out = None
+            if self._out is not None:
+                out = Tensor._make(self._out, self, True)
+        else:
+            ins = tuple(s._data if type(s) is Tensor else s for s in saved)
+            out = self._out
+        if op.variadic:
+            return [op.vjps(xp, g, i, **attrs) if nexts[i][0] is not None else None
+                    for i in range(len(nexts))]
+        res = []
+        for i, rule in enumerate(op.vjps):
+            if nexts[i][0] is None:
+                res.append(None)
+            elif rule is None:
+                raise errors.MissingDerivativeError(
+                    f"the derivative for '{op.name}' is not implemented for input {i}")
+            else:
+                res.append(rule(xp, g, out, *ins, **attrs))
+        return res
+
+    def _release(self):
+        # only a node that saved something makes a second backward fail (as in PyTorch)
+        if self._out is not None or any(s is not None for s in self._saved or ()):
+            self._saved = FREED
+            self._out = None
+            self._sv = ()
+
+    @property
+    def _saved_values(self):
+        """What this node saved for backward, by name (for DOT's --show-saved)."""
+        if self._saved is FREED:
+            return None
+        d = {}
+        names = ("self", "other", "third")
+        for i, s in enumerate(self._saved or ()):
+            if isinstance(s, Tensor):
+                d[names[i] if i < 3 else f"input{i}"] = s._data
+        if self._out is not None:
+            d["result"] = self._out
+        return d
+
+
+def _modified_message(vc, v, who, node):
+    """PyTorch's message; `who` is the saved input Tensor, or None for the node's own output."""
+    if who is None:
+        shape, dtype = node._meta[0]
+        producer, nr = node, 0
+    else:
+        shape, dtype = who._data.shape, who._data.dtype
+        producer, nr = who.grad_fn, who._output_nr
+    kind = "torch." + {"float64": "DoubleTensor", "float32": "FloatTensor"}.get(dtype.name, "Tensor")
+    desc = f"[{kind} {list(shape)}]"
+    if producer is not None:
+        nm = producer.name()
+        base = nm[:nm.rfind("Backward")] if "Backward" in nm else nm
+        desc += f", which is output {nr} of {base},"
+    return (f"one of the variables needed for gradient computation has been modified by an inplace "
+            f"operation: {desc} is at version {vc[0]}; expected version {v} instead. Hint: enable "
+            f"anomaly detection to find the operation that failed to compute its gradient, with "
+            f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
+
+
+def _broadcast_error(arrays):
+    shapes = [np.shape(a) for a in arrays]
+    nd = max(len(s) for s in shapes)
+    padded = [(1,) * (nd - len(s)) + tuple(s) for s in shapes]
+    for d in range(nd - 1, -1, -1):
+        sizes = {p[d] for p in padded if p[d] != 1}
+        if len(sizes) > 1:
+            a, b = padded[0][d], padded[1][d]
+            return errors.ShapeError(
+                f"The size of tensor a ({a}) must match the size of tensor b ({b}) at non-singleton "
+                f"dimension {d}")
+    return None
+
+
+def apply(op, args, attrs=_EMPTY, v=0):
+    """Run `op` forward on `args` (Tensors or plain numbers) and record a node when needed."""
+    vals = []
+    rg = False
+    for a in args:
+        if type(a) is Tensor:
+            vals.append(a._data)
+            rg = rg or a._rg
+        elif isinstance(a, Tensor):
+            vals.append(a._data)
+            rg = rg or a._rg
+        else:
+            vals.append(a)
+    try:
+        out = op.forward(*vals, **attrs)
+    except ValueError as e:
+        if "broadcast" in str(e):
+            err = _broadcast_error(vals)
+            if err is not None:
+                raise err from None
+        raise
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if not rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
+        return Tensor._make(out)
+    return _record(op, v, args, attrs, out)
+
+
+def apply1(op, x, attrs=_EMPTY, v=0):
+    """The unary fast path of `apply`."""
+    out = op.forward(x._data, **attrs)
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if not x._rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
+        return Tensor._make(out)
+    node = op.node_cls[v]()
+    node.next_functions = ((x.grad_fn, x._output_nr) if x.grad_fn is not None else (accumulator(x), 0),)
+    keep_in, keep_out = op.keep(1, 1)
+    if keep_in[0]:
+        node._saved = (x,)
+        node._sv = ((x._vc, x._vc[0], x),)
+    else:
+        node._saved = _NONE1
+    if keep_out:
+        node._out = out
+    if attrs:
+        node._attrs = attrs
+    node._meta = ((out.shape, out.dtype),)
+    if STATE.anomaly:
+        node._trace = traceback.format_stack()[:-3]
+    t = Tensor._make(out, node, True)
+    if keep_out:
+        node._sv += ((t._vc, 0, None),)
+    return t
+
+
+def _record(op, v, args, attrs, out):
+    node = op.node_cls[v]()
+    nf = []
+    mask = 0
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor) and a._rg:
+            nf.append((a.grad_fn, a._output_nr) if a.grad_fn is not None else (accumulator(a), 0))
+            mask |= 1 << i
+        else:
+            nf.append((None, 0))
+    node.next_functions = tuple(nf)
+    n = len(args)
+    keep_in, keep_out = op.keep(mask, n)
+    saved = []
+    sv = []
+    for a, k in zip(args, keep_in):
+        if k:
+            saved.append(a)
+            if isinstance(a, Tensor):
+                sv.append((a._vc, a._vc[0], a))
+        else:
+            saved.append(None)
+    node._saved = tuple(saved)
+    if keep_out:
+        node._out = out
+    if attrs:
+        node._attrs = attrs
+    node._meta = ((out.shape, out.dtype),)
+    if STATE.anomaly:
+        node._trace = traceback.format_stack()[:-3]
+    t = Tensor._make(out, node, True)
+    if keep_out:
+        sv.append((t._vc, 0, None))
+    node._sv = tuple(sv)
+    return t
+
+
+def as_operand(v):
+    """Numbers and arrays pass through (constants); anything else is an error."""
+    if isinstance(v, (Tensor, int, float, np.ndarray, np.generic)) and not isinstance(v, bool):
+        return v
+    if isinstance(v, bool):
+        return v
+    raise TypeError(f"unsupported operand type {type(v).__name__}")

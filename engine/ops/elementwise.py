@@ -1,0 +1,318 @@
+"""Elementwise ops: arithmetic, unary math, clamp/maximum/minimum/where, comparisons.
+
+Each entry is forward + one rule per input (vocabulary in engine/ops/_core.py). Broadcasting
+is undone by the backward loop, so rules here are written in the broadcast shape.
+"""
+import numpy as np
+
+from ..tensor import Tensor
+from ._core import apply, apply1, defop
+
+UNARY = [((),), ((2,),), ((3, 2),), ((1, 2),), ((2, 3, 4),)]
+BINARY = [((), ()), ((2,), ()), ((3, 2), (2,)), ((1, 2), (3, 1)), ((2, 3, 4), (3, 4)), ((2, 3), 1.5), ((2,), (2,))]
+
+
+def _samples(shapes):
+    return [(s, {}) for s in shapes]
+
+
+# -- arithmetic --------------------------------------------------------------------------------
+ADD = defop("add", np.add, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g),
+            nodes="AddBackward0", samples=_samples(BINARY), doc="x + y")
+SUB = defop("sub", np.subtract, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g),
+            nodes="SubBackward0", samples=_samples(BINARY), doc="x - y")
+RSUB = defop("rsub", lambda x, other: other - x, (lambda xp, g, out, x, other: -g,),
+             nodes="RsubBackward1", method=False, samples=[(((2, 3),), {"other": 2.0})],
+             doc="other - x for a number `other` (what `2 - x` records)")
+MUL = defop("mul", np.multiply, (lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x),
+            nodes="MulBackward0", samples=_samples(BINARY), doc="x * y")
+DIV = defop("div", np.true_divide,
+            (lambda xp, g, out, x, y: g / y, lambda xp, g, out, x, y: -g * x / (y * y)),
+            nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y")
+NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), nodes="NegBackward0",
+            samples=_samples(UNARY), doc="-x")
+RECIPROCAL = defop("reciprocal", lambda x: 1.0 / x, (lambda xp, g, out, x: -g * out * out,),
+                   nodes="ReciprocalBackward0", domain=("nonzero",), samples=_samples(UNARY),
+                   doc="1 / x")
+
+
+def _pow_scalar_vjp(xp, g, out, x, exponent):
+    # PyTorch's pow_backward: exponent 0 gives a zero gradient (not 0 * x**-1, which is nan at 0)
+    if exponent == 0:
+        return g * 0.0
+    return g * (exponent * x ** (exponent - 1))
+
+
+def _pow_base_vjp(xp, g, out, x, y):
+    # d/dx x**y = y * x**(y-1), masked to 0 where y == 0 (PyTorch)
+    return xp.where(xp.raw(y) == 0, 0.0, g * y * x ** (y - 1))
+
+
+def _pow_exp_vjp(xp, g, out, x, y):
+    # d/dy x**y = x**y * log(x), masked to 0 where x == 0 and y >= 0 (PyTorch)
+    mask = (xp.raw(x) == 0) & (xp.raw(y) >= 0)
+    return xp.where(mask, 0.0, g * out * xp.log(xp.where(mask, 1.0, x)))
+
+
+POW = defop("pow", lambda x, exponent: np.power(x, exponent), (_pow_scalar_vjp,),
+            nodes="PowBackward0", domain=("positive",), method=False,
+            samples=[(((2, 3),), {"exponent": 2}), (((3,),), {"exponent": 0.5}),
+                     (((2,),), {"exponent": -1.5}), (((),), {"exponent": 3})],
+            doc="x ** exponent for a number exponent")
+POW_T = defop("pow_tensor", np.power, (_pow_base_vjp, _pow_exp_vjp), nodes="PowBackward1",
+              domain=("positive", "real"), method=False, samples=_samples(BINARY[:6]),
+              doc="x ** y for tensors x and y")
+RPOW = defop("rpow", lambda x, base: np.power(base, x),
+             (lambda xp, g, out, x, base: g * out * float(np.log(base)),),
+             nodes="PowBackward2", method=False, samples=[(((2, 3),), {"base": 2.0})],
+             doc="base ** x for a number base")
+
+
+# -- unary math --------------------------------------------------------------------------------
+def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc=""):
+    return defop(name, fwd, (rule,), nodes=node, domain=domain, samples=_samples(UNARY),
+                 kinks=kinks, doc=doc)
+
+
+def _sigmoid(x):
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)   # no overflow warning for large |x|
+
+
+def _softplus(x, beta=1.0, threshold=20.0):
+    # PyTorch: x where beta*x > threshold, else log1p(exp(beta*x)) / beta
+    bx = x * beta
+    return np.where(bx > threshold, x, np.log1p(np.exp(np.minimum(bx, threshold))) / beta)
+
+
+def _softplus_vjp(xp, g, out, x, beta=1.0, threshold=20.0):
+    bx = xp.raw(x) * beta
+    return xp.where(bx > threshold, g, g * xp.sigmoid(x * beta))
+
+
+EXP = _unary("exp", np.exp, lambda xp, g, out, x: g * out, "ExpBackward0")
+LOG = _unary("log", np.log, lambda xp, g, out, x: g / x, "LogBackward0", ("positive",))
+LOG1P = _unary("log1p", np.log1p, lambda xp, g, out, x: g / (x + 1.0), "Log1PBackward0", ("positive",))
+SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackward0", ("positive",))
+SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0")
+COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0")
+TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",))
+TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: g * (1.0 - out * out), "TanhBackward0")
+SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: g * out * (1.0 - out), "SigmoidBackward0")
+# abs'(0) = 0 (PyTorch uses sgn(x), which is 0 at 0)
+ABS = _unary("abs", np.abs, lambda xp, g, out, x: g * np.sign(xp.raw(x)), "AbsBackward0",
+             ("kinkfree",), kinks=lambda x, **a: [x == 0])
+# relu'(0) = 0 (PyTorch's threshold_backward passes the gradient only where out > 0)
+RELU = _unary("relu", lambda x: np.maximum(x, 0), lambda xp, g, out, x: g * (xp.raw(out) > 0),
+              "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x == 0])
+SOFTPLUS = defop("softplus", _softplus, (_softplus_vjp,), nodes="SoftplusBackward0",
+                 samples=_samples(UNARY) + [(((3,),), {"beta": 2.0})], method=False,
+                 doc="log(1 + exp(x)), linear above threshold (torch.nn.functional.softplus)")
+
+
+# -- clamp, maximum, minimum, where ------------------------------------------------------------
+def _clamp(x, min=None, max=None):  # noqa: A002
+    if min is not None and max is not None:
+        return np.minimum(np.maximum(x, min), max)
+    if min is not None:
+        return np.maximum(x, min)
+    return np.minimum(x, max)
+
+
+def _clamp_vjp(xp, g, out, x, min=None, max=None):  # noqa: A002
+    # The gradient passes where min <= x <= max, bounds included (PyTorch's clamp_backward)
+    xr = xp.raw(x)
+    mask = np.ones(np.shape(xr), dtype=bool)
+    if min is not None:
+        mask &= xr >= min
+    if max is not None:
+        mask &= xr <= max
+    return g * mask
+
+
+def _clamp_kinks(x, min=None, max=None):
+    return [x == b for b in (min, max) if b is not None]
+
+
+CLAMP = defop("clamp", _clamp, (_clamp_vjp,), nodes="ClampBackward1", domain=("kinkfree",),
+              samples=[(((2, 3),), {"min": -0.5, "max": 0.5}), (((4,),), {"min": 0.0}),
+                       (((3,),), {"max": 0.2})],
+              kinks=_clamp_kinks, doc="x limited to [min, max]")
+
+
+def _tie_split(xp, g, mine, other, keep):
+    # maximum/minimum: where x == y each side gets half (PyTorch's maximum backward)
+    a, b = xp.raw(mine), xp.raw(other)
+    return xp.where(a == b, g * 0.5, g * keep(a, b))
+
+
+MAXIMUM = defop("maximum", np.maximum,
+                (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.greater),
+                 lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.greater)),
+                nodes="MaximumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
+                kinks=lambda x, y: [x == y], doc="elementwise max; ties split the gradient in half")
+MINIMUM = defop("minimum", np.minimum,
+                (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.less),
+                 lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.less)),
+                nodes="MinimumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
+                kinks=lambda x, y: [x == y], doc="elementwise min; ties split the gradient in half")
+WHERE = defop("where", lambda x, y, condition: np.where(condition, x, y),
+              (lambda xp, g, out, x, y, condition: xp.where(condition, g, 0.0),
+               lambda xp, g, out, x, y, condition: xp.where(condition, 0.0, g)),
+              nodes="WhereBackward0", method=False,
+              samples=[(((2, 3), (2, 3)), {"condition": np.array([[True, False, True], [False, True, False]])}),
+                       (((3,), ()), {"condition": np.array([True, False, True])})],
+              doc="where(condition, x, y): x where condition holds, else y")
+
+
+# -- comparisons and other non-differentiable elementwise ops --------------------------------
+def _cmp(name, fn):
+    return defop(name, fn, None, nodes=(), differentiable=False,
+                 samples=_samples(BINARY[:5]), doc=f"elementwise {name} (a bool tensor, no gradient)")
+
+
+EQ, NE, LT, LE, GT, GE = (_cmp(n, f) for n, f in (("eq", np.equal), ("ne", np.not_equal),
+                                                  ("lt", np.less), ("le", np.less_equal),
+                                                  ("gt", np.greater), ("ge", np.greater_equal)))
+SIGN = defop("sign", np.sign, None, nodes=(), differentiable=False, samples=_samples(UNARY),
+             doc="sign of x (no gradient)")
+LOGICAL_NOT = defop("logical_not", np.logical_not, None, nodes=(), differentiable=False,
+                    samples=_samples(UNARY), doc="not x")
+
+
+# -- public functions --------------------------------------------------------------------------
+def _t(v):
+    return v if isinstance(v, Tensor) else Tensor._make(np.asarray(v))
+
+
+def add(x, y, *, alpha=1):
+    if alpha != 1:
+        y = y * alpha
+    if not isinstance(x, Tensor):
+        return apply(ADD, (y, x)) if isinstance(y, Tensor) else _t(np.add(x, y))
+    return apply(ADD, (x, y))
+
+
+def sub(x, y, *, alpha=1):
+    if alpha != 1:
+        y = y * alpha
+    if not isinstance(x, Tensor):
+        if isinstance(y, Tensor) and isinstance(x, (int, float)):
+            return apply1(RSUB, y, {"other": x})
+        x = _t(x)
+    return apply(SUB, (x, y))
+
+
+def mul(x, y):
+    if not isinstance(x, Tensor):
+        return apply(MUL, (y, x)) if isinstance(y, Tensor) else _t(np.multiply(x, y))
+    return apply(MUL, (x, y))
+
+
+def div(x, y):
+    if not isinstance(x, Tensor):
+        if isinstance(y, Tensor) and isinstance(x, (int, float)):
+            return mul(reciprocal(y), x)        # PyTorch records 2 / x as reciprocal(x) * 2
+        x = _t(x)
+    return apply(DIV, (x, y))
+
+
+true_divide = divide = div
+multiply, subtract = mul, sub
+
+
+def neg(x):
+    return apply1(NEG, x)
+
+
+negative = neg
+
+
+def reciprocal(x):
+    return apply1(RECIPROCAL, x)
+
+
+def pow(x, exponent):  # noqa: A001
+    if not isinstance(x, Tensor):
+        if isinstance(exponent, Tensor) and isinstance(x, (int, float)):
+            return apply1(RPOW, exponent, {"base": x})
+        x = _t(x)
+    if isinstance(exponent, Tensor):
+        return apply(POW_T, (x, exponent))
+    return apply1(POW, x, {"exponent": exponent})
+
+
+def _u(op):
+    def fn(x):
+        return apply1(op, x if isinstance(x, Tensor) else _t(x))
+    fn.__name__ = op.name
+    fn.__doc__ = op.doc
+    return fn
+
+
+exp, log, log1p, sqrt = _u(EXP), _u(LOG), _u(LOG1P), _u(SQRT)
+sin, cos, tan, tanh, sigmoid = _u(SIN), _u(COS), _u(TAN), _u(TANH), _u(SIGMOID)
+abs, relu = _u(ABS), _u(RELU)  # noqa: A001
+absolute = abs
+sign = _u(SIGN)
+logical_not = _u(LOGICAL_NOT)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    attrs = {} if (beta == 1.0 and threshold == 20.0) else {"beta": beta, "threshold": threshold}
+    return apply1(SOFTPLUS, x, attrs)
+
+
+def clamp(x, min=None, max=None):  # noqa: A002
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    attrs = {}
+    if min is not None:
+        attrs["min"] = float(min)
+    if max is not None:
+        attrs["max"] = float(max)
+    return apply1(CLAMP, x, attrs)
+
+
+clip = clamp
+
+
+def maximum(x, y):
+    return apply(MAXIMUM, (_t(x), _t(y)))
+
+
+def minimum(x, y):
+    return apply(MINIMUM, (_t(x), _t(y)))
+
+
+def where(condition, x, y):
+    cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype {cond.dtype}")
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        return _t(np.where(cond, x, y))
+    return apply(WHERE, (x, y), {"condition": cond})
+
+
+def _c(op):
+    def fn(x, y):
+        return apply(op, (_t(x), y._data if isinstance(y, Tensor) else y))
+    fn.__name__ = op.name
+    return fn
+
+
+eq, ne, lt, le, gt, ge = _c(EQ), _c(NE), _c(LT), _c(LE), _c(GT), _c(GE)
+greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
+
+for _op, _fn in ((ADD, add), (SUB, sub), (RSUB, None), (MUL, mul), (DIV, div), (NEG, neg),
+                 (RECIPROCAL, reciprocal), (POW, pow), (POW_T, pow), (RPOW, pow), (EXP, exp),
+                 (LOG, log), (LOG1P, log1p), (SQRT, sqrt), (SIN, sin), (COS, cos), (TAN, tan),
+                 (TANH, tanh), (SIGMOID, sigmoid), (ABS, abs), (RELU, relu), (SOFTPLUS, softplus),
+                 (CLAMP, clamp), (MAXIMUM, maximum), (MINIMUM, minimum), (WHERE, where), (EQ, eq),
+                 (NE, ne), (LT, lt), (LE, le), (GT, gt), (GE, ge), (SIGN, sign),
+                 (LOGICAL_NOT, logical_not)):
+    _op.func = _fn
+RSUB.func = lambda x, other: sub(other, x)
+POW.func = lambda x, exponent: pow(x, exponent)
+RPOW.func = lambda x, base: pow(base, x)
+WHERE.func = lambda x, y, condition: where(condition, x, y)
+SOFTPLUS.func = softplus

@@ -1,0 +1,123 @@
+"""Linear algebra: matmul (1-D, 2-D and batched operands), dot, outer, mm, mv, bmm.
+
+matmul is one entry whose node name follows the operands as PyTorch's does (DotBackward0,
+MvBackward0, MmBackward0, BmmBackward0). Rules swap only the last two dims, so leading batch
+dims of a cotangent pass straight through.
+"""
+import numpy as np
+
+from .. import errors
+from ..tensor import Tensor
+from ._core import apply, defop
+
+
+def _mm_x(xp, g, out, x, y):
+    if y.ndim == 1:                       # (..., n, m) @ (m,) and (m,) @ (m,)
+        return xp.expand_dims(g, -1) * y
+    if x.ndim == 1:                       # (m,) @ (..., m, k): a row vector times y
+        return xp.matmul(xp.expand_dims(g, -2), xp.swapaxes(y, -1, -2))
+    return xp.matmul(g, xp.swapaxes(y, -1, -2))
+
+
+def _mm_y(xp, g, out, x, y):
+    if x.ndim == 1 and y.ndim == 1:
+        return xp.expand_dims(g, -1) * x
+    if x.ndim == 1:                       # (m,) @ (..., m, k) -> outer(x, g)
+        return xp.expand_dims(x, -1) * xp.expand_dims(g, -2)
+    if y.ndim == 1:                       # (..., n, m) @ (m,) -> g @ x, batch-aware
+        r = xp.matmul(xp.expand_dims(g, -2), x)
+        s = xp.shape(r)
+        return xp.reshape(r, tuple(s[:-2]) + (s[-1],))
+    return xp.matmul(xp.swapaxes(x, -1, -2), g)
+
+
+def _matmul(x, y):
+    return np.matmul(x, y)
+
+
+MATMUL = defop("matmul", _matmul, (_mm_x, _mm_y),
+               nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0"),
+               samples=[(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((3,), (3, 2)), {}),
+                        (((2, 3), (3, 4)), {}), (((2, 2, 3), (2, 3, 4)), {}), (((2, 2, 3), (3, 2)), {}),
+                        (((3,), (2, 3, 4)), {})],
+               doc="matrix product (x @ y) for 1-D, 2-D and batched operands")
+
+
+def _matmul_error(a, b):
+    sa, sb = a.shape, b.shape
+    if a.ndim == 1 and b.ndim == 1:
+        return (f"inconsistent tensor size, expected tensor [{sa[0]}] and src [{sb[0]}] to have the same "
+                f"number of elements, but got {sa[0]} and {sb[0]} elements respectively")
+    if a.ndim == 2 and b.ndim == 1:
+        return f"size mismatch, got input ({sa[0]}), mat ({sa[0]}x{sa[1]}), vec ({sb[0]})"
+    if a.ndim <= 2 and b.ndim <= 2:
+        ra = (1,) + sa if a.ndim == 1 else sa
+        return f"mat1 and mat2 shapes cannot be multiplied ({ra[0]}x{ra[1]} and {sb[0]}x{sb[1]})"
+    return f"matmul: shapes {list(sa)} and {list(sb)} cannot be multiplied"
+
+
+def matmul(x, y):
+    if not isinstance(x, Tensor):
+        x = Tensor._make(np.asarray(x))
+    if not isinstance(y, Tensor):
+        y = Tensor._make(np.asarray(y))
+    a, b = x._data, y._data
+    if a.ndim == 0 or b.ndim == 0:
+        raise errors.ShapeError(
+            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise errors.ShapeError(_matmul_error(a, b))
+    if a.ndim == 1 and b.ndim == 1:
+        v = 0
+    elif a.ndim == 2 and b.ndim == 1:
+        v = 1
+    elif a.ndim <= 2 and b.ndim <= 2:
+        v = 2
+    else:
+        v = 3
+    try:
+        return apply(MATMUL, (x, y), v=v)
+    except ValueError:
+        raise errors.ShapeError(_matmul_error(a, b)) from None
+
+
+def dot(x, y):
+    if x.ndim != 1 or y.ndim != 1:
+        raise errors.ShapeError(f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
+    return matmul(x, y)
+
+
+inner = vdot = dot
+
+
+def mm(x, y):
+    if x.ndim != 2:
+        raise errors.ShapeError("self must be a matrix")
+    if y.ndim != 2:
+        raise errors.ShapeError("mat2 must be a matrix")
+    return matmul(x, y)
+
+
+def mv(x, y):
+    if x.ndim != 2 or y.ndim != 1:
+        raise errors.ShapeError(f"vector + matrix @ vector expected, got {x.ndim}, {y.ndim}")
+    return matmul(x, y)
+
+
+def bmm(x, y):
+    if x.ndim != 3 or y.ndim != 3:
+        raise errors.ShapeError("batch1 and batch2 must be 3D tensors")
+    return matmul(x, y)
+
+
+def outer(x, y):
+    """PyTorch records outer(a, b) as a.reshape(-1, 1) * b (ViewBackward0 -> MulBackward0)."""
+    from .elementwise import mul
+    from .shape import reshape
+    return mul(reshape(x, (-1, 1)), y)
+
+
+ger = outer
+MATMUL.func = matmul
