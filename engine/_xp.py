@@ -71,9 +71,13 @@ class _Numpy:
         return a[key]
 
     @staticmethod
-    def unindex(g, shape, key, accumulate):
+    def mean(a, axes, keepdim):
+        return np.mean(a, axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def unindex(g, shape, key, out_ndim, accumulate):
         """Zeros of `batch + shape` with `g` added at `key` (the adjoint of a[key])."""
-        nb = np.ndim(g) - _indexed_ndim(shape, key)
+        nb = np.ndim(g) - out_ndim
         out = np.zeros(np.shape(g)[:nb] + tuple(shape), dtype=np.asarray(g).dtype)
         full = (slice(None),) * nb + key
         if accumulate:
@@ -89,10 +93,6 @@ class _Numpy:
     @staticmethod
     def const(a):
         return a
-
-
-def _indexed_ndim(shape, key):
-    return np.empty(shape, dtype=np.bool_)[key].ndim
 
 
 class _Tensor:

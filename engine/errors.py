@@ -22,6 +22,13 @@ class DimensionError(EngineError, IndexError):
     """A `dim` out of range (PyTorch raises IndexError)."""
 
 
+# Show PyTorch's type names in tracebacks and `type(e).__name__` (a lesson prints them), while
+# `except EngineError` still catches every one of ours.
+EngineRuntimeError.__name__ = EngineRuntimeError.__qualname__ = "RuntimeError"
+ShapeError.__name__ = ShapeError.__qualname__ = "RuntimeError"
+DimensionError.__name__ = DimensionError.__qualname__ = "IndexError"
+
+
 class MissingDerivativeError(EngineError, NotImplementedError):
     """An op has no vector-Jacobian product for one of its inputs."""
 

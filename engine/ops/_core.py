@@ -91,7 +91,11 @@ def _params_used(fn):
 
 def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=(), kinks=None,
           doc="", differentiable=True, variadic=False, returns=None):
-    """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants."""
+    """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants.
+
+    kinks: f(*inputs, **attrs) -> signed distances to the points where the op is not
+    differentiable (the gradient checker warns when an input lies within eps of one).
+    """
     if isinstance(nodes, str):
         nodes = (nodes,)
     if name in REGISTRY:

@@ -71,7 +71,7 @@ RPOW = defop("rpow", lambda x, base: np.power(base, x),
 # -- unary math --------------------------------------------------------------------------------
 def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc=""):
     return defop(name, fwd, (rule,), nodes=node, domain=domain, samples=_samples(UNARY),
-                 kinks=kinks, doc=doc)
+                 kinks=kinks, doc=doc or f"elementwise {name}(x)")
 
 
 def _sigmoid(x):
@@ -100,10 +100,10 @@ TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: g * (1.0 - out * out), "Tan
 SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: g * out * (1.0 - out), "SigmoidBackward0")
 # abs'(0) = 0 (PyTorch uses sgn(x), which is 0 at 0)
 ABS = _unary("abs", np.abs, lambda xp, g, out, x: g * np.sign(xp.raw(x)), "AbsBackward0",
-             ("kinkfree",), kinks=lambda x, **a: [x == 0])
+             ("kinkfree",), kinks=lambda x, **a: [x])
 # relu'(0) = 0 (PyTorch's threshold_backward passes the gradient only where out > 0)
 RELU = _unary("relu", lambda x: np.maximum(x, 0), lambda xp, g, out, x: g * (xp.raw(out) > 0),
-              "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x == 0])
+              "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x])
 SOFTPLUS = defop("softplus", _softplus, (_softplus_vjp,), nodes="SoftplusBackward0",
                  samples=_samples(UNARY) + [(((3,),), {"beta": 2.0})], method=False,
                  doc="log(1 + exp(x)), linear above threshold (torch.nn.functional.softplus)")
@@ -129,8 +129,8 @@ def _clamp_vjp(xp, g, out, x, min=None, max=None):  # noqa: A002
     return g * mask
 
 
-def _clamp_kinks(x, min=None, max=None):
-    return [x == b for b in (min, max) if b is not None]
+def _clamp_kinks(x, min=None, max=None):  # noqa: A002
+    return [x - b for b in (min, max) if b is not None]
 
 
 CLAMP = defop("clamp", _clamp, (_clamp_vjp,), nodes="ClampBackward1", domain=("kinkfree",),
@@ -149,12 +149,12 @@ MAXIMUM = defop("maximum", np.maximum,
                 (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.greater),
                  lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.greater)),
                 nodes="MaximumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
-                kinks=lambda x, y: [x == y], doc="elementwise max; ties split the gradient in half")
+                kinks=lambda x, y, **a: [x - y], doc="elementwise max; ties split the gradient in half")
 MINIMUM = defop("minimum", np.minimum,
                 (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.less),
                  lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.less)),
                 nodes="MinimumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
-                kinks=lambda x, y: [x == y], doc="elementwise min; ties split the gradient in half")
+                kinks=lambda x, y, **a: [x - y], doc="elementwise min; ties split the gradient in half")
 WHERE = defop("where", lambda x, y, condition: np.where(condition, x, y),
               (lambda xp, g, out, x, y, condition: xp.where(condition, g, 0.0),
                lambda xp, g, out, x, y, condition: xp.where(condition, 0.0, g)),

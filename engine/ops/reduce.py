@@ -4,6 +4,8 @@ Dims are normalised to negative numbers (counted from the end) before they reach
 rules work unchanged on cotangents with leading batch dims. `_unreduce` puts reduced dims back
 as size 1; the backward loop expands them to the input's shape.
 """
+import builtins
+
 import numpy as np
 
 from .. import errors
@@ -20,9 +22,9 @@ def norm_dims(dim, ndim):
     if isinstance(dim, (list, tuple)):
         if len(dim) == 0:
             return tuple(range(-ndim, 0))
-        dims = tuple(sorted({_wrap_dim(d, ndim) - max(ndim, 1) for d in dim}))
+        dims = tuple(sorted({_wrap_dim(d, ndim) - builtins.max(ndim, 1) for d in dim}))
     else:
-        dims = (_wrap_dim(dim, ndim) - max(ndim, 1),)
+        dims = (_wrap_dim(dim, ndim) - builtins.max(ndim, 1),)
     if ndim == 0:
         return ()
     return dims
@@ -359,13 +361,13 @@ def norm(x, p=2, dim=None, keepdim=False):
 def softmax(x, dim=None):
     if dim is None:
         dim = 0 if x._data.ndim in (0, 1, 3) else 1   # PyTorch's legacy implicit dim choice
-    return apply1(SOFTMAX, x, {"dim": _wrap_dim(dim, x._data.ndim) - max(x._data.ndim, 1)})
+    return apply1(SOFTMAX, x, {"dim": _wrap_dim(dim, x._data.ndim) - builtins.max(x._data.ndim, 1)})
 
 
 def log_softmax(x, dim=None):
     if dim is None:
         dim = 0 if x._data.ndim in (0, 1, 3) else 1
-    return apply1(LOG_SOFTMAX, x, {"dim": _wrap_dim(dim, x._data.ndim) - max(x._data.ndim, 1)})
+    return apply1(LOG_SOFTMAX, x, {"dim": _wrap_dim(dim, x._data.ndim) - builtins.max(x._data.ndim, 1)})
 
 
 for _op, _fn in ((SUM, sum), (MEAN, mean), (PROD, prod), (MAX_ALL, max), (MIN_ALL, min),
@@ -375,3 +377,6 @@ for _op, _fn in ((SUM, sum), (MEAN, mean), (PROD, prod), (MAX_ALL, max), (MIN_AL
 MAX_ALL.func = lambda x, dim=None, keepdim=False: (max(x, dim, keepdim) if dim is None else max(x, dim, keepdim)[0])
 MIN_ALL.func = lambda x, dim=None, keepdim=False: (min(x, dim, keepdim) if dim is None else min(x, dim, keepdim)[0])
 MAX_ALL.returns = MIN_ALL.returns = "values, indices with dim"
+MAX_DIM.func = lambda x, dim, keepdim=False: max(x, dim, keepdim)[0]
+MIN_DIM.func = lambda x, dim, keepdim=False: min(x, dim, keepdim)[0]
+MAX_DIM.samples = MIN_DIM.samples = [(((3, 2),), {"dim": 0}), (((2, 3, 4),), {"dim": -1, "keepdim": True})]

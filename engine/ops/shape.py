@@ -27,7 +27,7 @@ RESHAPE = defop("reshape", lambda x, shape, in_shape: np.reshape(x, shape),
 CLONE = defop("clone", lambda x: np.array(x, copy=True), (lambda xp, g, out, x: g,),
               nodes="CloneBackward0", samples=[(((2, 3),), {})], doc="a copy")
 TO = defop("to", lambda x, dtype: x.astype(dtype), (lambda xp, g, out, x, dtype: g,),
-           nodes="ToCopyBackward0", samples=[(((2,),), {"dtype": np.float32})],
+           nodes="ToCopyBackward0", samples=[(((2,),), {"dtype": np.float64})],
            doc="convert to dtype (gradient converted back)")
 TRANSPOSE = defop("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
                   (lambda xp, g, out, x, dim0, dim1: xp.swapaxes(g, dim0, dim1),),
@@ -80,7 +80,7 @@ STACK = defop("stack", lambda *xs, dim: np.stack(xs, axis=dim),
 
 
 # -- indexing ----------------------------------------------------------------------------------
-def _index_vjp(xp, g, out, x, key, in_shape, out_ndim, accumulate):
+def _index_vjp(xp, g, out, x, key, in_shape, out_ndim, accumulate):  # noqa: ARG001
     return xp.unindex(g, in_shape, key, out_ndim, accumulate)
 
 
@@ -494,3 +494,5 @@ PERMUTE.func = lambda x, dims: permute(x, dims)
 SQUEEZE.func = lambda x, dim=None: squeeze(x, dim)
 CAT.func = lambda tensors, dim=0: cat(tensors, dim)
 STACK.func = lambda tensors, dim=0: stack(tensors, dim)
+INDEX_PUT.func = lambda x, v, key: index_put(x, key, v)
+TO.func = lambda x, dtype: apply1(TO, x, {"dtype": np.dtype(dtype)})   # always records a node
