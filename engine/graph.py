@@ -8,6 +8,7 @@ place where a gradient is reduced back to the shape of what it belongs to (`_fit
 
 What does not live here: op rules (engine/ops), the Tensor class (engine/tensor.py).
 """
+import gc
 import weakref
 
 import numpy as np
@@ -38,6 +39,7 @@ class Node:
     _retains = None      # {output_nr: weakref(tensor)}: tensors that called retain_grad()
     _node_hooks = None   # [fn(grad_inputs, grad_outputs)]
     _node_pre_hooks = None
+    _hooked = False      # any of the four above is set: the backward loop takes the slow path
     _trace = None        # anomaly mode: where the forward op ran
     _meta = None         # [(shape, dtype)] per output, for fitting incoming gradients
     n_outputs = 1
@@ -52,18 +54,21 @@ class Node:
 
     def register_hook(self, fn):
         """fn(grad_inputs, grad_outputs) after the node runs (PyTorch's Node.register_hook)."""
+        self._hooked = True
         if self._node_hooks is None:
             self._node_hooks = []
         self._node_hooks.append(fn)
         return _Handle(self._node_hooks, fn)
 
     def register_prehook(self, fn):
+        self._hooked = True
         if self._node_pre_hooks is None:
             self._node_pre_hooks = []
         self._node_pre_hooks.append(fn)
         return _Handle(self._node_pre_hooks, fn)
 
     def _add_pre_hook(self, nr, fn):
+        self._hooked = True
         if self._pre_hooks is None:
             self._pre_hooks = {}
         lst = self._pre_hooks.setdefault(nr, [])
@@ -161,6 +166,9 @@ def _fit(xp, g, shape, dtype, nb):
     return g
 
 
+from ._xp import NUMPY as _NUMPY, TENSOR as _TENSOR  # noqa: E402
+
+
 def _check_nan(node, grads, xp):
     for i, g in enumerate(grads):
         if g is not None and np.isnan(xp.raw(g)).any():
@@ -180,14 +188,19 @@ def run_backward(roots, root_grads, *, retain_graph, create_graph, inputs=None,
     no .grad is touched. nb: number of leading batch dims carried by every gradient
     (vectorized Jacobians).
     """
-    from ._xp import NUMPY, TENSOR
-    xp = TENSOR if create_graph else NUMPY
+    xp = _TENSOR if create_graph else _NUMPY
     prev_mode = STATE.enabled
     STATE.enabled = bool(create_graph)
+    # The loop makes no reference cycles, so the cyclic collector has nothing to find here;
+    # left on, it re-traverses the whole live graph again and again (~1/3 of a deep chain's time).
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         return _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb)
     finally:
         STATE.enabled = prev_mode
+        if gc_was_on:
+            gc.enable()
 
 
 def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb):
@@ -236,21 +249,31 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
         for n, nr, g in root_nodes:
             _add(n, nr, g, xp, nb)
         ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
+        plain = targets is None and not STATE.anomaly
         while ready:
             node = ready.pop()
             buf = node._buf
             node._buf = None
-            grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
-                                accumulate)
-            nexts = node.next_functions
-            for k in range(len(nexts)):
-                nxt, nr = nexts[k]
+            if plain and not node._hooked and node.n_outputs == 1 and type(node) is not AccumulateGrad:
+                # the common case: one output, no hooks, nothing to capture
+                grads_in = node.apply(buf, xp, create_graph) if buf is not None else None
+                if not retain_graph:
+                    node._release()
+            else:
+                grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
+                                    accumulate)
+            if grads_in is None:
+                for nxt, nr in node.next_functions:
+                    if nxt is not None:
+                        nxt._deps -= 1
+                        if nxt._deps == 0:
+                            ready.append(nxt)
+                continue
+            for (nxt, nr), gi in zip(node.next_functions, grads_in):
                 if nxt is None:
                     continue
-                if grads_in is not None:
-                    gi = grads_in[k]
-                    if gi is not None and (targets is None or nxt._needed or nxt in targets):
-                        _add(nxt, nr, gi, xp, nb)
+                if gi is not None and (targets is None or nxt._needed or nxt in targets):
+                    _add(nxt, nr, gi, xp, nb)
                 nxt._deps -= 1
                 if nxt._deps == 0:
                     ready.append(nxt)
@@ -297,7 +320,8 @@ def _add(node, nr, g, xp, nb):
         shape, dtype = node._fit_meta()
     else:
         shape, dtype = node._meta[nr]
-    g = _fit(xp, g, shape, dtype, nb)
+    if nb or xp is not _NUMPY or getattr(g, "shape", None) != shape or g.dtype != dtype:
+        g = _fit(xp, g, shape, dtype, nb)
     buf = node._buf
     if buf is None:
         node._buf = buf = [None] * node.n_outputs

@@ -131,6 +131,7 @@ class Tensor:
             return
         self._retains_grad = True
         node = self.grad_fn
+        node._hooked = True
         if node._retains is None:
             node._retains = {}
         node._retains[self._output_nr] = weakref.ref(self)

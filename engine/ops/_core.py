@@ -30,6 +30,7 @@ from ..tensor import Tensor
 REGISTRY = {}
 _EMPTY = {}
 _NONE1 = (None,)
+_NO_EDGE = (None, 0)
 
 
 class OpDef:
@@ -53,6 +54,9 @@ class OpDef:
         self.node_cls = tuple(
             type(n, (OpNode,), {"op": self, "__module__": "engine.ops"}) for n in nodes)
         self._keep = {}
+        n = 0 if variadic or vjps is None else len(vjps)
+        # keep_table[mask]: what to save when the inputs in `mask` need a gradient
+        self.keep_table = [self.keep(m, n) for m in range(1 << n)] if differentiable and n else None
 
     def keep(self, mask, nin):
         """(keep-input flags, keep-out flag) for a pattern of inputs needing grad."""
@@ -122,19 +126,18 @@ class OpNode(Node):
         g = grads[0]
         if g is None:
             return None
-        for vc, v, who in self._sv:
-            if vc[0] != v:
-                raise errors.EngineRuntimeError(_modified_message(vc, v, who, self))
+        if self._sv:
+            for vc, v, who in self._sv:
+                if vc[0] != v:
+                    raise errors.EngineRuntimeError(_modified_message(vc, v, who, self))
         op = self.op
         attrs = self._attrs
         nexts = self.next_functions
         if create_graph:
             ins = saved
-            out = None
-            if self._out is not None:
-                out = Tensor._make(self._out, self, True)
+            out = Tensor._make(self._out, self, True) if self._out is not None else None
         else:
-            ins = tuple(s._data if type(s) is Tensor else s for s in saved)
+            ins = [s._data if type(s) is Tensor else s for s in saved]
             out = self._out
         if op.variadic:
             return [op.vjps(xp, g, i, **attrs) if nexts[i][0] is not None else None
@@ -146,13 +149,16 @@ class OpNode(Node):
             elif rule is None:
                 raise errors.MissingDerivativeError(
                     f"the derivative for '{op.name}' is not implemented for input {i}")
-            else:
+            elif attrs:
                 res.append(rule(xp, g, out, *ins, **attrs))
+            else:
+                res.append(rule(xp, g, out, *ins))
         return res
 
     def _release(self):
-        # only a node that saved something makes a second backward fail (as in PyTorch)
-        if self._out is not None or any(s is not None for s in self._saved or ()):
+        # only a node that saved a tensor makes a second backward fail (as in PyTorch, where
+        # numbers are kept as attributes and never freed); _sv lists exactly those tensors
+        if self._sv:
             self._saved = FREED
             self._out = None
             self._sv = ()
@@ -211,10 +217,7 @@ def apply(op, args, attrs=_EMPTY, v=0):
     vals = []
     rg = False
     for a in args:
-        if type(a) is Tensor:
-            vals.append(a._data)
-            rg = rg or a._rg
-        elif isinstance(a, Tensor):
+        if isinstance(a, Tensor):
             vals.append(a._data)
             rg = rg or a._rg
         else:
@@ -222,11 +225,7 @@ def apply(op, args, attrs=_EMPTY, v=0):
     try:
         out = op.forward(*vals, **attrs)
     except ValueError as e:
-        if "broadcast" in str(e):
-            err = _broadcast_error(vals)
-            if err is not None:
-                raise err from None
-        raise
+        raise _translate(e, vals) from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if not rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
@@ -234,31 +233,88 @@ def apply(op, args, attrs=_EMPTY, v=0):
     return _record(op, v, args, attrs, out)
 
 
+def _translate(e, vals):
+    if "broadcast" in str(e):
+        err = _broadcast_error(vals)
+        if err is not None:
+            return err
+    return e
+
+
+def apply2(op, x, y):
+    """The fast path for binary operators: x a Tensor, y a Tensor or a number, no attributes."""
+    yt = isinstance(y, Tensor)
+    yd = y._data if yt else y
+    try:
+        out = op.forward(x._data, yd)
+    except ValueError as e:
+        raise _translate(e, [x._data, yd]) from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    xr = x._rg
+    yr = yt and y._rg
+    if not (xr or yr) or not STATE.enabled or out.dtype.kind not in "fc":
+        return Tensor._make(out)
+    node = op.node_cls[0]()
+    if xr:
+        e0 = (x.grad_fn, x._output_nr) if x.grad_fn is not None else (accumulator(x), 0)
+    else:
+        e0 = _NO_EDGE
+    if yr:
+        e1 = (y.grad_fn, y._output_nr) if y.grad_fn is not None else (accumulator(y), 0)
+    else:
+        e1 = _NO_EDGE
+    node.next_functions = (e0, e1)
+    keep_in, keep_out = op.keep_table[xr | (yr << 1)]
+    k0, k1 = keep_in
+    node._saved = (x if k0 else None, y if k1 else None)
+    t = Tensor._make(out, node, True)
+    node._meta = ((out.shape, out.dtype),)
+    sv = []
+    if k0:
+        sv.append((x._vc, x._vc[0], x))
+    if k1 and yt:
+        sv.append((y._vc, y._vc[0], y))
+    if keep_out:
+        node._out = out
+        sv.append((t._vc, 0, None))
+    if sv:
+        node._sv = sv
+    if STATE.anomaly:
+        node._trace = traceback.format_stack()[:-3]
+    return t
+
+
 def apply1(op, x, attrs=_EMPTY, v=0):
     """The unary fast path of `apply`."""
-    out = op.forward(x._data, **attrs)
+    out = op.forward(x._data, **attrs) if attrs else op.forward(x._data)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if not x._rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
         return Tensor._make(out)
     node = op.node_cls[v]()
     node.next_functions = ((x.grad_fn, x._output_nr) if x.grad_fn is not None else (accumulator(x), 0),)
-    keep_in, keep_out = op.keep(1, 1)
+    keep_in, keep_out = op.keep_table[1]
+    t = Tensor._make(out, node, True)
     if keep_in[0]:
         node._saved = (x,)
-        node._sv = ((x._vc, x._vc[0], x),)
+        sv = [(x._vc, x._vc[0], x)]
     else:
         node._saved = _NONE1
+        sv = None
     if keep_out:
         node._out = out
+        if sv is None:
+            sv = [(t._vc, 0, None)]
+        else:
+            sv.append((t._vc, 0, None))
+    if sv:
+        node._sv = sv
     if attrs:
         node._attrs = attrs
     node._meta = ((out.shape, out.dtype),)
     if STATE.anomaly:
         node._trace = traceback.format_stack()[:-3]
-    t = Tensor._make(out, node, True)
-    if keep_out:
-        node._sv += ((t._vc, 0, None),)
     return t
 
 
@@ -271,10 +327,9 @@ def _record(op, v, args, attrs, out):
             nf.append((a.grad_fn, a._output_nr) if a.grad_fn is not None else (accumulator(a), 0))
             mask |= 1 << i
         else:
-            nf.append((None, 0))
+            nf.append(_NO_EDGE)
     node.next_functions = tuple(nf)
-    n = len(args)
-    keep_in, keep_out = op.keep(mask, n)
+    keep_in, keep_out = op.keep(mask, len(args))
     saved = []
     sv = []
     for a, k in zip(args, keep_in):
@@ -285,8 +340,6 @@ def _record(op, v, args, attrs, out):
         else:
             saved.append(None)
     node._saved = tuple(saved)
-    if keep_out:
-        node._out = out
     if attrs:
         node._attrs = attrs
     node._meta = ((out.shape, out.dtype),)
@@ -294,15 +347,8 @@ def _record(op, v, args, attrs, out):
         node._trace = traceback.format_stack()[:-3]
     t = Tensor._make(out, node, True)
     if keep_out:
+        node._out = out
         sv.append((t._vc, 0, None))
-    node._sv = tuple(sv)
+    if sv:
+        node._sv = sv
     return t
-
-
-def as_operand(v):
-    """Numbers and arrays pass through (constants); anything else is an error."""
-    if isinstance(v, (Tensor, int, float, np.ndarray, np.generic)) and not isinstance(v, bool):
-        return v
-    if isinstance(v, bool):
-        return v
-    raise TypeError(f"unsupported operand type {type(v).__name__}")
