@@ -10,6 +10,7 @@ class _State(threading.local):
     enabled = True
     anomaly = False
     anomaly_check_nan = True
+    kink_watch = None    # (eps, found) while the gradient checker looks for inputs near kinks
 
 
 STATE = _State()

@@ -226,11 +226,27 @@ def apply(op, args, attrs=_EMPTY, v=0):
         out = op.forward(*vals, **attrs)
     except ValueError as e:
         raise _translate(e, vals) from None
+    if STATE.kink_watch is not None:
+        _watch_kinks(op, vals, attrs)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if not rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
         return Tensor._make(out)
     return _record(op, v, args, attrs, out)
+
+
+def _watch_kinks(op, vals, attrs):
+    """Record ops whose inputs lie within eps of a kink (for the gradient checker's warning)."""
+    if op.kinks is None:
+        return
+    eps, found = STATE.kink_watch
+    arrays = [np.asarray(v, dtype=np.float64) for v in vals]
+    for d in op.kinks(*arrays, **attrs):
+        near = np.abs(np.asarray(d)) <= eps
+        if np.any(near):
+            idx = np.unravel_index(int(np.argmax(near)), near.shape) if near.ndim else ()
+            found.append((op.name, tuple(int(i) for i in idx)))
+            return
 
 
 def _translate(e, vals):
@@ -249,6 +265,8 @@ def apply2(op, x, y):
         out = op.forward(x._data, yd)
     except ValueError as e:
         raise _translate(e, [x._data, yd]) from None
+    if STATE.kink_watch is not None:
+        _watch_kinks(op, (x._data, yd), _EMPTY)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     xr = x._rg
@@ -288,6 +306,8 @@ def apply2(op, x, y):
 def apply1(op, x, attrs=_EMPTY, v=0):
     """The unary fast path of `apply`."""
     out = op.forward(x._data, **attrs) if attrs else op.forward(x._data)
+    if STATE.kink_watch is not None:
+        _watch_kinks(op, (x._data,), attrs)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if not x._rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":

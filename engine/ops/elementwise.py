@@ -129,7 +129,7 @@ def _clamp_vjp(xp, g, out, x, min=None, max=None):  # noqa: A002
     return g * mask
 
 
-def _clamp_kinks(x, min=None, max=None):  # noqa: A002
+def _clamp_kinks(x, min=None, max=None, **_):  # noqa: A002
     return [x - b for b in (min, max) if b is not None]
 
 

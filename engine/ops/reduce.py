@@ -92,7 +92,7 @@ PROD = defop("prod", lambda x, dims, keepdim: np.prod(x, axis=dims, keepdims=kee
 # -- max / min / amax / amin -------------------------------------------------------------------
 def _even_vjp(xp, g, out, x, dims, keepdim):
     # ties share the gradient evenly (PyTorch's evenly_distribute_backward / amax's backward)
-    outk = out if keepdim else np.expand_dims(xp.raw(out), dims)
+    outk = xp.raw(out) if keepdim else np.expand_dims(xp.raw(out), dims)
     mask = xp.raw(x) == outk
     count = mask.sum(axis=dims, keepdims=True)
     return _unreduce(xp, g, dims, keepdim) * (mask / count)
@@ -114,22 +114,35 @@ def _take(x, dims, keepdim, idx):
     return v if keepdim else np.squeeze(v, axis=dims[0])
 
 
+def _tie_gap(x, dims=None, dim=None, **_):
+    """Distance between the two largest (and two smallest) values along dims: ties are kinks."""
+    if x.ndim == 0:
+        return []
+    if dims is None:
+        dims = norm_dims(dim, x.ndim)
+    moved = np.moveaxis(x, [d % x.ndim for d in dims], list(range(-len(dims), 0)))
+    flat = np.sort(moved.reshape(moved.shape[:moved.ndim - len(dims)] + (-1,)), axis=-1)
+    if flat.shape[-1] < 2:
+        return []
+    return [flat[..., -1] - flat[..., -2], flat[..., 1] - flat[..., 0]]
+
+
 _RED_SAMPLES = [(((4,),), {}), (((3, 2),), {}), (((3, 2),), {"dim": 0}),
                 (((2, 3, 4),), {"dim": -1, "keepdim": True})]
 MAX_ALL = defop("max", lambda x, dims, keepdim: np.max(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-                nodes="MaxBackward1", samples=_RED_SAMPLES[:2], kinks=None,
+                nodes="MaxBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
                 doc="the largest element; max(x, dim) gives (values, indices)")
 MIN_ALL = defop("min", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-                nodes="MinBackward1", samples=_RED_SAMPLES[:2],
+                nodes="MinBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
                 doc="the smallest element; min(x, dim) gives (values, indices)")
-MAX_DIM = defop("max_dim", _take, (_select_vjp,), nodes="MaxBackward0", method=False,
+MAX_DIM = defop("max_dim", _take, (_select_vjp,), nodes="MaxBackward0", method=False, kinks=_tie_gap,
                 samples=[], doc="values of max along a dim (internal: max(x, dim))")
-MIN_DIM = defop("min_dim", _take, (_select_vjp,), nodes="MinBackward0", method=False,
+MIN_DIM = defop("min_dim", _take, (_select_vjp,), nodes="MinBackward0", method=False, kinks=_tie_gap,
                 samples=[], doc="values of min along a dim (internal: min(x, dim))")
 AMAX = defop("amax", lambda x, dims, keepdim: np.max(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-             nodes="AmaxBackward0", samples=_RED_SAMPLES, doc="max over dims; ties share the gradient")
+             nodes="AmaxBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="max over dims; ties share the gradient")
 AMIN = defop("amin", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-             nodes="AminBackward0", samples=_RED_SAMPLES, doc="min over dims; ties share the gradient")
+             nodes="AminBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="min over dims; ties share the gradient")
 
 
 # -- var / std / logsumexp / norm --------------------------------------------------------------
