@@ -94,9 +94,11 @@ def _params_used(fn):
 
 
 def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=(), kinks=None,
-          doc="", differentiable=True, variadic=False, returns=None):
+          doc="", differentiable=True, variadic=False, returns=None, public=True):
     """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants.
 
+    public: False for entries reached only through another function or an operator (rsub is
+    `2 - x`); public entries are the expression language's function names.
     kinks: f(*inputs, **attrs) -> signed distances to the points where the op is not
     differentiable (the gradient checker warns when an input lies within eps of one).
     """
@@ -106,6 +108,7 @@ def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=
         raise ValueError(f"op {name!r} registered twice")
     op = OpDef(name, forward, vjps, nodes, domain, method, samples, kinks, doc, differentiable,
                variadic, returns)
+    op.public = public         # False: reached through another function or an operator
     REGISTRY[name] = op
     return op
 
@@ -372,3 +375,13 @@ def _record(op, v, args, attrs, out):
     if sv:
         node._sv = sv
     return t
+
+
+def public_functions():
+    """Name -> engine function for every public registry entry plus the composites built from
+    them (dot, outer, flatten, ...): the expression language's function list."""
+    import engine.ops as ops
+    names = {name: getattr(ops, name, op.func) for name, op in REGISTRY.items() if op.public}
+    for extra in ("dot", "outer", "mm", "mv", "flatten", "argmax", "argmin", "view"):
+        names[extra] = getattr(ops, extra)
+    return names

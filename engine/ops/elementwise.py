@@ -23,7 +23,7 @@ SUB = defop("sub", np.subtract, (lambda xp, g, out, x, y: g, lambda xp, g, out, 
             nodes="SubBackward0", samples=_samples(BINARY), doc="x - y")
 RSUB = defop("rsub", lambda x, other: other - x, (lambda xp, g, out, x, other: -g,),
              nodes="RsubBackward1", method=False, samples=[(((2, 3),), {"other": 2.0})],
-             doc="other - x for a number `other` (what `2 - x` records)")
+             doc="other - x for a number `other` (what `2 - x` records)", public=False)
 MUL = defop("mul", np.multiply, (lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x),
             nodes="MulBackward0", samples=_samples(BINARY), doc="x * y")
 DIV = defop("div", np.true_divide,
@@ -61,11 +61,11 @@ POW = defop("pow", lambda x, exponent: np.power(x, exponent), (_pow_scalar_vjp,)
             doc="x ** exponent for a number exponent")
 POW_T = defop("pow_tensor", np.power, (_pow_base_vjp, _pow_exp_vjp), nodes="PowBackward1",
               domain=("positive", "real"), method=False, samples=_samples(BINARY[:6]),
-              doc="x ** y for tensors x and y")
+              doc="x ** y for tensors x and y", public=False)
 RPOW = defop("rpow", lambda x, base: np.power(base, x),
              (lambda xp, g, out, x, base: g * out * float(np.log(base)),),
              nodes="PowBackward2", method=False, samples=[(((2, 3),), {"base": 2.0})],
-             doc="base ** x for a number base")
+             doc="base ** x for a number base", public=False)
 
 
 # -- unary math --------------------------------------------------------------------------------

@@ -136,9 +136,9 @@ MIN_ALL = defop("min", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=ke
                 nodes="MinBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
                 doc="the smallest element; min(x, dim) gives (values, indices)")
 MAX_DIM = defop("max_dim", _take, (_select_vjp,), nodes="MaxBackward0", method=False, kinks=_tie_gap,
-                samples=[], doc="values of max along a dim (internal: max(x, dim))")
+                samples=[], doc="values of max along a dim (internal: max(x, dim))", public=False)
 MIN_DIM = defop("min_dim", _take, (_select_vjp,), nodes="MinBackward0", method=False, kinks=_tie_gap,
-                samples=[], doc="values of min along a dim (internal: min(x, dim))")
+                samples=[], doc="values of min along a dim (internal: min(x, dim))", public=False)
 AMAX = defop("amax", lambda x, dims, keepdim: np.max(x, axis=dims, keepdims=keepdim), (_even_vjp,),
              nodes="AmaxBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="max over dims; ties share the gradient")
 AMIN = defop("amin", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=keepdim), (_even_vjp,),

@@ -28,7 +28,7 @@ CLONE = defop("clone", lambda x: np.array(x, copy=True), (lambda xp, g, out, x: 
               nodes="CloneBackward0", samples=[(((2, 3),), {})], doc="a copy")
 TO = defop("to", lambda x, dtype: x.astype(dtype), (lambda xp, g, out, x, dtype: g,),
            nodes="ToCopyBackward0", samples=[(((2,),), {"dtype": np.float64})],
-           doc="convert to dtype (gradient converted back)")
+           doc="convert to dtype (gradient converted back)", public=False)
 TRANSPOSE = defop("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
                   (lambda xp, g, out, x, dim0, dim1: xp.swapaxes(g, dim0, dim1),),
                   nodes="TransposeBackward0",
@@ -97,7 +97,7 @@ INDEX = defop("index", lambda x, key, in_shape, out_ndim, accumulate: x[key], (_
                        (((4,),), {"key": np.array([0, 2, 2])}), (((2, 3),), {"key": Ellipsis}),
                        (((2, 3),), {"key": (Ellipsis, None, 1)}),
                        (((2, 3),), {"key": np.array([[True, False, True], [False, True, True]])})],
-              doc="x[key]: ints, slices, ..., None, integer arrays, boolean masks")
+              doc="x[key]: ints, slices, ..., None, integer arrays, boolean masks", public=False)
 
 
 def _unindex_fwd(g, shape, key, out_ndim, accumulate):
@@ -113,7 +113,7 @@ def _unindex_vjp(xp, gg, out, g, shape, key, out_ndim, accumulate):
 UNINDEX = defop("unindex", _unindex_fwd, (_unindex_vjp,), nodes="IndexBackwardBackward0",
                 method=False, samples=[(((2,),), {"shape": (3, 2), "key": (1,), "out_ndim": 1,
                                                    "accumulate": False})],
-                doc="zeros of `shape` with g added at key (the adjoint of indexing)")
+                doc="zeros of `shape` with g added at key (the adjoint of indexing)", public=False)
 
 
 def _put_fwd(x, v, key):
@@ -136,14 +136,14 @@ def _put_vjp_v(xp, g, out, x, v, key):
 
 INDEX_PUT = defop("index_put", _put_fwd, (_put_vjp_x, _put_vjp_v), nodes="CopySlices", method=False,
                   samples=[(((3, 2), (2,)), {"key": (1,)}), (((4,), ()), {"key": (slice(1, 3),)})],
-                  doc="x with x[key] = v (what `x[key] = v` records)")
+                  doc="x with x[key] = v (what `x[key] = v` records)", public=False)
 FILL = defop("fill", lambda x, value: np.full_like(x, value), (lambda xp, g, out, x, value: g * 0.0,),
              nodes="FillBackward0", method=False, samples=[(((2,),), {"value": 1.5})],
-             doc="a tensor like x filled with value (what x.fill_ records)")
+             doc="a tensor like x filled with value (what x.fill_ records)", public=False)
 COPY = defop("copy", lambda x, src: np.broadcast_to(src, np.shape(x)).astype(x.dtype),
              (lambda xp, g, out, x, src: g * 0.0, lambda xp, g, out, x, src: g),
              nodes="CopyBackwards", method=False, samples=[(((2, 3), (3,)), {})],
-             doc="src broadcast into x's shape (what x.copy_ records)")
+             doc="src broadcast into x's shape (what x.copy_ records)", public=False)
 
 
 def _normalize_key(key, shape):

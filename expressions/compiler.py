@@ -1,0 +1,493 @@
+"""Expression text -> checked AST -> a Program of engine calls.
+
+The text is parsed with `ast.parse(mode="eval")` and walked by an allow-list: a table from
+node type to a compile method. Anything not in the table is rejected with its column span.
+Nothing found through the text is ever called except the engine functions named in the op
+registry (engine.ops._core.public_functions); no Python `eval`, `exec` or `compile` is used.
+Constant arithmetic is done in float64 with numpy, so `9**9**9**9` is `inf` at once.
+"""
+import ast
+import difflib
+import inspect
+import math
+
+import numpy as np
+
+from .errors import ExpressionError
+
+MAX_LENGTH = 10_000
+MAX_DEPTH = 100
+CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
+KEYWORDS = {"dim", "keepdim", "min", "max", "p", "correction", "unbiased", "beta", "threshold",
+            "dim0", "dim1", "start_dim", "end_dim", "exponent"}
+
+
+def _functions():
+    from engine.ops._core import public_functions
+    return public_functions()
+
+
+_FUNCS = None
+_PARAMS = {}
+
+
+def functions():
+    """Name -> engine function callable from an expression (from the engine's op registry)."""
+    global _FUNCS
+    if _FUNCS is None:
+        _FUNCS = _functions()
+    return _FUNCS
+
+
+def _params(name, fn):
+    p = _PARAMS.get(name)
+    if p is None:
+        try:
+            p = set(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            p = set()
+        _PARAMS[name] = p
+    return p
+
+
+class Const:
+    """A compile-time number (or tuple of them): folded, never a Tensor."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+class Program:
+    """A compiled expression: `variables` in order of first use, `run(values)` builds the graph."""
+
+    def __init__(self, text, root, variables, spans):
+        self.text = text
+        self._root = root
+        self.variables = variables
+        self._spans = spans
+
+    def span_of(self, name):
+        return self._spans.get(name)
+
+    def run(self, values):
+        """Evaluate with `values` (name -> engine Tensor); returns a Tensor."""
+        for name in self.variables:
+            if name not in values:
+                raise ExpressionError(f"'{name}' has no value: pass --{name} VALUES", self._spans[name], self.text)
+        out = self._root(values)
+        if isinstance(out, Const):
+            import engine
+            return engine.tensor(np.asarray(out.value, dtype=np.float64))
+        return out
+
+
+def compile_expression(text):
+    """Compile `text`; raises ExpressionError (with a span) for anything outside the language."""
+    if not isinstance(text, str):
+        raise ExpressionError("the expression must be text")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"the expression is {len(text)} characters long; the limit is {MAX_LENGTH}",
+                              (MAX_LENGTH, len(text)), text)
+    if not text.strip():
+        raise ExpressionError("the expression is empty", (0, len(text)), text)
+    try:
+        tree = ast.parse(text.strip() if "\n" not in text else text, mode="eval")
+    except SyntaxError as e:
+        off = _syntax_offset(text, e)
+        if "too many nested" in (e.msg or ""):
+            raise ExpressionError(f"the expression is nested too deeply ({e.msg})", (off, off + 1), text) from None
+        raise ExpressionError(f"invalid syntax: {e.msg}", (off, off + 1), text) from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"the expression is nested too deeply (limit {MAX_DEPTH} levels)", (0, len(text)),
+                              text) from None
+    except ValueError as e:  # e.g. null bytes
+        raise ExpressionError(f"invalid text: {e}", (0, len(text)), text) from None
+    c = _Compiler(text if "\n" in text else text.strip(), text)
+    try:
+        root = c.compile(tree.body, 0)
+    except RecursionError:
+        raise ExpressionError(f"the expression is nested too deeply (limit {MAX_DEPTH} levels)", (0, len(text)),
+                              text) from None
+    return Program(text, root, c.variables, c.spans)
+
+
+def _syntax_offset(text, e):
+    if e.lineno is None or e.offset is None:
+        return 0
+    lines = text.split("\n")
+    return sum(len(line) + 1 for line in lines[:e.lineno - 1]) + max(e.offset - 1, 0)
+
+
+class _Compiler:
+    def __init__(self, source, original):
+        self.source = source
+        self.text = original
+        self.shift = original.find(source) if source in original else 0
+        self.variables = []
+        self.spans = {}
+        self._line_starts = [0]
+        for i, ch in enumerate(source):
+            if ch == "\n":
+                self._line_starts.append(i + 1)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def span(self, node):
+        start = self._line_starts[node.lineno - 1] + node.col_offset
+        end_line = getattr(node, "end_lineno", node.lineno) or node.lineno
+        end = self._line_starts[end_line - 1] + (node.end_col_offset or node.col_offset + 1)
+        return (start + self.shift, end + self.shift)
+
+    def segment(self, node):
+        s, e = self.span(node)
+        return self.text[s:e]
+
+    def error(self, message, node):
+        return ExpressionError(message, self.span(node), self.text)
+
+    def compile(self, node, depth):
+        if depth > MAX_DEPTH:
+            raise self.error(f"the expression is nested too deeply (limit {MAX_DEPTH} levels)", node)
+        method = _DISPATCH.get(type(node))
+        if method is None:
+            raise self.error(_rejection(node), node)
+        return method(self, node, depth + 1)
+
+    def guarded(self, node, fn):
+        """Run an engine call, turning engine errors into ExpressionErrors that point at `node`."""
+        from engine.errors import EngineError
+        seg = self.segment(node)
+        span = self.span(node)
+        text = self.text
+
+        def run(env):
+            try:
+                return fn(env)
+            except ExpressionError:
+                raise
+            except (EngineError, IndexError, TypeError, ValueError, ZeroDivisionError, OverflowError,
+                    MemoryError) as e:
+                raise ExpressionError(f"{_clean(e)} in '{seg}'", span, text) from None
+        return run
+
+    # -- leaves ------------------------------------------------------------------------------------
+    def c_constant(self, node, depth):
+        v = node.value
+        if isinstance(v, bool):
+            return lambda env, v=v: Const(v)
+        if isinstance(v, (int, float)):
+            if isinstance(v, int) and abs(v) > 2 ** 53:
+                v = float(v)
+            return lambda env, v=v: Const(v)
+        kind = "strings" if isinstance(v, (str, bytes)) else type(v).__name__ + " values"
+        raise self.error(f"{kind} are not allowed in expressions", node)
+
+    def c_name(self, node, depth):
+        name = node.id
+        if name.startswith("_"):
+            raise self.error(f"names starting with '_' are not allowed ('{name}')", node)
+        if name in CONSTANTS:
+            return lambda env, v=CONSTANTS[name]: Const(v)
+        if name in functions():
+            raise self.error(f"'{name}' is a function: call it, as in {name}(x)", node)
+        if name in ("True", "False", "None"):
+            raise self.error(f"'{name}' is not allowed here", node)
+        if name not in self.spans:
+            self.variables.append(name)
+            self.spans[name] = self.span(node)
+        return lambda env, name=name: env[name]
+
+    # -- operators ---------------------------------------------------------------------------------
+    def c_binop(self, node, depth):
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise self.error(f"the operator '{_OP_TEXT.get(type(node.op), type(node.op).__name__)}' is not "
+                             "allowed; use + - * / ** @", node)
+        left = self.compile(node.left, depth)
+        right = self.compile(node.right, depth)
+        name, fn = op
+        seg = self.segment(node)
+        span = self.span(node)
+        text = self.text
+        sym = _OP_TEXT[type(node.op)]
+
+        def run(env):
+            a, b = left(env), right(env)
+            if isinstance(a, Const) and isinstance(b, Const):
+                return Const(_fold(name, a.value, b.value))
+            a = a.value if isinstance(a, Const) else a
+            b = b.value if isinstance(b, Const) else b
+            try:
+                return fn(a, b)
+            except Exception as e:   # noqa: BLE001 - every engine failure becomes a pointed message
+                raise ExpressionError(_binop_message(sym, a, b, e, seg), span, text) from None
+        return run
+
+    def c_unaryop(self, node, depth):
+        operand = self.compile(node.operand, depth)
+        if isinstance(node.op, ast.USub):
+            def run(env):
+                v = operand(env)
+                return Const(-v.value) if isinstance(v, Const) else -v
+            return run
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        raise self.error(f"the operator '{_OP_TEXT.get(type(node.op), 'not')}' is not allowed", node)
+
+    def c_compare(self, node, depth):
+        if len(node.ops) != 1:
+            raise self.error("chained comparisons are not allowed; combine two comparisons with where()", node)
+        op = _CMPS.get(type(node.ops[0]))
+        if op is None:
+            raise self.error("only < <= > >= == != comparisons are allowed", node)
+        left = self.compile(node.left, depth)
+        right = self.compile(node.comparators[0], depth)
+
+        def fn(env):
+            import engine
+            a, b = left(env), right(env)
+            a = a.value if isinstance(a, Const) else a
+            b = b.value if isinstance(b, Const) else b
+            if not isinstance(a, engine.Tensor):
+                a = engine.tensor(a)
+            return getattr(engine.ops, op)(a, b)
+        return self.guarded(node, fn)
+
+    # -- calls, attributes, subscripts -----------------------------------------------------------
+    def c_call(self, node, depth):
+        f = node.func
+        if isinstance(f, ast.Name):
+            name, self_arg = f.id, None
+            self._check_function(name, f)
+        elif isinstance(f, ast.Attribute):
+            name = f.attr
+            if name.startswith("_"):
+                raise ExpressionError(f"attributes starting with '_' are not allowed ('.{name}')",
+                                      self.attr_span(f), self.text)
+            self._check_function(name, f, method=True)
+            self_arg = self.compile(f.value, depth)
+        else:
+            raise self.error("only engine functions can be called (like tanh(x) or x.sum())", f)
+        fn = functions()[name]
+        params = _params(name, fn)
+        args = []
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.error("starred arguments (*args) are not allowed", a)
+            args.append(self._arg(a, depth))
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise self.error("**keyword arguments are not allowed", kw.value)
+            if kw.arg not in KEYWORDS or (params and kw.arg not in params and "kwargs" not in params):
+                allowed = sorted(k for k in KEYWORDS if k in params)
+                hint = f"; {name} takes {', '.join(f'{k}=' for k in allowed)}" if allowed else \
+                    f"; {name} takes no keyword arguments"
+                raise self.error(f"unknown keyword '{kw.arg}='{hint}", kw.value)
+            kwargs[kw.arg] = self._arg(kw.value, depth)
+
+        def call(env):
+            import engine
+            vals = [a(env) for a in args]
+            vals = [_unconst(v) for v in vals]
+            kv = {k: _unconst(v(env)) for k, v in kwargs.items()}
+            if self_arg is not None:
+                s = _unconst(self_arg(env))
+                vals.insert(0, s if isinstance(s, engine.Tensor) else engine.tensor(s))
+            elif vals and not isinstance(vals[0], (engine.Tensor, list)):
+                vals[0] = engine.tensor(np.asarray(vals[0], dtype=np.float64))
+            out = fn(*vals, **kv)
+            if isinstance(out, tuple) and not isinstance(out, engine.Tensor):
+                out = out[0]                     # max(x, dim=0): (values, indices) -> values
+            return out
+        return self.guarded(node, call)
+
+    def _check_function(self, name, node, method=False):
+        if name.startswith("_"):
+            raise self.error(f"names starting with '_' are not allowed ('{name}')", node)
+        if name not in functions():
+            near = difflib.get_close_matches(name, list(functions()), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+            what = "method" if method else "function"
+            raise self.error(f"unknown {what} '{name}'{hint}", node)
+
+    def _arg(self, node, depth):
+        if isinstance(node, (ast.Tuple, ast.List)):
+            items = [self.compile(e, depth) for e in node.elts]
+            for e in node.elts:
+                if isinstance(e, ast.Starred):
+                    raise self.error("starred arguments (*args) are not allowed", e)
+
+            def seq(env):
+                vals = [i(env) for i in items]
+                if all(isinstance(v, Const) for v in vals):
+                    return Const(tuple(_int_if_whole(v.value) for v in vals))
+                return [v.value if isinstance(v, Const) else v for v in vals]
+            return seq
+        return self.compile(node, depth)
+
+    def attr_span(self, node):
+        """The '.name' part of an attribute node."""
+        start = self.span(node.value)[1]
+        return (start, self.span(node)[1])
+
+    def c_attribute(self, node, depth):
+        if node.attr != "T":
+            if node.attr in functions():
+                raise ExpressionError(f"'.{node.attr}' is a method: call it, as in x.{node.attr}()",
+                                      self.attr_span(node), self.text)
+            raise ExpressionError(f"attribute '.{node.attr}' is not allowed; only .T (transpose) is",
+                                  self.attr_span(node), self.text)
+        value = self.compile(node.value, depth)
+
+        def run(env):
+            v = value(env)
+            if isinstance(v, Const):
+                return v
+            return v.T
+        return self.guarded(node, run)
+
+    def c_subscript(self, node, depth):
+        value = self.compile(node.value, depth)
+        key = self._index(node.slice, depth)
+
+        def run(env):
+            v = value(env)
+            if isinstance(v, Const):
+                raise ExpressionError("a number cannot be indexed", self.span(node), self.text)
+            return v[key(env)]
+        return self.guarded(node, run)
+
+    def _index(self, node, depth):
+        if isinstance(node, ast.Tuple):
+            parts = [self._index_item(e, depth) for e in node.elts]
+            return lambda env: tuple(p(env) for p in parts)
+        return self._index_item(node, depth)
+
+    def _index_item(self, node, depth):
+        if isinstance(node, ast.Slice):
+            parts = [self._int_expr(p, depth) if p is not None else (lambda env: None)
+                     for p in (node.lower, node.upper, node.step)]
+            return lambda env: slice(*(p(env) for p in parts))
+        if isinstance(node, ast.Constant) and node.value is Ellipsis:
+            return lambda env: Ellipsis
+        if isinstance(node, ast.Constant) and node.value is None:
+            return lambda env: None
+        return self._int_expr(node, depth)
+
+    def _int_expr(self, node, depth):
+        inner = self.compile(node, depth)
+        span, text = self.span(node), self.text
+
+        def run(env):
+            v = inner(env)
+            if not isinstance(v, Const) or isinstance(v.value, bool) or not float(v.value).is_integer():
+                raise ExpressionError("indices must be whole numbers (ints, slices, ...)", span, text)
+            return int(v.value)
+        return run
+
+    def c_tuple(self, node, depth):
+        raise self.error("a tuple is only allowed as a function argument, like reshape(x, (2, 3))", node)
+
+
+def _unconst(v):
+    if isinstance(v, Const):
+        return _int_if_whole(v.value) if not isinstance(v.value, tuple) else v.value
+    if isinstance(v, list):
+        return [_unconst(x) for x in v]
+    return v
+
+
+def _int_if_whole(v):
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer() and abs(v) < 2 ** 53:
+        return int(v)
+    return v
+
+
+def _fold(name, a, b):
+    with np.errstate(all="ignore"):
+        fa, fb = np.float64(a), np.float64(b)
+        if name == "add":
+            r = fa + fb
+        elif name == "sub":
+            r = fa - fb
+        elif name == "mul":
+            r = fa * fb
+        elif name == "div":
+            r = fa / fb if fb != 0 else (np.float64(np.nan) if fa == 0 else np.copysign(np.inf, fa) * np.copysign(1, fb))
+        elif name == "pow":
+            r = np.power(fa, fb)
+        else:
+            raise ExpressionError("'@' needs tensors, not numbers")
+    r = float(r)
+    if isinstance(a, int) and isinstance(b, int) and name in ("add", "sub", "mul") and abs(r) < 2 ** 53:
+        return int(r)
+    return r
+
+
+def _clean(e):
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg
+
+
+def _shape(v):
+    return tuple(np.shape(v._data if hasattr(v, "_data") else v))
+
+
+def _binop_message(sym, a, b, e, seg):
+    sa, sb = _shape(a), _shape(b)
+    if sym == "@":
+        return f"cannot multiply shapes {sa} and {sb} with '@' in '{seg}' ({_clean(e)})"
+    try:
+        np.broadcast_shapes(sa, sb)
+    except ValueError:
+        return f"cannot broadcast shapes {sa} and {sb} in '{seg}'"
+    return f"{_clean(e)} in '{seg}'"
+
+
+def _rejection(node):
+    kinds = {
+        ast.Lambda: "lambda", ast.ListComp: "comprehensions", ast.SetComp: "comprehensions",
+        ast.DictComp: "comprehensions", ast.GeneratorExp: "generator expressions",
+        ast.JoinedStr: "f-strings", ast.FormattedValue: "f-strings", ast.NamedExpr: "assignment (:=)",
+        ast.IfExp: "conditional expressions", ast.BoolOp: "and/or",
+        ast.Dict: "dicts", ast.Set: "sets", ast.Await: "await", ast.Yield: "yield",
+        ast.YieldFrom: "yield", ast.Starred: "starred arguments (*args)", ast.List: "lists outside arguments",
+        ast.Slice: "slices outside [...]",
+    }
+    kinds_hint = {ast.IfExp: "use where(cond, a, b)", ast.BoolOp: "use where() with comparisons"}
+    what = kinds.get(type(node), type(node).__name__)
+    hint = kinds_hint.get(type(node))
+    verb = "are" if what.endswith("s") else "is"
+    return f"{what} {verb} not allowed in expressions" + (f"; {hint}" if hint else "")
+
+
+def _engine_binop(name):
+    def fn(a, b):
+        import engine
+        if not isinstance(a, engine.Tensor):
+            if name == "matmul":
+                a = engine.tensor(np.asarray(a, dtype=np.float64))
+            else:
+                return getattr(engine.Tensor, _REFLECTED[name])(b, a)
+        return getattr(engine.Tensor, _DUNDER[name])(a, b)
+    return fn
+
+
+_DUNDER = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__",
+           "pow": "__pow__", "matmul": "__matmul__"}
+_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__",
+              "pow": "__rpow__", "matmul": "__rmatmul__"}
+_BINOPS = {ast.Add: ("add", _engine_binop("add")), ast.Sub: ("sub", _engine_binop("sub")),
+           ast.Mult: ("mul", _engine_binop("mul")), ast.Div: ("div", _engine_binop("div")),
+           ast.Pow: ("pow", _engine_binop("pow")), ast.MatMult: ("matmul", _engine_binop("matmul"))}
+_OP_TEXT = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
+            ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
+            ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~"}
+_CMPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq", ast.NotEq: "ne"}
+_DISPATCH = {
+    ast.Constant: _Compiler.c_constant, ast.Name: _Compiler.c_name, ast.BinOp: _Compiler.c_binop,
+    ast.UnaryOp: _Compiler.c_unaryop, ast.Compare: _Compiler.c_compare, ast.Call: _Compiler.c_call,
+    ast.Attribute: _Compiler.c_attribute, ast.Subscript: _Compiler.c_subscript, ast.Tuple: _Compiler.c_tuple,
+}
