@@ -1,0 +1,101 @@
+"""`autograd check`: analytical vs numerical Jacobians, per input, with the worst element."""
+import typer
+
+from .. import options as o
+from ..errors import CheckFailed
+
+
+def check_command(
+    ctx: typer.Context,
+    target: o.Target,
+    wrt: o.Wrt = None,
+    eps: o.Eps = 1e-6,
+    atol: o.Atol = 1e-5,
+    rtol: o.Rtol = 1e-3,
+    fast: bool = typer.Option(False, "--fast", help="Check v^T J u for random unit u, v (two evaluations, one backward)"),
+    func: o.Func = "f",
+    seed: o.Seed = 0,
+    dtype: o.DType = "float64",
+    json_out: o.Json = False,
+    debug: o.Debug = False,
+):
+    """Check the gradients of an expression or a .py function against central finite differences.
+
+    Example: autograd check examples/my_square.py --func MySquare --x 3
+
+    Exit code 1 when any check fails. Defaults are PyTorch's: eps 1e-6, atol 1e-5, rtol 1e-3.
+    """
+    from ..app import run
+    run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out))
+
+
+def report_json(report):
+    inputs = {}
+    for p in report.pairs:
+        cur = inputs.get(p.input_name)
+        if cur is None or p.max_abs_error > cur["max_abs_error"]:
+            inputs[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
+                                    "worst_index": [list(p.worst_index[0]), list(p.worst_index[1])],
+                                    "analytical": p.worst_analytical, "numerical": p.worst_numerical,
+                                    "passed": p.passed and (cur is None or cur["passed"])}
+        elif not p.passed:
+            cur["passed"] = False
+    return {"passed": report.passed, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
+            "fast_mode": report.fast_mode, "inputs": inputs, "checks": report.checks,
+            "failures": report.failures, "warnings": report.warnings}
+
+
+def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out):
+    import warnings
+
+    from engine.autograd.checker import check_gradients
+
+    from .. import render
+    from ..options import check_dtype
+    from ..targets import build_inputs, load_target
+    check_dtype(dtype)
+    target = load_target(target_text, func)
+    tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    names = list(tensors)
+    fn = target.function(names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = check_gradients(fn, tuple(tensors.values()), eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
+                                 input_names=names)
+    if json_out:
+        render.dump_json(report_json(report))
+    else:
+        con = render.console()
+        con.print(f"[bold]gradient check[/bold] (eps={eps:g}, atol={atol:g}, rtol={rtol:g}"
+                  f"{', fast mode' if fast else ''}): |analytical - numerical| <= atol + rtol*|numerical|")
+        t = render.table(None, ["input", "max abs err", "max rel err", "worst at", "analytical",
+                                "numerical", "result"])
+        for p in report.pairs:
+            o_lab = render.labels(p.output_name, p.output_shape)
+            i_lab = render.labels(p.input_name, p.input_shape)
+            oi = _flat(p.worst_index[0], p.output_shape)
+            ii = _flat(p.worst_index[1], p.input_shape)
+            t.add_row(p.input_name, f"{p.max_abs_error:.3g}", f"{p.max_rel_error:.3g}",
+                      render.esc(i_lab[ii] if len(o_lab) == 1 else f"{o_lab[oi]}, {i_lab[ii]}"),
+                      f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}",
+                      "[green]pass[/green]" if p.passed else "[red]FAIL[/red]")
+        if report.pairs:
+            render.show(con, t)
+        elif fast:
+            con.print(f"fast check: {'passed' if report.passed else 'failed'}")
+        for k, ok in report.checks.items():
+            if not ok:
+                con.print(f"[red]side check failed[/red]: {k}")
+        for w in report.warnings:
+            render.warn(w)
+        con.print("[green]passed[/green]" if report.passed else
+                  f"[red]FAILED[/red]: {render.esc(report.failures[0]) if report.failures else ''}")
+    if not report.passed:
+        raise CheckFailed()
+
+
+def _flat(idx, shape):
+    n = 0
+    for i, s in zip(idx, shape):
+        n = n * s + i
+    return n

@@ -1,0 +1,143 @@
+"""`autograd grad`: the value, the gradients, accumulation over repeated backward calls."""
+import typer
+
+from .. import options as o
+from ..errors import CheckFailed, CliError
+
+
+def grad_command(
+    ctx: typer.Context,
+    target: o.Target,
+    wrt: o.Wrt = None,
+    times: int = typer.Option(1, "--times", min=1, help="Run backward N times (graph retained) and show .grad after each"),
+    zero_grad: bool = typer.Option(False, "--zero-grad", help="Zero the gradients between the --times calls"),
+    grad_output: str = typer.Option(None, "--grad-output", help="Gradient to seed a non-scalar output with (VALUES)"),
+    check: bool = typer.Option(False, "--check", help="Also run the gradient checker"),
+    dot: str = typer.Option(None, "--dot", help="Also write the graph as DOT to FILE"),
+    func: o.Func = "f",
+    seed: o.Seed = 0,
+    dtype: o.DType = "float64",
+    json_out: o.Json = False,
+    debug: o.Debug = False,
+):
+    """Compute an expression (or a .py function) and its gradients.
+
+    Example: autograd grad "sum(w*x)" --w 1,2 --x 3,4   (w.grad is x = [3, 4])
+
+    --times 2 shows gradients accumulating ([3, 4] then [6, 8]); add --zero-grad to reset them.
+    """
+    from ..app import run
+    run(ctx, debug, lambda values: _grad(target, values, wrt, times, zero_grad, grad_output, check, dot,
+                                         func, seed, dtype, json_out))
+
+
+def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, func, seed, dtype, json_out):
+    import numpy as np
+
+    from expressions import parse_value
+
+    from .. import render
+    from ..options import check_dtype
+    from ..targets import build_inputs, load_target
+    check_dtype(dtype)
+    target = load_target(target_text, func)
+    tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    outs, single = target.call(tensors)
+    if not single:
+        raise CliError(f"the target returns {len(outs)} outputs; grad needs one (use 'autograd jacobian' for several)")
+    out = outs[0]
+    if out.grad_fn is None:
+        raise CliError("the output does not depend on any variable that requires grad (check --wrt)")
+    seed_grad = None
+    if grad_output is not None:
+        seed_grad = parse_value(grad_output, name="grad-output")
+        if tuple(seed_grad.shape) != tuple(out.shape):
+            raise CliError(f"--grad-output has shape {render.shape_text(seed_grad.shape)} but the output has shape "
+                           f"{render.shape_text(out.shape)}")
+        import engine
+        seed_grad = engine.tensor(seed_grad.astype(out.numpy(force=True).dtype))
+    elif out.numel() != 1:
+        raise CliError(f"the output has shape {render.shape_text(out.shape)}, not a scalar: pass --grad-output VALUES "
+                       f"(the vector for the vector-Jacobian product) or reduce it, e.g. \"sum({target_text})\"")
+    history = []
+    for call in range(1, times + 1):
+        if zero_grad and call > 1:
+            for name in chosen:
+                tensors[name].grad.zero_()
+        out.backward(seed_grad, retain_graph=call < times)
+        history.append({name: tensors[name].grad.numpy().copy() for name in chosen})
+    report = None
+    if check:
+        report = _check(target, tensors, chosen)
+    if dot:
+        from ..commands.graph import write_graph
+        write_graph(outs, tensors, dot, show_values=True, show_grad=True)
+    if json_out:
+        doc = {"expression": target.text,
+               "output": {"value": render.to_jsonable(out.numpy(force=True)), "shape": list(out.shape),
+                          "grad_fn": out.grad_fn.name()},
+               "inputs": {n: {"value": render.to_jsonable(t.numpy(force=True)), "shape": list(t.shape),
+                              "requires_grad": t.requires_grad} for n, t in tensors.items()},
+               "gradients": {n: render.to_jsonable(history[-1][n]) for n in chosen}}
+        if times > 1:
+            doc["accumulation"] = [{"call": i + 1, "gradients": {n: render.to_jsonable(g[n]) for n in chosen}}
+                                   for i, g in enumerate(history)]
+            doc["zero_grad"] = zero_grad
+        if report is not None:
+            doc["check"] = _check_json(report)
+        render.dump_json(doc)
+    else:
+        con = render.console()
+        render.show(con, render.inputs_table(tensors))
+        con.print(f"[bold]output[/bold] {render.esc(repr(out))}")
+        if times == 1:
+            t = render.table("gradients", ["name", "shape", ".grad"])
+            for n in chosen:
+                t.add_row(n, render.shape_text(tensors[n].shape), render.esc(repr(tensors[n].grad)))
+            render.show(con, t)
+        else:
+            t = render.table("gradients after each backward() call", ["call"] + [f"{n}.grad" for n in chosen])
+            import engine
+            for i, g in enumerate(history):
+                t.add_row(str(i + 1), *[render.esc(repr(engine.tensor(g[n]))) for n in chosen])
+            render.show(con, t)
+            if zero_grad:
+                render.note("--zero-grad: .grad was zeroed before each call (w.grad.zero_()), so every call "
+                            "shows the same gradient instead of a running sum.")
+            else:
+                render.note("Gradients accumulate: each backward() adds into .grad, so call 2 shows twice call 1. "
+                            "The graph was kept with retain_graph=True; without it the second backward() would "
+                            "fail, as in PyTorch (\"Trying to backward through the graph a second time\").")
+        if report is not None:
+            _print_check_line(con, report)
+    if report is not None and not report.passed:
+        raise CheckFailed()
+    _ = np
+
+
+def _check(target, tensors, chosen):
+    from engine.autograd.checker import check_gradients
+    import warnings
+    fn = target.function(list(tensors))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs = tuple(t.detach().requires_grad_(n in chosen) if t.is_floating_point() else t
+                       for n, t in tensors.items())
+        return check_gradients(fn, inputs, input_names=list(tensors))
+
+
+def _check_json(report):
+    from .check import report_json
+    return report_json(report)
+
+
+def _print_check_line(con, report):
+    from .. import render
+    worst = max(report.pairs, key=lambda p: p.max_abs_error, default=None)
+    err = f" (max abs error {worst.max_abs_error:.3g})" if worst else ""
+    if report.passed:
+        con.print(f"[green]gradient check passed[/green]{err}")
+    else:
+        con.print(f"[red]gradient check FAILED[/red]: {render.esc(report.summary())}")
+    for w in report.warnings:
+        render.warn(w)

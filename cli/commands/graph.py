@@ -1,0 +1,119 @@
+"""`autograd graph`: the backward graph as DOT (or SVG/PNG/PDF via Graphviz, or Mermaid)."""
+import shutil
+import subprocess
+
+import typer
+
+from .. import options as o
+from ..errors import CliError
+
+RENDERED = (".svg", ".png", ".pdf")
+TEXT = (".dot", ".gv", ".mmd")
+
+
+def graph_command(
+    ctx: typer.Context,
+    target: o.Target,
+    output: str = typer.Option(None, "-o", "--output", help="FILE: .dot/.gv (DOT), .svg/.png/.pdf (needs Graphviz), .mmd (Mermaid)"),
+    show_values: bool = typer.Option(False, "--show-values", help="Put leaf and output values on their nodes"),
+    show_grad: bool = typer.Option(False, "--show-grad", help="Run backward and put each leaf's gradient on it"),
+    retain_grad: bool = typer.Option(False, "--retain-grad", help="With --show-grad: also every intermediate gradient"),
+    show_saved: bool = typer.Option(False, "--show-saved", help="Show what each node saved for backward"),
+    forward: bool = typer.Option(False, "--forward", help="Label nodes with the forward op too (mul -> MulBackward0)"),
+    rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) or LR"),
+    max_nodes: int = typer.Option(1000, "--max-nodes", min=1, help="Collapse the graph beyond this many nodes"),
+    wrt: o.Wrt = None,
+    func: o.Func = "f",
+    seed: o.Seed = 0,
+    dtype: o.DType = "float64",
+    debug: o.Debug = False,
+):
+    """Export the backward graph of an expression or a .py function.
+
+    Example: autograd graph "sum(w*x)" --w 1,2 --x 3,4 -o graph.svg
+    """
+    from ..app import run
+    if rankdir not in ("TB", "LR"):
+        raise typer.BadParameter("--rankdir must be TB or LR")
+    run(ctx, debug, lambda values: _graph(target, values, output, show_values, show_grad, retain_grad,
+                                          show_saved, forward, rankdir, max_nodes, wrt, func, seed, dtype))
+
+
+def check_output(path):
+    if path is None:
+        return None
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if suffix not in RENDERED + TEXT:
+        raise CliError(f"cannot tell the format of '{path}': use .dot, .gv, .svg, .png, .pdf or .mmd")
+    if suffix in RENDERED and shutil.which("dot") is None:
+        raise CliError(f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install it "
+                       "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz), or write "
+                       ".dot and render it elsewhere")
+    return suffix
+
+
+def write_graph(outs, tensors, path, *, rankdir="TB", **options):
+    from engine import dotgraph as dotmod
+    suffix = check_output(path)
+    names = {id(t): n for n, t in tensors.items()}
+    if suffix == ".mmd":
+        text = dotmod.to_mermaid(list(outs), names, rankdir=rankdir, **options)
+    else:
+        text = dotmod.to_dot(list(outs), names, rankdir=rankdir, **options)
+    if path is None:
+        import sys
+        sys.stdout.write(text)
+        return
+    if suffix in RENDERED:
+        r = subprocess.run(["dot", f"-T{suffix[1:]}", "-o", path], input=text.encode(), capture_output=True)
+        if r.returncode != 0:
+            raise CliError(f"Graphviz could not render {path}: {r.stderr.decode().strip()}")
+        return
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _graph(target_text, values, output, show_values, show_grad, retain_grad, show_saved, forward, rankdir,
+           max_nodes, wrt, func, seed, dtype):
+    from ..options import check_dtype
+    from ..targets import build_inputs, load_target
+    check_dtype(dtype)
+    check_output(output)                      # before any work: a missing Graphviz is said at once
+    if retain_grad and not show_grad:
+        raise CliError("--retain-grad only makes sense with --show-grad")
+    target = load_target(target_text, func)
+    tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    outs, single = target.call(tensors)
+    node_grads = None
+    if show_grad:
+        node_grads = _backward(outs, retain_grad)
+    write_graph(outs, tensors, output, rankdir=rankdir, show_values=show_values, show_grad=show_grad,
+                show_saved=show_saved, forward=forward, max_nodes=max_nodes, node_grads=node_grads,
+                output_names=["output"] if single else [f"output{k}" for k in range(len(outs))])
+
+
+def _backward(outs, retain_grad):
+    """Run backward (seeded with ones) and, with --retain-grad, keep the gradient into every node."""
+    import numpy as np
+
+    import engine
+    from engine.graph import AccumulateGrad
+    seen = {}
+    handles = []
+    if retain_grad:
+        stack = [o.grad_fn for o in outs if o.grad_fn is not None]
+        visited = set()
+        while stack:
+            n = stack.pop()
+            if n in visited or isinstance(n, AccumulateGrad):
+                continue
+            visited.add(n)
+            handles.append(n.register_prehook(lambda gs, n=n: seen.__setitem__(
+                n, [None if g is None else g.numpy(force=True).copy() for g in gs])))
+            stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+    live = [o for o in outs if o.grad_fn is not None]
+    if live:
+        engine.autograd.backward(live, [engine.tensor(np.ones(o.shape)) for o in live], retain_graph=True)
+    for h in handles:
+        h.remove()
+    return seen

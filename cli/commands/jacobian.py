@@ -1,0 +1,119 @@
+"""`autograd jacobian`: every output's Jacobian with respect to every chosen input."""
+import typer
+
+from .. import options as o
+
+MAX_CELLS = 400
+
+
+def jacobian_command(
+    ctx: typer.Context,
+    target: o.Target,
+    wrt: o.Wrt = None,
+    check: bool = typer.Option(False, "--check", help="Also compare with finite differences"),
+    full: bool = typer.Option(False, "--full", help="Show every entry of large Jacobians"),
+    func: o.Func = "f",
+    seed: o.Seed = 0,
+    dtype: o.DType = "float64",
+    json_out: o.Json = False,
+    debug: o.Debug = False,
+):
+    """The Jacobian of an expression or a .py function (shape output.shape + input.shape).
+
+    Example: autograd jacobian "tanh(W @ x)" --W "1,2;3,4" --x 0.5,-1
+    """
+    from ..app import run
+    run(ctx, debug, lambda values: _jacobian(target, values, wrt, check, full, func, seed, dtype, json_out))
+
+
+def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out):
+    import warnings
+
+    import numpy as np
+
+    from engine.autograd import functional
+
+    from .. import render
+    from ..errors import CheckFailed
+    from ..options import check_dtype
+    from ..targets import build_inputs, load_target
+    check_dtype(dtype)
+    target = load_target(target_text, func)
+    tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    names = list(tensors)
+    fn = target.function(names)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outs, single = target.call(tensors)
+        wrt_pos = [names.index(n) for n in chosen]
+
+        def f(*xs):
+            full_args = [tensors[n].detach() for n in names]
+            for p, x in zip(wrt_pos, xs):
+                full_args[p] = x
+            return fn(*full_args)
+        J = functional.jacobian(f, tuple(tensors[n] for n in chosen))
+    out_names = ["y"] if single else [f"y{k}" for k in range(len(outs))]
+    table = [J] if single else list(J)
+    report = None
+    if check:
+        from engine.autograd.checker import check_gradients
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = check_gradients(f, tuple(tensors[n].detach().requires_grad_(True) for n in chosen),
+                                     input_names=chosen, output_names=out_names)
+    if json_out:
+        doc = {"expression": target.text,
+               "output": {n: {"value": render.to_jsonable(o.numpy(force=True)), "shape": list(o.shape)}
+                          for n, o in zip(out_names, outs)},
+               "jacobian": {}}
+        if single:
+            doc["output"] = doc["output"]["y"]
+        for oname, row in zip(out_names, table):
+            for iname, jac in zip(chosen, row):
+                key = iname if single else f"{oname}/{iname}"
+                doc["jacobian"][key] = render.to_jsonable(jac.numpy())
+        if report is not None:
+            from .check import report_json
+            doc["check"] = report_json(report)
+        render.dump_json(doc)
+    else:
+        con = render.console()
+        for w in caught:
+            render.warn(str(w.message))
+        for oname, o, row in zip(out_names, outs, table):
+            for iname, jac in zip(chosen, row):
+                x = tensors[iname]
+                arr = np.asarray(jac.numpy()).reshape(o.numel(), x.numel())
+                title = (f"d{oname}/d{iname}: shape {render.shape_text(tuple(o.shape) + tuple(x.shape))} "
+                         f"= {oname}{render.shape_text(o.shape)} + {iname}{render.shape_text(x.shape)}, "
+                         f"shown as {arr.shape[0]} rows ({oname} elements) x {arr.shape[1]} columns ({iname} elements)")
+                rows, cols = render.labels(oname, o.shape), render.labels(iname, x.shape)
+                r_idx, c_idx = _pick(arr.shape[0], full, 8), _pick(arr.shape[1], full, 4)
+                con = render.console(min_width=14 * (len(c_idx) + 1))
+                con.print(f"[bold]{render.esc(title)}[/bold]")
+                t = render.table(None, [""] + [cols[j] if j is not None else "..." for j in c_idx])
+                for i in r_idx:
+                    if i is None:
+                        t.add_row("...", *["..." for _ in c_idx])
+                        continue
+                    t.add_row(rows[i], *[_num(arr[i, j]) if j is not None else "..." for j in c_idx])
+                render.show(con, t)
+                if None in r_idx or None in c_idx:
+                    render.note(f"large Jacobian: corners shown; pass --full to see all {arr.size} entries")
+        if report is not None:
+            from .grad import _print_check_line
+            _print_check_line(con, report)
+    if report is not None and not report.passed:
+        raise CheckFailed()
+
+
+def _pick(n, full, edge):
+    if full or n <= 2 * edge:
+        return list(range(n))
+    return list(range(edge)) + [None] + list(range(n - edge, n))
+
+
+def _num(v):
+    from engine.dotgraph import fmt_number
+    return fmt_number(v)

@@ -1,0 +1,26 @@
+"""Option declarations shared by the commands (one place for names, defaults and help)."""
+from typing import Annotated, Optional
+
+import typer
+
+Target = Annotated[str, typer.Argument(help="An expression like \"sum(w*x)\", or a .py file defining f(...)",
+                                       show_default=False)]
+Wrt = Annotated[Optional[str], typer.Option("--wrt", help="Variables that require grad, comma-separated (default: all)")]
+Func = Annotated[str, typer.Option("--func", help="Function to use in a .py target (a Function subclass means its .apply)")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for randn(...)/rand(...) values")]
+DType = Annotated[str, typer.Option("--dtype", help="float64 (default) or float32")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors")]
+Eps = Annotated[float, typer.Option("--eps", help="Finite-difference step")]
+Atol = Annotated[float, typer.Option("--atol", help="Absolute tolerance")]
+Rtol = Annotated[float, typer.Option("--rtol", help="Relative tolerance")]
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+VALUES_HELP = ("Give each variable as --NAME VALUES: 3, 1,2, \"1,2;3,4\", \"[[1,2],[3,4]]\", "
+               "\"randn(3,4)\", rand(2), zeros(3), ones(2,2), arange(5), linspace(0,1,5), @file.npy|csv|txt.")
+
+
+def check_dtype(dtype):
+    from .errors import CliError
+    if dtype not in ("float64", "float32"):
+        raise CliError(f"--dtype must be float64 or float32, not '{dtype}'")
