@@ -3,29 +3,86 @@ the JSON documents. Rich is imported here only, when a command prints.
 """
 import json
 import math
+import re
 import sys
 
 
+def rich_wanted(stream=None):
+    """Rich on a terminal (or when AUTOGRAD_RICH=1); plain text when piped, without importing Rich
+    at all (it is a quarter of a piped run's start-up)."""
+    import os
+    stream = stream or sys.stdout
+    if os.environ.get("AUTOGRAD_RICH") == "1":
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+_TAG = re.compile(r"(?<!\\)\[/?[a-z][a-z ]*\]")
+
+
+class _Plain:
+    """The slice of rich.console.Console we use, printing plain text (markup tags dropped)."""
+
+    def __init__(self, stderr=False):
+        self.stream = sys.stderr if stderr else sys.stdout
+
+    def print(self, obj=""):
+        if isinstance(obj, _PlainTable):
+            self.stream.write(obj.render())
+            return
+        text = _TAG.sub("", str(obj)).replace("\\[", "[")
+        self.stream.write(text + "\n")
+
+
+class _PlainTable:
+    def __init__(self, columns):
+        self.columns = list(columns)
+        self.rows = []
+
+    def add_row(self, *cells):
+        self.rows.append([_TAG.sub("", c).replace("\\[", "[") for c in cells])
+
+    def render(self):
+        widths = [len(c) for c in self.columns]
+        split = [[cell.split("\n") for cell in row] for row in self.rows]
+        for row in split:
+            for i, lines in enumerate(row):
+                widths[i] = max(widths[i], max(len(x) for x in lines))
+        out = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip(),
+               "  ".join("-" * w for w in widths)]
+        for row in split:
+            height = max(len(lines) for lines in row)
+            for k in range(height):
+                out.append("  ".join((lines[k] if k < len(lines) else "").ljust(w)
+                                     for lines, w in zip(row, widths)).rstrip())
+        return "\n".join(out) + "\n\n"
+
+
 def console(stderr=False, min_width=None):
-    """Rich decides colour (none when piped or NO_COLOR is set); when piped, lines may be 120
-    characters so tables of numbers are not folded to 80."""
+    """A Rich console on a terminal (colour unless NO_COLOR), else a plain-text stand-in."""
+    stream = sys.stderr if stderr else sys.stdout
+    if not rich_wanted(stream):
+        return _Plain(stderr)
     import os
 
     from rich.console import Console
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if (hasattr(stream, "isatty") and stream.isatty()) or os.environ.get("COLUMNS") else 120
-    if min_width and not (hasattr(stream, "isatty") and stream.isatty()):
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    width = None if tty or os.environ.get("COLUMNS") else 120
+    if min_width and not tty:
         width = max(width or 120, min_width)
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 def table(title, columns):
-    from rich import box
-    from rich.table import Table
-    t = Table(box=box.SIMPLE_HEAD)
+    if not rich_wanted():
+        t = _PlainTable(columns)
+    else:
+        from rich import box
+        from rich.table import Table
+        t = Table(box=box.SIMPLE_HEAD)
+        for c in columns:
+            t.add_column(c, overflow="fold")
     t.heading = title          # printed on its own line by show(), never folded to the table's width
-    for c in columns:
-        t.add_column(c, overflow="fold")
     return t
 
 
@@ -39,9 +96,12 @@ def shape_text(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+_MARKUP_LIKE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
 def esc(s):
-    from rich.markup import escape
-    return escape(str(s))
+    """Escape text so Rich (or the plain printer) shows it literally (Rich's own rule)."""
+    return _MARKUP_LIKE.sub(lambda m: m.group(1) + m.group(1) + "\\" + m.group(2), str(s))
 
 
 def to_jsonable(arr):

@@ -551,13 +551,24 @@ def eye(n, m=None, dtype=None, requires_grad=False):
 
 
 class _Generator:
-    """The global random state behind rand/randn (seeded by manual_seed)."""
+    """The global random state behind rand/randn (seeded by manual_seed). numpy.random is
+    imported on first use: it is a tenth of `import engine`, and the CLI rarely needs it."""
 
     def __init__(self):
-        self.rng = np.random.default_rng()
+        self._rng = None
+
+    @property
+    def rng(self):
+        if self._rng is None:
+            self._rng = np.random.default_rng()
+        return self._rng
+
+    @rng.setter
+    def rng(self, value):
+        self._rng = value
 
     def manual_seed(self, seed):
-        self.rng = np.random.default_rng(int(seed))
+        self._rng = np.random.default_rng(int(seed))
         return self
 
 

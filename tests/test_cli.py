@@ -222,3 +222,33 @@ def test_installed_script_plain_when_piped_and_exit_codes():
     r = subprocess.run([_script(), "check", str(EX / "wrong_backward.py"), "--func", "Cube", "--x", "1,2"],
                        capture_output=True, text=True)
     assert r.returncode == 1
+
+
+def test_rich_rendering_path(monkeypatch):
+    monkeypatch.setenv("AUTOGRAD_RICH", "1")         # what a terminal gets
+    r = invoke("grad", "sum(w*x)", "--w", "1,2", "--x", "3,4")
+    assert r.exit_code == 0 and "─" in r.stdout
+    assert "tensor(11., grad_fn=<SumBackward0>)" in r.stdout and "tensor([3., 4.])" in r.stdout
+    r = invoke("check", EX / "wrong_backward.py", "--func", "Cube", "--x", "1,2,3")
+    assert r.exit_code == 1 and "FAIL" in r.stdout
+
+
+def test_grad_check_and_dot_options(tmp_path):
+    out = tmp_path / "g.dot"
+    doc = as_json(invoke("grad", "sum(tanh(w*x))", "--w", "1,2", "--x", "3,4", "--check", "--dot", out, "--json"))
+    assert doc["check"]["passed"] is True
+    text = out.read_text()
+    assert "TanhBackward0" in text and "grad [" in text            # --dot shows values and gradients
+    r = invoke("grad", EX / "wrong_backward.py", "--func", "Cube", "--x", "1,2", "--grad-output", "1,1", "--check")
+    assert r.exit_code == 1 and "gradient check FAILED" in r.stdout
+
+
+def test_check_fast_mode_and_jacobian_check():
+    doc = as_json(invoke("check", "sum(sin(x)*x)", "--x", "randn(50)", "--fast", "--json"))
+    assert doc["passed"] is True and doc["fast_mode"] is True and doc["checks"] == {"fast": True}
+    r = invoke("check", EX / "wrong_backward.py", "--func", "Cube", "--x", "1,2,3", "--fast", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["failures"][0].startswith("fast check failed")
+    assert doc["inputs"]["x"]["worst_index"] == [[2], [2]]       # the full re-run says where
+    doc = as_json(invoke("jacobian", "tanh(W @ x)", "--W", "1,2;3,4", "--x", "0.5,-1", "--check", "--json"))
+    assert doc["check"]["passed"] is True

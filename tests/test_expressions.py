@@ -123,7 +123,8 @@ def test_limits():
         compile_expression("-" * 500 + "x")
     t0 = time.perf_counter()
     assert np.isinf(compile_expression("9**9**9**9").run({}).item())
-    assert np.isinf(compile_expression("x**1e308").run({"x": engine.tensor(2.0)}).item())
+    with np.errstate(over="ignore"):
+        assert np.isinf(compile_expression("x**1e308").run({"x": engine.tensor(2.0)}).item())
     assert time.perf_counter() - t0 < 1.0
     t0 = time.perf_counter()
     with pytest.raises(ValueSyntaxError, match="limit is 100,000,000"):

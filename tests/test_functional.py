@@ -240,7 +240,7 @@ def test_float32_and_kink_warnings():
 
 def test_detect_anomaly_names_the_node():
     a = _leaf([-1.0, 4.0])
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning), np.errstate(invalid="ignore"):
         with engine.autograd.detect_anomaly():
             y = a.sqrt().sum()
             with pytest.raises(RuntimeError, match=r"Function 'SqrtBackward0' returned nan values in its 0th output."):

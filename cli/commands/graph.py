@@ -1,7 +1,4 @@
 """`autograd graph`: the backward graph as DOT (or SVG/PNG/PDF via Graphviz, or Mermaid)."""
-import shutil
-import subprocess
-
 import typer
 
 from .. import options as o
@@ -45,6 +42,7 @@ def check_output(path):
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if suffix not in RENDERED + TEXT:
         raise CliError(f"cannot tell the format of '{path}': use .dot, .gv, .svg, .png, .pdf or .mmd")
+    import shutil
     if suffix in RENDERED and shutil.which("dot") is None:
         raise CliError(f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install it "
                        "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz), or write "
@@ -65,6 +63,7 @@ def write_graph(outs, tensors, path, *, rankdir="TB", **options):
         sys.stdout.write(text)
         return
     if suffix in RENDERED:
+        import subprocess
         r = subprocess.run(["dot", f"-T{suffix[1:]}", "-o", path], input=text.encode(), capture_output=True)
         if r.returncode != 0:
             raise CliError(f"Graphviz could not render {path}: {r.stderr.decode().strip()}")
