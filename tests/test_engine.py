@@ -324,3 +324,78 @@ def test_shape_errors_use_pytorch_wording():
         engine.ones(2, 3).reshape(4)
     with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"):
         engine.ones(2, 3).sum(dim=2)
+
+
+def test_factories_and_dtypes():
+    assert engine.tensor([1.0]).dtype == engine.float64 and engine.tensor([1]).dtype == engine.int64
+    assert engine.tensor([True]).dtype == engine.bool
+    assert engine.zeros(2, 3).shape == (2, 3) and engine.ones((2,)).numpy().tolist() == [1.0, 1.0]
+    assert engine.full((2,), 7.0).tolist() == [7.0, 7.0]
+    assert engine.arange(4).tolist() == [0, 1, 2, 3] and engine.arange(4).dtype == engine.int64
+    assert engine.linspace(0, 1, 3).tolist() == [0.0, 0.5, 1.0]
+    assert engine.eye(2).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    x = engine.tensor([[1.0, 2.0]], dtype=engine.float32)
+    assert engine.zeros_like(x).dtype == engine.float32 and engine.ones_like(x).tolist() == [[1.0, 1.0]]
+    engine.manual_seed(3)
+    a = engine.randn(3)
+    engine.manual_seed(3)
+    assert engine.randn(3).tolist() == a.tolist()
+    r = engine.rand(1000)
+    assert ((r.numpy() >= 0) & (r.numpy() < 1)).all()
+    with pytest.raises(RuntimeError, match="Only Tensors of floating point"):
+        engine.tensor([True]).requires_grad_()
+
+
+def test_tensor_attributes_and_inplace_methods():
+    w = engine.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    assert w.is_leaf and w.requires_grad and w.grad_fn is None and w.ndim == 2
+    assert w.shape == (2, 2) and repr(w.shape) == "torch.Size([2, 2])" and w.T.tolist() == [[1.0, 3.0], [2.0, 4.0]]
+    assert w.sum().item() == 10.0 and w.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert isinstance(w.data, engine.Tensor) and not w.data.requires_grad
+    with pytest.raises(RuntimeError, match="Use tensor.detach\\(\\).numpy\\(\\) instead"):
+        w.numpy()
+    y = w * 2
+    assert not y.is_leaf
+    y.detach_()
+    assert y.is_leaf and y.grad_fn is None and not y.requires_grad
+    t = engine.zeros(3)
+    t.fill_(2.0)
+    t.copy_(engine.tensor([1.0, 2.0, 3.0]))
+    t.add_(1).sub_(0.5).mul_(2).div_(4)
+    t += 1
+    t -= 1
+    t *= 2
+    t /= 2
+    assert t.tolist() == [0.75, 1.25, 1.75]
+    assert t._version == 10           # each in-place op bumps the version counter
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type Long"):
+        engine.tensor([1, 2]).add_(0.5)
+    with pytest.raises(RuntimeError, match="you can only change requires_grad flags of leaf variables"):
+        (w * 2).requires_grad = False
+
+
+def test_function_ctx_needs_input_grad_and_non_differentiable():
+    seen = {}
+
+    class SortDesc(engine.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, scale):
+            seen["needs"] = ctx.needs_input_grad
+            idx = engine.tensor(np.argsort(-x.detach().numpy()))
+            ctx.mark_non_differentiable(idx)
+            ctx.save_for_backward(idx)
+            return x[idx] * scale, idx
+
+        @staticmethod
+        def backward(ctx, g, g_idx):
+            idx, = ctx.saved_tensors
+            out = engine.zeros(g.shape)
+            out[idx] = g
+            return out * 2.0, None
+
+    x = engine.tensor([1.0, 3.0, 2.0], requires_grad=True)
+    vals, idx = SortDesc.apply(x, 2.0)
+    assert seen["needs"] == (True, False)
+    assert not idx.requires_grad and vals.grad_fn.name() == "SortDescBackward"
+    (vals * engine.tensor([1.0, 10.0, 100.0])).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [200.0, 2.0, 20.0])

@@ -275,3 +275,22 @@ def test_custom_function_without_batch_rule_falls_back_with_one_warning():
     with pytest.warns(UserWarning, match="GoodSquareBackward is a custom Function"):
         J = F.jacobian(lambda t: GoodSquare.apply(t) * 1.0, x)
     np.testing.assert_allclose(J.numpy(), np.diag(2 * x.numpy()))
+
+
+@pytest.mark.parametrize("name,k,spec", SIMPLE)
+def test_checker_passes_every_registered_op_full_and_fast(name, k, spec):
+    op = REGISTRY[name]
+    args, kwargs = make_inputs(op, spec, seed=k)
+    pos = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+
+    def fn(*ts):
+        full = list(args)
+        for p, t in zip(pos, ts):
+            full[p] = t
+        return op.func(*full, **kwargs)
+
+    ins = tuple(_leaf(args[p]) for p in pos)
+    full = check_gradients(fn, ins)
+    fast = check_gradients(fn, ins, fast_mode=True)
+    assert full.passed, full.failures
+    assert fast.passed, fast.failures
