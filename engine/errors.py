@@ -46,3 +46,17 @@ NON_LEAF_REQUIRES_GRAD = (
     "you can only change requires_grad flags of leaf variables. If you want to use a computed "
     "variable in a subgraph that doesn't require differentiation use var_no_grad = var.detach()."
 )
+
+
+def modified_message(shape, dtype, producer, output_nr, now, expected):
+    """PyTorch's text for a saved tensor changed in place before backward used it."""
+    kind = "torch." + {"float64": "DoubleTensor", "float32": "FloatTensor"}.get(dtype.name, "Tensor")
+    desc = f"[{kind} {list(shape)}]"
+    if producer is not None:
+        name = producer.name()
+        base = name[:name.rfind("Backward")] if "Backward" in name else name
+        desc += f", which is output {output_nr} of {base},"
+    return (f"one of the variables needed for gradient computation has been modified by an inplace "
+            f"operation: {desc} is at version {now}; expected version {expected} instead. Hint: enable "
+            f"anomaly detection to find the operation that failed to compute its gradient, with "
+            f"torch.autograd.set_detect_anomaly(True, check_nan=False).")

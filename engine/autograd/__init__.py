@@ -45,6 +45,13 @@ def _make_grads(outputs, grads, create_graph):
     return out
 
 
+def _check_outputs(outputs):
+    for i, o in enumerate(outputs):
+        if o.grad_fn is None and not o._rg:
+            raise errors.EngineRuntimeError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn")
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, grad_variables=None,
              inputs=None):
     """Accumulate d(tensors)/d(leaves) into the leaves' .grad (PyTorch's torch.autograd.backward)."""
@@ -53,10 +60,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         grad_tensors = grad_variables
     if retain_graph is None:
         retain_graph = create_graph
-    for i, o in enumerate(outputs):
-        if o.grad_fn is None and not o._rg:
-            raise errors.EngineRuntimeError(
-                f"element {i} of tensors does not require grad and does not have a grad_fn")
+    _check_outputs(outputs)
     grads = _make_grads(outputs, grad_tensors, create_graph)
     ins = _seq(inputs)
     if ins is not None and len(ins) == 0:
@@ -70,15 +74,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """The gradients of `outputs` with respect to `inputs`, returned (no .grad is touched)."""
     outs = _seq(outputs)
     ins = _seq(inputs)
-    single = isinstance(inputs, Tensor)
     if allow_unused is None:
         allow_unused = materialize_grads
     if retain_graph is None:
         retain_graph = create_graph
-    for i, o in enumerate(outs):
-        if o.grad_fn is None and not o._rg:
-            raise errors.EngineRuntimeError(
-                f"element {i} of tensors does not require grad and does not have a grad_fn")
+    _check_outputs(outs)
     for t in ins:
         if not t._rg:
             raise errors.EngineRuntimeError("One of the differentiated Tensors does not require grad")
@@ -101,7 +101,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             result.append(g)
         else:
             result.append(g if isinstance(g, Tensor) else Tensor._make(np.asarray(g)))
-    _ = single
     return tuple(result)
 
 

@@ -75,14 +75,15 @@ class BackwardCFunction(Node):
         for s, v in saved:
             if isinstance(s, _OutputRef):
                 if s.vc[0] != s.version:
-                    raise errors.EngineRuntimeError(_modified(s.data, s.vc[0], s.version, self, s.nr))
+                    raise errors.EngineRuntimeError(errors.modified_message(
+                        s.data.shape, s.data.dtype, self, s.nr, s.vc[0], s.version))
                 t = Tensor._make(s.data, self, True)
                 t._output_nr = s.nr
                 out.append(t)
             elif isinstance(s, Tensor):
                 if s._vc[0] != v:
-                    raise errors.EngineRuntimeError(
-                        _modified(s._data, s._vc[0], v, s.grad_fn, s._output_nr))
+                    raise errors.EngineRuntimeError(errors.modified_message(
+                        s._data.shape, s._data.dtype, s.grad_fn, s._output_nr, s._vc[0], v))
                 out.append(s)
             else:
                 out.append(s)
@@ -130,18 +131,6 @@ class BackwardCFunction(Node):
                     f"{list(r._data.shape)} but expected shape compatible with {list(shape)}")
             out.append(r if create_graph else r._data)
         return out
-
-
-def _modified(data, now, expected, producer, nr):
-    kind = "torch." + {"float64": "DoubleTensor", "float32": "FloatTensor"}.get(data.dtype.name, "Tensor")
-    desc = f"[{kind} {list(data.shape)}]"
-    if producer is not None:
-        nm = producer.name()
-        desc += f", which is output {nr} of {nm[:nm.rfind('Backward')] if 'Backward' in nm else nm},"
-    return (f"one of the variables needed for gradient computation has been modified by an inplace "
-            f"operation: {desc} is at version {now}; expected version {expected} instead. Hint: enable "
-            f"anomaly detection to find the operation that failed to compute its gradient, with "
-            f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
 
 
 class FunctionMeta(type):

@@ -182,23 +182,11 @@ class OpNode(Node):
 
 
 def _modified_message(vc, v, who, node):
-    """PyTorch's message; `who` is the saved input Tensor, or None for the node's own output."""
+    """`who` is the saved input Tensor, or None for the node's own output."""
     if who is None:
         shape, dtype = node._meta[0]
-        producer, nr = node, 0
-    else:
-        shape, dtype = who._data.shape, who._data.dtype
-        producer, nr = who.grad_fn, who._output_nr
-    kind = "torch." + {"float64": "DoubleTensor", "float32": "FloatTensor"}.get(dtype.name, "Tensor")
-    desc = f"[{kind} {list(shape)}]"
-    if producer is not None:
-        nm = producer.name()
-        base = nm[:nm.rfind("Backward")] if "Backward" in nm else nm
-        desc += f", which is output {nr} of {base},"
-    return (f"one of the variables needed for gradient computation has been modified by an inplace "
-            f"operation: {desc} is at version {vc[0]}; expected version {v} instead. Hint: enable "
-            f"anomaly detection to find the operation that failed to compute its gradient, with "
-            f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
+        return errors.modified_message(shape, dtype, node, 0, vc[0], v)
+    return errors.modified_message(who._data.shape, who._data.dtype, who.grad_fn, who._output_nr, vc[0], v)
 
 
 def _broadcast_error(arrays):

@@ -1,0 +1,1 @@
+"""Benchmarks against PyTorch, JAX and HIPS autograd: run `python -m benchmarks`."""

@@ -1,0 +1,175 @@
+"""python -m benchmarks: autograd-cli side by side with PyTorch, JAX and HIPS autograd.
+
+Each workload's systems are timed interleaved in one process run (rep 1 of every system, then
+rep 2, ...) after one warm-up call each; medians and min-max of --reps (>= 7) repetitions are
+reported with each system's time relative to ours, then the targets of the benchmark issue.
+
+    python -m benchmarks                     # everything available
+    python -m benchmarks -w small_ops,mlp -s ours,torch --reps 9
+    python -m benchmarks --json > figures.json
+"""
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+
+from . import workloads as W
+
+
+def measure(fns, reps, warmup=True):
+    times = {k: [] for k in fns}
+    if warmup:
+        for fn in fns.values():
+            fn()
+    for _ in range(reps):
+        for k, fn in fns.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "reps": len(v)}
+            for k, v in times.items()}
+
+
+def _label_system(label):
+    return label.split()[0].rstrip(":")
+
+
+def run(workloads, systems, reps, quick):
+    size = W.QUICK if quick else W.FULL
+    results = {}
+    for name in workloads:
+        builder, what = W.WORKLOADS[name]
+        fns = builder(size, systems)
+        fns = {k: v for k, v in fns.items() if _label_system(k) in systems or k.startswith("floor")}
+        n = 1 if name == "deep_chain_1m" else reps
+        res = measure(fns, n, warmup=not quick and name != "deep_chain_1m")
+        ours = next((v["median"] for k, v in res.items() if k.startswith("ours")), None)
+        for v in res.values():
+            v["vs_ours"] = v["median"] / ours if ours else None
+        results[name] = {"what": what, "systems": res}
+        if name in ("small_ops", "deep_chain"):
+            ops = size["small_steps"] * 3 + 1 if name == "small_ops" else size["chain"] * 2
+            for v in res.values():
+                v["per_op_us"] = v["median"] / ops * 1e6
+    return results
+
+
+def targets(results):
+    """The benchmark issue's targets as (description, measured, met)."""
+    out = []
+
+    def get(w, label):
+        return results.get(w, {}).get("systems", {}).get(label, {}).get("median")
+
+    floor = get("startup", "floor: python -c 'import numpy, typer'")
+    for label, desc in (("ours: autograd grad (seed example)", "start-up, seed example"),
+                        ("ours: autograd --help", "start-up, --help")):
+        v = get("startup", label)
+        if floor and v:
+            out.append((f"{desc} <= 1.3x python -c 'import numpy, typer'", f"{v / floor:.2f}x", v / floor <= 1.3))
+    for w in ("small_ops", "deep_chain"):
+        o = get(w, "ours")
+        for other, limit, word in (("torch", 1.0, "PyTorch eager"), ("hips", 1 / 3, "HIPS autograd / 3")):
+            t = get(w, other)
+            if o and t:
+                out.append((f"{w}: ours <= {word}", f"{o / t:.2f}x {other}", o / t <= limit))
+    for w in ("large_elementwise", "mlp"):
+        o, f = get(w, "ours"), get(w, "numpy")
+        if o and f:
+            out.append((f"{w}: ours <= 1.1x numpy floor", f"{o / f:.2f}x", o / f <= 1.1))
+    vec, loop = get("jacobian", "ours (vectorized)"), get("jacobian", "ours (row loop)")
+    if vec and loop:
+        out.append(("jacobian: vectorized >= 10x faster than our loop", f"{loop / vec:.1f}x", loop / vec >= 10))
+    jr = get("jacobian", "torch.func.jacrev")
+    if vec and jr:
+        out.append(("jacobian: vectorized <= torch.func.jacrev", f"{vec / jr:.2f}x", vec <= jr))
+    for mode in ("full", "fast"):
+        o, t = get("gradcheck", f"ours {mode}"), get("gradcheck", f"torch gradcheck {mode}")
+        if o and t:
+            out.append((f"gradcheck {mode}: ours <= PyTorch", f"{o / t:.2f}x", o <= t))
+    d = get("dot_export", "ours")
+    if d:
+        out.append(("DOT export of 100,000 nodes under a few seconds", f"{d:.2f} s", d < 3.0))
+    return out
+
+
+def machine():
+    import numpy as np
+    info = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine()}
+    try:
+        import os
+        info["cpus"] = os.cpu_count()
+    except Exception:  # noqa: BLE001
+        pass
+    for mod in ("torch", "jax", "autograd"):
+        try:
+            m = __import__(mod)
+            info[mod] = getattr(m, "__version__", "?")
+        except Exception:  # noqa: BLE001
+            pass
+    return info
+
+
+def render(results, tgts, info):
+    from rich.console import Console
+    from rich.table import Table
+    con = Console()
+    con.print(f"[bold]machine[/bold]: {', '.join(f'{k} {v}' for k, v in info.items())}")
+    for name, r in results.items():
+        t = Table(title=f"{name}: {r['what']}", title_justify="left")
+        for c in ("system", "median", "min - max", "vs ours", "per op"):
+            t.add_column(c)
+        for label, v in r["systems"].items():
+            t.add_row(label, _fmt(v["median"]), f"{_fmt(v['min'])} - {_fmt(v['max'])}",
+                      f"{v['vs_ours']:.2f}x" if v.get("vs_ours") else "",
+                      f"{v['per_op_us']:.2f} us" if "per_op_us" in v else "")
+        con.print(t)
+    if tgts:
+        t = Table(title="targets", title_justify="left")
+        for c in ("target", "measured", "met"):
+            t.add_column(c)
+        for desc, got, ok in tgts:
+            t.add_row(desc, got, "[green]yes[/green]" if ok else "[red]no[/red]")
+        con.print(t)
+
+
+def _fmt(s):
+    return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.3f} s"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("-w", "--workloads", default=",".join(W.WORKLOADS), help="comma-separated: " + ", ".join(W.WORKLOADS))
+    p.add_argument("-s", "--systems", default=None, help="comma-separated subset of: ours, numpy, torch, jax, hips")
+    p.add_argument("--reps", type=int, default=7, help="repetitions per system (at least 7 for reported figures)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repetition, no warm-up (smoke test)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a = p.parse_args(argv)
+    names = [w.strip() for w in a.workloads.split(",") if w.strip()]
+    bad = [w for w in names if w not in W.WORKLOADS]
+    if bad:
+        p.error(f"unknown workload {bad[0]!r}; choose from {', '.join(W.WORKLOADS)}")
+    avail = W.systems_available()
+    systems = avail if a.systems is None else [s for s in a.systems.split(",") if s in avail]
+    if "ours" not in systems:
+        systems.insert(0, "ours")
+    reps = 1 if a.quick else max(a.reps, 7)
+    results = run(names, systems, reps, a.quick)
+    tgts = targets(results)
+    info = machine()
+    if a.json:
+        json.dump({"machine": info, "results": results,
+                   "targets": [{"target": d, "measured": m, "met": ok} for d, m, ok in tgts]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render(results, tgts, info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

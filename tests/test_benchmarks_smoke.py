@@ -1,0 +1,19 @@
+"""Every benchmark workload runs once on tiny sizes, so the runner cannot rot (not a timing test)."""
+import json
+
+from benchmarks import __main__ as bench
+from benchmarks import workloads
+
+
+def test_every_workload_runs_on_tiny_sizes(capsys):
+    names = [w for w in workloads.WORKLOADS if w != "startup"]
+    assert bench.main(["--quick", "--json", "-w", ",".join(names), "-s", "ours,numpy"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["results"]) == set(names)
+    for name in names:
+        assert any(k.startswith("ours") for k in doc["results"][name]["systems"])
+
+
+def test_startup_workload_builds():
+    fns = workloads.startup(workloads.QUICK, ["ours", "numpy"])
+    assert any(k.startswith("floor") for k in fns)
