@@ -84,7 +84,7 @@ def targets(results):
     vec, loop = get("jacobian", "ours (vectorized)"), get("jacobian", "ours (row loop)")
     if vec and loop:
         out.append(("jacobian: vectorized >= 10x faster than our loop", f"{loop / vec:.1f}x", loop / vec >= 10))
-    jr = get("jacobian", "torch.func.jacrev")
+    jr = get("jacobian", "torch func.jacrev")
     if vec and jr:
         out.append(("jacobian: vectorized <= torch.func.jacrev", f"{vec / jr:.2f}x", vec <= jr))
     for mode in ("full", "fast"):

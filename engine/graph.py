@@ -40,6 +40,7 @@ class Node:
     _node_hooks = None   # [fn(grad_inputs, grad_outputs)]
     _node_pre_hooks = None
     _hooked = False      # any of the four above is set: the backward loop takes the slow path
+    _owned = None        # buffers this backward pass allocated itself (safe to add into)
     _trace = None        # anomaly mode: where the forward op ran
     _meta = None         # [(shape, dtype)] per output, for fitting incoming gradients
     n_outputs = 1
@@ -254,6 +255,8 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
             node = ready.pop()
             buf = node._buf
             node._buf = None
+            owned = node._owned
+            node._owned = None
             if plain and not node._hooked and node.n_outputs == 1 and type(node) is not AccumulateGrad:
                 # the common case: one output, no hooks, nothing to capture
                 grads_in = node.apply(buf, xp, create_graph) if buf is not None else None
@@ -261,7 +264,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                     node._release()
             else:
                 grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
-                                    accumulate)
+                                    accumulate, owned)
             if grads_in is None:
                 for nxt, nr in node.next_functions:
                     if nxt is not None:
@@ -281,6 +284,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
         for n in order:
             n._deps = 0
             n._buf = None
+            n._owned = None
             n._needed = True
 
     if captured is not None:
@@ -326,7 +330,22 @@ def _add(node, nr, g, xp, nb):
     if buf is None:
         node._buf = buf = [None] * node.n_outputs
     old = buf[nr]
-    buf[nr] = g if old is None else old + g
+    if old is None:
+        buf[nr] = g
+    elif xp is _NUMPY:
+        # A sum this loop made is its own: add into it instead of allocating again. A rule's
+        # result is never written in place (it may be shared, e.g. AddBackward0 passes g on).
+        owned = node._owned
+        if owned is not None and owned[nr] is old and old.shape == np.broadcast_shapes(old.shape, np.shape(g)):
+            np.add(old, g, out=old, casting="unsafe")
+        else:
+            buf[nr] = old = old + g
+            if type(old) is np.ndarray:          # 0-d sums come back as numpy scalars
+                if owned is None:
+                    node._owned = owned = [None] * node.n_outputs
+                owned[nr] = old
+    else:
+        buf[nr] = old + g
 
 
 def _run_tensor_hooks(hooks, g, xp):
@@ -337,7 +356,7 @@ def _run_tensor_hooks(hooks, g, xp):
     return g
 
 
-def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accumulate):
+def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accumulate, owned=None):
     """Run one node: tensor hooks, retain_grad, capture, then AccumulateGrad or the node's rule."""
     if buf is None:
         buf = [None] * node.n_outputs
@@ -379,7 +398,7 @@ def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accum
         var = node.variable
         if var._hooks:
             g = _run_tensor_hooks(var._hooks, g, xp)
-        _accumulate(var, g, create_graph)
+        _accumulate(var, g, create_graph, fresh=owned is not None and owned[0] is g)
         return None
 
     if all(g is None for g in buf):
@@ -398,8 +417,9 @@ def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accum
     return grads_in
 
 
-def _accumulate(var, g, create_graph):
-    """Add `g` into leaf `var`.grad: in place when no graph is built (PyTorch's AccumulateGrad)."""
+def _accumulate(var, g, create_graph, fresh=False):
+    """Add `g` into leaf `var`.grad: in place when no graph is built (PyTorch's AccumulateGrad).
+    A `fresh` g (a sum this pass allocated, referenced nowhere else) becomes .grad without a copy."""
     from .tensor import Tensor
     cur = var._grad
     if create_graph:
@@ -407,7 +427,10 @@ def _accumulate(var, g, create_graph):
         var._grad = gt if cur is None else cur + gt
         return
     if cur is None:
-        var._grad = Tensor._make(np.array(g, dtype=var._data.dtype, copy=True))
+        if fresh and g.dtype == var._data.dtype and g.flags.writeable:
+            var._grad = Tensor._make(g)
+        else:
+            var._grad = Tensor._make(np.array(g, dtype=var._data.dtype, copy=True))
     elif cur.grad_fn is not None or cur._data.shape != np.shape(g):
         var._grad = Tensor._make(np.asarray(cur._data + g))
     else:

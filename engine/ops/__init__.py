@@ -24,6 +24,14 @@ from .shape import (T, bool_, broadcast_to, cat, clone, concat, concatenate, con
 
 
 # -- the Tensor-namespace vocabulary for rules under create_graph (see engine/_xp.py) -----------
+def xp_tanh_backward(g, out):
+    return g * (1.0 - out * out)
+
+
+def xp_sigmoid_backward(g, out):
+    return g * out * (1.0 - out)
+
+
 def xp_sum(a, axes, keepdim):
     return sum(a, axes, keepdim)
 

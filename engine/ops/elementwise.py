@@ -40,6 +40,8 @@ def _pow_scalar_vjp(xp, g, out, x, exponent):
     # PyTorch's pow_backward: exponent 0 gives a zero gradient (not 0 * x**-1, which is nan at 0)
     if exponent == 0:
         return g * 0.0
+    if exponent == 2:
+        return g * (x * 2.0)          # the common square, without computing x ** 1
     return g * (exponent * x ** (exponent - 1))
 
 
@@ -96,8 +98,8 @@ SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackw
 SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0")
 COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0")
 TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",))
-TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: g * (1.0 - out * out), "TanhBackward0")
-SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: g * out * (1.0 - out), "SigmoidBackward0")
+TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: xp.tanh_backward(g, out), "TanhBackward0")
+SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: xp.sigmoid_backward(g, out), "SigmoidBackward0")
 # abs'(0) = 0 (PyTorch uses sgn(x), which is 0 at 0)
 ABS = _unary("abs", np.abs, lambda xp, g, out, x: g * np.sign(xp.raw(x)), "AbsBackward0",
              ("kinkfree",), kinks=lambda x, **a: [x])
