@@ -42,7 +42,9 @@ class Node:
     _hooked = False      # any of the four above is set: the backward loop takes the slow path
     _owned = None        # buffers this backward pass allocated itself (safe to add into)
     _trace = None        # anomaly mode: where the forward op ran
-    _meta = None         # [(shape, dtype)] per output, for fitting incoming gradients
+    _meta = None         # [(shape, dtype)] per output, for fitting incoming gradients (Functions)
+    _shape = None        # single-output nodes (ops): their output's shape and dtype, kept
+    _dtype = None        # as two attributes so recording allocates nothing for them
     n_outputs = 1
     batch_aware = True   # rules accept cotangents with leading batch dimensions
     metadata = None
@@ -105,6 +107,8 @@ class AccumulateGrad(Node):
     def __init__(self, variable):
         self.variable = variable
         self._meta = None
+        self._shape = variable._data.shape     # cached like PyTorch's input metadata
+        self._dtype = variable._data.dtype
 
     def name(self):
         return "torch::autograd::AccumulateGrad"
@@ -112,6 +116,11 @@ class AccumulateGrad(Node):
     def _fit_meta(self):
         v = self.variable
         return v._data.shape, v._data.dtype
+
+    def _refresh(self):
+        """`.data` may have been replaced since this node was made."""
+        v = self.variable
+        self._shape, self._dtype = v._data.shape, v._data.dtype
 
 
 def accumulator(t):
@@ -121,6 +130,8 @@ def accumulator(t):
     if node is None:
         node = AccumulateGrad(t)
         t._acc = weakref.ref(node)
+    elif node._shape != t._data.shape or node._dtype != t._data.dtype:
+        node._refresh()
     return node
 
 
@@ -250,14 +261,16 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
         for n, nr, g in root_nodes:
             _add(n, nr, g, xp, nb)
         ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
-        plain = targets is None and not STATE.anomaly
+        pop, push = ready.pop, ready.append
+        plain = targets is None and not STATE.anomaly and xp is _NUMPY
+        simple = targets is None and not STATE.anomaly
         while ready:
-            node = ready.pop()
+            node = pop()
             buf = node._buf
             node._buf = None
             owned = node._owned
             node._owned = None
-            if plain and not node._hooked and node.n_outputs == 1 and type(node) is not AccumulateGrad:
+            if simple and not node._hooked and node.n_outputs == 1 and type(node) is not AccumulateGrad:
                 # the common case: one output, no hooks, nothing to capture
                 grads_in = node.apply(buf, xp, create_graph) if buf is not None else None
                 if not retain_graph:
@@ -270,21 +283,29 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                     if nxt is not None:
                         nxt._deps -= 1
                         if nxt._deps == 0:
-                            ready.append(nxt)
+                            push(nxt)
                 continue
             for (nxt, nr), gi in zip(node.next_functions, grads_in):
                 if nxt is None:
                     continue
                 if gi is not None and (targets is None or nxt._needed or nxt in targets):
-                    _add(nxt, nr, gi, xp, nb)
+                    if (plain and nxt._buf is None and not nb and nxt._shape is not None
+                            and getattr(gi, "shape", None) == nxt._shape and gi.dtype == nxt._dtype):
+                        nxt._buf = [gi]          # the common case of _add: first gradient, right shape
+                    else:
+                        _add(nxt, nr, gi, xp, nb)
                 nxt._deps -= 1
                 if nxt._deps == 0:
-                    ready.append(nxt)
-    finally:
-        for n in order:
+                    push(nxt)
+    except BaseException:
+        for n in order:                      # leave the graph reusable (retain_graph) after an error
             n._deps = 0
             n._buf = None
             n._owned = None
+            n._needed = True
+        raise
+    if targets is not None:
+        for n in order:
             n._needed = True
 
     if captured is not None:
@@ -320,10 +341,12 @@ def _sinks_first(order):
 
 def _add(node, nr, g, xp, nb):
     """Sum gradient `g` into `node`'s buffer for output `nr`, fitted to that output's shape."""
-    if node._meta is None:
-        shape, dtype = node._fit_meta()
-    else:
+    if node._shape is not None:
+        shape, dtype = node._shape, node._dtype
+    elif node._meta is not None:
         shape, dtype = node._meta[nr]
+    else:
+        shape, dtype = node._fit_meta()
     if nb or xp is not _NUMPY or getattr(g, "shape", None) != shape or g.dtype != dtype:
         g = _fit(xp, g, shape, dtype, nb)
     buf = node._buf
@@ -336,7 +359,7 @@ def _add(node, nr, g, xp, nb):
         # A sum this loop made is its own: add into it instead of allocating again. A rule's
         # result is never written in place (it may be shared, e.g. AddBackward0 passes g on).
         owned = node._owned
-        if owned is not None and owned[nr] is old and old.shape == np.broadcast_shapes(old.shape, np.shape(g)):
+        if owned is not None and owned[nr] is old and old.shape == getattr(g, "shape", None):
             np.add(old, g, out=old, casting="unsafe")
         else:
             buf[nr] = old = old + g
@@ -435,4 +458,4 @@ def _accumulate(var, g, create_graph, fresh=False):
         var._grad = Tensor._make(np.asarray(cur._data + g))
     else:
         np.add(cur._data, g, out=cur._data, casting="unsafe")
-        cur._vc[0] += 1
+        cur._bump()

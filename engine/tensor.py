@@ -39,6 +39,7 @@ class Tensor:
     _hooks = None          # leaf tensor hooks
     _acc = None            # weakref to this leaf's AccumulateGrad node
     _name = None           # variable name, when a front end knows it (DOT labels)
+    _vc = None             # version counter [n], shared with detach()ed aliases; made on first need
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
 
     # -- construction -------------------------------------------------------------------------
@@ -47,7 +48,6 @@ class Tensor:
         if dtype is None and arr.dtype.kind in "iub" and not isinstance(data, np.ndarray):
             arr = arr.astype(_dtype.DEFAULT_FLOAT)  # torch.Tensor([1, 2]) is floating
         self._data = arr
-        self._vc = [0]
         if requires_grad:
             self.requires_grad_(True)
 
@@ -55,7 +55,6 @@ class Tensor:
     def _make(cls, arr, grad_fn=None, rg=False):
         t = cls.__new__(cls)
         t._data = arr
-        t._vc = [0]
         if grad_fn is not None:
             t.grad_fn = grad_fn
             t._rg = True
@@ -120,7 +119,7 @@ class Tensor:
 
     @property
     def _version(self):
-        return self._vc[0]
+        return 0 if self._vc is None else self._vc[0]
 
     def retain_grad(self):
         if self.grad_fn is None:
@@ -160,7 +159,7 @@ class Tensor:
         """A new leaf sharing this tensor's storage and version counter, with no history."""
         t = Tensor.__new__(Tensor)
         t._data = self._data
-        t._vc = self._vc
+        t._vc = vc_of(self)
         return t
 
     def detach_(self):
@@ -288,7 +287,7 @@ class Tensor:
             raise errors.EngineRuntimeError(errors.LEAF_INPLACE)
 
     def _bump(self):
-        self._vc[0] += 1
+        vc_of(self)[0] += 1
 
     def _inplace(self, fn, *args, ufunc=None):
         """Run out-of-place `fn(self, *args)` and write its result into this tensor's storage.
@@ -406,6 +405,14 @@ class Size(tuple):
         for s in self:
             n *= s
         return n
+
+
+def vc_of(t):
+    """t's version counter, made on first need (most tensors never need one)."""
+    vc = t._vc
+    if vc is None:
+        vc = t._vc = [0]
+    return vc
 
 
 def _rebuild(data, rg):

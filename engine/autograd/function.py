@@ -10,7 +10,7 @@ import numpy as np
 from .. import errors
 from ..graph import FREED, Node, edge_of
 from ..grad_mode import STATE, no_grad, set_grad_enabled
-from ..tensor import Tensor
+from ..tensor import Tensor, vc_of
 
 
 class _OutputRef:
@@ -19,7 +19,8 @@ class _OutputRef:
     __slots__ = ("nr", "data", "vc", "version")
 
     def __init__(self, nr, t):
-        self.nr, self.data, self.vc, self.version = nr, t._data, t._vc, t._vc[0]
+        self.nr, self.data, self.vc = nr, t._data, vc_of(t)
+        self.version = self.vc[0]
 
 
 def _expandable(shape, target):
@@ -81,9 +82,9 @@ class BackwardCFunction(Node):
                 t._output_nr = s.nr
                 out.append(t)
             elif isinstance(s, Tensor):
-                if s._vc[0] != v:
+                if s._version != v:
                     raise errors.EngineRuntimeError(errors.modified_message(
-                        s._data.shape, s._data.dtype, s.grad_fn, s._output_nr, s._vc[0], v))
+                        s._data.shape, s._data.dtype, s.grad_fn, s._output_nr, s._version, v))
                 out.append(s)
             else:
                 out.append(s)
@@ -182,7 +183,7 @@ class Function(metaclass=FunctionMeta):
                 continue
             if id(o) in inputs_by_id:        # an input returned as is: output aliases it
                 alias = Tensor._make(o._data)
-                alias._vc = o._vc
+                alias._vc = vc_of(o)
                 o = alias
             if id(o) not in nondiff and o._data.dtype.kind == "f" and outputs[nr] is not None:
                 if id(outputs[nr]) not in nondiff:
@@ -205,7 +206,7 @@ class Function(metaclass=FunctionMeta):
             elif id(t) in out_ids and t.grad_fn is ctx:
                 saved.append((_OutputRef(out_ids[id(t)], t), 0))
             else:
-                saved.append((t, t._vc[0]))
+                saved.append((t, vc_of(t)[0]))
         ctx._saved = tuple(saved)
         ctx.to_save = ()
         if STATE.anomaly:

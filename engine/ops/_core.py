@@ -25,12 +25,14 @@ import numpy as np
 from .. import errors
 from ..graph import FREED, Node, accumulator
 from ..grad_mode import STATE
-from ..tensor import Tensor
+from ..tensor import Tensor, vc_of
 
 REGISTRY = {}
 _EMPTY = {}
 _NONE1 = (None,)
+_NONE2 = (None, None)
 _NO_EDGE = (None, 0)
+_new_tensor = object.__new__
 
 
 class OpDef:
@@ -51,8 +53,10 @@ class OpDef:
         self.variadic = variadic
         self.returns = returns
         self.func = None          # the public engine function, set by the module that defines it
+        n_in = 0 if variadic or vjps is None else len(vjps)
+        base = {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
         self.node_cls = tuple(
-            type(n, (OpNode,), {"op": self, "__module__": "engine.ops"}) for n in nodes)
+            type(n, (base,), {"op": self, "__module__": "engine.ops"}) for n in nodes)
         self._keep = {}
         n = 0 if variadic or vjps is None else len(vjps)
         # keep_table[mask]: what to save when the inputs in `mask` need a gradient
@@ -181,11 +185,85 @@ class OpNode(Node):
         return d
 
 
+def _check_versions(node):
+    for vc, v, who in node._sv:
+        if vc[0] != v:
+            raise errors.EngineRuntimeError(_modified_message(vc, v, who, node))
+
+
+def _missing(op, i):
+    return errors.MissingDerivativeError(f"the derivative for '{op.name}' is not implemented for input {i}")
+
+
+class UnaryOpNode(OpNode):
+    """OpNode.apply specialised for one input (the common case; no loops, no packing)."""
+
+    def apply(self, grads, xp, create_graph):
+        saved = self._saved
+        if saved is FREED:
+            raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
+        g = grads[0]
+        if g is None:
+            return None
+        if self._sv:
+            _check_versions(self)
+        x = saved[0]
+        if create_graph:
+            out = Tensor._make(self._out, self, True) if self._out is not None else None
+        else:
+            if type(x) is Tensor:
+                x = x._data
+            out = self._out
+        rule = self.op.vjps[0]
+        if rule is None:
+            raise _missing(self.op, 0)
+        attrs = self._attrs
+        return (rule(xp, g, out, x, **attrs) if attrs else rule(xp, g, out, x),)
+
+
+class BinaryOpNode(OpNode):
+    """OpNode.apply specialised for two inputs."""
+
+    def apply(self, grads, xp, create_graph):
+        saved = self._saved
+        if saved is FREED:
+            raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
+        g = grads[0]
+        if g is None:
+            return None
+        if self._sv:
+            _check_versions(self)
+        x, y = saved
+        if create_graph:
+            out = Tensor._make(self._out, self, True) if self._out is not None else None
+        else:
+            if type(x) is Tensor:
+                x = x._data
+            if type(y) is Tensor:
+                y = y._data
+            out = self._out
+        (n0, _), (n1, _) = self.next_functions
+        r0, r1 = self.op.vjps
+        attrs = self._attrs
+        if n0 is None:
+            g0 = None
+        elif r0 is None:
+            raise _missing(self.op, 0)
+        else:
+            g0 = r0(xp, g, out, x, y, **attrs) if attrs else r0(xp, g, out, x, y)
+        if n1 is None:
+            g1 = None
+        elif r1 is None:
+            raise _missing(self.op, 1)
+        else:
+            g1 = r1(xp, g, out, x, y, **attrs) if attrs else r1(xp, g, out, x, y)
+        return (g0, g1)
+
+
 def _modified_message(vc, v, who, node):
     """`who` is the saved input Tensor, or None for the node's own output."""
     if who is None:
-        shape, dtype = node._meta[0]
-        return errors.modified_message(shape, dtype, node, 0, vc[0], v)
+        return errors.modified_message(node._shape, node._dtype, node, 0, vc[0], v)
     return errors.modified_message(who._data.shape, who._data.dtype, who.grad_fn, who._output_nr, vc[0], v)
 
 
@@ -249,7 +327,11 @@ def _translate(e, vals):
 
 
 def apply2(op, x, y):
-    """The fast path for binary operators: x a Tensor, y a Tensor or a number, no attributes."""
+    """The fast path for binary operators: x a Tensor, y a Tensor or a number, no attributes.
+
+    Recording allocates as few GC-tracked objects as it can (the collector re-traverses every
+    live one as a graph grows): the node, its edges, the saved pair and the output Tensor.
+    """
     yt = isinstance(y, Tensor)
     yd = y._data if yt else y
     try:
@@ -262,8 +344,10 @@ def apply2(op, x, y):
         out = np.asarray(out)
     xr = x._rg
     yr = yt and y._rg
+    t = _new_tensor(Tensor)
+    t._data = out
     if not (xr or yr) or not STATE.enabled or out.dtype.kind not in "fc":
-        return Tensor._make(out)
+        return t
     node = op.node_cls[0]()
     if xr:
         e0 = (x.grad_fn, x._output_nr) if x.grad_fn is not None else (accumulator(x), 0)
@@ -274,23 +358,29 @@ def apply2(op, x, y):
     else:
         e1 = _NO_EDGE
     node.next_functions = (e0, e1)
-    keep_in, keep_out = op.keep_table[xr | (yr << 1)]
-    k0, k1 = keep_in
-    node._saved = (x if k0 else None, y if k1 else None)
-    t = Tensor._make(out, node, True)
-    node._meta = ((out.shape, out.dtype),)
-    sv = []
-    if k0:
-        sv.append((x._vc, x._vc[0], x))
-    if k1 and yt:
-        sv.append((y._vc, y._vc[0], y))
-    if keep_out:
-        node._out = out
-        sv.append((t._vc, 0, None))
-    if sv:
+    (k0, k1), keep_out = op.keep_table[xr | (yr << 1)]
+    if k0 or k1:
+        node._saved = (x if k0 else None, y if k1 else None)
+    else:
+        node._saved = _NONE2
+    if k0 or (k1 and yt) or keep_out:
+        sv = ()
+        if k0:
+            vc = vc_of(x)
+            sv = ((vc, vc[0], x),)
+        if k1 and yt:
+            vc = vc_of(y)
+            sv += ((vc, vc[0], y),)
+        if keep_out:
+            sv += ((vc_of(t), 0, None),)
+            node._out = out
         node._sv = sv
+    node._shape = out.shape
+    node._dtype = out.dtype
     if STATE.anomaly:
         node._trace = traceback.format_stack()[:-3]
+    t.grad_fn = node
+    t._rg = True
     return t
 
 
@@ -301,31 +391,31 @@ def apply1(op, x, attrs=_EMPTY, v=0):
         _watch_kinks(op, (x._data,), attrs)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
+    t = _new_tensor(Tensor)
+    t._data = out
     if not x._rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
-        return Tensor._make(out)
+        return t
     node = op.node_cls[v]()
     node.next_functions = ((x.grad_fn, x._output_nr) if x.grad_fn is not None else (accumulator(x), 0),)
     keep_in, keep_out = op.keep_table[1]
-    t = Tensor._make(out, node, True)
     if keep_in[0]:
         node._saved = (x,)
-        sv = [(x._vc, x._vc[0], x)]
+        vc = vc_of(x)
+        node._sv = ((vc, vc[0], x), (vc_of(t), 0, None)) if keep_out else ((vc, vc[0], x),)
     else:
         node._saved = _NONE1
-        sv = None
+        if keep_out:
+            node._sv = ((vc_of(t), 0, None),)
     if keep_out:
         node._out = out
-        if sv is None:
-            sv = [(t._vc, 0, None)]
-        else:
-            sv.append((t._vc, 0, None))
-    if sv:
-        node._sv = sv
     if attrs:
         node._attrs = attrs
-    node._meta = ((out.shape, out.dtype),)
+    node._shape = out.shape
+    node._dtype = out.dtype
     if STATE.anomaly:
         node._trace = traceback.format_stack()[:-3]
+    t.grad_fn = node
+    t._rg = True
     return t
 
 
@@ -347,21 +437,23 @@ def _record(op, v, args, attrs, out):
         if k:
             saved.append(a)
             if isinstance(a, Tensor):
-                sv.append((a._vc, a._vc[0], a))
+                vc = vc_of(a)
+                sv.append((vc, vc[0], a))
         else:
             saved.append(None)
     node._saved = tuple(saved)
     if attrs:
         node._attrs = attrs
-    node._meta = ((out.shape, out.dtype),)
+    node._shape = out.shape
+    node._dtype = out.dtype
     if STATE.anomaly:
         node._trace = traceback.format_stack()[:-3]
     t = Tensor._make(out, node, True)
     if keep_out:
         node._out = out
-        sv.append((t._vc, 0, None))
+        sv.append((vc_of(t), 0, None))
     if sv:
-        node._sv = sv
+        node._sv = tuple(sv)
     return t
 
 

@@ -24,6 +24,8 @@ def _mm_y(xp, g, out, x, y):
         return xp.expand_dims(g, -1) * x
     if x.ndim == 1:                       # (m,) @ (..., m, k) -> outer(x, g)
         return xp.expand_dims(x, -1) * xp.expand_dims(g, -2)
+    if y.ndim == 1 and x.ndim == 2:       # (n, m) @ (m,): g (..., n) @ x is one GEMM
+        return xp.matmul(g, x)
     if y.ndim == 1:                       # (..., n, m) @ (m,) -> g @ x, batch-aware
         r = xp.matmul(xp.expand_dims(g, -2), x)
         s = xp.shape(r)
