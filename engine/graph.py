@@ -107,8 +107,13 @@ class AccumulateGrad(Node):
     def __init__(self, variable):
         self.variable = variable
         self._meta = None
-        self._shape = variable._data.shape     # cached like PyTorch's input metadata
-        self._dtype = variable._data.dtype
+        self._refresh()
+
+    def _refresh(self):
+        """Cache the leaf's shape and dtype, like PyTorch's input metadata."""
+        v = self.variable
+        self._arr = v._data
+        self._shape, self._dtype = v._data.shape, v._data.dtype
 
     def name(self):
         return "torch::autograd::AccumulateGrad"
@@ -117,10 +122,6 @@ class AccumulateGrad(Node):
         v = self.variable
         return v._data.shape, v._data.dtype
 
-    def _refresh(self):
-        """`.data` may have been replaced since this node was made."""
-        v = self.variable
-        self._shape, self._dtype = v._data.shape, v._data.dtype
 
 
 def accumulator(t):
@@ -130,7 +131,7 @@ def accumulator(t):
     if node is None:
         node = AccumulateGrad(t)
         t._acc = weakref.ref(node)
-    elif node._shape != t._data.shape or node._dtype != t._data.dtype:
+    elif node._arr is not t._data:          # `.data` was replaced since the node was made
         node._refresh()
     return node
 

@@ -124,7 +124,8 @@ class OpNode(Node):
     _out = None
     _saved = ()
     _attrs = _EMPTY
-    _sv = ()
+    _ver = None      # versions of the saved tensors, aligned with _saved (None: not a tensor)
+    _ovc = None      # the output's version counter when the output is saved (expected at 0)
 
     def apply(self, grads, xp, create_graph):
         saved = self._saved
@@ -133,10 +134,8 @@ class OpNode(Node):
         g = grads[0]
         if g is None:
             return None
-        if self._sv:
-            for vc, v, who in self._sv:
-                if vc[0] != v:
-                    raise errors.EngineRuntimeError(_modified_message(vc, v, who, self))
+        if self._ver is not None or self._ovc is not None:
+            _check_versions(self)
         op = self.op
         attrs = self._attrs
         nexts = self.next_functions
@@ -164,11 +163,11 @@ class OpNode(Node):
 
     def _release(self):
         # only a node that saved a tensor makes a second backward fail (as in PyTorch, where
-        # numbers are kept as attributes and never freed); _sv lists exactly those tensors
-        if self._sv:
+        # numbers are kept as attributes and never freed)
+        if self._ver is not None or self._ovc is not None:
             self._saved = FREED
             self._out = None
-            self._sv = ()
+            self._ver = self._ovc = None
 
     @property
     def _saved_values(self):
@@ -186,9 +185,12 @@ class OpNode(Node):
 
 
 def _check_versions(node):
-    for vc, v, who in node._sv:
-        if vc[0] != v:
-            raise errors.EngineRuntimeError(_modified_message(vc, v, who, node))
+    if node._ver is not None:
+        for s, v in zip(node._saved, node._ver):
+            if v is not None and s._vc[0] != v:
+                raise errors.EngineRuntimeError(_modified_message(s._vc, v, s, node))
+    if node._ovc is not None and node._ovc[0] != 0:
+        raise errors.EngineRuntimeError(_modified_message(node._ovc, 0, None, node))
 
 
 def _missing(op, i):
@@ -205,7 +207,7 @@ class UnaryOpNode(OpNode):
         g = grads[0]
         if g is None:
             return None
-        if self._sv:
+        if self._ver is not None or self._ovc is not None:
             _check_versions(self)
         x = saved[0]
         if create_graph:
@@ -231,7 +233,7 @@ class BinaryOpNode(OpNode):
         g = grads[0]
         if g is None:
             return None
-        if self._sv:
+        if self._ver is not None or self._ovc is not None:
             _check_versions(self)
         x, y = saved
         if create_graph:
@@ -361,20 +363,13 @@ def apply2(op, x, y):
     (k0, k1), keep_out = op.keep_table[xr | (yr << 1)]
     if k0 or k1:
         node._saved = (x if k0 else None, y if k1 else None)
+        if k0 or yt:
+            node._ver = (vc_of(x)[0] if k0 else None, vc_of(y)[0] if k1 and yt else None)
     else:
         node._saved = _NONE2
-    if k0 or (k1 and yt) or keep_out:
-        sv = ()
-        if k0:
-            vc = vc_of(x)
-            sv = ((vc, vc[0], x),)
-        if k1 and yt:
-            vc = vc_of(y)
-            sv += ((vc, vc[0], y),)
-        if keep_out:
-            sv += ((vc_of(t), 0, None),)
-            node._out = out
-        node._sv = sv
+    if keep_out:
+        node._out = out
+        node._ovc = vc_of(t)
     node._shape = out.shape
     node._dtype = out.dtype
     if STATE.anomaly:
@@ -400,14 +395,12 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     keep_in, keep_out = op.keep_table[1]
     if keep_in[0]:
         node._saved = (x,)
-        vc = vc_of(x)
-        node._sv = ((vc, vc[0], x), (vc_of(t), 0, None)) if keep_out else ((vc, vc[0], x),)
+        node._ver = (vc_of(x)[0],)
     else:
         node._saved = _NONE1
-        if keep_out:
-            node._sv = ((vc_of(t), 0, None),)
     if keep_out:
         node._out = out
+        node._ovc = vc_of(t)
     if attrs:
         node._attrs = attrs
     node._shape = out.shape
@@ -432,16 +425,13 @@ def _record(op, v, args, attrs, out):
     node.next_functions = tuple(nf)
     keep_in, keep_out = op.keep(mask, len(args))
     saved = []
-    sv = []
+    ver = []
     for a, k in zip(args, keep_in):
-        if k:
-            saved.append(a)
-            if isinstance(a, Tensor):
-                vc = vc_of(a)
-                sv.append((vc, vc[0], a))
-        else:
-            saved.append(None)
+        saved.append(a if k else None)
+        ver.append(vc_of(a)[0] if k and isinstance(a, Tensor) else None)
     node._saved = tuple(saved)
+    if any(v is not None for v in ver):
+        node._ver = tuple(ver)
     if attrs:
         node._attrs = attrs
     node._shape = out.shape
@@ -451,9 +441,7 @@ def _record(op, v, args, attrs, out):
     t = Tensor._make(out, node, True)
     if keep_out:
         node._out = out
-        sv.append((vc_of(t), 0, None))
-    if sv:
-        node._sv = tuple(sv)
+        node._ovc = vc_of(t)
     return t
 
 
