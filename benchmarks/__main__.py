@@ -138,6 +138,22 @@ def render(results, tgts, info):
         con.print(t)
 
 
+def markdown(results, tgts, info):
+    """The figures as a Markdown section (what the README's benchmark table is pasted from)."""
+    lines = [f"Measured on: {', '.join(f'{k} {v}' for k, v in info.items())}.", ""]
+    lines += ["| workload | system | median | min - max | vs ours |", "|---|---|---:|---:|---:|"]
+    for name, r in results.items():
+        for label, v in r["systems"].items():
+            per = f" ({v['per_op_us']:.2f} us/op)" if "per_op_us" in v else ""
+            lines.append(f"| {name} | {label} | {_fmt(v['median'])}{per} | {_fmt(v['min'])} - {_fmt(v['max'])} | "
+                         f"{v['vs_ours']:.2f}x |" if v.get("vs_ours") else
+                         f"| {name} | {label} | {_fmt(v['median'])}{per} | {_fmt(v['min'])} - {_fmt(v['max'])} | |")
+    if tgts:
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {d} | {m} | {'yes' if ok else 'no'} |" for d, m, ok in tgts]
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(s):
     return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.3f} s"
 
@@ -149,6 +165,8 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=7, help="repetitions per system (at least 7 for reported figures)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repetition, no warm-up (smoke test)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the figures as a Markdown table")
+    p.add_argument("--from-json", metavar="FILE", help="render a saved --json run instead of measuring")
     a = p.parse_args(argv)
     names = [w.strip() for w in a.workloads.split(",") if w.strip()]
     bad = [w for w in names if w not in W.WORKLOADS]
@@ -159,10 +177,17 @@ def main(argv=None):
     if "ours" not in systems:
         systems.insert(0, "ours")
     reps = 1 if a.quick else max(a.reps, 7)
-    results = run(names, systems, reps, a.quick)
+    if a.from_json:
+        with open(a.from_json) as fh:
+            saved = json.load(fh)
+        results, info = saved["results"], saved["machine"]
+    else:
+        results = run(names, systems, reps, a.quick)
+        info = machine()
     tgts = targets(results)
-    info = machine()
-    if a.json:
+    if a.markdown:
+        sys.stdout.write(markdown(results, tgts, info))
+    elif a.json:
         json.dump({"machine": info, "results": results,
                    "targets": [{"target": d, "measured": m, "met": ok} for d, m, ok in tgts]}, sys.stdout, indent=2)
         sys.stdout.write("\n")

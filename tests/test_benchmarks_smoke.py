@@ -17,3 +17,12 @@ def test_every_workload_runs_on_tiny_sizes(capsys):
 def test_startup_workload_builds():
     fns = workloads.startup(workloads.QUICK, ["ours", "numpy"])
     assert any(k.startswith("floor") for k in fns)
+
+
+def test_markdown_rendering_of_a_saved_run(tmp_path, capsys):
+    assert bench.main(["--quick", "--json", "-w", "dot_export", "-s", "ours"]) == 0
+    saved = tmp_path / "run.json"
+    saved.write_text(capsys.readouterr().out)
+    assert bench.main(["--from-json", str(saved), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Measured on:") and "| dot_export | ours |" in out
