@@ -32,7 +32,7 @@ _EMPTY = {}
 _NONE1 = (None,)
 _NONE2 = (None, None)
 _NO_EDGE = (None, 0)
-_new_tensor = object.__new__
+_new_tensor = _new_node = object.__new__     # instances without running __init__
 
 
 class OpDef:
@@ -328,6 +328,19 @@ def _translate(e, vals):
     return e
 
 
+def _edge(t):
+    """The gradient edge into tensor `t` (which requires grad): its grad_fn, or its leaf's
+    AccumulateGrad (looked up inline: this runs for every leaf use on the per-op path)."""
+    fn = t.grad_fn
+    if fn is not None:
+        return (fn, t._output_nr)
+    ref = t._acc
+    acc = ref() if ref is not None else None
+    if acc is None or acc._arr is not t._data:
+        acc = accumulator(t)
+    return (acc, 0)
+
+
 def apply2(op, x, y):
     """The fast path for binary operators: x a Tensor, y a Tensor or a number, no attributes.
 
@@ -350,16 +363,8 @@ def apply2(op, x, y):
     t._data = out
     if not (xr or yr) or not STATE.enabled or out.dtype.kind not in "fc":
         return t
-    node = op.node_cls[0]()
-    if xr:
-        e0 = (x.grad_fn, x._output_nr) if x.grad_fn is not None else (accumulator(x), 0)
-    else:
-        e0 = _NO_EDGE
-    if yr:
-        e1 = (y.grad_fn, y._output_nr) if y.grad_fn is not None else (accumulator(y), 0)
-    else:
-        e1 = _NO_EDGE
-    node.next_functions = (e0, e1)
+    node = _new_node(op.node_cls[0])
+    node.next_functions = (_edge(x) if xr else _NO_EDGE, _edge(y) if yr else _NO_EDGE)
     (k0, k1), keep_out = op.keep_table[xr | (yr << 1)]
     if k0 or k1:
         node._saved = (x if k0 else None, y if k1 else None)
@@ -369,7 +374,7 @@ def apply2(op, x, y):
         node._saved = _NONE2
     if keep_out:
         node._out = out
-        node._ovc = vc_of(t)
+        node._ovc = t._vc = [0]
     node._shape = out.shape
     node._dtype = out.dtype
     if STATE.anomaly:
@@ -390,8 +395,8 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     t._data = out
     if not x._rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
         return t
-    node = op.node_cls[v]()
-    node.next_functions = ((x.grad_fn, x._output_nr) if x.grad_fn is not None else (accumulator(x), 0),)
+    node = _new_node(op.node_cls[v])
+    node.next_functions = (_edge(x),)
     keep_in, keep_out = op.keep_table[1]
     if keep_in[0]:
         node._saved = (x,)
@@ -400,7 +405,7 @@ def apply1(op, x, attrs=_EMPTY, v=0):
         node._saved = _NONE1
     if keep_out:
         node._out = out
-        node._ovc = vc_of(t)
+        node._ovc = t._vc = [0]
     if attrs:
         node._attrs = attrs
     node._shape = out.shape
