@@ -360,8 +360,8 @@ def _add(node, nr, g, xp, nb):
         # A sum this loop made is its own: add into it instead of allocating again. A rule's
         # result is never written in place (it may be shared, e.g. AddBackward0 passes g on).
         owned = node._owned
-        if owned is not None and owned[nr] is old and old.shape == getattr(g, "shape", None):
-            np.add(old, g, out=old, casting="unsafe")
+        if owned is not None and owned[nr] is old:
+            old += g                 # both were fitted to this output's shape and dtype above
         else:
             buf[nr] = old = old + g
             if type(old) is np.ndarray:          # 0-d sums come back as numpy scalars

@@ -207,9 +207,10 @@ class UnaryOpNode(OpNode):
         g = grads[0]
         if g is None:
             return None
-        if self._ver is not None or self._ovc is not None:
-            _check_versions(self)
         x = saved[0]
+        ver, ovc = self._ver, self._ovc
+        if (ver is not None and x._vc[0] != ver[0]) or (ovc is not None and ovc[0]):
+            _check_versions(self)                # raises with PyTorch's message
         if create_graph:
             out = Tensor._make(self._out, self, True) if self._out is not None else None
         else:
@@ -233,9 +234,14 @@ class BinaryOpNode(OpNode):
         g = grads[0]
         if g is None:
             return None
-        if self._ver is not None or self._ovc is not None:
-            _check_versions(self)
         x, y = saved
+        ver, ovc = self._ver, self._ovc
+        if ver is not None:
+            v0, v1 = ver
+            if (v0 is not None and x._vc[0] != v0) or (v1 is not None and y._vc[0] != v1):
+                _check_versions(self)
+        if ovc is not None and ovc[0]:
+            _check_versions(self)
         if create_graph:
             out = Tensor._make(self._out, self, True) if self._out is not None else None
         else:
