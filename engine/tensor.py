@@ -197,10 +197,6 @@ class Tensor:
     def element_size(self):
         return self._data.itemsize
 
-    @property
-    def is_floating_point_(self):
-        return self._data.dtype.kind == "f"
-
     def is_floating_point(self):
         return self._data.dtype.kind == "f"
 

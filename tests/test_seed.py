@@ -43,11 +43,10 @@ def test_every_snippet_has_an_expectation():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_seed_snippet_matches_real_pytorch(name):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     code = (SEED / name).read_text().replace("import engine as torch", "import torch")
     code = code.replace("torch.tensor(", "torch.tensor(dtype=torch.float64, data=")  # our default dtype
     ours = _run(SEED / name)
     theirs = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert theirs.returncode == 0, theirs.stderr
     assert ours.stdout == theirs.stdout.replace(", dtype=torch.float64", "")
-    _ = torch

@@ -32,8 +32,6 @@ def grad_command(
 
 
 def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, func, seed, dtype, json_out):
-    import numpy as np
-
     from expressions import parse_value
 
     from .. import render
@@ -112,7 +110,6 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             _print_check_line(con, report)
     if report is not None and not report.passed:
         raise CheckFailed()
-    _ = np
 
 
 def _check(target, tensors, chosen):

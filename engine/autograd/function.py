@@ -181,15 +181,15 @@ class Function(metaclass=FunctionMeta):
             if not isinstance(o, Tensor):
                 wrapped.append(o)
                 continue
-            if id(o) in inputs_by_id:        # an input returned as is: output aliases it
+            differentiable = id(o) not in nondiff and o._data.dtype.kind == "f"
+            if id(o) in inputs_by_id:        # an input returned as is: the output aliases it
                 alias = Tensor._make(o._data)
                 alias._vc = vc_of(o)
                 o = alias
-            if id(o) not in nondiff and o._data.dtype.kind == "f" and outputs[nr] is not None:
-                if id(outputs[nr]) not in nondiff:
-                    o.grad_fn = ctx
-                    o._rg = True
-                    o._output_nr = nr
+            if differentiable:
+                o.grad_fn = ctx
+                o._rg = True
+                o._output_nr = nr
             wrapped.append(o)
         ctx.n_outputs = len(outputs)
         ctx._meta = [(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else ((), np.dtype("float64"))

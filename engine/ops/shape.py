@@ -84,10 +84,6 @@ def _index_vjp(xp, g, out, x, key, in_shape, out_ndim, accumulate):  # noqa: ARG
     return xp.unindex(g, in_shape, key, out_ndim, accumulate)
 
 
-def _getitem_samples(nodes_key):
-    return nodes_key
-
-
 INDEX = defop("index", lambda x, key, in_shape, out_ndim, accumulate: x[key], (_index_vjp,),
               nodes=("SelectBackward0", "SliceBackward0", "IndexBackward0", "AliasBackward0",
                      "UnsqueezeBackward0"),
