@@ -57,6 +57,13 @@ def test_non_scalar_output_needs_grad_output():
     assert doc["gradients"]["w"] == [30.0, 400.0]          # v * x elementwise
 
 
+def test_output_that_is_the_variable_itself():
+    doc = as_json(invoke("grad", "x", "--x", "3", "--json"))
+    assert doc["gradients"]["x"] == 1.0 and doc["output"]["grad_fn"] is None      # as x.backward() in PyTorch
+    r = invoke("grad", "2 * 3")
+    assert r.exit_code == 2 and "does not depend on any variable" in r.stderr
+
+
 def test_negative_and_equals_values():
     doc = as_json(invoke("grad", "sum(w*x)", "--w=-1,2", "--x", "-3,4e-1", "--json"))
     assert doc["gradients"]["w"] == [-3.0, 0.4]

@@ -44,7 +44,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     if not single:
         raise CliError(f"the target returns {len(outs)} outputs; grad needs one (use 'autograd jacobian' for several)")
     out = outs[0]
-    if out.grad_fn is None:
+    if not out.requires_grad:
         raise CliError("the output does not depend on any variable that requires grad (check --wrt)")
     seed_grad = None
     if grad_output is not None:
@@ -73,7 +73,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     if json_out:
         doc = {"expression": target.text,
                "output": {"value": render.to_jsonable(out.numpy(force=True)), "shape": list(out.shape),
-                          "grad_fn": out.grad_fn.name()},
+                          "grad_fn": out.grad_fn.name() if out.grad_fn is not None else None},
                "inputs": {n: {"value": render.to_jsonable(t.numpy(force=True)), "shape": list(t.shape),
                               "requires_grad": t.requires_grad} for n, t in tensors.items()},
                "gradients": {n: render.to_jsonable(history[-1][n]) for n in chosen}}
