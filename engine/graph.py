@@ -290,9 +290,21 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 if nxt is None:
                     continue
                 if gi is not None and (targets is None or nxt._needed or nxt in targets):
-                    if (plain and nxt._buf is None and not nb and nxt._shape is not None
+                    if (plain and not nb and nxt._shape is not None
                             and getattr(gi, "shape", None) == nxt._shape and gi.dtype == nxt._dtype):
-                        nxt._buf = [gi]          # the common case of _add: first gradient, right shape
+                        # _add's common cases inline: a one-output node, a gradient already fitted
+                        b = nxt._buf
+                        if b is None:
+                            nxt._buf = [gi]
+                        else:
+                            old = b[0]
+                            ow = nxt._owned
+                            if ow is not None and ow[0] is old:
+                                old += gi
+                            else:
+                                b[0] = old = old + gi
+                                if type(old) is np.ndarray:
+                                    nxt._owned = [old]
                     else:
                         _add(nxt, nr, gi, xp, nb)
                 nxt._deps -= 1

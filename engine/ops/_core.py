@@ -334,6 +334,11 @@ def _translate(e, vals):
     return e
 
 
+def _first_version(t):
+    t._vc = [0]
+    return 0
+
+
 def _edge(t):
     """The gradient edge into tensor `t` (which requires grad): its grad_fn, or its leaf's
     AccumulateGrad (looked up inline: this runs for every leaf use on the per-op path)."""
@@ -375,7 +380,14 @@ def apply2(op, x, y):
     if k0 or k1:
         node._saved = (x if k0 else None, y if k1 else None)
         if k0 or yt:
-            node._ver = (vc_of(x)[0] if k0 else None, vc_of(y)[0] if k1 and yt else None)
+            v0 = v1 = None
+            if k0:
+                vc = x._vc
+                v0 = vc[0] if vc is not None else _first_version(x)
+            if k1 and yt:
+                vc = y._vc
+                v1 = vc[0] if vc is not None else _first_version(y)
+            node._ver = (v0, v1)
     else:
         node._saved = _NONE2
     if keep_out:
