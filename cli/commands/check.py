@@ -42,7 +42,7 @@ def report_json(report):
             cur["passed"] = False
     return {"passed": report.passed, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
             "fast_mode": report.fast_mode, "inputs": inputs, "checks": report.checks,
-            "failures": report.failures, "warnings": report.warnings}
+            "failures": report.failures, "warnings": report.warnings, "custom_functions": report.suspects}
 
 
 def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out):
@@ -88,6 +88,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                 con.print(f"[red]side check failed[/red]: {k}")
         for w in report.warnings:
             render.warn(w)
+        if not report.passed and report.suspects:
+            con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
         con.print("[green]passed[/green]" if report.passed else
                   f"[red]FAILED[/red]: {render.esc(report.failures[0]) if report.failures else ''}")
     if not report.passed:

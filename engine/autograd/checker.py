@@ -67,6 +67,7 @@ class GradcheckReport:
     checks: dict                 # {"deterministic": bool, "zero_grad_output": bool, "fast": bool}
     warnings: list
     failures: list
+    suspects: list = dataclasses.field(default_factory=list)   # custom Functions on the graph
 
     def __bool__(self):
         return self.passed
@@ -125,6 +126,24 @@ def _analytical(func, inputs, diff):
                       else np.asarray(r, dtype=np.float64).reshape(o._data.size, -1)
                       for r, i in zip(rows, diff)])
     return outs, table
+
+
+def _custom_functions(outs):
+    """Names of the user-defined Function nodes on the graph of `outs`, in traversal order.
+    Built-in ops are checked against finite differences by the engine's own tests, so when a
+    check fails these are the first suspects."""
+    from .function import BackwardCFunction
+    names, seen = [], set()
+    stack = [o.grad_fn for o in outs if o.grad_fn is not None]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if isinstance(n, BackwardCFunction) and n.name() not in names:
+            names.append(n.name())
+        stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+    return names
 
 
 def _extra_checks(outs, inputs, diff, nondet_tol):
@@ -240,9 +259,12 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
             pairs.append(p)
             if not ok:
                 failures.append(p.describe())
+    suspects = _custom_functions(outs)
     checks, msgs = _extra_checks(outs, inputs, diff, nondet_tol)
     failures += msgs
-    return GradcheckReport(not failures, eps, atol, rtol, False, pairs, checks, warns, failures)
+    if failures and suspects:
+        failures.append(f"custom Functions on this graph (the built-in ops are tested): {', '.join(suspects)}")
+    return GradcheckReport(not failures, eps, atol, rtol, False, pairs, checks, warns, failures, suspects)
 
 
 def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names):
@@ -276,7 +298,8 @@ def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names)
     ok = err <= atol + rtol * abs(numerical)
     failures = [] if ok else [f"fast check failed: v^T J u analytical {analytical:.10g}, numerical "
                               f"{numerical:.10g} (abs error {err:.3g})"]
-    return GradcheckReport(ok, eps, atol, rtol, True, [], {"fast": ok}, warns, failures)
+    return GradcheckReport(ok, eps, atol, rtol, True, [], {"fast": ok}, warns, failures,
+                           _custom_functions(outs))
 
 
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, fast_mode=False,
