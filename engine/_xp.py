@@ -8,6 +8,8 @@ with leading batch dimensions (vectorized Jacobians) pass through unchanged.
 """
 import numpy as np
 
+_INPLACE_MIN = 4096   # elements: below this, reusing a temporary costs more than allocating
+
 
 class _Numpy:
     exp = staticmethod(np.exp)
@@ -32,22 +34,22 @@ class _Numpy:
     @staticmethod
     def tanh_backward(g, out):
         """g * (1 - out**2) with one temporary instead of three (PyTorch's tanh_backward)."""
+        if out.size < _INPLACE_MIN:          # small: keyword-argument ufunc calls cost more
+            return g * (1.0 - out * out)
         t = out * out
-        if type(t) is not np.ndarray:        # 0-d: numpy scalars cannot be written into
-            return g * (1.0 - t)
         np.subtract(1.0, t, out=t)
-        if np.shape(g) == t.shape:
+        if g.shape == t.shape:
             return np.multiply(t, g, out=t)
         return g * t
 
     @staticmethod
     def sigmoid_backward(g, out):
         """g * out * (1 - out) with one temporary."""
+        if out.size < _INPLACE_MIN:
+            return g * out * (1.0 - out)
         t = 1.0 - out
-        if type(t) is not np.ndarray:
-            return g * (t * out)
         np.multiply(t, out, out=t)
-        if np.shape(g) == t.shape:
+        if g.shape == t.shape:
             return np.multiply(t, g, out=t)
         return g * t
 

@@ -130,6 +130,21 @@ _METHODS = {
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 
+
+def _unary_method(op):
+    """x.tanh() straight to the unary fast path (no argument checks: self is a Tensor)."""
+    def method(self):
+        return apply1(op, self)
+    method.__name__ = op.name
+    method.__doc__ = op.doc
+    return method
+
+
+for _op in (REGISTRY[n] for n in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "tanh",
+                                  "sigmoid", "relu", "abs", "neg", "reciprocal")):
+    setattr(Tensor, _op.name, _unary_method(_op))
+Tensor.__neg__ = Tensor.neg
+
 Tensor.T = property(T)
 Tensor.mT = property(mT)
 Tensor.__getitem__ = getitem
