@@ -278,7 +278,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                     node._release()
             else:
                 grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
-                                    accumulate, owned)
+                                    accumulate, owned, inputs)
             if grads_in is None:
                 for nxt, nr in node.next_functions:
                     if nxt is not None:
@@ -392,7 +392,8 @@ def _run_tensor_hooks(hooks, g, xp):
     return g
 
 
-def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accumulate, owned=None):
+def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accumulate, owned=None,
+             inputs=None):
     """Run one node: tensor hooks, retain_grad, capture, then AccumulateGrad or the node's rule."""
     if buf is None:
         buf = [None] * node.n_outputs
@@ -422,6 +423,11 @@ def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accum
                     g = _run_tensor_hooks(node.variable._hooks, g, xp)
                 if g is not None:
                     captured[k] = xp.wrap(g) if create_graph else g
+        elif wanted and not is_leaf and accumulate:
+            # backward(inputs=[y]) with a non-leaf y: its gradient goes into y.grad (PyTorch)
+            for nr, k in wanted:
+                if buf[nr] is not None:
+                    _accumulate(inputs[k], buf[nr], create_graph)
         if is_leaf and (captured is not None or not wanted):
             return None
         if not is_leaf and not node._needed:

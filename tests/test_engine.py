@@ -288,6 +288,16 @@ def test_backward_inputs_only_accumulates_there():
     b = engine.tensor(2.0, requires_grad=True)
     (a * b).backward(inputs=[a])
     assert a.grad.item() == 2.0 and b.grad is None
+    # a non-leaf input gets its .grad too, and accumulates (values printed by PyTorch 2.13)
+    w = engine.tensor([1.0, 2.0], requires_grad=True)
+    y = w * 3
+    z = (y * y).sum()
+    z.backward(inputs=[y], retain_graph=True)
+    with pytest.warns(UserWarning, match="not a leaf"):     # PyTorch warns on this access too
+        assert y.grad.tolist() == [6.0, 12.0] and w.grad is None
+    z.backward(inputs=[y, w])
+    with pytest.warns(UserWarning, match="not a leaf"):
+        assert y.grad.tolist() == [12.0, 24.0] and w.grad.tolist() == [18.0, 36.0]
 
 
 def test_indexing_records_pytorch_chain():
