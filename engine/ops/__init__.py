@@ -7,7 +7,7 @@ through which rules run on Tensors under create_graph=True (engine/_xp.py).
 import numpy as np
 
 from ..tensor import Tensor
-from ._core import REGISTRY, apply, apply1, apply2, defop  # noqa: F401
+from ._core import REGISTRY, apply, apply1, binary_operator, defop  # noqa: F401
 from .elementwise import ADD, MUL, SUB, DIV
 from .elementwise import (abs, absolute, add, clamp, clip, cos, div, divide, eq, exp, ge,  # noqa: F401
                           greater, greater_equal, gt, le, less, less_equal, log, log1p,
@@ -148,36 +148,13 @@ Tensor.__neg__ = Tensor.neg
 Tensor.T = property(T)
 Tensor.mT = property(mT)
 Tensor.__getitem__ = getitem
-def _fast(op, slow):
-    """x (op) y for a Tensor x: straight to the binary fast path for Tensor/number operands."""
-    def method(self, other):
-        t = type(other)
-        if t is Tensor or t is float or t is int:
-            return apply2(op, self, other)
-        if isinstance(other, (Tensor, np.ndarray, np.generic, bool, int, float)):
-            return slow(self, other)
-        return NotImplemented
-    return method
-
-
-def _fast_r(op, slow):
-    def method(self, other):
-        t = type(other)
-        if t is float or t is int:
-            return apply2(op, self, other)
-        if isinstance(other, (np.ndarray, np.generic, bool)):
-            return slow(self, other)
-        return NotImplemented
-    return method
-
-
-Tensor.__add__ = _fast(ADD, add)
-Tensor.__radd__ = _fast_r(ADD, add)
-Tensor.__sub__ = _fast(SUB, sub)
+Tensor.__add__ = binary_operator(ADD, add)
+Tensor.__radd__ = Tensor.__add__           # x + 2 and 2 + x both record AddBackward0(x, None)
+Tensor.__sub__ = binary_operator(SUB, sub)
 Tensor.__rsub__ = _not_impl_guard(_swap(sub))
-Tensor.__mul__ = _fast(MUL, mul)
-Tensor.__rmul__ = _fast_r(MUL, mul)
-Tensor.__truediv__ = _fast(DIV, div)
+Tensor.__mul__ = binary_operator(MUL, mul)
+Tensor.__rmul__ = Tensor.__mul__
+Tensor.__truediv__ = binary_operator(DIV, div)
 Tensor.__rtruediv__ = _not_impl_guard(_swap(div))
 Tensor.__pow__ = _not_impl_guard(pow)
 Tensor.__rpow__ = _not_impl_guard(_swap(pow))

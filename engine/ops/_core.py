@@ -352,54 +352,72 @@ def _edge(t):
     return (acc, 0)
 
 
-def apply2(op, x, y):
-    """The fast path for binary operators: x a Tensor, y a Tensor or a number, no attributes.
+def binary_operator(op, slow):
+    """`Tensor.__mul__` and friends for a two-input op with no attributes: one call per use.
 
-    Recording allocates as few GC-tracked objects as it can (the collector re-traverses every
-    live one as a graph grows): the node, its edges, the saved pair and the output Tensor.
+    Tensor and Python-number operands take the fast path below; arrays, numpy scalars, bools
+    and Tensor subclasses go to `slow(x, y)`; anything else gets NotImplemented. Recording
+    allocates as few GC-tracked objects as it can (the collector re-traverses every live one
+    as a graph grows): the node, its edges, the saved pair and the output Tensor.
     """
-    yt = isinstance(y, Tensor)
-    yd = y._data if yt else y
-    try:
-        out = op.forward(x._data, yd)
-    except ValueError as e:
-        raise _translate(e, [x._data, yd]) from None
-    if STATE.kink_watch is not None:
-        _watch_kinks(op, (x._data, yd), _EMPTY)
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)
-    xr = x._rg
-    yr = yt and y._rg
-    t = _new_tensor(Tensor)
-    t._data = out
-    if not (xr or yr) or not STATE.enabled or out.dtype.kind not in "fc":
+    forward = op.forward
+    node_cls = op.node_cls[0]
+    keep_table = op.keep_table
+
+    def operator(x, y):
+        ty = type(y)
+        if ty is Tensor:
+            yt = True
+            yd = y._data
+        elif ty is float or ty is int:
+            yt = False
+            yd = y
+        elif isinstance(y, (Tensor, np.ndarray, np.generic, bool)):
+            return slow(x, y)
+        else:
+            return NotImplemented
+        try:
+            out = forward(x._data, yd)
+        except ValueError as e:
+            raise _translate(e, [x._data, yd]) from None
+        if STATE.kink_watch is not None:
+            _watch_kinks(op, (x._data, yd), _EMPTY)
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        xr = x._rg
+        yr = yt and y._rg
+        t = _new_tensor(Tensor)
+        t._data = out
+        if not (xr or yr) or not STATE.enabled or out.dtype.kind not in "fc":
+            return t
+        node = _new_node(node_cls)
+        node.next_functions = (_edge(x) if xr else _NO_EDGE, _edge(y) if yr else _NO_EDGE)
+        (k0, k1), keep_out = keep_table[xr | (yr << 1)]
+        if k0 or k1:
+            node._saved = (x if k0 else None, y if k1 else None)
+            if k0 or yt:
+                v0 = v1 = None
+                if k0:
+                    vc = x._vc
+                    v0 = vc[0] if vc is not None else _first_version(x)
+                if k1 and yt:
+                    vc = y._vc
+                    v1 = vc[0] if vc is not None else _first_version(y)
+                node._ver = (v0, v1)
+        else:
+            node._saved = _NONE2
+        if keep_out:
+            node._out = out
+            node._ovc = t._vc = [0]
+        node._shape = out.shape
+        node._dtype = out.dtype
+        if STATE.anomaly:
+            node._trace = traceback.format_stack()[:-2]
+        t.grad_fn = node
+        t._rg = True
         return t
-    node = _new_node(op.node_cls[0])
-    node.next_functions = (_edge(x) if xr else _NO_EDGE, _edge(y) if yr else _NO_EDGE)
-    (k0, k1), keep_out = op.keep_table[xr | (yr << 1)]
-    if k0 or k1:
-        node._saved = (x if k0 else None, y if k1 else None)
-        if k0 or yt:
-            v0 = v1 = None
-            if k0:
-                vc = x._vc
-                v0 = vc[0] if vc is not None else _first_version(x)
-            if k1 and yt:
-                vc = y._vc
-                v1 = vc[0] if vc is not None else _first_version(y)
-            node._ver = (v0, v1)
-    else:
-        node._saved = _NONE2
-    if keep_out:
-        node._out = out
-        node._ovc = t._vc = [0]
-    node._shape = out.shape
-    node._dtype = out.dtype
-    if STATE.anomaly:
-        node._trace = traceback.format_stack()[:-3]
-    t.grad_fn = node
-    t._rg = True
-    return t
+    operator.__name__ = op.name
+    return operator
 
 
 def apply1(op, x, attrs=_EMPTY, v=0):
