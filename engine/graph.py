@@ -263,6 +263,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
             _add(n, nr, g, xp, nb)
         ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
         pop, push = ready.pop, ready.append
+        release = not retain_graph
         plain = targets is None and not STATE.anomaly and xp is _NUMPY
         simple = targets is None and not STATE.anomaly
         while ready:
@@ -272,10 +273,14 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
             owned = node._owned
             node._owned = None
             if simple and not node._hooked and node.n_outputs == 1 and type(node) is not AccumulateGrad:
-                # the common case: one output, no hooks, nothing to capture
-                grads_in = node.apply(buf, xp, create_graph) if buf is not None else None
-                if not retain_graph:
-                    node._release()
+                # the common case: one output, no hooks, nothing to capture; apply frees what
+                # the node saved once it has used it (unless retain_graph)
+                if buf is not None:
+                    grads_in = node.apply(buf, xp, create_graph, release)
+                else:
+                    grads_in = None
+                    if release:
+                        node._release()
             else:
                 grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
                                     accumulate, owned, inputs)
@@ -291,7 +296,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                     continue
                 if gi is not None and (targets is None or nxt._needed or nxt in targets):
                     if (plain and not nb and nxt._shape is not None
-                            and getattr(gi, "shape", None) == nxt._shape and gi.dtype == nxt._dtype):
+                            and gi.shape == nxt._shape and gi.dtype == nxt._dtype):
                         # _add's common cases inline: a one-output node, a gradient already fitted
                         b = nxt._buf
                         if b is None:

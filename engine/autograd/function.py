@@ -96,7 +96,13 @@ class BackwardCFunction(Node):
         self._saved = FREED
 
     # -- graph node ------------------------------------------------------------------------------
-    def apply(self, grads, xp, create_graph):
+    def apply(self, grads, xp, create_graph, release=False):
+        res = self._apply(grads, xp, create_graph)
+        if release:
+            self._release()
+        return res
+
+    def _apply(self, grads, xp, create_graph):
         cls = self._forward_cls
         gts = []
         for nr, g in enumerate(grads):

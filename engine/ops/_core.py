@@ -127,7 +127,13 @@ class OpNode(Node):
     _ver = None      # versions of the saved tensors, aligned with _saved (None: not a tensor)
     _ovc = None      # the output's version counter when the output is saved (expected at 0)
 
-    def apply(self, grads, xp, create_graph):
+    def apply(self, grads, xp, create_graph, release=False):
+        res = self._apply(grads, xp, create_graph)
+        if release:
+            self._release()
+        return res
+
+    def _apply(self, grads, xp, create_graph):
         saved = self._saved
         if saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
@@ -200,7 +206,7 @@ def _missing(op, i):
 class UnaryOpNode(OpNode):
     """OpNode.apply specialised for one input (the common case; no loops, no packing)."""
 
-    def apply(self, grads, xp, create_graph):
+    def apply(self, grads, xp, create_graph, release=False):
         saved = self._saved
         if saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
@@ -221,13 +227,17 @@ class UnaryOpNode(OpNode):
         if rule is None:
             raise _missing(self.op, 0)
         attrs = self._attrs
-        return (rule(xp, g, out, x, **attrs) if attrs else rule(xp, g, out, x),)
+        res = (rule(xp, g, out, x, **attrs) if attrs else rule(xp, g, out, x),)
+        if release and (ver is not None or ovc is not None):
+            self._saved = FREED
+            self._out = self._ver = self._ovc = None
+        return res
 
 
 class BinaryOpNode(OpNode):
     """OpNode.apply specialised for two inputs."""
 
-    def apply(self, grads, xp, create_graph):
+    def apply(self, grads, xp, create_graph, release=False):
         saved = self._saved
         if saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
@@ -265,6 +275,9 @@ class BinaryOpNode(OpNode):
             raise _missing(self.op, 1)
         else:
             g1 = r1(xp, g, out, x, y, **attrs) if attrs else r1(xp, g, out, x, y)
+        if release and (ver is not None or ovc is not None):
+            self._saved = FREED
+            self._out = self._ver = self._ovc = None
         return (g0, g1)
 
 
