@@ -118,10 +118,6 @@ class AccumulateGrad(Node):
     def name(self):
         return "torch::autograd::AccumulateGrad"
 
-    def _fit_meta(self):
-        v = self.variable
-        return v._data.shape, v._data.dtype
-
 
 
 def accumulator(t):
@@ -136,13 +132,24 @@ def accumulator(t):
     return node
 
 
+def edge(t):
+    """The gradient edge into `t`, which requires grad: (grad_fn, output_nr), or (its leaf's
+    AccumulateGrad, 0), looked up inline since this runs for every leaf use on the per-op path."""
+    fn = t.grad_fn
+    if fn is not None:
+        return (fn, t._output_nr)
+    ref = t._acc
+    acc = ref() if ref is not None else None
+    if acc is None or acc._arr is not t._data:
+        acc = accumulator(t)
+    return (acc, 0)
+
+
 def edge_of(t):
-    """PyTorch's gradient edge for a tensor: (grad_fn, output_nr), (AccumulateGrad, 0) or None."""
-    if t.grad_fn is not None:
-        return (t.grad_fn, t._output_nr)
-    if t._rg:
-        return (accumulator(t), 0)
-    return None
+    """PyTorch's gradient edge for any tensor: as `edge`, or None when it does not require grad."""
+    if t.grad_fn is None and not t._rg:
+        return None
+    return edge(t)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,12 +366,10 @@ def _sinks_first(order):
 
 def _add(node, nr, g, xp, nb):
     """Sum gradient `g` into `node`'s buffer for output `nr`, fitted to that output's shape."""
-    if node._shape is not None:
+    if node._shape is not None:            # ops and AccumulateGrad
         shape, dtype = node._shape, node._dtype
-    elif node._meta is not None:
+    else:                                  # Functions: one entry per output
         shape, dtype = node._meta[nr]
-    else:
-        shape, dtype = node._fit_meta()
     if nb or xp is not _NUMPY or getattr(g, "shape", None) != shape or g.dtype != dtype:
         g = _fit(xp, g, shape, dtype, nb)
     buf = node._buf

@@ -115,40 +115,22 @@ def test_gradgradcheck_over_registry(name, k, spec):
         assert gradgradcheck(fn, ins)
 
 
-class GoodSquare(engine.autograd.Function):
-    @staticmethod
+def _square(name, factor):
+    """x**2 as a custom Function whose backward is 2x times `factor` (1.0: correct)."""
     def forward(ctx, x):
         ctx.save_for_backward(x)
         return x ** 2
 
-    @staticmethod
     def backward(ctx, g):
         x, = ctx.saved_tensors
-        return g * 2 * x
+        return g * 2 * x * factor
+    return type(name, (engine.autograd.Function,),
+                {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
-class OffSquare(engine.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x ** 2
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        return g * 2 * x * 1.001          # off by 0.1 %
-
-
-class OnePercentOff(engine.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x ** 2
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        return g * 2 * x * 1.01
+GoodSquare = _square("GoodSquare", 1.0)
+OffSquare = _square("OffSquare", 1.001)          # off by 0.1 %
+OnePercentOff = _square("OnePercentOff", 1.01)
 
 
 def test_checker_catches_a_backward_off_by_a_tenth_of_a_percent():

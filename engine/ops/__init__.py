@@ -110,9 +110,7 @@ def _not_impl_guard(fn):
 
 _METHODS = {
     "add": add, "sub": sub, "mul": mul, "div": div, "divide": div, "true_divide": div,
-    "multiply": mul, "subtract": sub, "neg": neg, "negative": neg, "reciprocal": reciprocal,
-    "pow": pow, "exp": exp, "log": log, "log1p": log1p, "sqrt": sqrt, "sin": sin, "cos": cos,
-    "tan": tan, "tanh": tanh, "sigmoid": sigmoid, "relu": relu, "abs": abs, "absolute": abs,
+    "multiply": mul, "subtract": sub, "negative": neg, "pow": pow, "absolute": abs,
     "softplus": softplus, "clamp": clamp, "clip": clip, "maximum": maximum, "minimum": minimum,
     "where": _method_where, "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge,
     "sign": sign, "logical_not": logical_not,

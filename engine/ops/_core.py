@@ -23,7 +23,7 @@ import traceback
 import numpy as np
 
 from .. import errors
-from ..graph import FREED, Node, accumulator
+from ..graph import FREED, Node, accumulator, edge as _edge
 from ..grad_mode import STATE
 from ..tensor import Tensor, vc_of
 
@@ -352,19 +352,6 @@ def _first_version(t):
     return 0
 
 
-def _edge(t):
-    """The gradient edge into tensor `t` (which requires grad): its grad_fn, or its leaf's
-    AccumulateGrad (looked up inline: this runs for every leaf use on the per-op path)."""
-    fn = t.grad_fn
-    if fn is not None:
-        return (fn, t._output_nr)
-    ref = t._acc
-    acc = ref() if ref is not None else None
-    if acc is None or acc._arr is not t._data:
-        acc = accumulator(t)
-    return (acc, 0)
-
-
 def binary_operator(op, slow):
     """`Tensor.__mul__` and friends for a two-input op with no attributes: one call per use.
 
@@ -472,7 +459,7 @@ def _record(op, v, args, attrs, out):
     mask = 0
     for i, a in enumerate(args):
         if isinstance(a, Tensor) and a._rg:
-            nf.append((a.grad_fn, a._output_nr) if a.grad_fn is not None else (accumulator(a), 0))
+            nf.append(_edge(a))
             mask |= 1 << i
         else:
             nf.append(_NO_EDGE)
