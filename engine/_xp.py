@@ -34,8 +34,11 @@ class _Numpy:
     @staticmethod
     def tanh_backward(g, out):
         """g * (1 - out**2) with one temporary instead of three (PyTorch's tanh_backward)."""
-        if out.size < _INPLACE_MIN:          # small: keyword-argument ufunc calls cost more
-            return g * (1.0 - out * out)
+        if out.size < _INPLACE_MIN:
+            # small: keyword-argument ufunc calls cost more, and a Python float operand costs
+            # more than an array one (numpy 2's weak-scalar promotion): g - g*out*out is three
+            # array-array ops, ~0.5 us less than g * (1.0 - out*out) on 10 elements
+            return g - g * out * out
         t = out * out
         np.subtract(1.0, t, out=t)
         if g.shape == t.shape:
@@ -46,7 +49,8 @@ class _Numpy:
     def sigmoid_backward(g, out):
         """g * out * (1 - out) with one temporary."""
         if out.size < _INPLACE_MIN:
-            return g * out * (1.0 - out)
+            t = g * out
+            return t - t * out
         t = 1.0 - out
         np.multiply(t, out, out=t)
         if g.shape == t.shape:

@@ -39,8 +39,9 @@ class Node:
     _retains = None      # {output_nr: weakref(tensor)}: tensors that called retain_grad()
     _node_hooks = None   # [fn(grad_inputs, grad_outputs)]
     _node_pre_hooks = None
-    _hooked = False      # any of the four above is set: the backward loop takes the slow path
-    _owned = None        # buffers this backward pass allocated itself (safe to add into)
+    _plain = False       # True on op nodes (one output, first-order rules in `_vjp`) until a
+                         # hook or retain_grad is set on one: then the loop takes `_execute`
+    _owned = None        # the buffer(s) this backward pass allocated itself (safe to add into)
     _trace = None        # anomaly mode: where the forward op ran
     _meta = None         # [(shape, dtype)] per output, for fitting incoming gradients (Functions)
     _shape = None        # single-output nodes (ops): their output's shape and dtype, kept
@@ -57,21 +58,21 @@ class Node:
 
     def register_hook(self, fn):
         """fn(grad_inputs, grad_outputs) after the node runs (PyTorch's Node.register_hook)."""
-        self._hooked = True
+        self._plain = False
         if self._node_hooks is None:
             self._node_hooks = []
         self._node_hooks.append(fn)
         return _Handle(self._node_hooks, fn)
 
     def register_prehook(self, fn):
-        self._hooked = True
+        self._plain = False
         if self._node_pre_hooks is None:
             self._node_pre_hooks = []
         self._node_pre_hooks.append(fn)
         return _Handle(self._node_pre_hooks, fn)
 
     def _add_pre_hook(self, nr, fn):
-        self._hooked = True
+        self._plain = False
         if self._pre_hooks is None:
             self._pre_hooks = {}
         lst = self._pre_hooks.setdefault(nr, [])
@@ -243,26 +244,35 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 f"element {i} of tensors does not require grad and does not have a grad_fn")
         root_nodes.append((e[0], e[1], g))
 
-    # 1. Discover the graph iteratively and count each node's incoming edges.
-    stack = list(dict.fromkeys(n for n, _, _ in root_nodes))
-    visited = set(stack)
+    # 1. Discover the graph iteratively and count each node's incoming edges. A count going
+    #    up from 0 marks a node seen for the first time (counts are 0 between passes); roots
+    #    hold a mark of 1 during the walk so that reaching one again does not re-walk it.
+    roots_unique = list(dict.fromkeys(n for n, _, _ in root_nodes))
+    for n in roots_unique:
+        n._deps = 1
+    stack = roots_unique[:]
     order = []
+    push_order = order.append
     while stack:
         n = stack.pop()
-        order.append(n)
+        push_order(n)
         for nxt, _ in n.next_functions:
-            if nxt is None:
-                continue
-            nxt._deps += 1
-            if nxt not in visited:
-                visited.add(nxt)
-                stack.append(nxt)
+            if nxt is not None:
+                d = nxt._deps
+                nxt._deps = d + 1
+                if not d:
+                    stack.append(nxt)
+    for n in roots_unique:
+        n._deps -= 1
 
     # 2. With targets, run only nodes on a path to one (PyTorch's exec_info).
     if targets is not None:
         for n in _sinks_first(order):
             n._needed = any(nxt is not None and (nxt in targets or nxt._needed)
                             for nxt, _ in n.next_functions)
+
+    if targets is None and xp is _NUMPY and not nb and not STATE.anomaly:
+        return _run_plain(root_nodes, order, retain_graph, accumulate)
 
     captured = {} if (targets is not None and not accumulate) else None
     try:
@@ -271,7 +281,6 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
         ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
         pop, push = ready.pop, ready.append
         release = not retain_graph
-        plain = targets is None and not STATE.anomaly and xp is _NUMPY
         simple = targets is None and not STATE.anomaly
         while ready:
             node = pop()
@@ -279,7 +288,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
             node._buf = None
             owned = node._owned
             node._owned = None
-            if simple and not node._hooked and node.n_outputs == 1 and type(node) is not AccumulateGrad:
+            if simple and node._plain:
                 # the common case: one output, no hooks, nothing to capture; apply frees what
                 # the node saved once it has used it (unless retain_graph)
                 if buf is not None:
@@ -302,32 +311,12 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 if nxt is None:
                     continue
                 if gi is not None and (targets is None or nxt._needed or nxt in targets):
-                    if (plain and not nb and nxt._shape is not None
-                            and gi.shape == nxt._shape and gi.dtype == nxt._dtype):
-                        # _add's common cases inline: a one-output node, a gradient already fitted
-                        b = nxt._buf
-                        if b is None:
-                            nxt._buf = [gi]
-                        else:
-                            old = b[0]
-                            ow = nxt._owned
-                            if ow is not None and ow[0] is old:
-                                old += gi
-                            else:
-                                b[0] = old = old + gi
-                                if type(old) is np.ndarray:
-                                    nxt._owned = [old]
-                    else:
-                        _add(nxt, nr, gi, xp, nb)
+                    _add(nxt, nr, gi, xp, nb)
                 nxt._deps -= 1
                 if nxt._deps == 0:
                     push(nxt)
     except BaseException:
-        for n in order:                      # leave the graph reusable (retain_graph) after an error
-            n._deps = 0
-            n._buf = None
-            n._owned = None
-            n._needed = True
+        _reset(order)
         raise
     if targets is not None:
         for n in order:
@@ -344,6 +333,107 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
             out[k] = g
         return out
     return None
+
+
+def _reset(order):
+    """Leave the graph reusable (retain_graph) after an error part-way through a pass."""
+    for n in order:
+        n._deps = 0
+        n._buf = None
+        n._owned = None
+        n._needed = True
+
+
+def _run_plain(root_nodes, order, retain_graph, accumulate):
+    """The common pass: first order on numpy arrays, no inputs=/autograd.grad targets, no
+    anomaly mode, no batch dims. Same semantics as the general loop in `_run`, fewer steps:
+
+    - a node of one output and known shape (ops, AccumulateGrad) holds its incoming gradient
+      as the array itself, not in a list; Functions keep the list protocol of `_add`;
+    - op nodes without hooks (`_plain`) run their first-order rules via `_vjp` directly;
+    - a sum the loop allocated (`_owned`) is added into in place, and becomes a leaf's .grad
+      without a copy.
+    """
+    release = not retain_graph
+    try:
+        for n, nr, g in root_nodes:
+            _add_plain(n, nr, g)
+        ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
+        pop, push = ready.pop, ready.append
+        while ready:
+            node = pop()
+            g = node._buf
+            node._buf = None
+            if node._plain:
+                if g is not None:
+                    grads_in = node._vjp(g, release)
+                    if node._owned is not None:
+                        node._owned = None
+                else:
+                    grads_in = None
+                    if release:
+                        node._release()
+            else:
+                owned = node._owned
+                node._owned = None
+                if node._shape is not None:          # a raw buffer: give _execute its list
+                    if g is not None:
+                        owned = [owned] if owned is g else None
+                        g = [g]
+                grads_in = _execute(node, g, _NUMPY, retain_graph, False, None, None, accumulate,
+                                    owned)
+            if grads_in is None:
+                for nxt, _ in node.next_functions:
+                    if nxt is not None:
+                        d = nxt._deps - 1
+                        nxt._deps = d
+                        if not d:
+                            push(nxt)
+                continue
+            for (nxt, nr), gi in zip(node.next_functions, grads_in):
+                if nxt is None:
+                    continue
+                if gi is not None:
+                    if gi.shape == nxt._shape and gi.dtype is nxt._dtype:
+                        # fitted already (the usual case): store it, or sum into the buffer
+                        b = nxt._buf
+                        if b is None:
+                            nxt._buf = gi
+                        elif nxt._owned is b:
+                            b += gi
+                        else:
+                            nxt._buf = b = b + gi
+                            if type(b) is np.ndarray:       # 0-d sums are numpy scalars
+                                nxt._owned = b
+                    else:
+                        _add_plain(nxt, nr, gi)
+                d = nxt._deps - 1
+                nxt._deps = d
+                if not d:
+                    push(nxt)
+    except BaseException:
+        _reset(order)
+        raise
+    return None
+
+
+def _add_plain(node, nr, g):
+    """`_add` for the plain loop: a raw buffer for nodes of known shape, else `_add`."""
+    shape = node._shape
+    if shape is None:
+        _add(node, nr, g, _NUMPY, 0)
+        return
+    if getattr(g, "shape", None) != shape or g.dtype != node._dtype:
+        g = _fit(_NUMPY, g, shape, node._dtype, 0)
+    b = node._buf
+    if b is None:
+        node._buf = g
+    elif node._owned is b:
+        b += g
+    else:
+        node._buf = b = b + g
+        if type(b) is np.ndarray:
+            node._owned = b
 
 
 def _sinks_first(order):

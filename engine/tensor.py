@@ -130,7 +130,7 @@ class Tensor:
             return
         self._retains_grad = True
         node = self.grad_fn
-        node._hooked = True
+        node._plain = False
         if node._retains is None:
             node._retains = {}
         node._retains[self._output_nr] = weakref.ref(self)

@@ -25,6 +25,7 @@ import numpy as np
 from .. import errors
 from ..graph import FREED, Node, accumulator, edge as _edge
 from ..grad_mode import STATE
+from .._xp import NUMPY as _NUMPY
 from ..tensor import Tensor, vc_of
 
 REGISTRY = {}
@@ -55,8 +56,11 @@ class OpDef:
         self.func = None          # the public engine function, set by the module that defines it
         n_in = 0 if variadic or vjps is None else len(vjps)
         base = {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
-        self.node_cls = tuple(
-            type(n, (base,), {"op": self, "__module__": "engine.ops"}) for n in nodes)
+        ns = {"op": self, "__module__": "engine.ops"}
+        if base is not OpNode:
+            for i in range(n_in):
+                ns[f"_rule{i}"] = staticmethod(_rule_or_raise(self, i))
+        self.node_cls = tuple(type(n, (base,), ns) for n in nodes)
         self._keep = {}
         n = 0 if variadic or vjps is None else len(vjps)
         # keep_table[mask]: what to save when the inputs in `mask` need a gradient
@@ -118,7 +122,11 @@ def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=
 
 
 class OpNode(Node):
-    """A node made by a registered op. Per-op subclasses carry `op` and PyTorch's name."""
+    """A node made by a registered op. Per-op subclasses carry `op` and PyTorch's name.
+
+    `_vjp(g, release)` is first order on numpy arrays (what the backward loop's common path
+    calls); `apply(grads, xp, create_graph)` is the Node protocol and serves create_graph too.
+    """
 
     op = None
     _out = None
@@ -126,9 +134,19 @@ class OpNode(Node):
     _attrs = _EMPTY
     _ver = None      # versions of the saved tensors, aligned with _saved (None: not a tensor)
     _ovc = None      # the output's version counter when the output is saved (expected at 0)
+    _plain = True    # one output, no hooks: the backward loop may call _vjp directly
 
     def apply(self, grads, xp, create_graph, release=False):
+        if not create_graph:
+            g = grads[0]
+            return None if g is None else self._vjp(g, release)
         res = self._apply(grads, xp, create_graph)
+        if release:
+            self._release()
+        return res
+
+    def _vjp(self, g, release):
+        res = self._apply([g], _NUMPY, False)
         if release:
             self._release()
         return res
@@ -159,8 +177,7 @@ class OpNode(Node):
             if nexts[i][0] is None:
                 res.append(None)
             elif rule is None:
-                raise errors.MissingDerivativeError(
-                    f"the derivative for '{op.name}' is not implemented for input {i}")
+                raise _missing(op, i)
             elif attrs:
                 res.append(rule(xp, g, out, *ins, **attrs))
             else:
@@ -203,31 +220,39 @@ def _missing(op, i):
     return errors.MissingDerivativeError(f"the derivative for '{op.name}' is not implemented for input {i}")
 
 
-class UnaryOpNode(OpNode):
-    """OpNode.apply specialised for one input (the common case; no loops, no packing)."""
+def _rule_or_raise(op, i):
+    """The op's rule for input i, or one that raises the missing-derivative error when called."""
+    rule = op.vjps[i]
+    if rule is not None:
+        return rule
 
-    def apply(self, grads, xp, create_graph, release=False):
+    def missing(*args, **kwargs):
+        raise _missing(op, i)
+    return missing
+
+
+class UnaryOpNode(OpNode):
+    """`_vjp` specialised for one input (the common case; no loops, no packing). A saved
+    input is a Tensor exactly when its version entry is not None."""
+
+    _rule0 = None    # staticmethod: the op's rule, set per node class
+
+    def _vjp(self, g, release):
         saved = self._saved
         if saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
-        g = grads[0]
-        if g is None:
-            return None
         x = saved[0]
-        ver, ovc = self._ver, self._ovc
-        if (ver is not None and x._vc[0] != ver[0]) or (ovc is not None and ovc[0]):
-            _check_versions(self)                # raises with PyTorch's message
-        if create_graph:
-            out = Tensor._make(self._out, self, True) if self._out is not None else None
-        else:
-            if type(x) is Tensor:
-                x = x._data
-            out = self._out
-        rule = self.op.vjps[0]
-        if rule is None:
-            raise _missing(self.op, 0)
+        ver = self._ver
+        if ver is not None:
+            if x._vc[0] != ver[0]:
+                _check_versions(self)                # raises with PyTorch's message
+            x = x._data
+        ovc = self._ovc
+        if ovc is not None and ovc[0]:
+            _check_versions(self)
         attrs = self._attrs
-        res = (rule(xp, g, out, x, **attrs) if attrs else rule(xp, g, out, x),)
+        res = (self._rule0(_NUMPY, g, self._out, x, **attrs) if attrs
+               else self._rule0(_NUMPY, g, self._out, x),)
         if release and (ver is not None or ovc is not None):
             self._saved = FREED
             self._out = self._ver = self._ovc = None
@@ -235,46 +260,38 @@ class UnaryOpNode(OpNode):
 
 
 class BinaryOpNode(OpNode):
-    """OpNode.apply specialised for two inputs."""
+    """`_vjp` specialised for two inputs."""
 
-    def apply(self, grads, xp, create_graph, release=False):
+    _rule0 = _rule1 = None
+
+    def _vjp(self, g, release):
         saved = self._saved
         if saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
-        g = grads[0]
-        if g is None:
-            return None
         x, y = saved
-        ver, ovc = self._ver, self._ovc
+        ver = self._ver
         if ver is not None:
             v0, v1 = ver
-            if (v0 is not None and x._vc[0] != v0) or (v1 is not None and y._vc[0] != v1):
-                _check_versions(self)
+            if v0 is not None:
+                if x._vc[0] != v0:
+                    _check_versions(self)
+                x = x._data
+            if v1 is not None:
+                if y._vc[0] != v1:
+                    _check_versions(self)
+                y = y._data
+        ovc = self._ovc
         if ovc is not None and ovc[0]:
             _check_versions(self)
-        if create_graph:
-            out = Tensor._make(self._out, self, True) if self._out is not None else None
-        else:
-            if type(x) is Tensor:
-                x = x._data
-            if type(y) is Tensor:
-                y = y._data
-            out = self._out
         (n0, _), (n1, _) = self.next_functions
-        r0, r1 = self.op.vjps
+        out = self._out
         attrs = self._attrs
-        if n0 is None:
-            g0 = None
-        elif r0 is None:
-            raise _missing(self.op, 0)
+        if attrs:
+            g0 = None if n0 is None else self._rule0(_NUMPY, g, out, x, y, **attrs)
+            g1 = None if n1 is None else self._rule1(_NUMPY, g, out, x, y, **attrs)
         else:
-            g0 = r0(xp, g, out, x, y, **attrs) if attrs else r0(xp, g, out, x, y)
-        if n1 is None:
-            g1 = None
-        elif r1 is None:
-            raise _missing(self.op, 1)
-        else:
-            g1 = r1(xp, g, out, x, y, **attrs) if attrs else r1(xp, g, out, x, y)
+            g0 = None if n0 is None else self._rule0(_NUMPY, g, out, x, y)
+            g1 = None if n1 is None else self._rule1(_NUMPY, g, out, x, y)
         if release and (ver is not None or ovc is not None):
             self._saved = FREED
             self._out = self._ver = self._ovc = None
