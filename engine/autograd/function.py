@@ -8,7 +8,7 @@ import traceback
 import numpy as np
 
 from .. import errors
-from ..graph import FREED, Node, edge_of
+from ..graph import FREED, NODE_ATTRS, Node, edge_of, seed_attributes
 from ..grad_mode import STATE, no_grad, set_grad_enabled
 from ..tensor import Tensor, vc_of
 
@@ -140,12 +140,19 @@ class BackwardCFunction(Node):
         return out
 
 
+# what a Function's ctx gets besides the node state (user attributes come after these)
+_CTX_ATTRS = ("next_functions", "_saved", "_buf", "_deps") + ("to_save", "needs_input_grad", "non_differentiable", "dirty_tensors",
+                                "_arg_count", "_tensor_pos", "n_outputs", "_meta", "_in_shapes",
+                                "materialize_grads", "_trace")
+
+
 class FunctionMeta(type):
     def __init__(cls, name, bases, attrs):
         super().__init__(name, bases, attrs)
         cls._backward_cls = type(name + "Backward", (BackwardCFunction,),
                                  {"_forward_cls": cls, "__module__": cls.__module__,
                                   "batch_aware": attrs.get("batch_aware", False)})
+        seed_attributes(cls._backward_cls, _CTX_ATTRS)
 
 
 class Function(metaclass=FunctionMeta):

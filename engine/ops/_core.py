@@ -23,7 +23,7 @@ import traceback
 import numpy as np
 
 from .. import errors
-from ..graph import FREED, Node, accumulator, edge as _edge
+from ..graph import FREED, NODE_ATTRS, Node, accumulator, edge as _edge, seed_attributes
 from ..grad_mode import STATE
 from .._xp import NUMPY as _NUMPY
 from ..tensor import Tensor, vc_of
@@ -61,6 +61,8 @@ class OpDef:
             for i in range(n_in):
                 ns[f"_rule{i}"] = staticmethod(_rule_or_raise(self, i))
         self.node_cls = tuple(type(n, (base,), ns) for n in nodes)
+        for cls in self.node_cls:
+            seed_attributes(cls, NODE_ATTRS)
         self._keep = {}
         n = 0 if variadic or vjps is None else len(vjps)
         # keep_table[mask]: what to save when the inputs in `mask` need a gradient
