@@ -10,6 +10,7 @@ What does not live here: op rules (engine/ops), the Tensor class (engine/tensor.
 """
 import gc
 import weakref
+from sys import getrefcount as _refcount
 
 import numpy as np
 
@@ -212,7 +213,14 @@ def _fit(xp, g, shape, dtype, nb):
     return g
 
 
-from ._xp import NUMPY as _NUMPY, TENSOR as _TENSOR  # noqa: E402
+from ._xp import NUMPY as _NUMPY, TENSOR as _TENSOR, Uniform, _INPLACE_MIN  # noqa: E402
+
+
+def _prod(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def _check_nan(node, grads, xp):
@@ -406,7 +414,7 @@ def _run_plain(root_nodes, order, retain_graph, accumulate):
                 else:
                     mine = None
                     if g is not None:
-                        g = [g]
+                        g = [g.array() if type(g) is Uniform else g]
                 grads_in = _execute(node, g, _NUMPY, retain_graph, False, None, None, accumulate,
                                     mine)
             if grads_in is None:
@@ -428,6 +436,9 @@ def _run_plain(root_nodes, order, retain_graph, accumulate):
                             nxt._buf = gi
                         elif type(b) is list:
                             b[0] += gi
+                        elif (type(gi) is np.ndarray and gi.size >= _INPLACE_MIN
+                              and (s := _sum_in_place(b, gi)) is not None):
+                            nxt._buf = [s]                  # large, and no new array needed
                         else:
                             b = b + gi
                             nxt._buf = [b] if type(b) is np.ndarray else b  # 0-d: a scalar
@@ -443,14 +454,32 @@ def _run_plain(root_nodes, order, retain_graph, accumulate):
     return None
 
 
+def _sum_in_place(b, gi):
+    """b + gi, written into whichever of the two arrays nothing else references (PyTorch's
+    AccumulateGrad steals a gradient the same way), or None when both may be shared. The
+    counts: the buffer `b` is held by its node and the caller's local, `gi` by the caller's
+    zip tuple and local; each also by this frame and getrefcount's own argument."""
+    if type(b) is np.ndarray and b.base is None and _refcount(b) == 4 and b.flags.writeable:
+        b += gi
+        return b
+    if gi.base is None and _refcount(gi) == 4 and gi.flags.writeable:
+        gi += b
+        return gi
+    return None
+
+
 def _add_plain(node, nr, g, owned):
-    """`_add` for the plain loop: a raw buffer for nodes of known shape, else `_add`."""
+    """`_add` for the plain loop: a raw buffer for nodes of known shape, else `_add`.
+    One value fitted to a large shape (what sum/mean hand back) is kept as a `Uniform`."""
     shape = node._shape
     if shape is None:
-        _add(node, nr, g, _NUMPY, 0, owned)
+        _add(node, nr, g.array() if type(g) is Uniform else g, _NUMPY, 0, owned)
         return
     if getattr(g, "shape", None) != shape or g.dtype != node._dtype:
-        g = _fit(_NUMPY, g, shape, node._dtype, 0)
+        if np.size(g) == 1 and _prod(shape) >= _INPLACE_MIN:
+            g = Uniform(np.asarray(g, dtype=node._dtype).reshape(()), shape)
+        else:
+            g = _fit(_NUMPY, g, shape, node._dtype, 0)
     b = node._buf
     if b is None:
         node._buf = g
