@@ -11,92 +11,6 @@ import numpy as np
 _INPLACE_MIN = 4096   # elements: below this, reusing a temporary costs more than allocating
 
 
-class Uniform(np.lib.mixins.NDArrayOperatorsMixin):
-    """A first-order gradient with one value everywhere, as sum() and mean() hand back to a
-    large input, kept as that value until something needs the array.
-
-    The common loss `sum(f(x))` starts its backward pass with ones; written out, the rules
-    would multiply whole arrays by that 1 (MulBackward0's g * y, ExpBackward0's g * out),
-    each a pass over memory the hand-written numpy gradient never makes. Here a ufunc whose
-    other operands already have the full shape sees the value as a 0-d array (numpy
-    broadcasts it for free), a multiplication by exactly 1 returns the other operand itself
-    (bit-identical: x * 1.0 == x in IEEE arithmetic, NaN and -0.0 included), and a ufunc of
-    uniforms alone stays uniform (-g). Anything else (other numpy functions, methods,
-    indexing) sees the broadcast array.
-
-    Only the plain backward loop makes these (graph._add_plain, for >= _INPLACE_MIN elements),
-    and it turns them back into arrays before hooks, Functions and .grad see a gradient.
-    """
-
-    __slots__ = ("value", "shape", "dtype")
-
-    def __init__(self, value, shape):
-        self.value = value            # a 0-d array
-        self.shape = shape
-        self.dtype = value.dtype
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    @property
-    def size(self):
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    def array(self):
-        """The broadcast (read-only) array this stands for."""
-        return np.broadcast_to(self.value, self.shape)
-
-    def __array__(self, dtype=None, copy=None):
-        a = self.array()
-        if copy or dtype is not None and dtype != a.dtype:
-            return np.array(a, dtype=dtype, copy=True)
-        return a
-
-    def __getattr__(self, name):
-        return getattr(self.array(), name)
-
-    def __getitem__(self, key):
-        return self.array()[key]
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        out = kwargs.get("out")
-        full = has_array = False
-        if method == "__call__":
-            full = True
-            for i in inputs + (out or ()):
-                if type(i) is Uniform:
-                    full = full and i.shape == self.shape
-                else:
-                    s = np.shape(i)
-                    if s == self.shape:
-                        has_array = True
-                    elif s != ():
-                        full = False         # it broadcasts against the full shape
-        if not full:                         # let numpy see the broadcast array
-            args = [i.array() if type(i) is Uniform else i for i in inputs]
-            return getattr(ufunc, method)(*args, **kwargs)
-        vals = [i.value if type(i) is Uniform else i for i in inputs]
-        if not has_array:                    # uniforms and numbers only: still uniform
-            return Uniform(np.asarray(ufunc(*vals, **kwargs)), self.shape)
-        if ufunc is np.multiply and len(inputs) == 2 and len(kwargs) == (out is not None):
-            a, b = inputs
-            u, other = (a, b) if type(a) is Uniform else (b, a)
-            if (type(u) is Uniform and u.value == 1 and type(other) is np.ndarray
-                    and other.dtype == u.dtype and (out is None or out[0] is other)):
-                return other                 # other * 1.0 is other, bit for bit
-        return ufunc(*vals, **kwargs)
-
-    def __repr__(self):
-        return f"Uniform({self.value!r}, shape={self.shape})"
-
-
 class _Numpy:
     exp = staticmethod(np.exp)
     log = staticmethod(np.log)
@@ -149,7 +63,8 @@ class _Numpy:
 
     @staticmethod
     def dtype(a):
-        return a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype
+        dt = getattr(a, "dtype", None)       # arrays, numpy scalars, structured gradients
+        return dt if dt is not None else np.asarray(a).dtype
 
     @staticmethod
     def astype(a, dtype):

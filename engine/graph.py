@@ -213,7 +213,8 @@ def _fit(xp, g, shape, dtype, nb):
     return g
 
 
-from ._xp import NUMPY as _NUMPY, TENSOR as _TENSOR, Uniform, _INPLACE_MIN  # noqa: E402
+from ._lazy import Uniform  # noqa: E402
+from ._xp import NUMPY as _NUMPY, TENSOR as _TENSOR, _INPLACE_MIN  # noqa: E402
 
 
 def _prod(shape):

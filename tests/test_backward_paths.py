@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 import engine
 import engine._xp as xp_module
 import engine.graph as graph_module
-from engine._xp import Uniform
+from engine._lazy import Uniform
 from engine.ops import REGISTRY
 from opcases import cases, leaves, make_inputs, to_tensors
 
@@ -150,3 +150,52 @@ def test_random_dags_with_shortcuts_match_general_loop(ops, seed):
         if f is not None:
             np.testing.assert_allclose(f, w.numpy(), rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(t.grad.numpy(), 2 * f, rtol=1e-12, atol=1e-14)
+
+
+# -- Diagonal: the vectorized Jacobian's identity seed ------------------------------------------
+from engine._lazy import Diagonal  # noqa: E402
+
+_D = np.array([[1.5, -2.0, 0.5], [3.0, 1.0, -0.25]])
+_SITE = np.array([0.5, -1.5, 2.0])
+
+
+@pytest.mark.parametrize("other", [
+    _SITE, np.array([0.5, np.inf, 2.0]), np.array([np.nan, 1.0, 1.0]), np.array([0.0, 1.0, 2.0]),
+    np.array([[1.0], [-3.0]]), 2.5,
+], ids=["finite", "inf", "nan", "zero", "column", "number"])
+@pytest.mark.parametrize("call", [
+    lambda g, o: g * o, lambda g, o: o * g, lambda g, o: g / o, lambda g, o: o / g,
+    lambda g, o: g + o, lambda g, o: g - o, lambda g, o: -g * o, lambda g, o: g * g * o,
+    lambda g, o: (g + g) * o, lambda g, o: np.where(np.asarray(o) > 0, g, 0.0),
+    lambda g, o: np.sum(g * o, axis=0), lambda g, o: np.reshape(g * o, (6, -1)),
+], ids=["mul", "rmul", "div", "rdiv", "add", "sub", "negmul", "dd", "sum_dd", "where", "sum", "reshape"])
+def test_diagonal_gives_what_its_array_gives(call, other):
+    diag = Diagonal(_D)
+    with np.errstate(all="ignore"):
+        got = np.asarray(call(diag, other))
+        want = call(diag.array(), other)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)           # NaN where the dense array has NaN
+
+
+@pytest.mark.parametrize("w", [np.arange(12.0).reshape(4, 3) - 5, np.arange(4.0) - 1.5,
+                               np.array([[1.0, np.inf], [0.0, 1.0], [2.0, 2.0], [1.0, 1.0]])])
+def test_diagonal_matmul_is_the_scaled_rows(w):
+    d = np.array([2.0, -1.0, 0.5, 3.0])
+    diag = Diagonal(d)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(np.matmul(diag, w), diag.array() @ w)
+        np.testing.assert_array_equal(diag @ w, diag.array() @ w)
+    assert np.asarray(Diagonal(np.ones((2, 3)))).shape == (6, 2, 3)
+    np.testing.assert_array_equal(np.asarray(Diagonal(np.ones(4))), np.eye(4))
+
+
+def test_vectorized_jacobian_keeps_the_row_loops_nan_off_the_diagonal():
+    from engine.autograd.functional import jacobian
+    c = engine.tensor([np.inf, 1.0, 2.0])
+    x = engine.tensor([1.0, 2.0, 3.0])
+    with np.errstate(all="ignore"):
+        vec = jacobian(lambda t: (t * c).tanh() * 2.0, x, vectorize=True).numpy()
+        loop = jacobian(lambda t: (t * c).tanh() * 2.0, x, vectorize=False).numpy()
+    np.testing.assert_array_equal(vec, loop)
+    assert np.isnan(vec[1, 0]) and vec[1, 2] == 0.0          # 0 * inf, as the dense seed gives

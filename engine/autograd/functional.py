@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from .._lazy import Diagonal
 from ..grad_mode import enable_grad
 from ..graph import run_backward
 from ..tensor import Tensor
@@ -65,8 +66,10 @@ def _rows(out, inputs, create_graph, vectorize, warn=True):
                               UserWarning, stacklevel=4)
             vectorize = False
     if vectorize:
-        eye = np.eye(n, dtype=out._data.dtype).reshape((n,) + out._data.shape)
-        seed = Tensor._make(eye) if create_graph else eye
+        if create_graph:
+            seed = Tensor._make(np.eye(n, dtype=out._data.dtype).reshape((n,) + out._data.shape))
+        else:       # the identity, kept diagonal through elementwise rules (engine/_lazy.py)
+            seed = Diagonal(np.ones(out._data.shape, out._data.dtype))
         grads = run_backward([out], [seed], retain_graph=True, create_graph=create_graph,
                              inputs=list(inputs), accumulate=False, allow_unused=True, nb=1)
         res = []
