@@ -153,6 +153,7 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
 
     import engine
     from expressions import parse_value
+    from expressions.values import LazyGenerator
     for n in target.names:
         if n in getattr(raw, "known_options", ()):
             raise CliError(f"the variable '{n}' clashes with the option --{n}: rename the variable")
@@ -160,7 +161,7 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
     if unknown:
         used = ", ".join(target.names) or "no variables"
         raise CliError(f"--{unknown[0]} is given but the target does not use '{unknown[0]}' (it uses {used})")
-    rng = np.random.default_rng(seed)
+    rng = LazyGenerator(seed)          # numpy.random is imported only for randn/rand values
     np_dtype = {"float64": np.float64, "float32": np.float32}[dtype]
     tensors = {}
     for name in target.names:

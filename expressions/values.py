@@ -160,11 +160,25 @@ def _file(path_text):
     return np.asarray(arr, dtype=np.float64)
 
 
+class LazyGenerator:
+    """numpy's default_rng(seed), made on first use: importing numpy.random costs ~14 ms of
+    start-up, and most values are not random."""
+
+    def __init__(self, seed=0):
+        self._seed = seed
+        self._gen = None
+
+    def __getattr__(self, name):
+        if self._gen is None:
+            self._gen = np.random.default_rng(self._seed)
+        return getattr(self._gen, name)
+
+
 def parse_value(text, rng=None, name=None):
-    """Parse one value; `rng` (a numpy Generator) feeds randn/rand."""
+    """Parse one value; `rng` (a numpy Generator or LazyGenerator) feeds randn/rand."""
     what = f"--{name}" if name else "the value"
     if rng is None:
-        rng = np.random.default_rng(0)
+        rng = LazyGenerator(0)
     if not isinstance(text, str) or not text.strip():
         raise ValueSyntaxError(f"{what} is empty; expected {SYNTAX_HELP}")
     t = text.strip()

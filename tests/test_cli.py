@@ -261,3 +261,24 @@ def test_check_fast_mode_and_jacobian_check():
     assert doc["inputs"]["x"]["worst_index"] == [[2], [2]]       # the full re-run says where
     doc = as_json(invoke("jacobian", "tanh(W @ x)", "--W", "1,2;3,4", "--x", "0.5,-1", "--check", "--json"))
     assert doc["check"]["passed"] is True
+
+
+def test_seed_example_imports_only_what_it_needs():
+    """Start-up is a target (benchmarks/): the seed example must not pull in numpy.random (~14 ms),
+    Rich (~40 ms, piped output is plain text) or pydantic, nor read every op's bytecode."""
+    code = ("import sys; sys.argv = ['autograd', 'grad', 'sum(w*x)', '--w', '1,2', '--x', '3,4']\n"
+            "from cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "from engine.ops import REGISTRY\n"
+            "analysed = sorted(n for n, op in REGISTRY.items() if op.keep_table)\n"
+            "print('MODULES', ' '.join(m for m in ('numpy.random', 'rich', 'pydantic') if m in sys.modules))\n"
+            "print('ANALYSED', ' '.join(analysed))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in r.stdout.splitlines()
+                 if line.startswith(("MODULES", "ANALYSED")))
+    assert lines["MODULES"] == ""
+    assert lines["ANALYSED"].split() == ["mul", "sum"]       # the ops the expression used
+    # randn values still come from the seeded generator, made on first use
+    r1, r2 = (invoke("grad", "sum(w*x)", "--w", "randn(3)", "--x", "1,1,1", "--json") for _ in range(2))
+    assert json.loads(r1.stdout)["gradients"]["x"] == json.loads(r2.stdout)["gradients"]["x"]

@@ -17,7 +17,6 @@ backward loop fits it to the input's shape in one place (graph._fit).
 Which inputs and whether `out` are saved for backward is read off the rules' own parameter use,
 once at registration, per pattern of inputs that need a gradient.
 """
-import dis
 import traceback
 
 import numpy as np
@@ -65,8 +64,9 @@ class OpDef:
             seed_attributes(cls, NODE_ATTRS)
         self._keep = {}
         n = 0 if variadic or vjps is None else len(vjps)
-        # keep_table[mask]: what to save when the inputs in `mask` need a gradient
-        self.keep_table = [self.keep(m, n) for m in range(1 << n)] if differentiable and n else None
+        # keep_table[mask]: what to save when the inputs in `mask` need a gradient, worked out
+        # on first use (reading the rules' bytecode for all ops would add ~7 ms to start-up)
+        self.keep_table = _KeepTable(self, n) if differentiable and n else None
 
     def keep(self, mask, nin):
         """(keep-input flags, keep-out flag) for a pattern of inputs needing grad."""
@@ -90,7 +90,20 @@ class OpDef:
         return f"<op {self.name}: {', '.join(self.node_names)}>"
 
 
+class _KeepTable(dict):
+    """mask -> OpDef.keep(mask, n), filled in on first lookup."""
+
+    def __init__(self, op, n):
+        super().__init__()
+        self.op, self.n = op, n
+
+    def __missing__(self, mask):
+        k = self[mask] = self.op.keep(mask, self.n)
+        return k
+
+
 def _params_used(fn):
+    import dis                          # only when an op first records a node
     code = fn.__code__
     names = set()
     for ins in dis.get_instructions(code):
