@@ -142,7 +142,7 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
                 sid = new_id()
                 g.nodes.append((sid, "saved", f"{sname}\n{fmt_shape(arr.shape)} {arr.dtype.name}"))
                 g.edges.append((sid, nid, "dashed"))
-        for nxt, _ in node.next_functions:
+        for nxt in node._next:
             if nxt is None:
                 continue
             if nxt not in ids:
@@ -169,7 +169,7 @@ def _count_beyond(order, ids):
         if n in seen:
             continue
         seen.add(n)
-        stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None and ids.get(nxt) is None)
+        stack.extend(nxt for nxt in n._next if nxt is not None and ids.get(nxt) is None)
     return len(seen)
 
 

@@ -9,6 +9,7 @@ place where a gradient is reduced back to the shape of what it belongs to (`_fit
 What does not live here: op rules (engine/ops), the Tensor class (engine/tensor.py).
 """
 import gc
+import itertools
 import weakref
 from sys import getrefcount as _refcount
 
@@ -35,7 +36,8 @@ class Node:
     from them. Every node class calls `seed_attributes` once, before it has instances.
     """
 
-    next_functions = ()
+    _next = ()           # the node each input's gradient goes to (None: needs none), in order
+    _nrs = None          # which output of that node each input was, when any is not output 0
     _saved = None        # values kept for backward; FREED after release
     _buf = None          # incoming gradient(s) during one backward pass
     _deps = 0            # pending incoming edges during one backward pass
@@ -52,6 +54,18 @@ class Node:
     n_outputs = 1
     batch_aware = True   # rules accept cotangents with leading batch dimensions
     metadata = None
+
+    @property
+    def next_functions(self):
+        """PyTorch's ((node or None, output_nr), ...). Stored as `_next` (+ `_nrs`): one tuple
+        per node instead of one per edge, and plain node tuples for the backward loops."""
+        return tuple(zip(self._next, self._nrs or _ZEROS))
+
+    @next_functions.setter
+    def next_functions(self, edges):
+        self._next = tuple(e[0] for e in edges)
+        nrs = tuple(e[1] for e in edges)
+        self._nrs = nrs if any(nrs) else None
 
     def name(self):
         return type(self).__name__
@@ -104,7 +118,7 @@ def seed_attributes(cls, names):
 
 # what an op node or AccumulateGrad gets on the per-op path and in every backward pass; rarer
 # state (hooks, anomaly traces) is left out: each name seeded widens every instance by a slot
-NODE_ATTRS = ("next_functions", "_saved", "_ver", "_ovc", "_out", "_attrs", "_shape", "_dtype",
+NODE_ATTRS = ("_next", "_saved", "_ver", "_ovc", "_out", "_attrs", "_shape", "_dtype",
               "_buf", "_deps")
 
 
@@ -144,7 +158,7 @@ class AccumulateGrad(Node):
         return "torch::autograd::AccumulateGrad"
 
 
-seed_attributes(AccumulateGrad, NODE_ATTRS[:1] + ("variable", "_arr", "_shape", "_dtype", "_buf", "_deps"))
+seed_attributes(AccumulateGrad, ("_next","variable", "_arr", "_shape", "_dtype", "_buf", "_deps"))
 
 
 def accumulator(t):
@@ -159,24 +173,30 @@ def accumulator(t):
     return node
 
 
-def edge(t):
-    """The gradient edge into `t`, which requires grad: (grad_fn, output_nr), or (its leaf's
-    AccumulateGrad, 0), looked up inline since this runs for every leaf use on the per-op path."""
+def producer(t):
+    """The node the gradient of `t` (which requires grad) goes to: its grad_fn, or its leaf's
+    AccumulateGrad; looked up inline since this runs for every leaf use on the per-op path.
+    With `t._output_nr` it is PyTorch's gradient edge."""
     fn = t.grad_fn
     if fn is not None:
-        return (fn, t._output_nr)
+        return fn
     ref = t._acc
     acc = ref() if ref is not None else None
     if acc is None or acc._arr is not t._data:
         acc = accumulator(t)
-    return (acc, 0)
+    return acc
 
 
 def edge_of(t):
-    """PyTorch's gradient edge for any tensor: as `edge`, or None when it does not require grad."""
+    """PyTorch's gradient edge (node, output_nr) for any tensor, or None when it does not
+    require grad."""
     if t.grad_fn is None and not t._rg:
         return None
-    return edge(t)
+    return (producer(t), t._output_nr)
+
+
+_ZEROS = itertools.repeat(0)    # the output numbers of the common case (every input was output 0)
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +310,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
     while stack:
         n = stack.pop()
         push_order(n)
-        for nxt, _ in n.next_functions:
+        for nxt in n._next:
             if nxt is not None:
                 d = nxt._deps
                 nxt._deps = d + 1
@@ -307,7 +327,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
     if targets is not None:
         needed = set()
         for n in _sinks_first(order):
-            if any(nxt is not None and (nxt in targets or nxt in needed) for nxt, _ in n.next_functions):
+            if any(nxt is not None and (nxt in targets or nxt in needed) for nxt in n._next):
                 needed.add(n)
 
     captured = {} if (targets is not None and not accumulate) else None
@@ -338,13 +358,13 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
                                     accumulate, owned.pop(node, None), inputs, needed)
             if grads_in is None:
-                for nxt, nr in node.next_functions:
+                for nxt in node._next:
                     if nxt is not None:
                         nxt._deps -= 1
                         if nxt._deps == 0:
                             push(nxt)
                 continue
-            for (nxt, nr), gi in zip(node.next_functions, grads_in):
+            for nxt, gi, nr in zip(node._next, grads_in, node._nrs or _ZEROS):
                 if nxt is None:
                     continue
                 if gi is not None and (targets is None or nxt in needed or nxt in targets):
@@ -419,14 +439,14 @@ def _run_plain(root_nodes, order, retain_graph, accumulate):
                 grads_in = _execute(node, g, _NUMPY, retain_graph, False, None, None, accumulate,
                                     mine)
             if grads_in is None:
-                for nxt, _ in node.next_functions:
+                for nxt in node._next:
                     if nxt is not None:
                         d = nxt._deps - 1
                         nxt._deps = d
                         if not d:
                             push(nxt)
                 continue
-            for (nxt, nr), gi in zip(node.next_functions, grads_in):
+            for nxt, gi, nr in zip(node._next, grads_in, node._nrs or _ZEROS):
                 if nxt is None:
                     continue
                 if gi is not None:
@@ -493,10 +513,10 @@ def _add_plain(node, nr, g, owned):
 
 def _sinks_first(order):
     """The discovered nodes ordered so each comes after every node it points to."""
-    pending = {n: sum(1 for nxt, _ in n.next_functions if nxt is not None) for n in order}
+    pending = {n: sum(1 for nxt in n._next if nxt is not None) for n in order}
     parents = {}
     for n in order:
-        for nxt, _ in n.next_functions:
+        for nxt in n._next:
             if nxt is not None:
                 parents.setdefault(nxt, []).append(n)
     ready = [n for n, c in pending.items() if c == 0]

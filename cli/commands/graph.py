@@ -109,7 +109,7 @@ def _backward(outs, retain_grad):
             visited.add(n)
             handles.append(n.register_prehook(lambda gs, n=n: seen.__setitem__(
                 n, [None if g is None else g.numpy(force=True).copy() for g in gs])))
-            stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+            stack.extend(nxt for nxt in n._next if nxt is not None)
     live = [o for o in outs if o.grad_fn is not None]
     if live:
         engine.autograd.backward(live, [engine.tensor(np.ones(o.shape)) for o in live], retain_graph=True)

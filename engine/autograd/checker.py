@@ -142,7 +142,7 @@ def _custom_functions(outs):
         seen.add(n)
         if isinstance(n, BackwardCFunction) and n.name() not in names:
             names.append(n.name())
-        stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+        stack.extend(nxt for nxt in n._next if nxt is not None)
     return names
 
 

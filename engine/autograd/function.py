@@ -125,7 +125,7 @@ class BackwardCFunction(Node):
         out = []
         for k, pos in enumerate(self._tensor_pos):
             r = res[pos]
-            nxt = self.next_functions[k][0]
+            nxt = self._next[k]
             if r is None or nxt is None:
                 out.append(None)
                 continue
@@ -141,7 +141,7 @@ class BackwardCFunction(Node):
 
 
 # what a Function's ctx gets besides the node state (user attributes come after these)
-_CTX_ATTRS = ("next_functions", "_saved", "_buf", "_deps") + ("to_save", "needs_input_grad", "non_differentiable", "dirty_tensors",
+_CTX_ATTRS = ("_next", "_nrs", "_saved", "_buf", "_deps") + ("to_save", "needs_input_grad", "non_differentiable", "dirty_tensors",
                                 "_arg_count", "_tensor_pos", "n_outputs", "_meta", "_in_shapes",
                                 "materialize_grads", "_trace")
 

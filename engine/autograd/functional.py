@@ -48,7 +48,7 @@ def _not_batch_aware(outputs):
         seen.add(n)
         if not n.batch_aware:
             return n
-        stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+        stack.extend(nxt for nxt in n._next if nxt is not None)
     return None
 
 

@@ -22,7 +22,7 @@ import traceback
 import numpy as np
 
 from .. import errors
-from ..graph import FREED, NODE_ATTRS, Node, accumulator, edge as _edge, seed_attributes
+from ..graph import FREED, NODE_ATTRS, Node, accumulator, producer as _producer, seed_attributes
 from ..grad_mode import STATE
 from .._xp import NUMPY as _NUMPY
 from ..tensor import Tensor, vc_of
@@ -56,9 +56,10 @@ class OpDef:
         n_in = 0 if variadic or vjps is None else len(vjps)
         base = {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
         ns = {"op": self, "__module__": "engine.ops"}
-        if base is not OpNode:
-            for i in range(n_in):
-                ns[f"_rule{i}"] = staticmethod(_rule_or_raise(self, i))
+        if base is UnaryOpNode:
+            ns["_vjp"] = _unary_vjp(_rule_or_raise(self, 0))
+        elif base is BinaryOpNode:
+            ns["_vjp"] = _binary_vjp(_rule_or_raise(self, 0), _rule_or_raise(self, 1))
         self.node_cls = tuple(type(n, (base,), ns) for n in nodes)
         for cls in self.node_cls:
             seed_attributes(cls, NODE_ATTRS)
@@ -177,7 +178,7 @@ class OpNode(Node):
             _check_versions(self)
         op = self.op
         attrs = self._attrs
-        nexts = self.next_functions
+        nexts = self._next
         if create_graph:
             ins = saved
             out = Tensor._make(self._out, self, True) if self._out is not None else None
@@ -185,11 +186,11 @@ class OpNode(Node):
             ins = [s._data if type(s) is Tensor else s for s in saved]
             out = self._out
         if op.variadic:
-            return [op.vjps(xp, g, i, **attrs) if nexts[i][0] is not None else None
+            return [op.vjps(xp, g, i, **attrs) if nexts[i] is not None else None
                     for i in range(len(nexts))]
         res = []
         for i, rule in enumerate(op.vjps):
-            if nexts[i][0] is None:
+            if nexts[i] is None:
                 res.append(None)
             elif rule is None:
                 raise _missing(op, i)
@@ -246,12 +247,10 @@ def _rule_or_raise(op, i):
     return missing
 
 
-class UnaryOpNode(OpNode):
-    """`_vjp` specialised for one input (the common case; no loops, no packing). A saved
-    input is a Tensor exactly when its version entry is not None."""
-
-    _rule0 = None    # staticmethod: the op's rule, set per node class
-
+def _unary_vjp(rule):
+    """UnaryOpNode._vjp for one op, its rule bound in the closure: no loops, no packing, no
+    attribute lookup for the rule. A saved input is a Tensor exactly when its version entry
+    is not None."""
     def _vjp(self, g, release):
         saved = self._saved
         if saved is FREED:
@@ -266,19 +265,19 @@ class UnaryOpNode(OpNode):
         if ovc is not None and ovc[0]:
             _check_versions(self)
         attrs = self._attrs
-        res = (self._rule0(_NUMPY, g, self._out, x, **attrs) if attrs
-               else self._rule0(_NUMPY, g, self._out, x),)
-        if release and (ver is not None or ovc is not None):
-            self._saved = FREED
-            self._out = self._ver = self._ovc = None
+        res = (rule(_NUMPY, g, self._out, x, **attrs) if attrs else rule(_NUMPY, g, self._out, x),)
+        if release:
+            if ver is not None:                 # versions stay: _saved is FREED from now on
+                self._saved = FREED
+            if ovc is not None:
+                self._saved = FREED
+                self._out = None
         return res
+    return _vjp
 
 
-class BinaryOpNode(OpNode):
-    """`_vjp` specialised for two inputs."""
-
-    _rule0 = _rule1 = None
-
+def _binary_vjp(rule0, rule1):
+    """BinaryOpNode._vjp for one op (see _unary_vjp)."""
     def _vjp(self, g, release):
         saved = self._saved
         if saved is FREED:
@@ -298,19 +297,31 @@ class BinaryOpNode(OpNode):
         ovc = self._ovc
         if ovc is not None and ovc[0]:
             _check_versions(self)
-        (n0, _), (n1, _) = self.next_functions
+        n0, n1 = self._next
         out = self._out
         attrs = self._attrs
         if attrs:
-            g0 = None if n0 is None else self._rule0(_NUMPY, g, out, x, y, **attrs)
-            g1 = None if n1 is None else self._rule1(_NUMPY, g, out, x, y, **attrs)
+            g0 = None if n0 is None else rule0(_NUMPY, g, out, x, y, **attrs)
+            g1 = None if n1 is None else rule1(_NUMPY, g, out, x, y, **attrs)
         else:
-            g0 = None if n0 is None else self._rule0(_NUMPY, g, out, x, y)
-            g1 = None if n1 is None else self._rule1(_NUMPY, g, out, x, y)
-        if release and (ver is not None or ovc is not None):
-            self._saved = FREED
-            self._out = self._ver = self._ovc = None
+            g0 = None if n0 is None else rule0(_NUMPY, g, out, x, y)
+            g1 = None if n1 is None else rule1(_NUMPY, g, out, x, y)
+        if release:
+            if ver is not None:
+                self._saved = FREED
+            if ovc is not None:
+                self._saved = FREED
+                self._out = None
         return (g0, g1)
+    return _vjp
+
+
+class UnaryOpNode(OpNode):
+    """Nodes of one-input ops; each op's class gets `_vjp` from `_unary_vjp`."""
+
+
+class BinaryOpNode(OpNode):
+    """Nodes of two-input ops; each op's class gets `_vjp` from `_binary_vjp`."""
 
 
 def _modified_message(vc, v, who, node):
@@ -423,7 +434,23 @@ def binary_operator(op, slow):
         if not (xr or yr) or not STATE.enabled or out.dtype.kind not in "fc":
             return t
         node = _new_node(node_cls)
-        node.next_functions = (_edge(x) if xr else _NO_EDGE, _edge(y) if yr else _NO_EDGE)
+        if xr:
+            n0 = x.grad_fn
+            if n0 is None:
+                n0 = _producer(x)
+            elif x._output_nr:
+                node._nrs = (x._output_nr, y._output_nr if yr else 0)
+        else:
+            n0 = None
+        if yr:
+            n1 = y.grad_fn
+            if n1 is None:
+                n1 = _producer(y)
+            elif y._output_nr:
+                node._nrs = (x._output_nr if xr else 0, y._output_nr)
+        else:
+            n1 = None
+        node._next = (n0, n1)
         (k0, k1), keep_out = keep_table[xr | (yr << 1)]
         if k0 or k1:
             node._saved = (x if k0 else None, y if k1 else None)
@@ -464,7 +491,9 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     if not x._rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
         return t
     node = _new_node(op.node_cls[v])
-    node.next_functions = (_edge(x),)
+    node._next = (_producer(x),)
+    if x._output_nr:
+        node._nrs = (x._output_nr,)
     keep_in, keep_out = op.keep_table[1]
     if keep_in[0]:
         node._saved = (x,)
@@ -491,11 +520,11 @@ def _record(op, v, args, attrs, out):
     mask = 0
     for i, a in enumerate(args):
         if isinstance(a, Tensor) and a._rg:
-            nf.append(_edge(a))
+            nf.append((_producer(a), a._output_nr))
             mask |= 1 << i
         else:
             nf.append(_NO_EDGE)
-    node.next_functions = tuple(nf)
+    node.next_functions = nf
     keep_in, keep_out = op.keep(mask, len(args))
     saved = []
     ver = []
