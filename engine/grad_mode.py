@@ -1,16 +1,40 @@
 """Grad modes: no_grad, enable_grad, set_grad_enabled, is_grad_enabled, and anomaly mode.
 
-Thread-local like PyTorch's. The per-op path reads `STATE.enabled` once per op.
+Thread-local like PyTorch's. Reading a threading.local attribute costs ~55 ns, and the
+per-op path would read three (grad enabled? anomaly? kink watch?); instead it reads
+`OFF_DEFAULT[0]`, the number of threads where any of them is not at its default, and looks
+at its own thread's state only when that is not 0.
 """
 import functools
 import threading
 
+OFF_DEFAULT = [0]     # threads whose modes are not (grad on, no anomaly mode, no kink watch)
+_LOCK = threading.Lock()
+
+
+def _mode(name):
+    def get(self):
+        return getattr(self, name)
+
+    def set(self, value):
+        setattr(self, name, value)
+        off = not self._enabled or bool(self._anomaly) or self._kink_watch is not None
+        if off != self._off:
+            with _LOCK:
+                OFF_DEFAULT[0] += 1 if off else -1
+            self._off = off
+    return property(get, set)
+
 
 class _State(threading.local):
-    enabled = True
-    anomaly = False
+    _enabled = True
+    _anomaly = False
+    _kink_watch = None
+    _off = False
     anomaly_check_nan = True
-    kink_watch = None    # (eps, found) while the gradient checker looks for inputs near kinks
+    enabled = _mode("_enabled")
+    anomaly = _mode("_anomaly")
+    kink_watch = _mode("_kink_watch")  # (eps, found) while the gradient checker looks for kinks
 
 
 STATE = _State()

@@ -153,6 +153,40 @@ def test_grad_modes_nest_decorate_and_are_thread_local():
     assert engine.is_grad_enabled()
 
 
+def test_recording_follows_each_threads_own_mode():
+    """The per-op path reads one process-wide count of threads off the default modes and
+    only then its own thread's state: another thread's no_grad must not stop this thread
+    recording, nor this thread's no_grad leak into another."""
+    from engine.grad_mode import OFF_DEFAULT
+    assert OFF_DEFAULT[0] == 0
+    x = engine.tensor([1.0, 2.0], requires_grad=True)
+    inside, go, done = threading.Event(), threading.Event(), []
+
+    def other():
+        with engine.no_grad():
+            done.append((x * 2).requires_grad)          # not recorded in this thread
+            inside.set()
+            go.wait(5)
+        done.append((x * 2).requires_grad)              # recorded again after the block
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(5)
+    assert OFF_DEFAULT[0] == 1
+    y = x * 3 + 1                                        # this thread still records
+    assert y.grad_fn is not None and y.grad_fn.name() == "AddBackward0"
+    with engine.no_grad():
+        assert (x * 3).grad_fn is None and OFF_DEFAULT[0] == 2
+    go.set()
+    t.join()
+    assert done == [False, True] and OFF_DEFAULT[0] == 0
+    with engine.autograd.detect_anomaly():
+        assert OFF_DEFAULT[0] == 1 and (x * 2).grad_fn._trace
+    assert OFF_DEFAULT[0] == 0 and (x * 2).grad_fn._trace is None
+    y.sum().backward()                                   # backward's own no-grad switch restores it
+    assert OFF_DEFAULT[0] == 0 and x.grad.tolist() == [3.0, 3.0]
+
+
 def test_shared_subexpression_runs_each_node_once():
     x = engine.tensor(2.0, requires_grad=True)
     y = x * x

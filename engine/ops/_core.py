@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import errors
 from ..graph import FREED, NODE_ATTRS, Node, accumulator, producer as _producer, seed_attributes
-from ..grad_mode import STATE
+from ..grad_mode import OFF_DEFAULT, STATE
 from .._xp import NUMPY as _NUMPY
 from ..tensor import Tensor, vc_of
 
@@ -359,11 +359,12 @@ def apply(op, args, attrs=_EMPTY, v=0):
         out = op.forward(*vals, **attrs)
     except ValueError as e:
         raise _translate(e, vals) from None
-    if STATE.kink_watch is not None:
+    off = OFF_DEFAULT[0]
+    if off and STATE.kink_watch is not None:
         _watch_kinks(op, vals, attrs)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    if not rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
+    if not rg or (off and not STATE.enabled) or not op.differentiable or out.dtype.kind not in "fc":
         return Tensor._make(out)
     return _record(op, v, args, attrs, out)
 
@@ -423,7 +424,8 @@ def binary_operator(op, slow):
             out = forward(x._data, yd)
         except ValueError as e:
             raise _translate(e, [x._data, yd]) from None
-        if STATE.kink_watch is not None:
+        off = OFF_DEFAULT[0]             # any thread in no_grad/anomaly/kink-watch mode?
+        if off and STATE.kink_watch is not None:
             _watch_kinks(op, (x._data, yd), _EMPTY)
         if type(out) is not np.ndarray:
             out = np.asarray(out)
@@ -431,7 +433,7 @@ def binary_operator(op, slow):
         yr = yt and y._rg
         t = _new_tensor(Tensor)
         t._data = out
-        if not (xr or yr) or not STATE.enabled or out.dtype.kind not in "fc":
+        if not (xr or yr) or (off and not STATE.enabled) or out.dtype.kind not in "fc":
             return t
         node = _new_node(node_cls)
         if xr:
@@ -470,7 +472,7 @@ def binary_operator(op, slow):
             node._ovc = t._vc = [0]
         node._shape = out.shape
         node._dtype = out.dtype
-        if STATE.anomaly:
+        if off and STATE.anomaly:
             node._trace = traceback.format_stack()[:-2]
         t.grad_fn = node
         t._rg = True
@@ -482,13 +484,14 @@ def binary_operator(op, slow):
 def apply1(op, x, attrs=_EMPTY, v=0):
     """The unary fast path of `apply`."""
     out = op.forward(x._data, **attrs) if attrs else op.forward(x._data)
-    if STATE.kink_watch is not None:
+    off = OFF_DEFAULT[0]
+    if off and STATE.kink_watch is not None:
         _watch_kinks(op, (x._data,), attrs)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     t = _new_tensor(Tensor)
     t._data = out
-    if not x._rg or not STATE.enabled or not op.differentiable or out.dtype.kind not in "fc":
+    if not x._rg or (off and not STATE.enabled) or not op.differentiable or out.dtype.kind not in "fc":
         return t
     node = _new_node(op.node_cls[v])
     node._next = (_producer(x),)
@@ -507,7 +510,7 @@ def apply1(op, x, attrs=_EMPTY, v=0):
         node._attrs = attrs
     node._shape = out.shape
     node._dtype = out.dtype
-    if STATE.anomaly:
+    if off and STATE.anomaly:
         node._trace = traceback.format_stack()[:-3]
     t.grad_fn = node
     t._rg = True
