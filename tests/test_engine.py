@@ -180,7 +180,7 @@ def test_recording_follows_each_threads_own_mode():
     go.set()
     t.join()
     assert done == [False, True] and OFF_DEFAULT[0] == 0
-    with engine.autograd.detect_anomaly():
+    with pytest.warns(UserWarning, match="Anomaly Detection has been enabled"), engine.autograd.detect_anomaly():
         assert OFF_DEFAULT[0] == 1 and (x * 2).grad_fn._trace
     assert OFF_DEFAULT[0] == 0 and (x * 2).grad_fn._trace is None
     y.sum().backward()                                   # backward's own no-grad switch restores it
