@@ -114,11 +114,11 @@ def machine():
         info["cpus"] = os.cpu_count()
     except Exception:  # noqa: BLE001
         pass
-    for mod in ("torch", "jax", "autograd"):
+    from importlib import metadata
+    for mod in ("torch", "jax", "autograd"):       # HIPS autograd has no __version__
         try:
-            m = __import__(mod)
-            info[mod] = getattr(m, "__version__", "?")
-        except Exception:  # noqa: BLE001
+            info[mod] = metadata.version(mod)
+        except metadata.PackageNotFoundError:
             pass
     return info
 
