@@ -1,10 +1,16 @@
-"""The backward graph: nodes, AccumulateGrad, and the one backward loop.
+"""The backward graph: nodes, AccumulateGrad, and the backward pass.
 
 Every node, built-in op or user `Function`, is a `Node` with `next_functions` (PyTorch's
 `(node or None, output_nr)` pairs) and an `apply(grads, xp, create_graph)` that returns one
 gradient per edge. `run_backward` is the only place gradients flow: iterative, with dependency
 counts (never recursion), each node run once with its incoming gradients summed, and the one
 place where a gradient is reduced back to the shape of what it belongs to (`_fit`).
+
+It discovers the graph once and then runs one of two loops with the same semantics: the
+general one (`inputs=`/autograd.grad targets, hooks, anomaly mode, create_graph, batched
+cotangents) and `_run_plain`, the same steps for the common pass (first order on numpy, no
+targets) with the per-node work cut down, since that loop is most of a small op's cost. The
+tests run the same graphs through both (tests/test_backward_paths.py).
 
 What does not live here: op rules (engine/ops), the Tensor class (engine/tensor.py).
 """
