@@ -293,7 +293,7 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
             e = edge_of(t)
             if e is None:
                 raise errors.EngineRuntimeError(
-                    f"One of the differentiated Tensors does not require grad")
+                    "One of the differentiated Tensors does not require grad")
             targets.setdefault(e[0], []).append((e[1], k))
 
     root_nodes = []

@@ -14,8 +14,9 @@ from hypothesis import given, settings, strategies as st
 import engine
 import engine._xp as xp_module
 import engine.graph as graph_module
-from engine._lazy import Uniform
+from engine._lazy import Diagonal, Uniform
 from engine.ops import REGISTRY
+import dags
 from opcases import cases, leaves, make_inputs, to_tensors
 
 
@@ -110,38 +111,19 @@ def test_large_sum_gradient_is_exact_and_grad_owns_its_memory():
     np.testing.assert_array_equal(y.grad.numpy(), np.ones_like(x0))
 
 
-# -- random DAGs on large arrays: shared gradients are never summed into ---------------------
-_OPS = {
-    "add": lambda a, b: a + b, "mul": lambda a, b: a * b, "sub": lambda a, b: a - b,
-    "tanh": lambda a, b: a.tanh(), "exp": lambda a, b: (a * 0.1).exp(), "neg": lambda a, b: -a,
-    "sum_row": lambda a, b: a.sum(-1, keepdim=True) * b, "mean_all": lambda a, b: a.mean() + b,
-}
-
-
-def _dag(ops, leaves_):
-    vals = list(leaves_)
-    for name, i, j in ops:
-        vals.append(_OPS[name](vals[i % len(vals)], vals[j % len(vals)]))
-    total = vals[-1].sum()
-    for v in vals[len(leaves_):-1:2]:
-        total = total + v.mean()
-    return total
-
-
+# -- random DAGs: shared gradients are never summed into ----------------------------------------
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(sorted(_OPS)), st.integers(0, 40), st.integers(0, 40)),
-                min_size=1, max_size=10),
-       st.integers(0, 2 ** 32 - 1))
+@given(dags.programs, st.integers(0, 2 ** 32 - 1))
 def test_random_dags_with_shortcuts_match_general_loop(ops, seed):
     rng = np.random.default_rng(seed)
     arrays = [rng.uniform(-1, 1, (3, 4)) for _ in range(3)]
     ref = [engine.tensor(a, requires_grad=True) for a in arrays]
-    want = engine.autograd.grad(_dag(ops, ref), ref, allow_unused=True)
+    want = engine.autograd.grad(dags.build(ops, ref), ref, allow_unused=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(graph_module, "_INPLACE_MIN", LOW)
         mp.setattr(xp_module, "_INPLACE_MIN", LOW)
         xs = [engine.tensor(a, requires_grad=True) for a in arrays]
-        loss = _dag(ops, xs)
+        loss = dags.build(ops, xs)
         loss.backward(retain_graph=True)
         first = [None if t.grad is None else t.grad.numpy().copy() for t in xs]
         loss.backward()
@@ -153,8 +135,6 @@ def test_random_dags_with_shortcuts_match_general_loop(ops, seed):
 
 
 # -- Diagonal: the vectorized Jacobian's identity seed ------------------------------------------
-from engine._lazy import Diagonal  # noqa: E402
-
 _D = np.array([[1.5, -2.0, 0.5], [3.0, 1.0, -0.25]])
 _SITE = np.array([0.5, -1.5, 2.0])
 

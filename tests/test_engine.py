@@ -5,7 +5,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
+import dags
 import engine
 from engine import errors
 
@@ -444,68 +446,25 @@ def test_function_ctx_needs_input_grad_and_non_differentiable():
 
 
 # -- the backward loop's buffers: sums added in place must never leak into shared gradients ----
-_DAG_OPS = {
-    "add": lambda a, b: a + b, "mul": lambda a, b: a * b, "sub": lambda a, b: a - b,
-    "tanh": lambda a, b: a.tanh(), "sin": lambda a, b: a.sin(), "neg": lambda a, b: -a,
-    "scale": lambda a, b: a * 1.5, "sum_keep": lambda a, b: a.sum(-1, keepdim=True) + b,
-}
-
-
-def _build_dag(ops, leaves):
-    """Each step combines two earlier values (leaves or results): heavy reuse, shared edges."""
-    vals = list(leaves)
-    for name, i, j in ops:
-        vals.append(_DAG_OPS[name](vals[i % len(vals)], vals[j % len(vals)]))
-    return sum_all(vals[len(leaves):] or vals)
-
-
-def sum_all(vals):
-    total = vals[-1].sum()
-    for v in vals[:-1:2]:                  # several outputs feed the loss: fan-in at every level
-        total = total + v.sum() * 0.5
-    return total
-
-
-def _fd_grads(ops, arrays, eps=1e-6):
-    grads = []
-    for k, a in enumerate(arrays):
-        g = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            vals = []
-            for sign in (1, -1):
-                moved = [b.copy() for b in arrays]
-                moved[k][idx] += sign * eps
-                with engine.no_grad():
-                    vals.append(_build_dag(ops, [engine.tensor(m) for m in moved]).item())
-            g[idx] = (vals[0] - vals[1]) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(sorted(_DAG_OPS)), st.integers(0, 50), st.integers(0, 50)),
-                min_size=1, max_size=12),
-       st.integers(0, 2 ** 32 - 1))
+@given(dags.programs, st.integers(0, 2 ** 32 - 1))
 def test_random_dags_match_finite_differences_and_accumulate(ops, seed):
     rng = np.random.default_rng(seed)
     arrays = [rng.uniform(-1, 1, (2, 3)) for _ in range(3)]
     leaves = [engine.tensor(a, requires_grad=True) for a in arrays]
-    loss = _build_dag(ops, leaves)
+    loss = dags.build(ops, leaves)
     loss.backward(retain_graph=True)
     first = [None if t.grad is None else t.grad.numpy().copy() for t in leaves]
-    expected = _fd_grads(ops, arrays)
+    expected = dags.finite_differences(ops, arrays)
     for got, want in zip(first, expected):
         np.testing.assert_allclose(0 if got is None else got, want, rtol=1e-5, atol=1e-7)
     loss.backward()                        # a second pass accumulates: exactly twice the first
     for t, f in zip(leaves, first):
         if f is not None:
             np.testing.assert_allclose(t.grad.numpy(), 2 * f, rtol=1e-12, atol=1e-15)
-    # the same graph through the general loop (hooks on every node force it) agrees too
+    # the same graph through the general loop (a hook on the root forces it) agrees too
     leaves2 = [engine.tensor(a, requires_grad=True) for a in arrays]
-    loss2 = _build_dag(ops, leaves2)
+    loss2 = dags.build(ops, leaves2)
     seen = []
     loss2.grad_fn.register_hook(lambda gi, go: seen.append(1))
     engine.autograd.backward(loss2, inputs=leaves2)

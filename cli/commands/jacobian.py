@@ -81,14 +81,14 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
         con = render.console()
         for w in caught:
             render.warn(str(w.message))
-        for oname, o, row in zip(out_names, outs, table):
+        for oname, out, row in zip(out_names, outs, table):
             for iname, jac in zip(chosen, row):
                 x = tensors[iname]
-                arr = np.asarray(jac.numpy()).reshape(o.numel(), x.numel())
-                title = (f"d{oname}/d{iname}: shape {render.shape_text(tuple(o.shape) + tuple(x.shape))} "
-                         f"= {oname}{render.shape_text(o.shape)} + {iname}{render.shape_text(x.shape)}, "
+                arr = np.asarray(jac.numpy()).reshape(out.numel(), x.numel())
+                title = (f"d{oname}/d{iname}: shape {render.shape_text(tuple(out.shape) + tuple(x.shape))} "
+                         f"= {oname}{render.shape_text(out.shape)} + {iname}{render.shape_text(x.shape)}, "
                          f"shown as {arr.shape[0]} rows ({oname} elements) x {arr.shape[1]} columns ({iname} elements)")
-                rows, cols = render.labels(oname, o.shape), render.labels(iname, x.shape)
+                rows, cols = render.labels(oname, out.shape), render.labels(iname, x.shape)
                 r_idx, c_idx = _pick(arr.shape[0], full, 8), _pick(arr.shape[1], full, 4)
                 con = render.console(min_width=14 * (len(c_idx) + 1))
                 con.print(f"[bold]{render.esc(title)}[/bold]")

@@ -8,7 +8,7 @@ import traceback
 import numpy as np
 
 from .. import errors
-from ..graph import FREED, NODE_ATTRS, Node, edge_of, seed_attributes
+from ..graph import FREED, Node, edge_of, seed_attributes
 from ..grad_mode import STATE, no_grad, set_grad_enabled
 from ..tensor import Tensor, vc_of
 

@@ -22,7 +22,7 @@ import traceback
 import numpy as np
 
 from .. import errors
-from ..graph import FREED, NODE_ATTRS, Node, accumulator, producer as _producer, seed_attributes
+from ..graph import FREED, NODE_ATTRS, Node, producer as _producer, seed_attributes
 from ..grad_mode import OFF_DEFAULT, STATE
 from .._xp import NUMPY as _NUMPY
 from ..tensor import Tensor, vc_of
