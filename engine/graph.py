@@ -164,7 +164,7 @@ class AccumulateGrad(Node):
         return "torch::autograd::AccumulateGrad"
 
 
-seed_attributes(AccumulateGrad, ("_next","variable", "_arr", "_shape", "_dtype", "_buf", "_deps"))
+seed_attributes(AccumulateGrad, ("_next", "variable", "_arr", "_shape", "_dtype", "_buf", "_deps"))
 
 
 def accumulator(t):
@@ -463,12 +463,8 @@ def _run_plain(root_nodes, order, retain_graph, accumulate):
                             nxt._buf = gi
                         elif type(b) is list:
                             b[0] += gi
-                        elif (type(gi) is np.ndarray and gi.size >= _INPLACE_MIN
-                              and (s := _sum_in_place(b, gi)) is not None):
-                            nxt._buf = [s]                  # large, and no new array needed
                         else:
-                            b = b + gi
-                            nxt._buf = [b] if type(b) is np.ndarray else b  # 0-d: a scalar
+                            nxt._buf = _sum(b, gi)
                     else:
                         _add_plain(nxt, nr, gi, owned)
                 d = nxt._deps - 1
@@ -481,18 +477,21 @@ def _run_plain(root_nodes, order, retain_graph, accumulate):
     return None
 
 
-def _sum_in_place(b, gi):
-    """b + gi, written into whichever of the two arrays nothing else references (PyTorch's
-    AccumulateGrad steals a gradient the same way), or None when both may be shared. The
-    counts: the buffer `b` is held by its node and the caller's local, `gi` by the caller's
-    zip tuple and local; each also by this frame and getrefcount's own argument."""
-    if type(b) is np.ndarray and b.base is None and _refcount(b) == 4 and b.flags.writeable:
-        b += gi
-        return b
-    if gi.base is None and _refcount(gi) == 4 and gi.flags.writeable:
-        gi += b
-        return gi
-    return None
+def _sum(b, g):
+    """The new raw buffer for b + g when the buffer `b` is not a sum of this pass: `[sum]`,
+    marked ours. A large sum is written into whichever of the two arrays nothing else
+    references (PyTorch's AccumulateGrad steals a gradient the same way); the counts: `b` is
+    held by its node's buffer and the caller's local, `g` by the caller's zip tuple (or
+    argument) and local; each also by this frame and getrefcount's own argument."""
+    if type(g) is np.ndarray and g.size >= _INPLACE_MIN:
+        if type(b) is np.ndarray and b.base is None and _refcount(b) == 4 and b.flags.writeable:
+            b += g
+            return [b]
+        if g.base is None and _refcount(g) == 4 and g.flags.writeable:
+            g += b
+            return [g]
+    s = b + g
+    return [s] if type(s) is np.ndarray else s          # 0-d sums are numpy scalars
 
 
 def _add_plain(node, nr, g, owned):
@@ -513,8 +512,7 @@ def _add_plain(node, nr, g, owned):
     elif type(b) is list:
         b[0] += g
     else:
-        b = b + g
-        node._buf = [b] if type(b) is np.ndarray else b
+        node._buf = _sum(b, g)
 
 
 def _sinks_first(order):

@@ -484,3 +484,39 @@ def test_gradient_passed_to_two_inputs_is_not_summed_into_in_place():
     loss.backward()
     # d/dx: s = 8x; loss = (8x + 3x) + 2(8x + 5x) = 11x + 26x
     np.testing.assert_array_equal(x.grad.numpy(), [37.0, 37.0])
+
+
+def test_second_output_of_a_function_feeds_ops_with_its_output_number():
+    """A Function with two outputs: ops on its second output record edge (ctx, 1), and the
+    gradient reaches the right output in both backward loops."""
+    class Split(engine.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0, x * 3.0
+
+        @staticmethod
+        def backward(ctx, ga, gb):
+            return ga * 2.0 + gb * 3.0
+
+    x0 = np.array([0.5, -1.0])
+
+    def build(x):
+        a, b = Split.apply(x)
+        y = engine.tensor([2.0, 5.0])
+        return a, b, (b * y).sum() + b.tanh().sum() + (y * b).sum(0) + a.sum()
+
+    x = engine.tensor(x0, requires_grad=True)
+    a, b, loss = build(x)
+    ctx = a.grad_fn
+    assert b.grad_fn is ctx and b.output_nr == 1
+    mul = loss.grad_fn.next_functions[0][0].next_functions[0][0].next_functions[0][0].next_functions[0][0]
+    assert mul.name() == "MulBackward0" and mul.next_functions[0] == (ctx, 1)
+    assert (b.tanh()).grad_fn.next_functions == ((ctx, 1),)
+    assert (a * b).grad_fn.next_functions == ((ctx, 0), (ctx, 1))
+    loss.backward()
+    t = np.tanh(3 * x0)
+    want = 3 * (np.array([2.0, 5.0]) * 2 + (1 - t * t)) + 2       # via b = 3x, a = 2x
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-12)
+    x2 = engine.tensor(x0, requires_grad=True)
+    (g,) = engine.autograd.grad(build(x2)[2], [x2])               # the general loop
+    np.testing.assert_allclose(g.numpy(), want, rtol=1e-12)

@@ -202,11 +202,10 @@ class OpNode(Node):
 
     def _release(self):
         # only a node that saved a tensor makes a second backward fail (as in PyTorch, where
-        # numbers are kept as attributes and never freed)
+        # numbers are kept as attributes and never freed); the versions may stay
         if self._ver is not None or self._ovc is not None:
             self._saved = FREED
             self._out = None
-            self._ver = self._ovc = None
 
     @property
     def _saved_values(self):
@@ -266,12 +265,9 @@ def _unary_vjp(rule):
             _check_versions(self)
         attrs = self._attrs
         res = (rule(_NUMPY, g, self._out, x, **attrs) if attrs else rule(_NUMPY, g, self._out, x),)
-        if release:
-            if ver is not None:                 # versions stay: _saved is FREED from now on
-                self._saved = FREED
-            if ovc is not None:
-                self._saved = FREED
-                self._out = None
+        if release and (ver is not None or ovc is not None):     # OpNode._release, inline
+            self._saved = FREED
+            self._out = None
         return res
     return _vjp
 
@@ -306,12 +302,9 @@ def _binary_vjp(rule0, rule1):
         else:
             g0 = None if n0 is None else rule0(_NUMPY, g, out, x, y)
             g1 = None if n1 is None else rule1(_NUMPY, g, out, x, y)
-        if release:
-            if ver is not None:
-                self._saved = FREED
-            if ovc is not None:
-                self._saved = FREED
-                self._out = None
+        if release and (ver is not None or ovc is not None):     # OpNode._release, inline
+            self._saved = FREED
+            self._out = None
         return (g0, g1)
     return _vjp
 
@@ -402,7 +395,8 @@ def binary_operator(op, slow):
     Tensor and Python-number operands take the fast path below; arrays, numpy scalars, bools
     and Tensor subclasses go to `slow(x, y)`; anything else gets NotImplemented. Recording
     allocates as few GC-tracked objects as it can (the collector re-traverses every live one
-    as a graph grows): the node, its edges, the saved pair and the output Tensor.
+    as a graph grows): the node, one tuple of its inputs' nodes, the saved pair and versions,
+    and the output Tensor.
     """
     forward = op.forward
     node_cls = op.node_cls[0]
