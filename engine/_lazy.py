@@ -78,7 +78,7 @@ class Uniform(_Structured):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.get("out")
         full = has_array = False
-        if method == "__call__":
+        if method == "__call__" and ufunc.signature is None:     # elementwise (matmul: dense)
             full = True
             for i in inputs + (out or ()):
                 if type(i) is Uniform:

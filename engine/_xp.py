@@ -8,7 +8,7 @@ with leading batch dimensions (vectorized Jacobians) pass through unchanged.
 """
 import numpy as np
 
-_INPLACE_MIN = 4096   # elements: below this, reusing a temporary costs more than allocating
+INPLACE_MIN = 4096   # elements: below this, reusing a temporary costs more than allocating
 
 
 class _Numpy:
@@ -34,7 +34,7 @@ class _Numpy:
     @staticmethod
     def tanh_backward(g, out):
         """g * (1 - out**2) with one temporary instead of three (PyTorch's tanh_backward)."""
-        if out.size < _INPLACE_MIN:
+        if out.size < INPLACE_MIN:
             # small: keyword-argument ufunc calls cost more, and a Python float operand costs
             # more than an array one (numpy 2's weak-scalar promotion): g - g*out*out is three
             # array-array ops, ~0.5 us less than g * (1.0 - out*out) on 10 elements
@@ -48,7 +48,7 @@ class _Numpy:
     @staticmethod
     def sigmoid_backward(g, out):
         """g * out * (1 - out) with one temporary."""
-        if out.size < _INPLACE_MIN:
+        if out.size < INPLACE_MIN:
             t = g * out
             return t - t * out
         t = 1.0 - out

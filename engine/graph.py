@@ -6,18 +6,16 @@ gradient per edge. `run_backward` is the only place gradients flow: iterative, w
 counts (never recursion), each node run once with its incoming gradients summed, and the one
 place where a gradient is reduced back to the shape of what it belongs to (`_fit`).
 
-It discovers the graph once and then runs one of two loops with the same semantics: the
-general one (`inputs=`/autograd.grad targets, hooks, anomaly mode, create_graph, batched
-cotangents) and `_run_plain`, the same steps for the common pass (first order on numpy, no
-targets) with the per-node work cut down, since that loop is most of a small op's cost. The
-tests run the same graphs through both (tests/test_backward_paths.py).
+One loop serves every pass (backward, autograd.grad, create_graph, batched cotangents,
+hooks, anomaly mode); the common pass runs op nodes' first-order rules directly as a branch
+inside it. Each buffered gradient carries an explicit owned flag (`_own`): only a sum the
+pass allocated is ever added into in place. `walk(roots)` is the one traversal of the graph.
 
 What does not live here: op rules (engine/ops), the Tensor class (engine/tensor.py).
 """
 import gc
 import itertools
 import weakref
-from sys import getrefcount as _refcount
 
 import numpy as np
 
@@ -46,11 +44,13 @@ class Node:
     _nrs = None          # which output of that node each input was, when any is not output 0
     _saved = None        # values kept for backward; FREED after release
     _buf = None          # incoming gradient(s) during one backward pass
+    _own = False         # ...and whether it is a sum this pass allocated (see `_add`)
     _deps = 0            # pending incoming edges during one backward pass
     _pre_hooks = None    # {output_nr: [fn]}: tensor hooks of the tensors this node produced
     _retains = None      # {output_nr: weakref(tensor)}: tensors that called retain_grad()
     _node_hooks = None   # [fn(grad_inputs, grad_outputs)]
     _node_pre_hooks = None
+    _fresh = False       # op nodes whose rules return arrays of their own (defop's `fresh`)
     _plain = False       # True on op nodes (one output, first-order rules in `_vjp`) until a
                          # hook or retain_grad is set on one: then the loop takes `_execute`
     _trace = None        # anomaly mode: where the forward op ran
@@ -125,7 +125,7 @@ def seed_attributes(cls, names):
 # what an op node or AccumulateGrad gets on the per-op path and in every backward pass; rarer
 # state (hooks, anomaly traces) is left out: each name seeded widens every instance by a slot
 NODE_ATTRS = ("_next", "_saved", "_ver", "_ovc", "_out", "_attrs", "_shape", "_dtype",
-              "_buf", "_deps")
+              "_buf", "_own", "_deps")
 
 
 class _Handle:
@@ -164,7 +164,7 @@ class AccumulateGrad(Node):
         return "torch::autograd::AccumulateGrad"
 
 
-seed_attributes(AccumulateGrad, ("_next", "variable", "_arr", "_shape", "_dtype", "_buf", "_deps"))
+seed_attributes(AccumulateGrad, ("_next", "variable", "_arr", "_shape", "_dtype", "_buf", "_own", "_deps"))
 
 
 def accumulator(t):
@@ -240,7 +240,11 @@ def _fit(xp, g, shape, dtype, nb):
 
 
 from ._lazy import Uniform  # noqa: E402
-from ._xp import NUMPY as _NUMPY, TENSOR as _TENSOR, _INPLACE_MIN  # noqa: E402
+from . import _xp  # noqa: E402
+from ._xp import NUMPY as _NUMPY, TENSOR as _TENSOR  # noqa: E402
+
+
+_ndarray = np.ndarray
 
 
 def _prod(shape):
@@ -258,6 +262,27 @@ def _check_nan(node, grads, xp):
                 warnings.warn(f"Error detected in {node.name()}. Traceback of forward call that caused "
                               "the error:\n" + "".join(node._trace), stacklevel=3)
             raise errors.EngineRuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
+
+
+def walk(roots):
+    """Every node reachable from `roots` (nodes; None is skipped), each once, depth first: a
+    node comes before the nodes its gradient goes to along the edge that reached it. The one
+    traversal of the graph (backward's discovery, the checker, functional, DOT, the CLI), as
+    HIPS autograd's toposort; iterative, so a chain of a million nodes is fine."""
+    stack = []
+    seen = set()
+    for r in roots:
+        if r is not None and r not in seen:
+            seen.add(r)
+            stack.append(r)
+    mark, push = seen.add, stack.append
+    while stack:
+        n = stack.pop()
+        yield n
+        for nxt in n._next:
+            if nxt is not None and nxt not in seen:
+                mark(nxt)
+                push(nxt)
 
 
 def run_backward(roots, root_grads, *, retain_graph, create_graph, inputs=None,
@@ -285,6 +310,9 @@ def run_backward(roots, root_grads, *, retain_graph, create_graph, inputs=None,
 
 
 def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb):
+    """The one backward loop. Every pass (backward, autograd.grad, create_graph, vectorized
+    Jacobians, hooks, anomaly mode) runs through it; the common pass takes the `direct`
+    branch for op nodes without hooks and nothing else differs."""
     # Targets: where gradients are captured (autograd.grad) or the only leaves written (inputs=).
     targets = None
     if inputs is not None:
@@ -304,29 +332,12 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 f"element {i} of tensors does not require grad and does not have a grad_fn")
         root_nodes.append((e[0], e[1], g))
 
-    # 1. Discover the graph iteratively and count each node's incoming edges. A count going
-    #    up from 0 marks a node seen for the first time (counts are 0 between passes); roots
-    #    hold a mark of 1 during the walk so that reaching one again does not re-walk it.
-    roots_unique = list(dict.fromkeys(n for n, _, _ in root_nodes))
-    for n in roots_unique:
-        n._deps = 1
-    stack = roots_unique[:]
-    order = []
-    push_order = order.append
-    while stack:
-        n = stack.pop()
-        push_order(n)
+    # 1. Discover the graph and count each node's incoming edges (0 between passes).
+    order = list(walk([n for n, _, _ in root_nodes]))
+    for n in order:
         for nxt in n._next:
             if nxt is not None:
-                d = nxt._deps
-                nxt._deps = d + 1
-                if not d:
-                    stack.append(nxt)
-    for n in roots_unique:
-        n._deps -= 1
-
-    if targets is None and xp is _NUMPY and not nb and not STATE.anomaly:
-        return _run_plain(root_nodes, order, retain_graph, accumulate)
+                nxt._deps += 1
 
     # 2. With targets, run only nodes on a path to one (PyTorch's exec_info).
     needed = None
@@ -337,46 +348,54 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 needed.add(n)
 
     captured = {} if (targets is not None and not accumulate) else None
-    owned = {}                   # node -> [sum this pass allocated, per output] (safe to add into)
+    release = not retain_graph
+    # The common pass (first order on numpy, no targets, no anomaly mode): an op node without
+    # hooks runs its first-order rule directly; everything else goes through `_execute`.
+    direct = xp is _NUMPY and targets is None and not STATE.anomaly
     try:
         for n, nr, g in root_nodes:
-            _add(n, nr, g, xp, nb, owned)
+            _add(n, nr, g, xp, nb)
         ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
         pop, push = ready.pop, ready.append
-        release = not retain_graph
-        simple = targets is None and not STATE.anomaly
         while ready:
             node = pop()
-            buf = node._buf
-            node._buf = None
-            if simple and node._plain:
-                # the common case: one output, no hooks, nothing to capture; apply frees what
-                # the node saved once it has used it (unless retain_graph)
-                if owned:
-                    owned.pop(node, None)
-                if buf is not None:
-                    grads_in = node.apply(buf, xp, create_graph, release)
+            fresh = False
+            if direct and node._plain:
+                g = node._buf
+                node._buf = None
+                if g is not None:
+                    grads_in = node._vjp(g, release)
+                    fresh = node._fresh
                 else:
                     grads_in = None
                     if release:
                         node._release()
             else:
-                grads_in = _execute(node, buf, xp, retain_graph, create_graph, targets, captured,
-                                    accumulate, owned.pop(node, None), inputs, needed)
+                grads_in = _execute(node, xp, retain_graph, create_graph, targets, captured,
+                                    accumulate, inputs, needed)
             if grads_in is None:
                 for nxt in node._next:
                     if nxt is not None:
-                        nxt._deps -= 1
-                        if nxt._deps == 0:
+                        d = nxt._deps - 1
+                        nxt._deps = d
+                        if not d:
                             push(nxt)
                 continue
             for nxt, gi, nr in zip(node._next, grads_in, node._nrs or _ZEROS):
                 if nxt is None:
                     continue
-                if gi is not None and (targets is None or nxt in needed or nxt in targets):
-                    _add(nxt, nr, gi, xp, nb, owned)
-                nxt._deps -= 1
-                if nxt._deps == 0:
+                if gi is not None and (needed is None or nxt in needed or nxt in targets):
+                    if direct and nxt._buf is None and gi.shape == nxt._shape and \
+                            gi.dtype is nxt._dtype:
+                        # the first gradient, fitted already: `_add`'s first case, inline
+                        # for the common pass (0-d results may be numpy scalars: not owned)
+                        nxt._buf = gi
+                        nxt._own = fresh and gi.__class__ is _ndarray
+                    else:
+                        _add(nxt, nr, gi, xp, nb, fresh)
+                d = nxt._deps - 1
+                nxt._deps = d
+                if not d:
                     push(nxt)
     except BaseException:
         _reset(order)
@@ -400,119 +419,7 @@ def _reset(order):
     for n in order:
         n._deps = 0
         n._buf = None
-
-
-def _run_plain(root_nodes, order, retain_graph, accumulate):
-    """The common pass: first order on numpy arrays, no inputs=/autograd.grad targets, no
-    anomaly mode, no batch dims. Same semantics as the general loop in `_run`, fewer steps:
-
-    - a node of one output and known shape (ops, AccumulateGrad) holds its incoming gradient
-      as the array itself; a sum this pass allocated is held as `[array]`, which marks it
-      ours: later gradients are added into it in place, and a leaf takes it as .grad without
-      a copy. (A rule's result is never written in place: it may be shared, as AddBackward0
-      hands the same array to both inputs.) Functions keep the list protocol of `_add`;
-    - op nodes without hooks (`_plain`) run their first-order rules via `_vjp` directly.
-    """
-    release = not retain_graph
-    owned = {}                                   # for the list protocol (Functions) only
-    try:
-        for n, nr, g in root_nodes:
-            _add_plain(n, nr, g, owned)
-        ready = [n for n in dict.fromkeys(r[0] for r in root_nodes) if n._deps == 0]
-        pop, push = ready.pop, ready.append
-        while ready:
-            node = pop()
-            g = node._buf
-            node._buf = None
-            if node._plain:
-                if g is not None:
-                    if type(g) is list:
-                        g = g[0]
-                    grads_in = node._vjp(g, release)
-                else:
-                    grads_in = None
-                    if release:
-                        node._release()
-            else:
-                if node._shape is None:              # list protocol
-                    mine = owned.pop(node, None) if owned else None
-                elif type(g) is list:                # a sum of ours: [array]
-                    mine = g
-                else:
-                    mine = None
-                    if g is not None:
-                        g = [g.array() if type(g) is Uniform else g]
-                grads_in = _execute(node, g, _NUMPY, retain_graph, False, None, None, accumulate,
-                                    mine)
-            if grads_in is None:
-                for nxt in node._next:
-                    if nxt is not None:
-                        d = nxt._deps - 1
-                        nxt._deps = d
-                        if not d:
-                            push(nxt)
-                continue
-            for nxt, gi, nr in zip(node._next, grads_in, node._nrs or _ZEROS):
-                if nxt is None:
-                    continue
-                if gi is not None:
-                    if gi.shape == nxt._shape and gi.dtype is nxt._dtype:
-                        # fitted already (the usual case): store it, or sum into the buffer
-                        b = nxt._buf
-                        if b is None:
-                            nxt._buf = gi
-                        elif type(b) is list:
-                            b[0] += gi
-                        else:
-                            nxt._buf = _sum(b, gi)
-                    else:
-                        _add_plain(nxt, nr, gi, owned)
-                d = nxt._deps - 1
-                nxt._deps = d
-                if not d:
-                    push(nxt)
-    except BaseException:
-        _reset(order)
-        raise
-    return None
-
-
-def _sum(b, g):
-    """The new raw buffer for b + g when the buffer `b` is not a sum of this pass: `[sum]`,
-    marked ours. A large sum is written into whichever of the two arrays nothing else
-    references (PyTorch's AccumulateGrad steals a gradient the same way); the counts: `b` is
-    held by its node's buffer and the caller's local, `g` by the caller's zip tuple (or
-    argument) and local; each also by this frame and getrefcount's own argument."""
-    if type(g) is np.ndarray and g.size >= _INPLACE_MIN:
-        if type(b) is np.ndarray and b.base is None and _refcount(b) == 4 and b.flags.writeable:
-            b += g
-            return [b]
-        if g.base is None and _refcount(g) == 4 and g.flags.writeable:
-            g += b
-            return [g]
-    s = b + g
-    return [s] if type(s) is np.ndarray else s          # 0-d sums are numpy scalars
-
-
-def _add_plain(node, nr, g, owned):
-    """`_add` for the plain loop: a raw buffer for nodes of known shape, else `_add`.
-    One value fitted to a large shape (what sum/mean hand back) is kept as a `Uniform`."""
-    shape = node._shape
-    if shape is None:
-        _add(node, nr, g.array() if type(g) is Uniform else g, _NUMPY, 0, owned)
-        return
-    if getattr(g, "shape", None) != shape or g.dtype != node._dtype:
-        if np.size(g) == 1 and _prod(shape) >= _INPLACE_MIN:
-            g = Uniform(np.asarray(g, dtype=node._dtype).reshape(()), shape)
-        else:
-            g = _fit(_NUMPY, g, shape, node._dtype, 0)
-    b = node._buf
-    if b is None:
-        node._buf = g
-    elif type(b) is list:
-        b[0] += g
-    else:
-        node._buf = _sum(b, g)
+        n._own = False
 
 
 def _sinks_first(order):
@@ -533,34 +440,65 @@ def _sinks_first(order):
                 ready.append(p)
 
 
-def _add(node, nr, g, xp, nb, owned):
-    """Sum gradient `g` into `node`'s buffer for output `nr`, fitted to that output's shape."""
-    if node._shape is not None:            # ops and AccumulateGrad
-        shape, dtype = node._shape, node._dtype
-    else:                                  # Functions: one entry per output
-        shape, dtype = node._meta[nr]
-    if nb or xp is not _NUMPY or getattr(g, "shape", None) != shape or g.dtype != dtype:
-        g = _fit(xp, g, shape, dtype, nb)
-    buf = node._buf
-    if buf is None:
-        node._buf = buf = [None] * node.n_outputs
-    old = buf[nr]
-    if old is None:
-        buf[nr] = g
-    elif xp is _NUMPY:
-        # A sum this loop made is its own: add into it instead of allocating again. A rule's
-        # result is never written in place (it may be shared, e.g. AddBackward0 passes g on).
-        mine = owned.get(node)
-        if mine is not None and mine[nr] is old:
-            old += g                 # both were fitted to this output's shape and dtype above
-        else:
-            buf[nr] = old = old + g
-            if type(old) is np.ndarray:          # 0-d sums come back as numpy scalars
-                if mine is None:
-                    owned[node] = mine = [None] * node.n_outputs
-                mine[nr] = old
+# -- gradient buffers ----------------------------------------------------------------------------
+# A node of one output (ops, AccumulateGrad) buffers its incoming gradient as `_buf`, with
+# `_own` beside it; a Function of n outputs keeps a list of n of each. `_own` is the one
+# statement of whether a buffered gradient may be written in place: True only for a sum this
+# pass allocated (nothing else can reference it); a gradient as a rule returned it may be
+# shared (AddBackward0 hands one array to both inputs, x * 1 is x, a view of a saved value)
+# and is never written.
+
+def _add(node, nr, g, xp, nb, owned=False):
+    """Sum gradient `g` into `node`'s buffer for output `nr` (HIPS autograd's add_outgrads).
+
+    `g` is first fitted to the output's shape and dtype (the one place broadcasting is undone);
+    one value reaching a large first-order buffer (what sum() and mean() hand back) is kept as
+    a `Uniform` instead of an array of copies of it. `owned`: g is an array of its own (from an
+    op that declares `fresh`), so it may take the sum in place of allocating one."""
+    single = node._shape is not None
+    shape, dtype = (node._shape, node._dtype) if single else node._meta[nr]
+    g0 = g
+    if xp is _NUMPY and not nb:
+        if getattr(g, "shape", None) != shape or g.dtype != dtype:
+            if np.size(g) == 1 and _prod(shape) >= _xp.INPLACE_MIN:
+                g = Uniform(np.asarray(g, dtype=dtype).reshape(()), shape)
+            else:
+                g = _fit(xp, g, shape, dtype, 0)
     else:
-        buf[nr] = old + g
+        g = _fit(xp, g, shape, dtype, nb)
+    owned = owned and g is g0 and type(g) is _ndarray     # not a view or cast made by fitting
+    if single:
+        b = node._buf
+        if b is None:
+            node._buf = g
+            node._own = owned
+        elif node._own:
+            b += g                   # a sum of ours, fitted like g: add in place
+        elif owned:
+            g += b
+            node._buf = g
+            node._own = True
+        else:
+            node._buf = s = b + g
+            node._own = type(s) is _ndarray and xp is _NUMPY    # 0-d sums are numpy scalars
+        return
+    if node._buf is None:
+        node._buf = [None] * node.n_outputs
+        node._own = [False] * node.n_outputs
+    bufs, own = node._buf, node._own
+    b = bufs[nr]
+    if b is None:
+        bufs[nr] = g
+        own[nr] = owned
+    elif own[nr]:
+        b += g
+    elif owned:
+        g += b
+        bufs[nr] = g
+        own[nr] = True
+    else:
+        bufs[nr] = s = b + g
+        own[nr] = type(s) is _ndarray and xp is _NUMPY
 
 
 def _run_tensor_hooks(hooks, g, xp):
@@ -571,15 +509,26 @@ def _run_tensor_hooks(hooks, g, xp):
     return g
 
 
-def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accumulate, owned=None,
-             inputs=None, needed=None):
-    """Run one node: tensor hooks, retain_grad, capture, then AccumulateGrad or the node's rule."""
-    if buf is None:
-        buf = [None] * node.n_outputs
+def _execute(node, xp, retain_graph, create_graph, targets, captured, accumulate, inputs=None,
+             needed=None):
+    """Run one node that the direct branch does not: tensor hooks, retain_grad, capture, then
+    AccumulateGrad or the node's rule. Hooks, Functions, captures and .grad see arrays, never a
+    `Uniform`."""
+    buf, own = node._buf, node._own
+    node._buf = None
+    if node._shape is not None:             # one output: the raw buffer
+        buf, own = [buf], [own]
+    elif buf is None:
+        buf, own = [None] * node.n_outputs, [False] * node.n_outputs
+    for nr, g in enumerate(buf):
+        if type(g) is Uniform:
+            buf[nr] = g.array()
     if node._pre_hooks:
         for nr, hooks in node._pre_hooks.items():
             if buf[nr] is not None and hooks:
-                buf[nr] = _run_tensor_hooks(hooks, buf[nr], xp)
+                g = _run_tensor_hooks(hooks, buf[nr], xp)
+                if g is not buf[nr]:
+                    buf[nr], own[nr] = g, False
     if node._retains:
         for nr, ref in node._retains.items():
             t = ref()
@@ -591,6 +540,7 @@ def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accum
             res = hook(tuple(xp.wrap(g) if g is not None else None for g in buf))
             if res is not None:
                 buf = [xp.unwrap(r) if r is not None else None for r in res]
+                own = [False] * len(buf)
 
     is_leaf = type(node) is AccumulateGrad
     if targets is not None:
@@ -617,9 +567,12 @@ def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accum
         if g is None or not accumulate:
             return None
         var = node.variable
+        owned = own[0]
         if var._hooks:
-            g = _run_tensor_hooks(var._hooks, g, xp)
-        _accumulate(var, g, create_graph, fresh=owned is not None and owned[0] is g)
+            h = _run_tensor_hooks(var._hooks, g, xp)
+            owned = owned and h is g
+            g = h
+        _accumulate(var, g, create_graph, owned)
         return None
 
     if all(g is None for g in buf):
@@ -638,9 +591,10 @@ def _execute(node, buf, xp, retain_graph, create_graph, targets, captured, accum
     return grads_in
 
 
-def _accumulate(var, g, create_graph, fresh=False):
-    """Add `g` into leaf `var`.grad: in place when no graph is built (PyTorch's AccumulateGrad).
-    A `fresh` g (a sum this pass allocated, referenced nowhere else) becomes .grad without a copy."""
+def _accumulate(var, g, create_graph, owned=False):
+    """Add `g` into leaf `var`.grad (PyTorch's AccumulateGrad). Without create_graph the sum is
+    made in place, also into a .grad that has history (grad mode is off there, as in PyTorch);
+    an `owned` g (a sum this pass allocated) becomes .grad without a copy."""
     from .tensor import Tensor
     cur = var._grad
     if create_graph:
@@ -648,11 +602,11 @@ def _accumulate(var, g, create_graph, fresh=False):
         var._grad = gt if cur is None else cur + gt
         return
     if cur is None:
-        if fresh and g.dtype == var._data.dtype and g.flags.writeable:
+        if owned and g.dtype == var._data.dtype:
             var._grad = Tensor._make(g)
         else:
             var._grad = Tensor._make(np.array(g, dtype=var._data.dtype, copy=True))
-    elif cur.grad_fn is not None or cur._data.shape != np.shape(g):
+    elif cur._data.shape != np.shape(g):
         var._grad = Tensor._make(np.asarray(cur._data + g))
     else:
         np.add(cur._data, g, out=cur._data, casting="unsafe")

@@ -1,11 +1,12 @@
-"""The plain backward loop's shortcuts for large arrays, checked against the general loop.
+"""The backward loop's shortcuts, proven equal to the plain computation.
 
-Above `_INPLACE_MIN` elements the plain loop keeps the gradient sum()/mean() hand back as a
-`Uniform` (one value, no array), adds into arrays nothing else references instead of
-allocating, and rules reuse their temporaries. The general loop (autograd.grad, hooks) does
-none of that, so it is the reference here; the thresholds are lowered to 2 elements (numpy
-turns 0-d results into scalars, which the in-place rule paths do not take) so every op's
-samples take the shortcuts.
+Above `engine._xp.INPLACE_MIN` (4096) elements the one backward loop keeps the gradient
+sum()/mean() hand back as a `Uniform` (one value, no array), and rules reuse their own
+temporaries; at every size a sum the pass allocated (its owned flag) is added into in place.
+The reference is the same pass with the shortcuts off (`INPLACE_MIN` beyond any size: dense
+arrays everywhere), autograd.grad (which captures instead of accumulating), and central
+finite differences. Every registry op runs at real sizes above the threshold, and again at
+its small sample shapes with the threshold lowered to 2.
 """
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from hypothesis import given, settings, strategies as st
 
 import engine
 import engine._xp as xp_module
-import engine.graph as graph_module
 from engine._lazy import Diagonal, Uniform
 from engine.ops import REGISTRY
 import dags
@@ -21,8 +21,12 @@ from opcases import cases, leaves, make_inputs, to_tensors
 
 
 LOW = 2
+REAL = xp_module.INPLACE_MIN
+OFF = 2 ** 62            # no array is this large: every shortcut off, the plain dense computation
 
 
+def test_the_threshold_is_the_one_the_tests_cross():
+    assert REAL == 4096
 # -- Uniform on its own --------------------------------------------------------------------------
 def _u(value, shape, dtype=np.float64):
     return Uniform(np.asarray(value, dtype=dtype), shape)
@@ -64,37 +68,200 @@ def test_uniform_shortcuts_return_the_operand_and_stay_uniform():
     np.testing.assert_array_equal(np.array(one, copy=True), np.ones((2, 3)))
 
 
-# -- every registry op: plain loop with the shortcuts == general loop -----------------------
-def _grads(name, spec, k, loss, plain):
-    op = REGISTRY[name]
-    args, kwargs = make_inputs(op, spec, seed=k)
-    ts = to_tensors(args)
-    out = op.func(*ts, **kwargs)
-    scalar = loss(out)
-    ls = leaves(ts)
-    if plain:
-        scalar.backward()
-        return [None if t.grad is None else t.grad.numpy() for t in ls]
-    gs = engine.autograd.grad(scalar, ls, allow_unused=True)
-    return [None if g is None else g.numpy() for g in gs]
-
-
+# -- every registry op: the shortcuts == the plain dense computation == finite differences ------
 LOSSES = {"sum": lambda o: o.sum(), "mean": lambda o: o.mean(),
-          "scaled": lambda o: (o.sum() * 3.0 - 1.0)}
+          "weighted": lambda o: (o * WEIGHTS(o.shape)).sum() * 3.0 - 1.0}
+
+
+def WEIGHTS(shape):
+    return engine.tensor(np.random.default_rng(7).uniform(0.5, 1.5, tuple(shape)))
+
+
+# a product of thousands of normal draws over- or underflows: near 1 its gradient is a number
+CONDITIONED = {"prod": lambda a: 1.0 + 0.01 * np.tanh(a)}
+
+
+def _inputs(name, spec, k, big=False):
+    op = REGISTRY[name]
+    # scaled draws keep 3e-6 (3 finite-difference steps) from a kink, the samples 1e-2
+    args, kwargs = make_inputs(op, spec, seed=k, margin=3e-6 if big else 1e-2)
+    if big and name in CONDITIONED:
+        args = [CONDITIONED[name](a) if isinstance(a, np.ndarray) else a for a in args]
+    return op, args, kwargs
+
+
+def _backward(op, args, kwargs, loss, how):
+    """Gradients of loss(op(*args)) for every leaf, by `.backward()` or autograd.grad."""
+    ts = to_tensors(args)
+    scalar = loss(op.func(*ts, **kwargs))
+    ls = leaves(ts)
+    if how == "grad":
+        gs = engine.autograd.grad(scalar, ls, allow_unused=True)
+        return [None if g is None else g.numpy() for g in gs]
+    scalar.backward()
+    return [None if t.grad is None else t.grad.numpy() for t in ls]
+
+
+def _same(got, want, what, rtol=1e-12):
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert (g is None) == (w is None), f"{what}: input {i}"
+        if g is not None:
+            assert g.shape == w.shape and g.dtype == w.dtype, f"{what}: input {i}"
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=1e-13, err_msg=f"{what}: input {i}")
+
+
+def _size(spec):
+    sizes = [int(np.prod(s)) for s in spec[0] if _is_shape(s)]
+    sizes += [int(np.prod(p)) for s in spec[0] if isinstance(s, tuple) and not _is_shape(s) for p in s]
+    return max(sizes, default=0)
+
+
+def _scale_shape(s, k):
+    return tuple(d * k if d > 1 else d for d in s)
+
+
+def _is_shape(s):
+    return isinstance(s, tuple) and all(isinstance(v, int) for v in s)
+
+
+def scaled(spec, k):
+    """A sample with every dimension above 1 (and any shape/size attribute) made k times larger."""
+    shapes, kwargs = spec
+    out = []
+    for s in shapes:
+        if _is_shape(s):
+            out.append(_scale_shape(s, k))
+        elif isinstance(s, tuple):
+            out.append(tuple(_scale_shape(p, k) for p in s))
+        else:
+            out.append(s)
+    kw = {}
+    for key, v in kwargs.items():
+        if key in ("shape", "size") and _is_shape(v):
+            v = _scale_shape(v, k)
+        elif isinstance(v, np.ndarray):              # where's condition: tiled like the inputs
+            v = np.tile(v, tuple(k if d > 1 else 1 for d in v.shape))
+        kw[key] = v
+    return tuple(out), kw
+
+
+def large_sample(name, spec, k):
+    """The sample scaled until its result, or failing that an input, has >= 4096 elements;
+    None when it cannot grow (0-d shapes, or no dimension above 1)."""
+    op = REGISTRY[name]
+    for factor in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1024, 2048):
+        big = scaled(spec, factor)
+        if big == spec:
+            return None
+        _, args, kwargs = _inputs(name, big, k, big=True)
+        arrays = [a for a in args if isinstance(a, np.ndarray)] + \
+            [b for a in args if isinstance(a, list) for b in a]
+        try:
+            with engine.no_grad():
+                out = op.func(*to_tensors(args, requires_grad=False), **kwargs)
+        except (engine.EngineError, ValueError):    # an attribute that does not scale
+            return None
+        biggest_in = max((a.size for a in arrays), default=0)
+        if out.numel() >= REAL or (biggest_in >= REAL and factor >= 64):
+            return big
+        if biggest_in >= 16 * REAL:
+            return big
+    return None
+
+
+LARGE = []
+for _p in cases():
+    _name, _k, _spec = _p.values
+    _big = large_sample(_name, _spec, _k)
+    if _big is not None:
+        LARGE.append(pytest.param(_name, _k, _big, id=f"{_name}-{_k}"))
+
+
+def test_every_differentiable_op_is_checked_above_the_threshold():
+    covered = {p.values[0] for p in LARGE}
+    missing = sorted({p.values[0] for p in cases()} - covered)
+    assert not missing, f"ops with no sample that crosses {REAL} elements: {missing}"
+
+
+def _sampled_fd(op, args, kwargs, loss, n=4, eps=1e-6, seed=0):
+    """Central differences of loss(op(*args)) at n random elements of each array input."""
+    rng = np.random.default_rng(seed)
+    out = []
+    flat_inputs = [a for a in args if isinstance(a, np.ndarray)] + \
+        [b for a in args if isinstance(a, list) for b in a]
+    for arr in flat_inputs:
+        picks = {}
+        for j in rng.choice(arr.size, size=min(n, arr.size), replace=False) if arr.size else ():
+            idx = np.unravel_index(int(j), arr.shape)
+            vals = []
+            for sign in (1.0, -1.0):
+                old = arr[idx]
+                arr[idx] = old + sign * eps
+                with engine.no_grad():
+                    vals.append(float(loss(op.func(*to_tensors(args, requires_grad=False), **kwargs))))
+                arr[idx] = old
+            picks[idx] = (vals[0] - vals[1]) / (2 * eps)
+        out.append(picks)
+    return out
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("name,k,spec", LARGE)
+def test_every_op_at_real_sizes(name, k, spec, loss, monkeypatch):
+    """At the real threshold and real sizes: .backward() (Uniform, in-place temporaries and
+    sums) == autograd.grad == the same pass with every shortcut off, and == central
+    differences on sampled elements."""
+    op, args, kwargs = _inputs(name, spec, k, big=True)
+    fn = LOSSES[loss]
+    got = _backward(op, args, kwargs, fn, "backward")
+    _same(got, _backward(op, args, kwargs, fn, "grad"), f"{name} backward vs autograd.grad")
+    monkeypatch.setattr(xp_module, "INPLACE_MIN", OFF)
+    _same(got, _backward(op, args, kwargs, fn, "backward"), f"{name} shortcuts vs dense")
+    monkeypatch.setattr(xp_module, "INPLACE_MIN", REAL)
+    for i, (g, picks) in enumerate(zip(got, _sampled_fd(op, args, kwargs, fn))):
+        for idx, num in picks.items():
+            assert g is not None, f"{name} input {i}: no gradient"
+            assert abs(g[idx] - num) <= 1e-5 + 1e-3 * abs(num), \
+                f"{name} input {i} at {idx}: backward {g[idx]}, finite differences {num}"
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 @pytest.mark.parametrize("name,k,spec", list(cases()))
-def test_plain_loop_shortcuts_match_general_loop(name, k, spec, loss, monkeypatch):
-    want = _grads(name, spec, k, LOSSES[loss], plain=False)
-    monkeypatch.setattr(graph_module, "_INPLACE_MIN", LOW)
-    monkeypatch.setattr(xp_module, "_INPLACE_MIN", LOW)
-    got = _grads(name, spec, k, LOSSES[loss], plain=True)
-    for i, (g, w) in enumerate(zip(got, want)):
-        assert (g is None) == (w is None), f"{name} input {i}"
-        if g is not None:
-            assert g.shape == w.shape and g.dtype == w.dtype, f"{name} input {i}"
-            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14, err_msg=f"{name} input {i}")
+def test_every_op_with_the_threshold_lowered(name, k, spec, loss, monkeypatch):
+    """The small sample shapes with the shortcuts taken everywhere (threshold 2) == dense."""
+    op, args, kwargs = _inputs(name, spec, k)
+    fn = LOSSES[loss]
+    monkeypatch.setattr(xp_module, "INPLACE_MIN", OFF)
+    want = _backward(op, args, kwargs, fn, "backward")
+    monkeypatch.setattr(xp_module, "INPLACE_MIN", LOW)
+    _same(_backward(op, args, kwargs, fn, "backward"), want, f"{name} shortcuts vs dense")
+    _same(_backward(op, args, kwargs, fn, "grad"), want, f"{name} autograd.grad vs dense")
+
+
+@pytest.mark.parametrize("expr", [
+    lambda a, b: (a @ b).sum(), lambda a, b: (a @ b).mean(), lambda a, b: (a @ a.T).sum(),
+    lambda a, b: (2 * (a @ b)).sum(), lambda a, b: ((a @ b).tanh() * (a @ b)).sum(),
+    lambda a, b: (a @ b).sum() + (a * b).mean(), lambda a, b: (a.exp() @ b.sin()).sum(),
+    lambda a, b: (a[:, :1] * b[:1, :]).sum(),                  # broadcast product of 4096
+], ids=["sum_mm", "mean_mm", "sum_aaT", "sum_2mm", "tanh_mm", "mixed", "exp_sin_mm", "outer_bc"])
+@pytest.mark.parametrize("n", [64, 100])
+def test_matmul_and_broadcast_products_at_and_above_4096(expr, n, monkeypatch):
+    """sum(a @ b) crashed once the product had 4096 elements (the issue's report)."""
+    rng = np.random.default_rng(n)
+    a0, b0 = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    grads = []
+    for threshold in (REAL, OFF):
+        monkeypatch.setattr(xp_module, "INPLACE_MIN", threshold)
+        a, b = engine.tensor(a0, requires_grad=True), engine.tensor(b0, requires_grad=True)
+        expr(a, b).backward()
+        grads.append([a.grad.numpy(), None if b.grad is None else b.grad.numpy()])
+    _same(grads[0], grads[1], "shortcuts vs dense")
+    # and a closed form for the first: d sum(a @ b) / da = 1 b^T, / db = a^T 1
+    a, b = engine.tensor(a0, requires_grad=True), engine.tensor(b0, requires_grad=True)
+    (a @ b).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), np.ones((n, n)) @ b0.T, rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), a0.T @ np.ones((n, n)), rtol=1e-12)
 
 
 def test_large_sum_gradient_is_exact_and_grad_owns_its_memory():
@@ -111,27 +278,42 @@ def test_large_sum_gradient_is_exact_and_grad_owns_its_memory():
     np.testing.assert_array_equal(y.grad.numpy(), np.ones_like(x0))
 
 
+def test_a_shared_gradient_is_never_written_in_place():
+    """AddBackward0 hands one array to both inputs; the first input's buffer then holds that
+    array borrowed, and a second gradient must make a new sum, not write into it."""
+    for n in (3, 5000):
+        x = engine.tensor(np.ones(n), requires_grad=True)
+        y = engine.tensor(np.ones(n), requires_grad=True)
+        h = x * 2.0
+        s = h + y                       # AddBackward0: both inputs get the same array
+        loss = (s * 3.0).sum() + (h * 5.0).sum()
+        loss.backward()
+        np.testing.assert_array_equal(x.grad.numpy(), np.full(n, 16.0))
+        np.testing.assert_array_equal(y.grad.numpy(), np.full(n, 3.0))
+
+
 # -- random DAGs: shared gradients are never summed into ----------------------------------------
 @settings(max_examples=40, deadline=None)
-@given(dags.programs, st.integers(0, 2 ** 32 - 1))
-def test_random_dags_with_shortcuts_match_general_loop(ops, seed):
+@given(dags.programs, st.integers(0, 2 ** 32 - 1), st.sampled_from([LOW, REAL]))
+def test_random_dags_with_shortcuts_match_dense(ops, seed, threshold):
     rng = np.random.default_rng(seed)
-    arrays = [rng.uniform(-1, 1, (3, 4)) for _ in range(3)]
-    ref = [engine.tensor(a, requires_grad=True) for a in arrays]
-    want = engine.autograd.grad(dags.build(ops, ref), ref, allow_unused=True)
+    shape = (3, 4) if threshold == LOW else (64, 80)
+    arrays = [rng.uniform(-1, 1, shape) for _ in range(3)]
+    results = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(graph_module, "_INPLACE_MIN", LOW)
-        mp.setattr(xp_module, "_INPLACE_MIN", LOW)
-        xs = [engine.tensor(a, requires_grad=True) for a in arrays]
-        loss = dags.build(ops, xs)
-        loss.backward(retain_graph=True)
-        first = [None if t.grad is None else t.grad.numpy().copy() for t in xs]
-        loss.backward()
-    for f, w, t in zip(first, want, xs):
+        for key, th in (("dense", OFF), ("short", threshold)):
+            mp.setattr(xp_module, "INPLACE_MIN", th)
+            xs = [engine.tensor(a, requires_grad=True) for a in arrays]
+            loss = dags.build(ops, xs)
+            loss.backward(retain_graph=True)
+            first = [None if t.grad is None else t.grad.numpy().copy() for t in xs]
+            loss.backward()
+            results[key] = (first, [None if t.grad is None else t.grad.numpy() for t in xs])
+    for f, w, second in zip(results["short"][0], results["dense"][0], results["short"][1]):
         assert (f is None) == (w is None)
         if f is not None:
-            np.testing.assert_allclose(f, w.numpy(), rtol=1e-12, atol=1e-14)
-            np.testing.assert_allclose(t.grad.numpy(), 2 * f, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(f, w, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(second, 2 * f, rtol=1e-12, atol=1e-14)
 
 
 # -- Diagonal: the vectorized Jacobian's identity seed ------------------------------------------

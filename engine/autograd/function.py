@@ -141,7 +141,7 @@ class BackwardCFunction(Node):
 
 
 # what a Function's ctx gets besides the node state (user attributes come after these)
-_CTX_ATTRS = ("_next", "_nrs", "_saved", "_buf", "_deps") + ("to_save", "needs_input_grad", "non_differentiable", "dirty_tensors",
+_CTX_ATTRS = ("_next", "_nrs", "_saved", "_buf", "_own", "_deps") + ("to_save", "needs_input_grad", "non_differentiable", "dirty_tensors",
                                 "_arg_count", "_tensor_pos", "n_outputs", "_meta", "_in_shapes",
                                 "materialize_grads", "_trace")
 

@@ -39,7 +39,7 @@ class OpDef:
     """One registry entry. See the module docstring for the meaning of each field."""
 
     def __init__(self, name, forward, vjps, nodes, domain, method, samples, kinks, doc,
-                 differentiable, variadic, returns):
+                 differentiable, variadic, returns, fresh=False):
         self.name = name
         self.forward = forward
         self.vjps = vjps
@@ -52,10 +52,11 @@ class OpDef:
         self.differentiable = differentiable
         self.variadic = variadic
         self.returns = returns
+        self.fresh = fresh
         self.func = None          # the public engine function, set by the module that defines it
         n_in = 0 if variadic or vjps is None else len(vjps)
         base = {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
-        ns = {"op": self, "__module__": "engine.ops"}
+        ns = {"op": self, "__module__": "engine.ops", "_fresh": fresh}
         if base is UnaryOpNode:
             ns["_vjp"] = _unary_vjp(_rule_or_raise(self, 0))
         elif base is BinaryOpNode:
@@ -118,9 +119,12 @@ def _params_used(fn):
 
 
 def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=(), kinks=None,
-          doc="", differentiable=True, variadic=False, returns=None, public=True):
+          doc="", differentiable=True, variadic=False, returns=None, public=True, fresh=False):
     """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants.
 
+    fresh: every rule returns an array of its own (never the incoming gradient, a saved value,
+    the output or a view of one), so the backward loop may add into it instead of allocating
+    a sum; tests/test_backward_paths.py checks each op that says so.
     public: False for entries reached only through another function or an operator (rsub is
     `2 - x`); public entries are the expression language's function names.
     kinks: f(*inputs, **attrs) -> signed distances to the points where the op is not
@@ -131,7 +135,7 @@ def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=
     if name in REGISTRY:
         raise ValueError(f"op {name!r} registered twice")
     op = OpDef(name, forward, vjps, nodes, domain, method, samples, kinks, doc, differentiable,
-               variadic, returns)
+               variadic, returns, fresh)
     op.public = public         # False: reached through another function or an operator
     REGISTRY[name] = op
     return op

@@ -29,7 +29,7 @@ MUL = defop("mul", np.multiply, (lambda xp, g, out, x, y: g * y, lambda xp, g, o
 DIV = defop("div", np.true_divide,
             (lambda xp, g, out, x, y: g / y, lambda xp, g, out, x, y: -g * x / (y * y)),
             nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y")
-NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), nodes="NegBackward0",
+NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), nodes="NegBackward0", fresh=True,
             samples=_samples(UNARY), doc="-x")
 RECIPROCAL = defop("reciprocal", lambda x: 1.0 / x, (lambda xp, g, out, x: -g * out * out,),
                    nodes="ReciprocalBackward0", domain=("nonzero",), samples=_samples(UNARY),
@@ -71,9 +71,9 @@ RPOW = defop("rpow", lambda x, base: np.power(base, x),
 
 
 # -- unary math --------------------------------------------------------------------------------
-def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc=""):
+def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc="", fresh=False):
     return defop(name, fwd, (rule,), nodes=node, domain=domain, samples=_samples(UNARY),
-                 kinks=kinks, doc=doc or f"elementwise {name}(x)")
+                 kinks=kinks, doc=doc or f"elementwise {name}(x)", fresh=fresh)
 
 
 def _sigmoid(x):
@@ -98,8 +98,10 @@ SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackw
 SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0")
 COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0")
 TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",))
-TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: xp.tanh_backward(g, out), "TanhBackward0")
-SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: xp.sigmoid_backward(g, out), "SigmoidBackward0")
+TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: xp.tanh_backward(g, out), "TanhBackward0",
+               fresh=True)
+SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: xp.sigmoid_backward(g, out),
+                  "SigmoidBackward0", fresh=True)
 # abs'(0) = 0 (PyTorch uses sgn(x), which is 0 at 0)
 ABS = _unary("abs", np.abs, lambda xp, g, out, x: g * np.sign(xp.raw(x)), "AbsBackward0",
              ("kinkfree",), kinks=lambda x, **a: [x])

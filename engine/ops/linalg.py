@@ -41,7 +41,9 @@ MATMUL = defop("matmul", _matmul, (_mm_x, _mm_y),
                nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0"),
                samples=[(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((3,), (3, 2)), {}),
                         (((2, 3), (3, 4)), {}), (((2, 2, 3), (2, 3, 4)), {}), (((2, 2, 3), (3, 2)), {}),
-                        (((3,), (2, 3, 4)), {})],
+                        (((3,), (2, 3, 4)), {}),
+                        # square: the gradient of sum() has the shape of both operands
+                        (((3, 3), (3, 3)), {}), (((2, 3, 3), (2, 3, 3)), {})],
                doc="matrix product (x @ y) for 1-D, 2-D and batched operands")
 
 
