@@ -361,3 +361,30 @@ def test_vectorized_jacobian_keeps_the_row_loops_nan_off_the_diagonal():
         loop = jacobian(lambda t: (t * c).tanh() * 2.0, x, vectorize=False).numpy()
     np.testing.assert_array_equal(vec, loop)
     assert np.isnan(vec[1, 0]) and vec[1, 2] == 0.0          # 0 * inf, as the dense seed gives
+
+
+# -- ops that declare fresh=True: the loop adds into their results ---------------------------
+FRESH = sorted(name for name, op in REGISTRY.items() if op.fresh)
+
+
+def test_some_ops_declare_fresh_results():
+    assert {"tanh", "sigmoid", "neg"} <= set(FRESH)
+
+
+@pytest.mark.parametrize("n", [5, 5000])
+@pytest.mark.parametrize("grad", ["array", "uniform1", "uniform2"])
+@pytest.mark.parametrize("name", FRESH)
+def test_fresh_ops_return_arrays_of_their_own(name, grad, n):
+    """The loop may write into a `fresh` op's gradient (adding into it instead of allocating a
+    sum): it must share memory with nothing the pass or the user holds."""
+    op = REGISTRY[name]
+    x = engine.tensor(np.random.default_rng(0).uniform(0.5, 1.5, n), requires_grad=True)
+    out = op.func(x)
+    node = out.grad_fn
+    g = {"array": np.random.default_rng(1).standard_normal(n),
+         "uniform1": _u(1.0, (n,)), "uniform2": _u(2.5, (n,))}[grad]
+    held = [x.detach().numpy(), out.detach().numpy()] + ([g] if type(g) is np.ndarray else [])
+    for r in node._vjp(g, False):
+        if type(r) is np.ndarray:
+            assert r.flags.writeable and r.base is None
+            assert not any(np.shares_memory(r, h) for h in held), f"{name} returned a shared array"
