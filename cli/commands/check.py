@@ -31,7 +31,13 @@ def check_command(
 
 def report_json(report):
     inputs = {}
+    grads = {}
     for p in report.pairs:
+        if p.kind == "grad":          # the .grad an ordinary backward() left, vs v^T J numerical
+            grads[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
+                                   "worst_index": list(p.worst_index[1]), "grad": p.worst_analytical,
+                                   "numerical": p.worst_numerical, "passed": p.passed}
+            continue
         cur = inputs.get(p.input_name)
         if cur is None or p.max_abs_error > cur["max_abs_error"]:
             inputs[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
@@ -41,7 +47,7 @@ def report_json(report):
         elif not p.passed:
             cur["passed"] = False
     return {"passed": report.passed, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
-            "fast_mode": report.fast_mode, "inputs": inputs, "checks": report.checks,
+            "fast_mode": report.fast_mode, "inputs": inputs, "backward_grad": grads, "checks": report.checks,
             "failures": report.failures, "warnings": report.warnings, "custom_functions": report.suspects}
 
 
@@ -75,7 +81,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             i_lab = render.labels(p.input_name, p.input_shape)
             oi = _flat(p.worst_index[0], p.output_shape)
             ii = _flat(p.worst_index[1], p.input_shape)
-            t.add_row(p.input_name, f"{p.max_abs_error:.3g}", f"{p.max_rel_error:.3g}",
+            t.add_row(f"{p.input_name}.grad" if p.kind == "grad" else p.input_name, f"{p.max_abs_error:.3g}", f"{p.max_rel_error:.3g}",
                       render.esc(i_lab[ii] if len(o_lab) == 1 else f"{o_lab[oi]}, {i_lab[ii]}"),
                       f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}",
                       "[green]pass[/green]" if p.passed else "[red]FAIL[/red]")

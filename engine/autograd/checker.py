@@ -4,6 +4,11 @@
 `gradgradcheck` wrap it with PyTorch's signature and return True, or raise `GradcheckError`
 carrying the report. Beyond PyTorch's comparison the report names the worst element of every
 (output, input) pair, and warns about float32 inputs and inputs within eps of a kink.
+
+The checker checks what users run: besides the Jacobian rows (autograd.grad, one row per
+output element), it runs an ordinary `.backward()` on fresh leaves, the exact path
+`autograd grad` prints, and compares the `.grad` it leaves with the same cotangent applied to
+the finite-difference Jacobian (`kind="grad"` results). The fast mode checks only that path.
 """
 import dataclasses
 import warnings
@@ -46,9 +51,15 @@ class PairResult:
     worst_analytical: float
     worst_numerical: float
     passed: bool
+    kind: str = "jacobian"      # "grad": the .grad an ordinary backward() left, vs v^T J numerical
 
     def describe(self):
         o, i = self.worst_index
+        if self.kind == "grad":
+            at = f"{self.input_name}[{', '.join(map(str, i))}]" if i else self.input_name
+            return (f"{self.input_name}.grad after backward() does not match finite differences: worst at "
+                    f"{at}: .grad {self.worst_analytical:.10g}, numerical {self.worst_numerical:.10g} "
+                    f"(abs error {self.max_abs_error:.3g})")
         at = lambda name, idx: f"{name}[{', '.join(map(str, idx))}]" if idx else name  # noqa: E731
         return (f"Jacobian mismatch for output {self.output} ({self.output_name}) with respect to input "
                 f"{self.input} ({self.input_name}): worst at {at(self.output_name, o)} / "
@@ -126,6 +137,64 @@ def _analytical(func, inputs, diff):
                       else np.asarray(r, dtype=np.float64).reshape(o._data.size, -1)
                       for r, i in zip(rows, diff)])
     return outs, table
+
+
+def _compare(a, n, atol, rtol):
+    """(passed, flat index of the worst violation, max abs error, max rel error) for a vs n."""
+    err = np.abs(a - n)
+    allowed = atol + rtol * np.abs(n)
+    ok = bool(np.all(err <= allowed)) and not np.any(np.isnan(a) != np.isnan(n))
+    if not err.size:
+        return ok, 0, 0.0, 0.0
+    worst = int(np.argmax(np.where(np.isnan(err), np.inf, err - allowed)))
+    rel = err / np.where(np.abs(n) > 0, np.abs(n), np.inf)
+    return ok, worst, float(np.nanmax(err)), float(np.nanmax(rel))
+
+
+def _cotangents(outs, seed):
+    """What backward() is seeded with: 1 for a one-element output (as `autograd grad` and
+    `y.backward()` do), else a seeded random cotangent."""
+    rng = np.random.default_rng(seed)
+    return [np.ones(o._data.shape) if o._data.size == 1 else rng.standard_normal(o._data.shape)
+            for o in outs]
+
+
+def _backward_grads(func, inputs, diff, cotangents):
+    """The .grad an ordinary backward() leaves on fresh leaves copied from `inputs` (the path
+    `autograd grad` prints): one float64 array per input in `diff` (zeros where it got none)."""
+    leaves = list(inputs)
+    for i in diff:
+        leaves[i] = inputs[i].detach().requires_grad_(True)
+    with enable_grad():
+        outs = func(*leaves)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    live = [(o, v) for o, v in zip(outs, cotangents) if o.grad_fn is not None or o._rg]
+    if len(live) == 1 and live[0][0]._data.size == 1 and np.all(live[0][1] == 1):
+        live[0][0].backward()                        # exactly y.backward()
+    elif live:
+        from . import backward
+        backward([o for o, _ in live], [Tensor._make(v.astype(o._data.dtype)) for o, v in live])
+    return [np.zeros(inputs[i]._data.shape) if leaves[i]._grad is None
+            else np.asarray(leaves[i]._grad._data, dtype=np.float64) for i in diff]
+
+
+def _grad_results(func, inputs, diff, names, outs, numerical, atol, rtol, seed):
+    """kind="grad" results: backward()'s .grad against v^T J from finite differences."""
+    vs = _cotangents(outs, seed)
+    grads = _backward_grads(func, inputs, diff, vs)
+    res = []
+    for i_pos, (i, g) in enumerate(zip(diff, grads)):
+        n = sum(v.reshape(-1) @ numerical[i_pos][k] for k, v in enumerate(vs))
+        n = np.asarray(n, dtype=np.float64).reshape(-1)
+        a = g.reshape(-1)
+        ok, w, max_abs, max_rel = _compare(a, n, atol, rtol)
+        shape = inputs[i]._data.shape
+        idx = tuple(int(v) for v in np.unravel_index(w, shape)) if len(shape) else ()
+        res.append(PairResult(-1, i, "backward()", names[i], (), shape, a.reshape(1, -1),
+                              n.reshape(1, -1), max_abs, max_rel, ((), idx),
+                              float(a[w]) if a.size else 0.0, float(n[w]) if n.size else 0.0, ok,
+                              kind="grad"))
+    return res
 
 
 def _custom_functions(outs):
@@ -237,20 +306,15 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
                                                        for k in range(len(outs))]
     pairs = []
     failures = []
+    numericals = []
     for i_pos, i in enumerate(diff):
         numerical = _numerical(func, inputs, i, eps)
+        numericals.append(numerical)
         for k, o in enumerate(outs):
             a = analytical[k][i_pos]
             n = numerical[k]
-            err = np.abs(a - n)
-            allowed = atol + rtol * np.abs(n)
-            ok = bool(np.all(err <= allowed)) and not np.any(np.isnan(a) != np.isnan(n))
-            if err.size:
-                w = np.unravel_index(int(np.argmax(np.where(np.isnan(err), np.inf, err - allowed))), err.shape)
-                rel = err / np.where(np.abs(n) > 0, np.abs(n), np.inf)
-                max_abs, max_rel = float(np.nanmax(err)), float(np.nanmax(rel))
-            else:
-                w, max_abs, max_rel = (0, 0), 0.0, 0.0
+            ok, w, max_abs, max_rel = _compare(a, n, atol, rtol)
+            w = np.unravel_index(w, a.shape) if a.size else (0, 0)
             o_idx = tuple(int(v) for v in np.unravel_index(w[0], o._data.shape)) if o._data.ndim else ()
             i_idx = tuple(int(v) for v in np.unravel_index(w[1], inputs[i]._data.shape)) if inputs[i]._data.ndim else ()
             p = PairResult(k, i, onames[k], names[i], o._data.shape, inputs[i]._data.shape, a, n, max_abs,
@@ -259,6 +323,10 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
             pairs.append(p)
             if not ok:
                 failures.append(p.describe())
+    for p in _grad_results(func, inputs, diff, names, outs, numericals, atol, rtol, seed):
+        pairs.append(p)
+        if not p.passed:
+            failures.append(p.describe())
     suspects = _custom_functions(outs)
     checks, msgs = _extra_checks(outs, inputs, diff, nondet_tol)
     failures += msgs
@@ -274,16 +342,15 @@ def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names)
     norm = np.sqrt(sum(float(np.sum(u * u)) for u in us.values())) or 1.0
     us = {i: u / norm for i, u in us.items()}
     with enable_grad():
-        outs = func(*inputs)
+        outs = func(*inputs)             # for the shapes, and the custom Functions on its graph
     outs = outs if isinstance(outs, tuple) else (outs,)
     vs = []
     for o in outs:
         v = rng.standard_normal(o._data.shape)
         vs.append(v / (np.sqrt(np.sum(v * v)) or 1.0))
-    live = [(o, v) for o, v in zip(outs, vs) if o.grad_fn is not None]
-    grads = run_backward([o for o, _ in live], [v for _, v in live], retain_graph=False, create_graph=False,
-                         inputs=[inputs[i] for i in diff], accumulate=False, allow_unused=True) if live else []
-    analytical = sum(float(np.sum(np.asarray(g) * us[i])) for g, i in zip(grads, diff) if g is not None)
+    # the analytical side is the .grad an ordinary backward() leaves: what users run
+    grads = _backward_grads(func, inputs, diff, vs)
+    analytical = sum(float(np.sum(g * us[i])) for g, i in zip(grads, diff))
     olds = {i: inputs[i]._data.copy() for i in diff}
     for i in diff:
         inputs[i]._data += eps * us[i]
