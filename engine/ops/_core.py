@@ -14,8 +14,11 @@ Rule vocabulary (shared by every entry):
 A rule may return its gradient in the broadcast shape of `out` or with size-1 dims: the
 backward loop fits it to the input's shape in one place (graph._fit).
 
-Which inputs and whether `out` are saved for backward is read off the rules' own parameter use,
-once at registration, per pattern of inputs that need a gradient.
+What each rule needs is declared in its entry, as derivatives.yaml states `self`, `other` and
+`result`: `saves=("y", "x")` for mul says the rule for x reads y and the rule for y reads x (names
+are the rule's parameter names, `out` the result). A node saves the union over the inputs that
+need a gradient, so `x * w` with only x requiring grad saves w alone, and an in-place change of
+a value no rule reads never fails a backward.
 """
 import traceback
 
@@ -39,7 +42,7 @@ class OpDef:
     """One registry entry. See the module docstring for the meaning of each field."""
 
     def __init__(self, name, forward, vjps, nodes, domain, method, samples, kinks, doc,
-                 differentiable, variadic, returns, fresh=False):
+                 differentiable, variadic, returns, fresh=False, saves=None):
         self.name = name
         self.forward = forward
         self.vjps = vjps
@@ -53,6 +56,7 @@ class OpDef:
         self.variadic = variadic
         self.returns = returns
         self.fresh = fresh
+        self.saves = _check_saves(name, vjps, variadic, saves) if differentiable and vjps is not None else ()
         self.func = None          # the public engine function, set by the module that defines it
         n_in = 0 if variadic or vjps is None else len(vjps)
         base = {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
@@ -66,8 +70,8 @@ class OpDef:
             seed_attributes(cls, NODE_ATTRS)
         self._keep = {}
         n = 0 if variadic or vjps is None else len(vjps)
-        # keep_table[mask]: what to save when the inputs in `mask` need a gradient, worked out
-        # on first use (reading the rules' bytecode for all ops would add ~7 ms to start-up)
+        # keep_table[mask]: (keep-input flags, keep-out flag) when the inputs in `mask` need a
+        # gradient, from the declared saves (variadic ops save no input: their rules get none)
         self.keep_table = _KeepTable(self, n) if differentiable and n else None
 
     def keep(self, mask, nin):
@@ -76,15 +80,16 @@ class OpDef:
         if k is None:
             ins = [False] * nin
             keep_out = False
-            rules = [self.vjps] * nin if self.variadic else self.vjps
+            rules = (self.vjps,) * nin if self.variadic else self.vjps
+            saves = self.saves * nin if self.variadic else self.saves
             for i in range(nin):
-                if mask >> i & 1 and rules[i] is not None:
-                    used = _params_used(rules[i])
-                    params = rules[i].__code__.co_varnames[:rules[i].__code__.co_argcount]
-                    keep_out = keep_out or "out" in used
-                    for j, p in enumerate(params[3:3 + nin]):
-                        if p in used:
-                            ins[j] = True
+                if mask >> i & 1:
+                    params = _rule_params(rules[i])[3:]
+                    for name in saves[i]:
+                        if name == "out":
+                            keep_out = True
+                        else:
+                            ins[params.index(name)] = True
             k = self._keep[(mask, nin)] = (tuple(ins), keep_out)
         return k
 
@@ -93,7 +98,7 @@ class OpDef:
 
 
 class _KeepTable(dict):
-    """mask -> OpDef.keep(mask, n), filled in on first lookup."""
+    """mask -> OpDef.keep(mask, n), filled in on first lookup (the per-op path reads it)."""
 
     def __init__(self, op, n):
         super().__init__()
@@ -104,24 +109,40 @@ class _KeepTable(dict):
         return k
 
 
-def _params_used(fn):
-    import dis                          # only when an op first records a node
-    code = fn.__code__
-    names = set()
-    for ins in dis.get_instructions(code):
-        if ins.opname.startswith("LOAD_FAST") or ins.opname in ("LOAD_DEREF", "LOAD_CLOSURE"):
-            argval = ins.argval
-            if isinstance(argval, tuple):
-                names.update(argval)
-            else:
-                names.add(argval)
-    return names
+def _rule_params(rule):
+    """A rule's parameter names: (xp, g, out, inputs..., attributes...)."""
+    code = rule.__code__
+    return code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+
+
+def _check_saves(name, vjps, variadic, saves):
+    """The declared saves as one tuple of names per rule, each name `out` or an input."""
+    if saves is None:
+        raise ValueError(f"op {name!r}: declare what each rule reads with saves=(...), one string "
+                         "of names per input ('' for none; 'out' is the result)")
+    rules = (vjps,) if variadic else vjps
+    if len(saves) != len(rules):
+        raise ValueError(f"op {name!r}: saves has {len(saves)} entries for {len(rules)} rules")
+    out = []
+    for rule, names in zip(rules, saves):
+        names = tuple(names.split())
+        if rule is None:
+            out.append(())
+            continue
+        allowed = {"out"} if variadic else set(_rule_params(rule)[3:3 + len(rules)]) | {"out"}
+        if not set(names) <= allowed:
+            raise ValueError(f"op {name!r}: saves names {sorted(set(names) - allowed)}, not an input "
+                             f"of its rule or 'out'")
+        out.append(names)
+    return tuple(out)
 
 
 def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=(), kinks=None,
-          doc="", differentiable=True, variadic=False, returns=None, public=True, fresh=False):
+          doc="", differentiable=True, variadic=False, returns=None, public=True, fresh=False,
+          saves=None):
     """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants.
 
+    saves: what each rule reads, one string of names per input (see the module docstring).
     fresh: every rule returns an array of its own (never the incoming gradient, a saved value,
     the output or a view of one), so the backward loop may add into it instead of allocating
     a sum; tests/test_backward_paths.py checks each op that says so.
@@ -135,7 +156,7 @@ def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=
     if name in REGISTRY:
         raise ValueError(f"op {name!r} registered twice")
     op = OpDef(name, forward, vjps, nodes, domain, method, samples, kinks, doc, differentiable,
-               variadic, returns, fresh)
+               variadic, returns, fresh, saves)
     op.public = public         # False: reached through another function or an operator
     REGISTRY[name] = op
     return op

@@ -18,21 +18,21 @@ def _samples(shapes):
 
 # -- arithmetic --------------------------------------------------------------------------------
 ADD = defop("add", np.add, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g),
-            nodes="AddBackward0", samples=_samples(BINARY), doc="x + y")
+            saves=('', ''), nodes="AddBackward0", samples=_samples(BINARY), doc="x + y")
 SUB = defop("sub", np.subtract, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g),
-            nodes="SubBackward0", samples=_samples(BINARY), doc="x - y")
+            saves=('', ''), nodes="SubBackward0", samples=_samples(BINARY), doc="x - y")
 RSUB = defop("rsub", lambda x, other: other - x, (lambda xp, g, out, x, other: -g,),
-             nodes="RsubBackward1", method=False, samples=[(((2, 3),), {"other": 2.0})],
+             saves=('',), nodes="RsubBackward1", method=False, samples=[(((2, 3),), {"other": 2.0})],
              doc="other - x for a number `other` (what `2 - x` records)", public=False)
 MUL = defop("mul", np.multiply, (lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x),
-            nodes="MulBackward0", samples=_samples(BINARY), doc="x * y")
+            saves=('y', 'x'), nodes="MulBackward0", samples=_samples(BINARY), doc="x * y")
 DIV = defop("div", np.true_divide,
             (lambda xp, g, out, x, y: g / y, lambda xp, g, out, x, y: -g * x / (y * y)),
-            nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y")
-NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), nodes="NegBackward0", fresh=True,
+            saves=('y', 'x y'), nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y")
+NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), saves=('',), nodes="NegBackward0", fresh=True,
             samples=_samples(UNARY), doc="-x")
 RECIPROCAL = defop("reciprocal", lambda x: 1.0 / x, (lambda xp, g, out, x: -g * out * out,),
-                   nodes="ReciprocalBackward0", domain=("nonzero",), samples=_samples(UNARY),
+                   saves=('out',), nodes="ReciprocalBackward0", domain=("nonzero",), samples=_samples(UNARY),
                    doc="1 / x")
 
 
@@ -57,23 +57,23 @@ def _pow_exp_vjp(xp, g, out, x, y):
 
 
 POW = defop("pow", lambda x, exponent: np.power(x, exponent), (_pow_scalar_vjp,),
-            nodes="PowBackward0", domain=("positive",), method=False,
+            saves=('x',), nodes="PowBackward0", domain=("positive",), method=False,
             samples=[(((2, 3),), {"exponent": 2}), (((3,),), {"exponent": 0.5}),
                      (((2,),), {"exponent": -1.5}), (((),), {"exponent": 3})],
             doc="x ** exponent for a number exponent")
-POW_T = defop("pow_tensor", np.power, (_pow_base_vjp, _pow_exp_vjp), nodes="PowBackward1",
+POW_T = defop("pow_tensor", np.power, (_pow_base_vjp, _pow_exp_vjp), saves=('x y', 'x y out'), nodes="PowBackward1",
               domain=("positive", "real"), method=False, samples=_samples(BINARY[:6]),
               doc="x ** y for tensors x and y", public=False)
 RPOW = defop("rpow", lambda x, base: np.power(base, x),
              (lambda xp, g, out, x, base: g * out * float(np.log(base)),),
-             nodes="PowBackward2", method=False, samples=[(((2, 3),), {"base": 2.0})],
+             saves=('out',), nodes="PowBackward2", method=False, samples=[(((2, 3),), {"base": 2.0})],
              doc="base ** x for a number base", public=False)
 
 
 # -- unary math --------------------------------------------------------------------------------
-def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc="", fresh=False):
+def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc="", fresh=False, saves=None):
     return defop(name, fwd, (rule,), nodes=node, domain=domain, samples=_samples(UNARY),
-                 kinks=kinks, doc=doc or f"elementwise {name}(x)", fresh=fresh)
+                 kinks=kinks, doc=doc or f"elementwise {name}(x)", fresh=fresh, saves=saves)
 
 
 def _sigmoid(x):
@@ -91,24 +91,24 @@ def _softplus_vjp(xp, g, out, x, beta=1.0, threshold=20.0):
     return xp.where(bx > threshold, g, g * xp.sigmoid(x * beta))
 
 
-EXP = _unary("exp", np.exp, lambda xp, g, out, x: g * out, "ExpBackward0")
-LOG = _unary("log", np.log, lambda xp, g, out, x: g / x, "LogBackward0", ("positive",))
-LOG1P = _unary("log1p", np.log1p, lambda xp, g, out, x: g / (x + 1.0), "Log1PBackward0", ("positive",))
-SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackward0", ("positive",))
-SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0")
-COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0")
-TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",))
+EXP = _unary("exp", np.exp, lambda xp, g, out, x: g * out, "ExpBackward0", saves=('out',))
+LOG = _unary("log", np.log, lambda xp, g, out, x: g / x, "LogBackward0", ("positive",), saves=('x',))
+LOG1P = _unary("log1p", np.log1p, lambda xp, g, out, x: g / (x + 1.0), "Log1PBackward0", ("positive",), saves=('x',))
+SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackward0", ("positive",), saves=('out',))
+SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0", saves=('x',))
+COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0", saves=('x',))
+TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",), saves=('out',))
 TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: xp.tanh_backward(g, out), "TanhBackward0",
-               fresh=True)
+               fresh=True, saves=('out',))
 SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: xp.sigmoid_backward(g, out),
-                  "SigmoidBackward0", fresh=True)
+                  "SigmoidBackward0", fresh=True, saves=('out',))
 # abs'(0) = 0 (PyTorch uses sgn(x), which is 0 at 0)
 ABS = _unary("abs", np.abs, lambda xp, g, out, x: g * np.sign(xp.raw(x)), "AbsBackward0",
-             ("kinkfree",), kinks=lambda x, **a: [x])
+             ("kinkfree",), kinks=lambda x, **a: [x], saves=('x',))
 # relu'(0) = 0 (PyTorch's threshold_backward passes the gradient only where out > 0)
 RELU = _unary("relu", lambda x: np.maximum(x, 0), lambda xp, g, out, x: g * (xp.raw(out) > 0),
-              "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x])
-SOFTPLUS = defop("softplus", _softplus, (_softplus_vjp,), nodes="SoftplusBackward0",
+              "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x], saves=('out',))
+SOFTPLUS = defop("softplus", _softplus, (_softplus_vjp,), saves=('x',), nodes="SoftplusBackward0",
                  samples=_samples(UNARY) + [(((3,),), {"beta": 2.0})], method=False,
                  doc="log(1 + exp(x)), linear above threshold (torch.nn.functional.softplus)")
 
@@ -137,7 +137,7 @@ def _clamp_kinks(x, min=None, max=None, **_):  # noqa: A002
     return [x - b for b in (min, max) if b is not None]
 
 
-CLAMP = defop("clamp", _clamp, (_clamp_vjp,), nodes="ClampBackward1", domain=("kinkfree",),
+CLAMP = defop("clamp", _clamp, (_clamp_vjp,), saves=('x',), nodes="ClampBackward1", domain=("kinkfree",),
               samples=[(((2, 3),), {"min": -0.5, "max": 0.5}), (((4,),), {"min": 0.0}),
                        (((3,),), {"max": 0.2})],
               kinks=_clamp_kinks, doc="x limited to [min, max]")
@@ -152,17 +152,17 @@ def _tie_split(xp, g, mine, other, keep):
 MAXIMUM = defop("maximum", np.maximum,
                 (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.greater),
                  lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.greater)),
-                nodes="MaximumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
+                saves=('x y', 'x y'), nodes="MaximumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
                 kinks=lambda x, y, **a: [x - y], doc="elementwise max; ties split the gradient in half")
 MINIMUM = defop("minimum", np.minimum,
                 (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.less),
                  lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.less)),
-                nodes="MinimumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
+                saves=('x y', 'x y'), nodes="MinimumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
                 kinks=lambda x, y, **a: [x - y], doc="elementwise min; ties split the gradient in half")
 WHERE = defop("where", lambda x, y, condition: np.where(condition, x, y),
               (lambda xp, g, out, x, y, condition: xp.where(condition, g, 0.0),
                lambda xp, g, out, x, y, condition: xp.where(condition, 0.0, g)),
-              nodes="WhereBackward0", method=False,
+              saves=('', ''), nodes="WhereBackward0", method=False,
               samples=[(((2, 3), (2, 3)), {"condition": np.array([[True, False, True], [False, True, False]])}),
                        (((3,), ()), {"condition": np.array([True, False, True])})],
               doc="where(condition, x, y): x where condition holds, else y")

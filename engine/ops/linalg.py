@@ -11,34 +11,36 @@ from ..tensor import Tensor
 from ._core import apply, defop
 
 
-def _mm_x(xp, g, out, x, y):
-    if y.ndim == 1:                       # (..., n, m) @ (m,) and (m,) @ (m,)
+# xd, yd: the operands' ndims, kept as attributes so that each rule reads only the operand it
+# needs (MmBackward0 saves mat2 for self's gradient and self for mat2's, as PyTorch does)
+def _mm_x(xp, g, out, x, y, xd, yd):
+    if yd == 1:                           # (..., n, m) @ (m,) and (m,) @ (m,)
         return xp.expand_dims(g, -1) * y
-    if x.ndim == 1:                       # (m,) @ (..., m, k): a row vector times y
+    if xd == 1:                           # (m,) @ (..., m, k): a row vector times y
         return xp.matmul(xp.expand_dims(g, -2), xp.swapaxes(y, -1, -2))
     return xp.matmul(g, xp.swapaxes(y, -1, -2))
 
 
-def _mm_y(xp, g, out, x, y):
-    if x.ndim == 1 and y.ndim == 1:
+def _mm_y(xp, g, out, x, y, xd, yd):
+    if xd == 1 and yd == 1:
         return xp.expand_dims(g, -1) * x
-    if x.ndim == 1:                       # (m,) @ (..., m, k) -> outer(x, g)
+    if xd == 1:                           # (m,) @ (..., m, k) -> outer(x, g)
         return xp.expand_dims(x, -1) * xp.expand_dims(g, -2)
-    if y.ndim == 1 and x.ndim == 2:       # (n, m) @ (m,): g (..., n) @ x is one GEMM
+    if yd == 1 and xd == 2:               # (n, m) @ (m,): g (..., n) @ x is one GEMM
         return xp.matmul(g, x)
-    if y.ndim == 1:                       # (..., n, m) @ (m,) -> g @ x, batch-aware
+    if yd == 1:                           # (..., n, m) @ (m,) -> g @ x, batch-aware
         r = xp.matmul(xp.expand_dims(g, -2), x)
         s = xp.shape(r)
         return xp.reshape(r, tuple(s[:-2]) + (s[-1],))
     return xp.matmul(xp.swapaxes(x, -1, -2), g)
 
 
-def _matmul(x, y):
+def _matmul(x, y, xd, yd):
     return np.matmul(x, y)
 
 
 MATMUL = defop("matmul", _matmul, (_mm_x, _mm_y),
-               nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0"),
+               saves=("y", "x"), nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0"),
                samples=[(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((3,), (3, 2)), {}),
                         (((2, 3), (3, 4)), {}), (((2, 2, 3), (2, 3, 4)), {}), (((2, 2, 3), (3, 2)), {}),
                         (((3,), (2, 3, 4)), {}),
@@ -82,7 +84,7 @@ def matmul(x, y):
     else:
         v = 3
     try:
-        return apply(MATMUL, (x, y), v=v)
+        return apply(MATMUL, (x, y), {"xd": a.ndim, "yd": b.ndim}, v=v)
     except ValueError:
         raise errors.ShapeError(_matmul_error(a, b)) from None
 

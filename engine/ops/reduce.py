@@ -51,11 +51,11 @@ def _samples(extra=()):
 # -- sum / mean --------------------------------------------------------------------------------
 SUM = defop("sum", lambda x, dims, keepdim: np.sum(x, axis=dims, keepdims=keepdim),
             (lambda xp, g, out, x, dims, keepdim: _unreduce(xp, g, dims, keepdim),),
-            nodes=("SumBackward0", "SumBackward1"), samples=_samples([(((),), {})]),
+            saves=('',), nodes=("SumBackward0", "SumBackward1"), samples=_samples([(((),), {})]),
             doc="sum over dim (all dims by default)")
 MEAN = defop("mean", lambda x, dims, keepdim, n: np.mean(x, axis=dims, keepdims=keepdim),
              (lambda xp, g, out, x, dims, keepdim, n: _unreduce(xp, g, dims, keepdim) / n,),
-             nodes=("MeanBackward0", "MeanBackward1"), samples=_samples([(((),), {})]),
+             saves=('',), nodes=("MeanBackward0", "MeanBackward1"), samples=_samples([(((),), {})]),
              doc="mean over dim (all dims by default)")
 
 
@@ -83,7 +83,7 @@ def _prod_vjp(xp, g, out, x, dims, keepdim):
 
 
 PROD = defop("prod", lambda x, dims, keepdim: np.prod(x, axis=dims, keepdims=keepdim), (_prod_vjp,),
-             nodes=("ProdBackward0", "ProdBackward1"), domain=("nonzero",),
+             saves=('x out',), nodes=("ProdBackward0", "ProdBackward1"), domain=("nonzero",),
              samples=[(((2,),), {}), (((3, 2),), {}), (((3, 2),), {"dim": 0}),
                       (((2, 3),), {"dim": 1, "keepdim": True})],
              doc="product over one dim (all dims by default)")
@@ -130,19 +130,19 @@ def _tie_gap(x, dims=None, dim=None, **_):
 _RED_SAMPLES = [(((4,),), {}), (((3, 2),), {}), (((3, 2),), {"dim": 0}),
                 (((2, 3, 4),), {"dim": -1, "keepdim": True})]
 MAX_ALL = defop("max", lambda x, dims, keepdim: np.max(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-                nodes="MaxBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
+                saves=('x out',), nodes="MaxBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
                 doc="the largest element; max(x, dim) gives (values, indices)")
 MIN_ALL = defop("min", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-                nodes="MinBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
+                saves=('x out',), nodes="MinBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
                 doc="the smallest element; min(x, dim) gives (values, indices)")
-MAX_DIM = defop("max_dim", _take, (_select_vjp,), nodes="MaxBackward0", method=False, kinks=_tie_gap,
+MAX_DIM = defop("max_dim", _take, (_select_vjp,), saves=('x',), nodes="MaxBackward0", method=False, kinks=_tie_gap,
                 samples=[], doc="values of max along a dim (internal: max(x, dim))", public=False)
-MIN_DIM = defop("min_dim", _take, (_select_vjp,), nodes="MinBackward0", method=False, kinks=_tie_gap,
+MIN_DIM = defop("min_dim", _take, (_select_vjp,), saves=('x',), nodes="MinBackward0", method=False, kinks=_tie_gap,
                 samples=[], doc="values of min along a dim (internal: min(x, dim))", public=False)
 AMAX = defop("amax", lambda x, dims, keepdim: np.max(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-             nodes="AmaxBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="max over dims; ties share the gradient")
+             saves=('x out',), nodes="AmaxBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="max over dims; ties share the gradient")
 AMIN = defop("amin", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-             nodes="AminBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="min over dims; ties share the gradient")
+             saves=('x out',), nodes="AminBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="min over dims; ties share the gradient")
 
 
 # -- var / std / logsumexp / norm --------------------------------------------------------------
@@ -157,9 +157,9 @@ def _std_vjp(xp, g, out, x, dims, keepdim, correction, n):
 
 
 VAR = defop("var", lambda x, dims, keepdim, correction, n: np.var(x, axis=dims, ddof=correction, keepdims=keepdim),
-            (_var_vjp,), nodes="VarBackward0", samples=_samples(), doc="variance (correction=1 by default)")
+            (_var_vjp,), saves=('x',), nodes="VarBackward0", samples=_samples(), doc="variance (correction=1 by default)")
 STD = defop("std", lambda x, dims, keepdim, correction, n: np.std(x, axis=dims, ddof=correction, keepdims=keepdim),
-            (_std_vjp,), nodes="StdBackward0", samples=_samples(), doc="standard deviation (correction=1)")
+            (_std_vjp,), saves=('x out',), nodes="StdBackward0", samples=_samples(), doc="standard deviation (correction=1)")
 
 
 def _logsumexp(x, dims, keepdim):
@@ -172,7 +172,7 @@ def _logsumexp(x, dims, keepdim):
 LOGSUMEXP = defop("logsumexp", _logsumexp,
                   (lambda xp, g, out, x, dims, keepdim:
                    _unreduce(xp, g, dims, keepdim) * xp.exp(x - _unreduce(xp, out, dims, keepdim)),),
-                  nodes="LogsumexpBackward0", samples=_samples(),
+                  saves=('x out',), nodes="LogsumexpBackward0", samples=_samples(),
                   doc="log(sum(exp(x))) over dim, computed stably")
 
 
@@ -204,7 +204,7 @@ def _norm_vjp(xp, g, out, x, dims, keepdim, p):
     return xp.where(zero, 0.0, gk * x * xp.abs(x) ** (p - 2) / safe ** (p - 1))
 
 
-NORM = defop("norm", _norm, (_norm_vjp,), nodes="LinalgVectorNormBackward0", domain=("kinkfree",),
+NORM = defop("norm", _norm, (_norm_vjp,), saves=('x out',), nodes="LinalgVectorNormBackward0", domain=("kinkfree",),
              samples=_samples([(((3,),), {"p": 1}), (((2, 3),), {"p": 3, "dim": 1})]),
              doc="vector p-norm over dim (p=2 by default)")
 
@@ -222,12 +222,12 @@ def _log_softmax(x, dim):
 
 SOFTMAX = defop("softmax", _softmax,
                 (lambda xp, g, out, x, dim: out * (g - xp.sum(g * out, (dim,), True)),),
-                nodes="SoftmaxBackward0",
+                saves=('out',), nodes="SoftmaxBackward0",
                 samples=[(((3,),), {"dim": 0}), (((2, 3),), {"dim": 1}), (((2, 3, 4),), {"dim": 0})],
                 doc="exp(x) / sum(exp(x)) along dim")
 LOG_SOFTMAX = defop("log_softmax", _log_softmax,
                     (lambda xp, g, out, x, dim: g - xp.exp(out) * xp.sum(g, (dim,), True),),
-                    nodes="LogSoftmaxBackward0",
+                    saves=('out',), nodes="LogSoftmaxBackward0",
                     samples=[(((3,),), {"dim": 0}), (((2, 3),), {"dim": 1}), (((2, 3, 4),), {"dim": 0})],
                     doc="log(softmax(x)) along dim, computed stably")
 

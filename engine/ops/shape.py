@@ -20,18 +20,18 @@ def _back(xp, g, in_shape, out_ndim):
 # -- reshape family ----------------------------------------------------------------------------
 RESHAPE = defop("reshape", lambda x, shape, in_shape: np.reshape(x, shape),
                 (lambda xp, g, out, x, shape, in_shape: _back(xp, g, in_shape, len(shape)),),
-                nodes=("ViewBackward0", "UnsafeViewBackward0"),
+                saves=('',), nodes=("ViewBackward0", "UnsafeViewBackward0"),
                 samples=[(((2, 3),), {"shape": (3, 2)}), (((2, 3, 4),), {"shape": (6, -1)}),
                          (((4,),), {"shape": (2, 2)}), (((),), {"shape": (1,)})],
                 doc="the same elements in a new shape (-1 infers one size)")
 CLONE = defop("clone", lambda x: np.array(x, copy=True), (lambda xp, g, out, x: g,),
-              nodes="CloneBackward0", samples=[(((2, 3),), {})], doc="a copy")
+              saves=('',), nodes="CloneBackward0", samples=[(((2, 3),), {})], doc="a copy")
 TO = defop("to", lambda x, dtype: x.astype(dtype), (lambda xp, g, out, x, dtype: g,),
-           nodes="ToCopyBackward0", samples=[(((2,),), {"dtype": np.float64})],
+           saves=('',), nodes="ToCopyBackward0", samples=[(((2,),), {"dtype": np.float64})],
            doc="convert to dtype (gradient converted back)", public=False)
 TRANSPOSE = defop("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
                   (lambda xp, g, out, x, dim0, dim1: xp.swapaxes(g, dim0, dim1),),
-                  nodes="TransposeBackward0",
+                  saves=('',), nodes="TransposeBackward0",
                   samples=[(((2, 3),), {"dim0": 0, "dim1": 1}), (((2, 3, 4),), {"dim0": 0, "dim1": 2})],
                   doc="swap two dims")
 
@@ -43,21 +43,21 @@ def _permute_vjp(xp, g, out, x, dims):
 
 
 PERMUTE = defop("permute", lambda x, dims: np.transpose(x, dims), (_permute_vjp,),
-                nodes="PermuteBackward0",
+                saves=('',), nodes="PermuteBackward0",
                 samples=[(((2, 3),), {"dims": (1, 0)}), (((2, 3, 4),), {"dims": (2, 0, 1)})],
                 doc="reorder dims")
 UNSQUEEZE = defop("unsqueeze", lambda x, dim, in_shape: np.expand_dims(x, dim),
                   (lambda xp, g, out, x, dim, in_shape: _back(xp, g, in_shape, len(in_shape) + 1),),
-                  nodes="UnsqueezeBackward0",
+                  saves=('',), nodes="UnsqueezeBackward0",
                   samples=[(((2, 3),), {"dim": 1}), (((),), {"dim": 0}), (((3,),), {"dim": -1})],
                   doc="insert a size-1 dim")
 SQUEEZE = defop("squeeze", lambda x, dims, in_shape: np.squeeze(x, axis=dims),
                 (lambda xp, g, out, x, dims, in_shape: _back(xp, g, in_shape, len(in_shape) - len(dims)),),
-                nodes=("SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2"),
+                saves=('',), nodes=("SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2"),
                 samples=[(((1, 3, 1),), {}), (((1, 3),), {"dim": 0}), (((2, 1),), {"dim": 0})],
                 doc="drop size-1 dims")
 EXPAND = defop("expand", lambda x, shape: np.broadcast_to(x, shape),
-               (lambda xp, g, out, x, shape: g,), nodes="ExpandBackward0",
+               (lambda xp, g, out, x, shape: g,), saves=('',), nodes="ExpandBackward0",
                samples=[(((3, 1),), {"size": (3, 4)}), (((2,),), {"size": (3, 2)})],
                doc="broadcast to a larger shape without copying")
 
@@ -69,12 +69,12 @@ def _slice_part(xp, g, i, dim, offsets):
 
 CAT = defop("cat", lambda *xs, dim, offsets: np.concatenate(xs, axis=dim),
             lambda xp, g, i, dim, offsets: _slice_part(xp, g, i, dim, offsets),
-            nodes="CatBackward0", variadic=True, method=False,
+            saves=("",), nodes="CatBackward0", variadic=True, method=False,
             samples=[((((2, 3), (1, 3)),), {"dim": 0}), ((((2, 1), (2, 2)),), {"dim": 1})],
             doc="join tensors along an existing dim")
 STACK = defop("stack", lambda *xs, dim: np.stack(xs, axis=dim),
               lambda xp, g, i, dim: xp.index(g, (Ellipsis, i) + (slice(None),) * (-dim - 1)),
-              nodes="StackBackward0", variadic=True, method=False,
+              saves=("",), nodes="StackBackward0", variadic=True, method=False,
               samples=[((((2, 3), (2, 3)),), {"dim": 0}), ((((2,), (2,), (2,)),), {"dim": 1})],
               doc="join tensors along a new dim")
 
@@ -85,7 +85,7 @@ def _index_vjp(xp, g, out, x, key, in_shape, out_ndim, accumulate):  # noqa: ARG
 
 
 INDEX = defop("index", lambda x, key, in_shape, out_ndim, accumulate: x[key], (_index_vjp,),
-              nodes=("SelectBackward0", "SliceBackward0", "IndexBackward0", "AliasBackward0",
+              saves=('',), nodes=("SelectBackward0", "SliceBackward0", "IndexBackward0", "AliasBackward0",
                      "UnsqueezeBackward0"),
               method=False,
               samples=[(((3, 4),), {"key": 1}), (((3, 4),), {"key": (slice(None), slice(1, 3))}),
@@ -106,7 +106,7 @@ def _unindex_vjp(xp, gg, out, g, shape, key, out_ndim, accumulate):
     return xp.index(gg, (slice(None),) * nb + key)
 
 
-UNINDEX = defop("unindex", _unindex_fwd, (_unindex_vjp,), nodes="IndexBackwardBackward0",
+UNINDEX = defop("unindex", _unindex_fwd, (_unindex_vjp,), saves=('',), nodes="IndexBackwardBackward0",
                 method=False, samples=[(((2,),), {"shape": (3, 2), "key": (1,), "out_ndim": 1,
                                                    "accumulate": False})],
                 doc="zeros of `shape` with g added at key (the adjoint of indexing)", public=False)
@@ -130,15 +130,15 @@ def _put_vjp_v(xp, g, out, x, v, key):
     return xp.index(g, (slice(None),) * nb + key)
 
 
-INDEX_PUT = defop("index_put", _put_fwd, (_put_vjp_x, _put_vjp_v), nodes="CopySlices", method=False,
+INDEX_PUT = defop("index_put", _put_fwd, (_put_vjp_x, _put_vjp_v), saves=('x out', 'x'), nodes="CopySlices", method=False,
                   samples=[(((3, 2), (2,)), {"key": (1,)}), (((4,), ()), {"key": (slice(1, 3),)})],
                   doc="x with x[key] = v (what `x[key] = v` records)", public=False)
 FILL = defop("fill", lambda x, value: np.full_like(x, value), (lambda xp, g, out, x, value: g * 0.0,),
-             nodes="FillBackward0", method=False, samples=[(((2,),), {"value": 1.5})],
+             saves=('',), nodes="FillBackward0", method=False, samples=[(((2,),), {"value": 1.5})],
              doc="a tensor like x filled with value (what x.fill_ records)", public=False)
 COPY = defop("copy", lambda x, src: np.broadcast_to(src, np.shape(x)).astype(x.dtype),
              (lambda xp, g, out, x, src: g * 0.0, lambda xp, g, out, x, src: g),
-             nodes="CopyBackwards", method=False, samples=[(((2, 3), (3,)), {})],
+             saves=('', ''), nodes="CopyBackwards", method=False, samples=[(((2, 3), (3,)), {})],
              doc="src broadcast into x's shape (what x.copy_ records)", public=False)
 
 
