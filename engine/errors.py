@@ -6,8 +6,28 @@ and the built-in type PyTorch would raise. Messages use PyTorch's wording where 
 """
 
 
+def _rebuild(module, name, args, state):
+    """Unpickle an engine error by its real name (its __qualname__ shows PyTorch's type name)."""
+    import importlib
+    cls = getattr(importlib.import_module(module), name)
+    e = cls.__new__(cls)
+    e.args = args
+    e.__dict__.update(state)
+    return e
+
+
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
+
+    _pickle_name = "EngineError"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._pickle_name = cls.__name__       # before any renaming below
+
+    def __reduce__(self):
+        cls = type(self)
+        return (_rebuild, (cls.__module__, cls._pickle_name, self.args, dict(self.__dict__)))
 
 
 class EngineRuntimeError(EngineError, RuntimeError):
@@ -40,6 +60,7 @@ SECOND_BACKWARD = (
     "graph a second time or if you need to access saved tensors after calling backward."
 )
 LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
+LEAF_DIRTY = "a leaf Variable that requires grad has been used in an in-place operation."
 NOT_FLOATING = "Only Tensors of floating point and complex dtype can require gradients"
 IMPLICIT_SCALAR = "grad can be implicitly created only for scalar outputs"
 NON_LEAF_REQUIRES_GRAD = (

@@ -12,6 +12,22 @@ OFF_DEFAULT = [0]     # threads whose modes are not (grad on, no anomaly mode, n
 _LOCK = threading.Lock()
 
 
+class _Counted:
+    """Held by a thread's state while that thread counts in OFF_DEFAULT. Dropping it uncounts
+    the thread: when its modes return to their defaults, or when the thread ends inside
+    no_grad or anomaly mode (its thread-local state, and so this, is freed then)."""
+
+    __slots__ = ()
+
+    def __init__(self):
+        with _LOCK:
+            OFF_DEFAULT[0] += 1
+
+    def __del__(self):
+        with _LOCK:
+            OFF_DEFAULT[0] -= 1
+
+
 def _mode(name):
     def get(self):
         return getattr(self, name)
@@ -19,10 +35,8 @@ def _mode(name):
     def set(self, value):
         setattr(self, name, value)
         off = not self._enabled or bool(self._anomaly) or self._kink_watch is not None
-        if off != self._off:
-            with _LOCK:
-                OFF_DEFAULT[0] += 1 if off else -1
-            self._off = off
+        if off != (self._counted is not None):
+            self._counted = _Counted() if off else None
     return property(get, set)
 
 
@@ -30,7 +44,7 @@ class _State(threading.local):
     _enabled = True
     _anomaly = False
     _kink_watch = None
-    _off = False
+    _counted = None       # a _Counted while this thread's modes are off their defaults
     anomaly_check_nan = True
     enabled = _mode("_enabled")
     anomaly = _mode("_anomaly")

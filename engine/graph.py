@@ -105,6 +105,10 @@ class Node:
     def _release(self):
         self._saved = FREED
 
+    def _frees_saved(self):
+        """Whether this node keeps values that a backward without retain_graph frees."""
+        return False
+
 
 def seed_attributes(cls, names):
     """Declare the instance attribute names of a new class `cls` before it has instances.
@@ -283,6 +287,13 @@ def walk(roots):
             if nxt is not None and nxt not in seen:
                 mark(nxt)
                 push(nxt)
+
+
+def frees_saved_values(t):
+    """Whether a backward from tensor `t` without retain_graph frees values some node saved,
+    so that a second backward fails ("Trying to backward through the graph a second time"),
+    exactly as in PyTorch: `(x * 2).sum()` does (the 2 is saved), `(x + 2).sum()` does not."""
+    return any(n._frees_saved() for n in walk([t.grad_fn]))
 
 
 def run_backward(roots, root_grads, *, retain_graph, create_graph, inputs=None,

@@ -220,13 +220,17 @@ class Tensor:
         return self._data.tolist()
 
     def numpy(self, force=False):
-        if self._rg and not force:
+        # refused only while grad mode is on (PyTorch): a Function's forward may call it
+        if self._rg and not force and STATE.enabled:
             raise errors.EngineRuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
         return self._data
 
     def __array__(self, dtype=None, copy=None):
-        return self._data if dtype is None else self._data.astype(dtype)
+        # numpy functions on a tensor that requires grad would drop the gradient silently:
+        # PyTorch refuses them with numpy()'s error (np.exp(x) -> RuntimeError)
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
 
     def __float__(self):
         return float(self.item())

@@ -103,9 +103,16 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
                 render.note("--zero-grad: .grad was zeroed before each call (w.grad.zero_()), so every call "
                             "shows the same gradient instead of a running sum.")
             else:
+                from engine.graph import frees_saved_values
+                if frees_saved_values(out):
+                    kept = ("The graph was kept with retain_graph=True; without it the second backward() would "
+                            "fail, as in PyTorch (\"Trying to backward through the graph a second time\"): "
+                            "a node of this graph saved values for backward, and backward() frees them.")
+                else:
+                    kept = ("No node of this graph saved a value for backward (only sums and additions), so "
+                            "in PyTorch the second backward() would run even without retain_graph=True.")
                 render.note("Gradients accumulate: each backward() adds into .grad, so call 2 shows twice call 1. "
-                            "The graph was kept with retain_graph=True; without it the second backward() would "
-                            "fail, as in PyTorch (\"Trying to backward through the graph a second time\").")
+                            + kept)
         if report is not None:
             _print_check_line(con, report)
     if report is not None and not report.passed:

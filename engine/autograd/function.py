@@ -3,6 +3,7 @@
 As in PyTorch, `ctx` is the graph node itself: `MySquare.apply(x)` makes a `MySquareBackward`
 node that sits in the same graph and runs through the same backward loop as built-in ops.
 """
+import functools
 import traceback
 
 import numpy as np
@@ -94,6 +95,9 @@ class BackwardCFunction(Node):
 
     def _release(self):
         self._saved = FREED
+
+    def _frees_saved(self):
+        return self._saved is FREED or bool(self._saved)
 
     # -- graph node ------------------------------------------------------------------------------
     def apply(self, grads, xp, create_graph, release=False):
@@ -187,7 +191,10 @@ class Function(metaclass=FunctionMeta):
             return result
         single = not isinstance(result, tuple)
         outputs = (result,) if single else result
+        # the inputs' edges, taken before a dirty input's history is rebased onto this node
+        ctx.next_functions = tuple(edge_of(args[i]) or (None, 0) for i in tensor_pos)
         inputs_by_id = {id(args[i]) for i in tensor_pos}
+        dirty = {id(t) for t in ctx.dirty_tensors}
         wrapped = []
         nondiff = {id(t) for t in ctx.non_differentiable}
         for nr, o in enumerate(outputs):
@@ -195,7 +202,13 @@ class Function(metaclass=FunctionMeta):
                 wrapped.append(o)
                 continue
             differentiable = id(o) not in nondiff and o._data.dtype.kind == "f"
-            if id(o) in inputs_by_id:        # an input returned as is: the output aliases it
+            if id(o) in dirty:
+                # modified in place (mark_dirty): the input itself becomes this output, its
+                # version bumped and its history rebased onto this node (PyTorch)
+                if o.grad_fn is None and o._rg:
+                    raise errors.EngineRuntimeError(errors.LEAF_DIRTY)
+                o._bump()
+            elif id(o) in inputs_by_id:      # an input returned as is: the output aliases it
                 alias = Tensor._make(o._data)
                 alias._vc = vc_of(o)
                 o = alias
@@ -207,7 +220,6 @@ class Function(metaclass=FunctionMeta):
         ctx.n_outputs = len(outputs)
         ctx._meta = [(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else ((), np.dtype("float64"))
                      for o in wrapped]
-        ctx.next_functions = tuple(edge_of(args[i]) or (None, 0) for i in tensor_pos)
         ctx._in_shapes = tuple(args[i]._data.shape for i in tensor_pos)
         ctx._arg_count = len(args)
         ctx._tensor_pos = tensor_pos
@@ -227,9 +239,38 @@ class Function(metaclass=FunctionMeta):
         return wrapped[0] if single else tuple(wrapped)
 
 
-class once_differentiable:  # noqa: N801 - PyTorch's name
-    def __init__(self, fn):
-        self.fn = fn
+ONCE_DIFFERENTIABLE = "trying to differentiate twice a function that was marked with @once_differentiable"
 
-    def __get__(self, obj, cls):
-        return self.fn
+
+class DelayedError(Node):
+    """The node of a once_differentiable backward's outputs under create_graph: reaching it in
+    a backward raises (PyTorch's DelayedError)."""
+
+    def __init__(self, msg, shape, dtype):
+        self.msg = msg
+        self._shape, self._dtype = shape, dtype
+
+    def apply(self, grads, xp, create_graph, release=False):
+        raise errors.EngineRuntimeError(self.msg)
+
+
+def once_differentiable(fn):
+    """Decorate a Function's backward that is not itself differentiable: it runs under no_grad,
+    and under create_graph its results carry a node that raises when a double backward reaches
+    it (PyTorch's torch.autograd.function.once_differentiable). Works under @staticmethod."""
+    @functools.wraps(fn)
+    def wrapper(ctx, *args):
+        with no_grad():
+            outputs = fn(ctx, *args)
+        if not STATE.enabled or not any(isinstance(a, Tensor) and a._rg for a in args):
+            return outputs
+        single = not isinstance(outputs, tuple)
+        res = []
+        for o in ((outputs,) if single else outputs):
+            if isinstance(o, Tensor):
+                o = o.detach()
+                o.grad_fn = DelayedError(ONCE_DIFFERENTIABLE, o._data.shape, o._data.dtype)
+                o._rg = True
+            res.append(o)
+        return res[0] if single else tuple(res)
+    return wrapper

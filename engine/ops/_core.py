@@ -226,11 +226,14 @@ class OpNode(Node):
         return res
 
     def _release(self):
-        # only a node that saved a tensor makes a second backward fail (as in PyTorch, where
-        # numbers are kept as attributes and never freed); the versions may stay
+        # only a node that saved a value (a tensor, or a number PyTorch would wrap as one)
+        # makes a second backward fail; attributes (pow's exponent, dims) are never freed
         if self._ver is not None or self._ovc is not None:
             self._saved = FREED
             self._out = None
+
+    def _frees_saved(self):
+        return self._ver is not None or self._ovc is not None
 
     @property
     def _saved_values(self):
@@ -475,15 +478,16 @@ def binary_operator(op, slow):
         (k0, k1), keep_out = keep_table[xr | (yr << 1)]
         if k0 or k1:
             node._saved = (x if k0 else None, y if k1 else None)
-            if k0 or yt:
-                v0 = v1 = None
-                if k0:
-                    vc = x._vc
-                    v0 = vc[0] if vc is not None else _first_version(x)
-                if k1 and yt:
-                    vc = y._vc
-                    v1 = vc[0] if vc is not None else _first_version(y)
-                node._ver = (v0, v1)
+            # a saved number counts as saved too: PyTorch wraps it as a tensor and frees it,
+            # so (x * 2).sum() fails a second backward, as (x + 2).sum() does not
+            v0 = v1 = None
+            if k0:
+                vc = x._vc
+                v0 = vc[0] if vc is not None else _first_version(x)
+            if k1 and yt:
+                vc = y._vc
+                v1 = vc[0] if vc is not None else _first_version(y)
+            node._ver = (v0, v1)
         else:
             node._saved = _NONE2
         if keep_out:
@@ -554,7 +558,7 @@ def _record(op, v, args, attrs, out):
         saved.append(a if k else None)
         ver.append(vc_of(a)[0] if k and isinstance(a, Tensor) else None)
     node._saved = tuple(saved)
-    if any(v is not None for v in ver):
+    if any(keep_in):                 # numbers included: see binary_operator
         node._ver = tuple(ver)
     if attrs:
         node._attrs = attrs
