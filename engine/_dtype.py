@@ -1,4 +1,10 @@
-"""Dtypes: thin named wrappers over numpy dtypes (`engine.float64`, ...). No tensor logic here."""
+"""Dtypes: thin named wrappers over numpy dtypes (`engine.float64`, ...). No tensor logic here.
+
+One naming everywhere a dtype is shown: PyTorch's. `repr(engine.float32)` is `torch.float32`,
+a tensor's repr says `dtype=torch.float32`, `x.type()` is `torch.FloatTensor`, and error texts
+say `torch.DoubleTensor`, so code written as `import engine as torch` prints what PyTorch
+prints (the engine's default dtype is float64, so float64 tensors show no dtype).
+"""
 import numpy as np
 
 
@@ -12,7 +18,7 @@ class dtype:
         self.itemsize = self.np.itemsize
 
     def __repr__(self):
-        return f"engine.{self.name}"
+        return f"torch.{self.name}"
 
     def __eq__(self, other):
         if isinstance(other, dtype):

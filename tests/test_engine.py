@@ -270,7 +270,17 @@ def test_repr_matches_pytorch(value, expected):
 def test_repr_suffixes():
     assert repr(engine.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)) == \
         "tensor([[1., 2.],\n        [3., 4.]], requires_grad=True)"
-    assert repr(engine.tensor([1.0, 2.0], dtype=engine.float32)) == "tensor([1., 2.], dtype=engine.float32)"
+    x32 = engine.tensor([1.0, 2.0], dtype=engine.float32)
+    # one dtype naming, PyTorch's, in repr, dtype, type() and error texts
+    assert repr(x32) == "tensor([1., 2.], dtype=torch.float32)"
+    assert repr(x32.dtype) == "torch.float32" and str(engine.float64) == "torch.float64"
+    assert x32.type() == "torch.FloatTensor" and engine.tensor([1]).type() == "torch.LongTensor"
+    assert repr(engine.tensor([1, 2], dtype=engine.int32)) == "tensor([1, 2], dtype=torch.int32)"
+    w = x32.requires_grad_(True) * 1.0
+    y = w.sin()
+    w.add_(1)                        # PyTorch 2.13's text, checked: "... of Add, is at version 1"
+    with pytest.raises(RuntimeError, match=r"\[torch.FloatTensor \[2\]\], which is output 0 of Add, is at"):
+        y.sum().backward()
 
 
 def test_custom_function_errors_name_the_function():
