@@ -210,3 +210,114 @@ def test_grad_times_says_the_second_call_fails_only_when_pytorchs_would():
     added = runner.invoke(app, ["grad", "sum(w+x)", "--w", "1,2", "--x", "3,4", "--times", "2"])
     assert "would run even without retain_graph=True" in added.stdout
     assert "would fail" not in added.stdout
+
+
+# -- parameters PyTorch has: each does what PyTorch's does, or is refused ------------------
+def _functional_errors(t, call):
+    F = t.autograd.functional
+    x = t.tensor([1.0, 2.0], dtype=t.float64)
+    z = t.tensor([3.0], dtype=t.float64)
+    try:
+        call(F, x, z)
+    except (RuntimeError, NotImplementedError, ValueError) as e:
+        return type(e).__name__ + ": " + str(e)
+    return "no error"
+
+
+@pytest.mark.parametrize("call", [
+    lambda F, x, z: F.vjp(lambda a, b: a * 2, (x, z), x, strict=True),
+    lambda F, x, z: F.hvp(lambda a, b: (a ** 3).sum(), (x, z), (x, z), strict=True),
+    lambda F, x, z: F.jacobian(lambda a, b: a * 2, (x, z), strict=True, vectorize=False),
+    lambda F, x, z: F.jacobian(lambda a, b: a * 2, (x, z), strict=True),
+    lambda F, x, z: F.vjp(lambda a, b: a * b, (x, z), x, strict=True),
+], ids=["vjp", "hvp", "jacobian_loop", "jacobian_vectorized", "vjp_dependent"])
+def test_functional_strict_mode(call):
+    got = both(lambda t: _functional_errors(t, call))
+    assert ("independent of input 1" in got or "not supported together" in got) or got == "no error"
+
+
+def test_functional_strict_messages_are_pytorchs():
+    assert _functional_errors(engine, lambda F, x, z: F.vjp(lambda a, b: a * 2, (x, z), x, strict=True)) == (
+        "RuntimeError: The output of the user-provided function is independent of input 1. This is not allowed "
+        "in strict mode.")
+    assert _functional_errors(engine, lambda F, x, z: F.vjp(lambda a, b: a * b, (x, z), x, strict=True)) == "no error"
+
+
+def test_forward_mode_strategies_are_refused_not_ignored():
+    F = engine.autograd.functional
+    x = engine.tensor([1.0, 2.0])
+    with pytest.raises(NotImplementedError, match="no forward-mode AD"):
+        F.jacobian(lambda a: a * 2, x, strategy="forward-mode")
+    with pytest.raises(NotImplementedError, match="no forward-mode AD"):
+        F.hessian(lambda a: (a ** 3).sum(), x, outer_jacobian_strategy="forward-mode")
+    with pytest.raises(ValueError):
+        F.jacobian(lambda a: a * 2, x, strategy="sideways")
+
+
+def test_gradcheck_flags_are_implemented_or_refused():
+    gc_ = engine.autograd.gradcheck
+    x = engine.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    with pytest.raises(NotImplementedError, match="check_forward_ad"):
+        gc_(lambda a: a.sin(), (x,), check_forward_ad=True)
+    with pytest.raises(NotImplementedError, match="masked"):
+        gc_(lambda a: a.sin(), (x,), masked=True)
+    with pytest.raises(ValueError, match="at least one of"):
+        gc_(lambda a: a.sin(), (x,), check_backward_ad=False)
+    assert gc_(lambda a: a.sin() * a, (x,), check_batched_grad=True, check_grad_dtypes=True)
+    assert engine.autograd.gradgradcheck(lambda a: (a.sin() * a).sum() * a, (x,), gen_non_contig_grad_outputs=True,
+                                         check_batched_grad=True)
+    with pytest.raises(NotImplementedError, match="check_fwd_over_rev"):
+        engine.autograd.gradgradcheck(lambda a: a.sin(), (x,), check_fwd_over_rev=True)
+
+
+class _RowsOnly(engine.autograd.Function):
+    """A correct backward that cannot take a batch of grad_outputs (not batch_aware)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a * a
+
+    @staticmethod
+    def backward(ctx, g):
+        a, = ctx.saved_tensors
+        return g * 2 * a
+
+
+class _NotMultiplied(engine.autograd.Function):
+    @staticmethod
+    def forward(ctx, a):
+        return a * 1.0
+
+    @staticmethod
+    def backward(ctx, g):
+        return g + 0.5                   # not multiplied by g: nonzero for a zero grad_output
+
+
+def test_gradcheck_side_flags_catch_what_they_check():
+    x = engine.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    assert engine.autograd.gradcheck(_RowsOnly.apply, (x,))
+    with pytest.raises(engine.autograd.GradcheckError, match="batch_aware"):
+        engine.autograd.gradcheck(_RowsOnly.apply, (x,), check_batched_grad=True)
+    # a backward that adds a constant: caught by the Jacobian, and (undefined grad) by zeros
+    report = engine.autograd.check_gradients(_NotMultiplied.apply, (x,))
+    assert report.checks["zero_grad_output"] is False
+    report = engine.autograd.check_gradients(_NotMultiplied.apply, (x,), check_undefined_grad=False)
+    assert "zero_grad_output" not in report.checks and not report.passed
+
+
+def test_check_grad_dtypes_catches_a_loop_that_does_not_cast(monkeypatch):
+    """The loop casts every gradient to its input's dtype (as PyTorch's validate_outputs does),
+    so check_grad_dtypes passes; with the cast broken, it fails."""
+    import warnings
+    import engine.graph as graph
+    x32 = engine.tensor([0.5, -1.0], dtype=engine.float32, requires_grad=True)
+    f = lambda a: a * engine.tensor([2.0, 3.0])        # noqa: E731 - float64 operand: float64 result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = engine.autograd.check_gradients(f, (x32,), check_grad_dtypes=True, atol=1e-2)
+        assert report.checks["grad_dtypes"] is True
+        real = graph._fit
+        monkeypatch.setattr(graph, "_fit", lambda xp, g, shape, dtype, nb: real(xp, g, shape, g.dtype, nb))
+        report = engine.autograd.check_gradients(f, (x32,), check_grad_dtypes=True, atol=1e-2)
+    assert report.checks["grad_dtypes"] is False and "Gradient has dtype mismatch" in report.failures

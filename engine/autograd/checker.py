@@ -109,8 +109,8 @@ def _numerical(func, inputs, idx, eps):
     data = x._data
     flat = data.reshape(-1)        # a view: perturbs x in place
     if not np.shares_memory(flat, data):
-        raise RuntimeError("gradcheck needs contiguous inputs")
-    for j in range(flat.size):
+        flat = data.flat           # a strided input: its flat iterator writes in place too
+    for j in range(data.size):
         old = flat[j]
         flat[j] = old + eps
         plus = _eval(func, inputs)
@@ -215,9 +215,16 @@ def _custom_functions(outs):
     return names
 
 
-def _extra_checks(outs, inputs, diff, nondet_tol):
-    """PyTorch's side checks: backward is deterministic and multiplies by grad_output."""
-    res = {"deterministic": True, "zero_grad_output": True}
+def _extra_checks(outs, inputs, diff, nondet_tol, undefined_grad=True, batched_grad=False,
+                  grad_dtypes=False):
+    """PyTorch's side checks: backward is deterministic and multiplies by grad_output
+    (check_undefined_grad: the engine materialises an undefined grad_output as zeros, as a
+    Function does by default, so a zero grad_output must give zero gradients); with
+    check_batched_grad, a batch of grad_outputs (is_grads_batched) gives what one backward per
+    grad_output gives; with check_grad_dtypes, each gradient has its input's dtype."""
+    res = {"deterministic": True}
+    if undefined_grad:
+        res["zero_grad_output"] = True
     msgs = []
     live = [o for o in outs if o.grad_fn is not None]
     if not live:
@@ -236,15 +243,47 @@ def _extra_checks(outs, inputs, diff, nondet_tol):
                         "multiple times gives different values, although analytical gradient matches "
                         f"numerical gradient.The tolerance for nondeterminism was {nondet_tol}.")
             break
-    zeros = [np.zeros(o._data.shape) for o in live]
-    z = run_backward(live, zeros, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
-                     allow_unused=True)
-    for g in z:
-        if g is not None and np.any(np.asarray(g) != 0):
-            res["zero_grad_output"] = False
-            msgs.append("backward not multiplied by grad_output")
-            break
+    if grad_dtypes:
+        res["grad_dtypes"] = all(g is None or np.asarray(g).dtype == t._data.dtype for g, t in zip(a, ins))
+        if not res["grad_dtypes"]:
+            msgs.append("Gradient has dtype mismatch")
+    if undefined_grad:
+        zeros = [np.zeros(o._data.shape) for o in live]
+        z = run_backward(live, zeros, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
+                         allow_unused=True)
+        for g in z:
+            if g is not None and np.any(np.asarray(g) != 0):
+                res["zero_grad_output"] = False
+                msgs.append("backward not multiplied by grad_output")
+                break
+    if batched_grad:
+        ok, msg = _batched_check(live, ins, rng, nondet_tol)
+        res["batched_grad"] = ok
+        if not ok:
+            msgs.append(msg)
     return res, msgs
+
+
+def _batched_check(live, ins, rng, tol, batch=3):
+    """is_grads_batched over `batch` grad_outputs == one backward per grad_output."""
+    from .functional import _not_batch_aware
+    bad = _not_batch_aware(live)
+    if bad is not None:
+        return False, (f"check_batched_grad: {bad.name()} is a custom Function whose backward is not marked "
+                       "batch_aware, so it cannot take a batch of grad_outputs")
+    seeds = [rng.standard_normal((batch,) + o._data.shape) for o in live]
+    together = run_backward(live, seeds, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
+                            allow_unused=True, nb=1)
+    for b in range(batch):
+        one = run_backward(live, [s[b] for s in seeds], retain_graph=True, create_graph=False, inputs=ins,
+                           accumulate=False, allow_unused=True)
+        for k, (g1, gb) in enumerate(zip(one, together)):
+            if (g1 is None) != (gb is None):
+                return False, f"Batched grad check failed for input {k}: a gradient is missing in one of the two"
+            if g1 is not None and not np.allclose(np.asarray(gb)[b], np.asarray(g1), rtol=1e-10, atol=1e-12 + tol):
+                return False, (f"Batched grad check failed for input {k}: backward with a batch of grad_outputs "
+                               f"differs from one backward per grad_output (row {b})")
+    return True, ""
 
 
 def _kink_warnings(func, inputs, eps):
@@ -276,7 +315,8 @@ def _names(func, inputs, names):
 
 
 def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=False, nondet_tol=0.0,
-                    input_names=None, output_names=None, seed=0):
+                    input_names=None, output_names=None, seed=0, check_undefined_grad=True,
+                    check_batched_grad=False, check_grad_dtypes=False):
     """Run the full check (or the fast v^T J u check) and return a GradcheckReport."""
     _, inputs = functional._as_tuple(inputs)
     inputs = tuple(inputs)
@@ -295,7 +335,9 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         if report.passed:
             return report
         full = check_gradients(func, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=False,
-                               nondet_tol=nondet_tol, input_names=input_names, output_names=output_names)
+                               nondet_tol=nondet_tol, input_names=input_names, output_names=output_names,
+                               check_undefined_grad=check_undefined_grad,
+                               check_batched_grad=check_batched_grad, check_grad_dtypes=check_grad_dtypes)
         full.fast_mode = True
         full.checks["fast"] = False
         full.failures.insert(0, report.failures[0])
@@ -328,7 +370,8 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         if not p.passed:
             failures.append(p.describe())
     suspects = _custom_functions(outs)
-    checks, msgs = _extra_checks(outs, inputs, diff, nondet_tol)
+    checks, msgs = _extra_checks(outs, inputs, diff, nondet_tol, check_undefined_grad, check_batched_grad,
+                                 check_grad_dtypes)
     failures += msgs
     if failures and suspects:
         failures.append(f"custom Functions on this graph (the built-in ops are tested): {', '.join(suspects)}")
@@ -369,12 +412,26 @@ def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names)
                            _custom_functions(outs))
 
 
+def _unsupported(**flags):
+    for name, (value, supported) in flags.items():
+        if value != supported:
+            raise NotImplementedError(f"gradcheck: {name}={value!r} is not supported by this engine "
+                                      f"(it has no forward-mode AD and no sparse or masked tensors)")
+
+
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, fast_mode=False,
               nondet_tol=0.0, check_undefined_grad=True, check_grad_dtypes=False, check_batched_grad=False,
               check_backward_ad=True, check_forward_ad=False, masked=None):
-    """PyTorch's gradcheck: True when every Jacobian matches, else raise GradcheckError (or False)."""
+    """PyTorch's gradcheck: True when every Jacobian matches, else raise GradcheckError (or False).
+
+    Every parameter does what PyTorch's does, or is refused: check_forward_ad=True and
+    masked=True raise NotImplementedError (no forward-mode AD, no masked tensors)."""
+    if not check_backward_ad and not check_forward_ad:
+        raise ValueError("Expected at least one of check_forward_ad or check_backward_ad to be True")
+    _unsupported(check_forward_ad=(check_forward_ad, False), masked=(bool(masked), False))
     report = check_gradients(func, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast_mode,
-                             nondet_tol=nondet_tol)
+                             nondet_tol=nondet_tol, check_undefined_grad=check_undefined_grad,
+                             check_batched_grad=check_batched_grad, check_grad_dtypes=check_grad_dtypes)
     if report.passed:
         return True
     if raise_exception:
@@ -386,8 +443,12 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                   gen_non_contig_grad_outputs=False, raise_exception=True, nondet_tol=0.0,
                   check_undefined_grad=True, check_grad_dtypes=False, check_batched_grad=False,
                   check_fwd_over_rev=False, check_rev_over_rev=True, fast_mode=False, masked=False):
-    """Check second derivatives: gradcheck of (inputs, v) -> grad(func(inputs), inputs, v)."""
+    """Check second derivatives: gradcheck of (inputs, v) -> grad(func(inputs), inputs, v).
+    gen_non_contig_grad_outputs makes the random grad_outputs non-contiguous views."""
     from . import grad as _grad
+    if not check_rev_over_rev and not check_fwd_over_rev:
+        raise ValueError("Expected at least one of check_fwd_over_rev or check_rev_over_rev to be True")
+    _unsupported(check_fwd_over_rev=(check_fwd_over_rev, False), masked=(bool(masked), False))
     _, inputs = functional._as_tuple(inputs)
     inputs = tuple(inputs)
     with no_grad():
@@ -395,8 +456,14 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     outs = outs if isinstance(outs, tuple) else (outs,)
     if grad_outputs is None:
         rng = np.random.default_rng(0)
-        grad_outputs = tuple(Tensor._make(rng.standard_normal(o._data.shape).astype(o._data.dtype))
-                             .requires_grad_(True) for o in outs)
+
+        def draw(o):
+            if gen_non_contig_grad_outputs and o._data.ndim:
+                # every other element of a twice-as-long last dim: same values, strided memory
+                wide = rng.standard_normal(o._data.shape[:-1] + (2 * o._data.shape[-1],))
+                return wide[..., ::2].astype(o._data.dtype, copy=False)
+            return rng.standard_normal(o._data.shape).astype(o._data.dtype)
+        grad_outputs = tuple(Tensor._make(draw(o)).requires_grad_(True) for o in outs)
     else:
         _, grad_outputs = functional._as_tuple(grad_outputs)
     n = len(inputs)
@@ -412,4 +479,6 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
         return tuple(g if g is not None else xs[i] * 0.0 for g, i in zip(gs, diff))
 
     return gradcheck(first_order, inputs + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception, fast_mode=fast_mode, nondet_tol=nondet_tol)
+                     raise_exception=raise_exception, fast_mode=fast_mode, nondet_tol=nondet_tol,
+                     check_undefined_grad=check_undefined_grad, check_grad_dtypes=check_grad_dtypes,
+                     check_batched_grad=check_batched_grad)

@@ -106,8 +106,50 @@ def _rows(out, inputs, create_graph, vectorize, warn=True):
     return res
 
 
-def jacobian(func, inputs, create_graph=False, strict=False, vectorize=True, strategy="reverse-mode"):
-    """The Jacobian of `func` at `inputs`: for each output and input, shape output.shape + input.shape."""
+def _strategy(name, value):
+    if value not in ("forward-mode", "reverse-mode"):
+        raise ValueError(f'Expected {name} to be either "forward-mode" or "reverse-mode".')
+    if value == "forward-mode":
+        raise NotImplementedError(f'{name}="forward-mode": the engine has no forward-mode AD; use '
+                                  '"reverse-mode" (the default), which gives the same Jacobian')
+
+
+def _fill_in_zeros(grads, refs, strict, create_graph, stage):
+    """None gradients as zeros, or PyTorch's strict-mode error for the stage that found them."""
+    res = []
+    for i, (g, ref) in enumerate(zip(grads, refs)):
+        if g is None:
+            if strict:
+                raise RuntimeError({
+                    "back": f"The output of the user-provided function is independent of input {i}. This is "
+                            "not allowed in strict mode.",
+                    "back_trick": f"The gradient with respect to the input is independent of entry {i} in the "
+                                  "grad_outputs when using the double backward trick to compute forward mode "
+                                  "gradients. This is not allowed in strict mode.",
+                    "double_back": f"The jacobian of the user-provided function is independent of input {i}. "
+                                   "This is not allowed in strict mode.",
+                }[stage])
+            g = Tensor._make(np.zeros_like(ref._data))
+        elif strict and create_graph and not g.requires_grad:
+            what = "hessian" if "double" in stage else "jacobian"
+            raise RuntimeError(f"The {what} of the user-provided function is independent of input {i}. This "
+                               "is not allowed in strict mode when create_graph=True.")
+        res.append(g)
+    return tuple(res)
+
+
+def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, strategy="reverse-mode"):
+    """The Jacobian of `func` at `inputs`: for each output and input, shape output.shape + input.shape.
+
+    vectorize: None (the default) pushes all rows through one backward pass, except with
+    strict=True, which PyTorch computes row by row (its default); True with strict=True is
+    refused, as in PyTorch."""
+    _strategy("strategy", strategy)
+    if vectorize is None:
+        vectorize = not strict
+    if strict and vectorize:
+        raise RuntimeError("torch.autograd.functional.jacobian: `strict=True` and `vectorized=True` are not "
+                           "supported together. Please either set `strict=False` or `vectorize=False`.")
     in_tuple, inputs = _as_tuple(inputs)
     with enable_grad():
         inputs = _prepare(inputs, create_graph)
@@ -117,10 +159,10 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=True, str
     for k, o in enumerate(outputs):
         rows = _rows(o, inputs, create_graph, vectorize, warn=(k == 0))
         entry = []
-        for r, t in zip(rows, inputs):
+        for j, (r, t) in enumerate(zip(rows, inputs)):
             if r is None:
                 if strict:
-                    raise RuntimeError("Output of the user-provided function is independent of input. "
+                    raise RuntimeError(f"Output {k} of the user-provided function is independent of input {j}. "
                                        "This is not allowed in strict mode.")
                 entry.append(Tensor._make(np.zeros(o._data.shape + t._data.shape, t._data.dtype)))
             else:
@@ -131,6 +173,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=True, str
 
 def hessian(func, inputs, create_graph=False, strict=False, vectorize=True, outer_jacobian_strategy="reverse-mode"):
     """The Hessian of scalar-valued `func` at `inputs` (tuples of tuples for several inputs)."""
+    _strategy("outer_jacobian_strategy", outer_jacobian_strategy)
     in_tuple, ins = _as_tuple(inputs)
 
     def jac_func(*xs):
@@ -165,8 +208,8 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
             _, vs = _as_tuple(v)
         grads = _grad(list(outs_t), list(ins), grad_outputs=None if vs is None else list(vs),
                       create_graph=create_graph, allow_unused=True)
-    grads = tuple(_finish(g, create_graph) if g is not None else Tensor._make(np.zeros_like(x._data))
-                  for g, x in zip(grads, ins))
+    grads = tuple(_finish(g, create_graph)
+                  for g in _fill_in_zeros(grads, ins, strict, create_graph, "back"))
     outs_r = tuple(_finish(o, create_graph) for o in outs_t)
     return (outs_r if out_tuple else outs_r[0]), (grads if in_tuple else grads[0])
 
@@ -186,14 +229,15 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         _, vs = _as_tuple(v)
         us = [Tensor._make(np.zeros_like(o._data)).requires_grad_(True) for o in outs_t]
         gs = _grad(list(outs_t), list(ins), grad_outputs=us, create_graph=True, allow_unused=True)
+        if strict:
+            _fill_in_zeros(gs, ins, strict, create_graph, "back_trick")
         pairs = [(g, vv) for g, vv in zip(gs, vs) if g is not None]
         if pairs:
             res = _grad([g for g, _ in pairs], us, grad_outputs=[vv for _, vv in pairs],
                         create_graph=create_graph, allow_unused=True)
         else:
             res = [None] * len(us)
-    res = tuple(_finish(r, create_graph) if r is not None else Tensor._make(np.zeros_like(o._data))
-                for r, o in zip(res, outs_t))
+    res = tuple(_finish(r, create_graph) for r in _fill_in_zeros(res, outs_t, strict, create_graph, "back"))
     outs_r = tuple(_finish(o, create_graph) for o in outs_t)
     return (outs_r if out_tuple else outs_r[0]), (res if out_tuple else res[0])
 
@@ -212,6 +256,8 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
         if not isinstance(out, Tensor) or out._data.size != 1:
             raise RuntimeError("The function given to hvp should return a single Tensor with a single element")
         gs = _grad(out, list(ins), create_graph=True, allow_unused=True)
+        if strict:
+            _fill_in_zeros(gs, ins, strict, create_graph, "back")
         dot = None
         for g, vv in zip(gs, vs):
             if g is None:
@@ -222,6 +268,5 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
             res = [None] * len(ins)
         else:
             res = _grad(dot, list(ins), create_graph=create_graph, allow_unused=True)
-    res = tuple(_finish(r, create_graph) if r is not None else Tensor._make(np.zeros_like(x._data))
-                for r, x in zip(res, ins))
+    res = tuple(_finish(r, create_graph) for r in _fill_in_zeros(res, ins, strict, create_graph, "double_back"))
     return _finish(out, create_graph), (res if in_tuple else res[0])
