@@ -10,7 +10,7 @@ chain exports without touching the recursion limit, in time linear in its size.
 """
 import numpy as np
 
-from .graph import AccumulateGrad
+from .graph import AccumulateGrad, walk
 from .tensor import Tensor
 
 COLORS = {"leaf": "lightblue", "output": "darkolivegreen1", "saved": "orange", "op": "lightgrey",
@@ -161,16 +161,9 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
 
 
 def _count_beyond(order, ids):
-    """How many nodes lie past the cut (iterative; each counted once)."""
-    seen = set()
-    stack = [n for n, v in ids.items() if v is None]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(nxt for nxt in n._next if nxt is not None and ids.get(nxt) is None)
-    return len(seen)
+    """How many nodes lie past the cut (each counted once)."""
+    cut = [n for n, v in ids.items() if v is None]
+    return sum(1 for _ in walk(cut, follow=lambda n: ids.get(n) is None))
 
 
 def _saved_of(node):

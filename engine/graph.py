@@ -268,11 +268,12 @@ def _check_nan(node, grads, xp):
             raise errors.EngineRuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
 
 
-def walk(roots):
+def walk(roots, follow=None):
     """Every node reachable from `roots` (nodes; None is skipped), each once, depth first: a
     node comes before the nodes its gradient goes to along the edge that reached it. The one
     traversal of the graph (backward's discovery, the checker, functional, DOT, the CLI), as
-    HIPS autograd's toposort; iterative, so a chain of a million nodes is fine."""
+    HIPS autograd's toposort; iterative, so a chain of a million nodes is fine.
+    follow(node) -> bool, when given, limits the edges taken to the nodes it accepts."""
     stack = []
     seen = set()
     for r in roots:
@@ -284,7 +285,7 @@ def walk(roots):
         n = stack.pop()
         yield n
         for nxt in n._next:
-            if nxt is not None and nxt not in seen:
+            if nxt is not None and nxt not in seen and (follow is None or follow(nxt)):
                 mark(nxt)
                 push(nxt)
 

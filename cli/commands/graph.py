@@ -96,20 +96,14 @@ def _backward(outs, retain_grad):
     import numpy as np
 
     import engine
-    from engine.graph import AccumulateGrad
+    from engine.graph import AccumulateGrad, walk
     seen = {}
     handles = []
     if retain_grad:
-        stack = [o.grad_fn for o in outs if o.grad_fn is not None]
-        visited = set()
-        while stack:
-            n = stack.pop()
-            if n in visited or isinstance(n, AccumulateGrad):
-                continue
-            visited.add(n)
-            handles.append(n.register_prehook(lambda gs, n=n: seen.__setitem__(
-                n, [None if g is None else g.numpy(force=True).copy() for g in gs])))
-            stack.extend(nxt for nxt in n._next if nxt is not None)
+        for n in walk(o.grad_fn for o in outs):
+            if not isinstance(n, AccumulateGrad):
+                handles.append(n.register_prehook(lambda gs, n=n: seen.__setitem__(
+                    n, [None if g is None else g.numpy(force=True).copy() for g in gs])))
     live = [o for o in outs if o.grad_fn is not None]
     if live:
         engine.autograd.backward(live, [engine.tensor(np.ones(o.shape)) for o in live], retain_graph=True)

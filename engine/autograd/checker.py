@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import errors
 from ..grad_mode import STATE, enable_grad, no_grad
-from ..graph import run_backward
+from ..graph import run_backward, walk
 from ..tensor import Tensor
 from . import functional
 
@@ -202,16 +202,10 @@ def _custom_functions(outs):
     Built-in ops are checked against finite differences by the engine's own tests, so when a
     check fails these are the first suspects."""
     from .function import BackwardCFunction
-    names, seen = [], set()
-    stack = [o.grad_fn for o in outs if o.grad_fn is not None]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
+    names = []
+    for n in walk(o.grad_fn for o in outs):
         if isinstance(n, BackwardCFunction) and n.name() not in names:
             names.append(n.name())
-        stack.extend(nxt for nxt in n._next if nxt is not None)
     return names
 
 

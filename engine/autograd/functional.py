@@ -11,7 +11,7 @@ import numpy as np
 
 from .._lazy import Diagonal
 from ..grad_mode import enable_grad
-from ..graph import run_backward
+from ..graph import run_backward, walk
 from ..tensor import Tensor
 from . import grad as _grad
 
@@ -39,17 +39,7 @@ def _prepare(inputs, create_graph):
 
 def _not_batch_aware(outputs):
     """The first node on the graphs of `outputs` whose backward cannot take batched cotangents."""
-    seen = set()
-    stack = [o.grad_fn for o in outputs if o.grad_fn is not None]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        if not n.batch_aware:
-            return n
-        stack.extend(nxt for nxt in n._next if nxt is not None)
-    return None
+    return next((n for n in walk(o.grad_fn for o in outputs) if not n.batch_aware), None)
 
 
 def _rows(out, inputs, create_graph, vectorize, warn=True):
