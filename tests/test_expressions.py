@@ -225,7 +225,11 @@ def test_random_valid_expressions_match_direct_engine_calls(text):
     from engine.errors import EngineError
     try:
         ours = compile_expression(text).run(env)
-    except (ExpressionError, EngineError):
+    except ExpressionError as e:          # every text of this grammar is valid: never rejected
+        pytest.fail(f"valid expression {text!r} rejected: {e.message}")
+    except EngineError as e:              # the engine refused it: so must the direct calls
+        with pytest.raises(type(e)), np.errstate(all="ignore"):
+            _direct(text, env)
         return
     with np.errstate(all="ignore"):
         ref = _direct(text, env)
