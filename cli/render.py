@@ -115,9 +115,12 @@ def to_jsonable(arr):
 
 
 def dump_json(doc):
+    """One JSON document on stdout. JSON has no NaN or infinity: they are written as the strings
+    "NaN", "Infinity" and "-Infinity" (what float() and JavaScript's Number() read back), never
+    as null, which stays free to mean "no value" (a gradient that does not exist)."""
     def clean(o):
         if isinstance(o, float) and not math.isfinite(o):
-            return None if math.isnan(o) else ("Infinity" if o > 0 else "-Infinity")
+            return "NaN" if math.isnan(o) else ("Infinity" if o > 0 else "-Infinity")
         if isinstance(o, dict):
             return {k: clean(v) for k, v in o.items()}
         if isinstance(o, (list, tuple)):

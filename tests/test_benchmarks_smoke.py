@@ -14,9 +14,15 @@ def test_every_workload_runs_on_tiny_sizes(capsys):
         assert any(k.startswith("ours") for k in doc["results"][name]["systems"])
 
 
-def test_startup_workload_builds():
+def test_startup_workload_builds_and_runs_our_commands():
+    """The start-up workload times the installed `autograd` script: it must find it (without
+    it the workload would silently time the floor alone) and every command it times must run."""
+    assert workloads.autograd_script(), "the autograd console script is not installed"
     fns = workloads.startup(workloads.QUICK, ["ours", "numpy"])
-    assert any(k.startswith("floor") for k in fns)
+    ours = [k for k in fns if k.startswith("ours")]
+    assert ours == ["ours: autograd grad (seed example)", "ours: autograd --help"]
+    for name in ours:
+        fns[name]()                      # subprocess.run(check=True): raises if the command fails
 
 
 def test_markdown_rendering_of_a_saved_run(tmp_path, capsys):

@@ -282,3 +282,12 @@ def test_seed_example_imports_only_what_it_needs():
     # randn values still come from the seeded generator, made on first use
     r1, r2 = (invoke("grad", "sum(w*x)", "--w", "randn(3)", "--x", "1,1,1", "--json") for _ in range(2))
     assert json.loads(r1.stdout)["gradients"]["x"] == json.loads(r2.stdout)["gradients"]["x"]
+
+
+def test_json_writes_nan_and_infinities_as_strings():
+    doc = as_json(invoke("grad", "sum(sqrt(x))", "--x", "0,1", "--json"))
+    assert doc["gradients"]["x"] == ["Infinity", 0.5]               # d sqrt(x)/dx = 1/(2 sqrt x)
+    doc = as_json(invoke("grad", "sum(x*y)", "--x", "1,-inf", "--y", "nan,1", "--json"))
+    assert doc["output"]["value"] == "NaN"
+    assert doc["inputs"]["x"]["value"] == [1.0, "-Infinity"] and doc["gradients"]["y"] == [1.0, "-Infinity"]
+    assert [float(v) for v in doc["inputs"]["x"]["value"]] == [1.0, float("-inf")]
