@@ -151,3 +151,38 @@ def labels(name, shape):
     if len(shape) == 0:
         return [name]
     return [f"{name}[{', '.join(map(str, idx))}]" for idx in itertools.product(*[range(s) for s in shape])]
+
+
+def check_line(con, report):
+    """The one-line verdict of a gradient check (grad --check, jacobian --check), then its warnings."""
+    worst = max(report.pairs, key=lambda p: p.max_abs_error, default=None)
+    err = f" (max abs error {worst.max_abs_error:.3g})" if worst else ""
+    if report.passed:
+        con.print(f"[green]gradient check passed[/green]{err}")
+    else:
+        con.print(f"[red]gradient check FAILED[/red]: {esc(report.summary())}")
+    for w in report.warnings:
+        warn(w)
+
+
+def check_json(report):
+    """A gradient check report as JSON (check --json, and the "check" entry of grad/jacobian --json)."""
+    inputs = {}
+    grads = {}
+    for p in report.pairs:
+        if p.kind == "grad":          # the .grad an ordinary backward() left, vs v^T J numerical
+            grads[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
+                                   "worst_index": list(p.worst_index[1]), "grad": p.worst_analytical,
+                                   "numerical": p.worst_numerical, "passed": p.passed}
+            continue
+        cur = inputs.get(p.input_name)
+        if cur is None or p.max_abs_error > cur["max_abs_error"]:
+            inputs[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
+                                    "worst_index": [list(p.worst_index[0]), list(p.worst_index[1])],
+                                    "analytical": p.worst_analytical, "numerical": p.worst_numerical,
+                                    "passed": p.passed and (cur is None or cur["passed"])}
+        elif not p.passed:
+            cur["passed"] = False
+    return {"passed": report.passed, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
+            "fast_mode": report.fast_mode, "inputs": inputs, "backward_grad": grads, "checks": report.checks,
+            "failures": report.failures, "warnings": report.warnings, "custom_functions": report.suspects}

@@ -169,7 +169,7 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
             arr = parse_value(raw[name], rng, name=name)
         elif name in target.defaults:
             v = target.defaults[name]
-            arr = np.array(v._data if isinstance(v, engine.Tensor) else v, dtype=np.float64)
+            arr = np.array(v.numpy(force=True) if isinstance(v, engine.Tensor) else v, dtype=np.float64)
         else:
             span = target.program.span_of(name) if target.program else None
             raise CliError(f"'{name}' has no value: pass --{name} VALUES", span=span, text=target.text)
@@ -180,7 +180,4 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
             raise CliError(f"--wrt names '{w}', which the target does not use (it uses {', '.join(target.names)})")
     for name in chosen:
         tensors[name].requires_grad_(True)
-        tensors[name]._name = name
-    for name, t in tensors.items():
-        t._name = name
     return tensors, chosen

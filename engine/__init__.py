@@ -13,13 +13,8 @@ from .grad_mode import (detect_anomaly, enable_grad, inference_mode, is_grad_ena
 from .tensor import (Size, Tensor, arange, as_tensor, empty, eye, from_numpy, full,  # noqa: F401
                      full_like, is_tensor, linspace, manual_seed, ones, ones_like, rand,
                      rand_like, randint, randn, randn_like, seed, tensor, zeros, zeros_like)
-from .ops import (abs, absolute, add, amax, amin, argmax, argmin, bmm, broadcast_to, cat,  # noqa: F401,E402
-                  clamp, clip, clone, concat, cos, div, divide, dot, eq, exp, expand,
-                  flatten, ge, gt, le, log, log1p, log_softmax, logsumexp, lt, matmul, max,
-                  maximum, mean, min, minimum, mm, mul, multiply, mv, ne, neg, negative, norm,
-                  outer, permute, pow, prod, reciprocal, relu, reshape, sigmoid, sign, sin,
-                  softmax, sqrt, squeeze, stack, std, sub, subtract, sum, tan, tanh, transpose,
-                  true_divide, unsqueeze, var, where)
+from . import ops as _ops  # noqa: E402
+globals().update(_ops.public_functions())     # every exported op function: engine.tanh, engine.cat, ...
 from . import autograd  # noqa: E402,F401
 from . import nn  # noqa: E402,F401
 

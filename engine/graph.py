@@ -85,14 +85,14 @@ class Node:
         if self._node_hooks is None:
             self._node_hooks = []
         self._node_hooks.append(fn)
-        return _Handle(self._node_hooks, fn)
+        return RemovableHandle(self._node_hooks, fn)
 
     def register_prehook(self, fn):
         self._plain = False
         if self._node_pre_hooks is None:
             self._node_pre_hooks = []
         self._node_pre_hooks.append(fn)
-        return _Handle(self._node_pre_hooks, fn)
+        return RemovableHandle(self._node_pre_hooks, fn)
 
     def _add_pre_hook(self, nr, fn):
         self._plain = False
@@ -100,7 +100,7 @@ class Node:
             self._pre_hooks = {}
         lst = self._pre_hooks.setdefault(nr, [])
         lst.append(fn)
-        return _Handle(lst, fn)
+        return RemovableHandle(lst, fn)
 
     def _release(self):
         self._saved = FREED
@@ -132,7 +132,7 @@ NODE_ATTRS = ("_next", "_saved", "_ver", "_ovc", "_out", "_attrs", "_shape", "_d
               "_buf", "_own", "_deps")
 
 
-class _Handle:
+class RemovableHandle:
     """What register_hook returns: `.remove()` unregisters."""
 
     def __init__(self, lst, fn):

@@ -10,7 +10,8 @@ import numpy as np
 
 from . import _dtype, errors
 from ._format import tensor_repr
-from .grad_mode import STATE
+from .grad_mode import STATE, no_grad
+from .graph import RemovableHandle
 
 _NONLEAF_GRAD_WARNING = (
     "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
@@ -145,14 +146,12 @@ class Tensor:
             raise errors.EngineRuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is not None:
             return self.grad_fn._add_pre_hook(self._output_nr, hook)
-        from .graph import _Handle
         if self._hooks is None:
             self._hooks = []
         self._hooks.append(hook)
-        return _Handle(self._hooks, hook)
+        return RemovableHandle(self._hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import backward
         backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     def detach(self):
@@ -176,7 +175,7 @@ class Tensor:
     def size(self, dim=None):
         if dim is None:
             return Size(self._data.shape)
-        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+        return self._data.shape[wrap_dim(dim, self._data.ndim)]
 
     @property
     def dtype(self):
@@ -308,7 +307,6 @@ class Tensor:
                         f"output type {_TYPE_NAMES.get(self._data.dtype.name, self._data.dtype.name)}")
                 ufunc(self._data, *vals, out=self._data, casting="unsafe")
             else:
-                from .grad_mode import no_grad
                 with no_grad():
                     res = fn(self, *args)
                 self._write(res._data)
@@ -342,35 +340,28 @@ class Tensor:
         return self.fill_(0)
 
     def fill_(self, value):
-        from . import ops
         return self._inplace(lambda s, v: ops.full_like_op(s, v), value)
 
     def copy_(self, src):
-        from . import ops
         return self._inplace(lambda s, v: ops.copy_from(s, v), src)
 
     def add_(self, other, *, alpha=1):
-        from . import ops
         if alpha != 1:
             other = other * alpha
         return self._inplace(ops.add, other, ufunc=np.add)
 
     def sub_(self, other, *, alpha=1):
-        from . import ops
         if alpha != 1:
             other = other * alpha
         return self._inplace(ops.sub, other, ufunc=np.subtract)
 
     def mul_(self, other):
-        from . import ops
         return self._inplace(ops.mul, other, ufunc=np.multiply)
 
     def div_(self, other):
-        from . import ops
         return self._inplace(ops.div, other, ufunc=np.true_divide)
 
     def clamp_(self, min=None, max=None):  # noqa: A002
-        from . import ops
         return self._inplace(lambda s: ops.clamp(s, min, max))
 
     def __iadd__(self, other):
@@ -386,7 +377,6 @@ class Tensor:
         return self.div_(other)
 
     def __setitem__(self, key, value):
-        from . import ops
         return self._inplace(lambda s, v: ops.index_put(s, key, v), value)
 
 
@@ -421,7 +411,7 @@ def _rebuild(data, rg):
     return t
 
 
-def _wrap_dim(dim, ndim):
+def wrap_dim(dim, ndim):
     n = max(ndim, 1)
     if not -n <= dim < n:
         raise errors.DimensionError(
@@ -617,3 +607,11 @@ def randint(low, high=None, size=(), dtype=None):
 
 def is_tensor(obj):
     return isinstance(obj, Tensor)
+
+
+# -- methods and operators: bound from the op registry and its exports (engine/ops), the single
+# source of every op. engine.ops and engine.autograd import this module: they are imported here,
+# at the end, where Tensor exists; the methods above use them only when called.
+from . import ops  # noqa: E402
+from .autograd import backward  # noqa: E402
+ops.bind(Tensor)

@@ -3,12 +3,12 @@
 The text is parsed with `ast.parse(mode="eval")` and walked by an allow-list: a table from
 node type to a compile method. Anything not in the table is rejected with its column span.
 Nothing found through the text is ever called except the engine functions named in the op
-registry (engine.ops._core.public_functions); no Python `eval`, `exec` or `compile` is used.
+registry's exports (engine.ops.public_functions, each with the keywords it declares); no Python
+`eval`, `exec` or `compile` is used.
 Constant arithmetic is done in float64 with numpy, so `9**9**9**9` is `inf` at once.
 """
 import ast
 import difflib
-import inspect
 import math
 
 import numpy as np
@@ -18,17 +18,20 @@ from .errors import ExpressionError
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
-KEYWORDS = {"dim", "keepdim", "min", "max", "p", "correction", "unbiased", "beta", "threshold",
-            "dim0", "dim1", "start_dim", "end_dim", "exponent"}
 
 
 def _functions():
-    from engine.ops._core import public_functions
+    from engine.ops import public_functions
     return public_functions()
 
 
+def _keywords(name):
+    """The keyword arguments an expression may pass to `name`, as its export declares them."""
+    from engine.ops import expression_keywords
+    return expression_keywords(name)
+
+
 _FUNCS = None
-_PARAMS = {}
 
 
 def functions():
@@ -37,17 +40,6 @@ def functions():
     if _FUNCS is None:
         _FUNCS = _functions()
     return _FUNCS
-
-
-def _params(name, fn):
-    p = _PARAMS.get(name)
-    if p is None:
-        try:
-            p = set(inspect.signature(fn).parameters)
-        except (TypeError, ValueError):
-            p = set()
-        _PARAMS[name] = p
-    return p
 
 
 class Const:
@@ -270,7 +262,7 @@ class _Compiler:
         else:
             raise self.error("only engine functions can be called (like tanh(x) or x.sum())", f)
         fn = functions()[name]
-        params = _params(name, fn)
+        allowed = _keywords(name)
         args = []
         for a in node.args:
             if isinstance(a, ast.Starred):
@@ -280,9 +272,8 @@ class _Compiler:
         for kw in node.keywords:
             if kw.arg is None:
                 raise self.error("**keyword arguments are not allowed", kw.value)
-            if kw.arg not in KEYWORDS or (params and kw.arg not in params and "kwargs" not in params):
-                allowed = sorted(k for k in KEYWORDS if k in params)
-                hint = f"; {name} takes {', '.join(f'{k}=' for k in allowed)}" if allowed else \
+            if kw.arg not in allowed:
+                hint = f"; {name} takes {', '.join(f'{k}=' for k in sorted(allowed))}" if allowed else \
                     f"; {name} takes no keyword arguments"
                 raise self.error(f"unknown keyword '{kw.arg}='{hint}", kw.value)
             kwargs[kw.arg] = self._arg(kw.value, depth)
@@ -432,7 +423,7 @@ def _clean(e):
 
 
 def _shape(v):
-    return tuple(np.shape(v._data if hasattr(v, "_data") else v))
+    return tuple(np.shape(v))          # a Tensor's .shape, or a number's ()
 
 
 def _binop_message(sym, a, b, e, seg):

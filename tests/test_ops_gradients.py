@@ -54,21 +54,77 @@ def test_gradient_matches_finite_differences(name, k, spec):
                                    err_msg=f"{name} sample {k} input {i}")
 
 
+# entries no function exports: each is reached through another function or an operator
+REACHED_THROUGH = {
+    "rsub": "2 - x (sub with a number first)", "pow": "pow(x, number) and x ** number",
+    "rpow": "pow(number, x) and number ** x", "max_dim": "max(x, dim)", "min_dim": "min(x, dim)",
+    "index": "x[key]", "unindex": "the backward of x[key]", "index_put": "x[key] = v",
+    "fill": "x.fill_(v)", "copy": "x.copy_(src)",
+}
+
+
 def test_every_op_is_complete():
-    """A registered op must have a node name per variant, a public function, samples, and
-    a rule (or explicit None) for every input; methods exist on Tensor."""
+    """What a registered op needs: a node name per variant, its saves (defop refuses an entry
+    without them), samples, a doc line, a rule (or explicit None) per input, a function the
+    tests call, and a way in: exported by a public function (then it is an engine function,
+    a Tensor method unless declared function-only, and an expression function), or reached
+    through one (REACHED_THROUGH says how)."""
+    from engine.ops import FUNCTIONS, METHODS
+    from expressions.compiler import functions
+    exported = {e.op for e in list(FUNCTIONS.values()) + list(METHODS.values()) if e.op is not None}
     for name, op in REGISTRY.items():
-        assert op.func is not None, f"{name} has no public function"
+        assert op.func is not None, f"{name}: no function the tests can call"
         assert op.samples, f"{name} has no test samples"
         assert op.doc, f"{name} has no doc line"
         if op.differentiable:
             assert op.node_names, f"{name} has no node name"
             assert all(n.endswith(tuple(f"Backward{i}" for i in range(5))) or n in ("CopySlices", "CopyBackwards")
                        for n in op.node_names), name
+            assert op.saves, f"{name} declares no saves"
             if not op.variadic:
                 assert isinstance(op.vjps, tuple), name
-        if op.method:
-            assert hasattr(engine.Tensor, name), f"{name} is not a Tensor method"
+        assert (op in exported) != (name in REACHED_THROUGH), \
+            f"{name}: export it (engine/ops/_core.export) or say in REACHED_THROUGH how it is reached"
+    for name, e in FUNCTIONS.items():
+        assert getattr(engine, name) is e.fn and getattr(engine.ops, name) is e.fn, name
+        assert functions()[name] is e.fn, f"{name} is not an expression function"
+    for name, e in METHODS.items():
+        assert name in vars(engine.Tensor), f"{name} is not a Tensor method"
+        if not e.fast_unary:
+            assert vars(engine.Tensor)[name] is e.fn, name
+    for op in REGISTRY.values():
+        for dunder in op.operators:
+            assert dunder in vars(engine.Tensor), f"{op.name}: {dunder} is not bound"
+
+
+def test_a_new_op_is_one_entry_and_one_export(monkeypatch):
+    """Adding an op: one defop entry and one exported function; the Tensor method, operator,
+    engine function and expression function follow from them."""
+    import expressions.compiler as compiler
+    from engine.ops import FUNCTIONS, METHODS, apply1, bind, defop, export
+    op = defop("t_cube", lambda x: x ** 3, (lambda xp, g, out, x: g * 3.0 * x * x,), saves=("x",),
+               nodes="TCubeBackward0", samples=[(((2,),), {})], doc="x cubed", operators={"__invert__": "unary"})
+    try:
+        @export("t_cube", "t_cube_alias", op=op)
+        def t_cube(x):
+            return apply1(op, x)
+        bind(engine.Tensor)
+        monkeypatch.setattr(compiler, "_FUNCS", None)
+        x = engine.tensor([1.0, 2.0], requires_grad=True)
+        for y in (x.t_cube(), x.t_cube_alias(), ~x, compiler.compile_expression("t_cube(x)").run({"x": x})):
+            assert y.grad_fn.name() == "TCubeBackward0"
+            x.grad = None
+            y.sum().backward()
+            np.testing.assert_allclose(x.grad.numpy(), [3.0, 12.0])
+        assert op.func is t_cube
+    finally:
+        del REGISTRY["t_cube"]
+        for n in ("t_cube", "t_cube_alias"):
+            FUNCTIONS.pop(n, None)
+            METHODS.pop(n, None)
+            if n in vars(engine.Tensor):
+                delattr(engine.Tensor, n)
+        engine.Tensor.__invert__ = engine.ops.logical_not
 
 
 def test_broadcast_gradient_is_reduced_to_input_shape():

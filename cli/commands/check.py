@@ -29,28 +29,6 @@ def check_command(
     run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out))
 
 
-def report_json(report):
-    inputs = {}
-    grads = {}
-    for p in report.pairs:
-        if p.kind == "grad":          # the .grad an ordinary backward() left, vs v^T J numerical
-            grads[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
-                                   "worst_index": list(p.worst_index[1]), "grad": p.worst_analytical,
-                                   "numerical": p.worst_numerical, "passed": p.passed}
-            continue
-        cur = inputs.get(p.input_name)
-        if cur is None or p.max_abs_error > cur["max_abs_error"]:
-            inputs[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
-                                    "worst_index": [list(p.worst_index[0]), list(p.worst_index[1])],
-                                    "analytical": p.worst_analytical, "numerical": p.worst_numerical,
-                                    "passed": p.passed and (cur is None or cur["passed"])}
-        elif not p.passed:
-            cur["passed"] = False
-    return {"passed": report.passed, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
-            "fast_mode": report.fast_mode, "inputs": inputs, "backward_grad": grads, "checks": report.checks,
-            "failures": report.failures, "warnings": report.warnings, "custom_functions": report.suspects}
-
-
 def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out):
     import warnings
 
@@ -69,7 +47,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         report = check_gradients(fn, tuple(tensors.values()), eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
                                  input_names=names)
     if json_out:
-        render.dump_json(report_json(report))
+        render.dump_json(render.check_json(report))
     else:
         con = render.console()
         con.print(f"[bold]gradient check[/bold] (eps={eps:g}, atol={atol:g}, rtol={rtol:g}"

@@ -82,7 +82,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
                                    for i, g in enumerate(history)]
             doc["zero_grad"] = zero_grad
         if report is not None:
-            doc["check"] = _check_json(report)
+            doc["check"] = render.check_json(report)
         render.dump_json(doc)
     else:
         con = render.console()
@@ -114,7 +114,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
                 render.note("Gradients accumulate: each backward() adds into .grad, so call 2 shows twice call 1. "
                             + kept)
         if report is not None:
-            _print_check_line(con, report)
+            render.check_line(con, report)
     if report is not None and not report.passed:
         raise CheckFailed()
 
@@ -128,20 +128,3 @@ def _check(target, tensors, chosen):
         inputs = tuple(t.detach().requires_grad_(n in chosen) if t.is_floating_point() else t
                        for n, t in tensors.items())
         return check_gradients(fn, inputs, input_names=list(tensors))
-
-
-def _check_json(report):
-    from .check import report_json
-    return report_json(report)
-
-
-def _print_check_line(con, report):
-    from .. import render
-    worst = max(report.pairs, key=lambda p: p.max_abs_error, default=None)
-    err = f" (max abs error {worst.max_abs_error:.3g})" if worst else ""
-    if report.passed:
-        con.print(f"[green]gradient check passed[/green]{err}")
-    else:
-        con.print(f"[red]gradient check FAILED[/red]: {render.esc(report.summary())}")
-    for w in report.warnings:
-        render.warn(w)

@@ -74,8 +74,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                 key = iname if single else f"{oname}/{iname}"
                 doc["jacobian"][key] = render.to_jsonable(jac.numpy())
         if report is not None:
-            from .check import report_json
-            doc["check"] = report_json(report)
+            doc["check"] = render.check_json(report)
         render.dump_json(doc)
     else:
         con = render.console()
@@ -102,8 +101,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                 if None in r_idx or None in c_idx:
                     render.note(f"large Jacobian: corners shown; pass --full to see all {arr.size} entries")
         if report is not None:
-            from .grad import _print_check_line
-            _print_check_line(con, report)
+            render.check_line(con, report)
     if report is not None and not report.passed:
         raise CheckFailed()
 

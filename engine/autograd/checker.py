@@ -132,7 +132,7 @@ def _analytical(func, inputs, diff):
         if o.grad_fn is None and not o.requires_grad:
             table.append([np.zeros((o._data.size, inputs[i]._data.size)) for i in diff])
             continue
-        rows = functional._rows(o, [inputs[i] for i in diff], False, True, warn=False)
+        rows = functional.jacobian_rows(o, [inputs[i] for i in diff], False, True, warn=False)
         table.append([np.zeros((o._data.size, inputs[i]._data.size)) if r is None
                       else np.asarray(r, dtype=np.float64).reshape(o._data.size, -1)
                       for r, i in zip(rows, diff)])
@@ -260,8 +260,8 @@ def _extra_checks(outs, inputs, diff, nondet_tol, undefined_grad=True, batched_g
 
 def _batched_check(live, ins, rng, tol, batch=3):
     """is_grads_batched over `batch` grad_outputs == one backward per grad_output."""
-    from .functional import _not_batch_aware
-    bad = _not_batch_aware(live)
+    from .functional import first_not_batch_aware
+    bad = first_not_batch_aware(live)
     if bad is not None:
         return False, (f"check_batched_grad: {bad.name()} is a custom Function whose backward is not marked "
                        "batch_aware, so it cannot take a batch of grad_outputs")
@@ -312,7 +312,7 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
                     input_names=None, output_names=None, seed=0, check_undefined_grad=True,
                     check_batched_grad=False, check_grad_dtypes=False):
     """Run the full check (or the fast v^T J u check) and return a GradcheckReport."""
-    _, inputs = functional._as_tuple(inputs)
+    _, inputs = functional.as_tuple(inputs)
     inputs = tuple(inputs)
     diff = _float_inputs(inputs)
     names = _names(func, inputs, input_names)
@@ -443,7 +443,7 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     if not check_rev_over_rev and not check_fwd_over_rev:
         raise ValueError("Expected at least one of check_fwd_over_rev or check_rev_over_rev to be True")
     _unsupported(check_fwd_over_rev=(check_fwd_over_rev, False), masked=(bool(masked), False))
-    _, inputs = functional._as_tuple(inputs)
+    _, inputs = functional.as_tuple(inputs)
     inputs = tuple(inputs)
     with no_grad():
         outs = func(*inputs)
@@ -459,7 +459,7 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
             return rng.standard_normal(o._data.shape).astype(o._data.dtype)
         grad_outputs = tuple(Tensor._make(draw(o)).requires_grad_(True) for o in outs)
     else:
-        _, grad_outputs = functional._as_tuple(grad_outputs)
+        _, grad_outputs = functional.as_tuple(grad_outputs)
     n = len(inputs)
     diff = _float_inputs(inputs)
 

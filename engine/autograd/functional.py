@@ -16,7 +16,7 @@ from ..tensor import Tensor
 from . import grad as _grad
 
 
-def _as_tuple(x):
+def as_tuple(x):
     if isinstance(x, tuple):
         return True, x
     if isinstance(x, list):
@@ -37,18 +37,18 @@ def _prepare(inputs, create_graph):
     return tuple(out)
 
 
-def _not_batch_aware(outputs):
+def first_not_batch_aware(outputs):
     """The first node on the graphs of `outputs` whose backward cannot take batched cotangents."""
     return next((n for n in walk(o.grad_fn for o in outputs) if not n.batch_aware), None)
 
 
-def _rows(out, inputs, create_graph, vectorize, warn=True):
+def jacobian_rows(out, inputs, create_graph, vectorize, warn=True):
     """d out / d inputs as arrays (or Tensors under create_graph) of shape out.shape + in.shape."""
     n = out._data.size
     if out.grad_fn is None and not out.requires_grad:
         return [None] * len(inputs)
     if vectorize:
-        bad = _not_batch_aware([out])
+        bad = first_not_batch_aware([out])
         if bad is not None:
             if warn:
                 warnings.warn(f"jacobian(vectorize=True): {bad.name()} is a custom Function whose backward is "
@@ -140,14 +140,14 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, str
     if strict and vectorize:
         raise RuntimeError("torch.autograd.functional.jacobian: `strict=True` and `vectorized=True` are not "
                            "supported together. Please either set `strict=False` or `vectorize=False`.")
-    in_tuple, inputs = _as_tuple(inputs)
+    in_tuple, inputs = as_tuple(inputs)
     with enable_grad():
         inputs = _prepare(inputs, create_graph)
         outputs = func(*inputs)
-    out_tuple, outputs = _as_tuple(outputs)
+    out_tuple, outputs = as_tuple(outputs)
     table = []
     for k, o in enumerate(outputs):
-        rows = _rows(o, inputs, create_graph, vectorize, warn=(k == 0))
+        rows = jacobian_rows(o, inputs, create_graph, vectorize, warn=(k == 0))
         entry = []
         for j, (r, t) in enumerate(zip(rows, inputs)):
             if r is None:
@@ -164,7 +164,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, str
 def hessian(func, inputs, create_graph=False, strict=False, vectorize=True, outer_jacobian_strategy="reverse-mode"):
     """The Hessian of scalar-valued `func` at `inputs` (tuples of tuples for several inputs)."""
     _strategy("outer_jacobian_strategy", outer_jacobian_strategy)
-    in_tuple, ins = _as_tuple(inputs)
+    in_tuple, ins = as_tuple(inputs)
 
     def jac_func(*xs):
         out = func(*xs)
@@ -187,15 +187,15 @@ def _finish(t, create_graph):
 
 def vjp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), v^T J)."""
-    in_tuple, ins = _as_tuple(inputs)
+    in_tuple, ins = as_tuple(inputs)
     with enable_grad():
         ins = _prepare(ins, create_graph)
         outs = func(*ins)
-        out_tuple, outs_t = _as_tuple(outs)
+        out_tuple, outs_t = as_tuple(outs)
         if v is None:
             vs = None
         else:
-            _, vs = _as_tuple(v)
+            _, vs = as_tuple(v)
         grads = _grad(list(outs_t), list(ins), grad_outputs=None if vs is None else list(vs),
                       create_graph=create_graph, allow_unused=True)
     grads = tuple(_finish(g, create_graph)
@@ -206,17 +206,17 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
 
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), J v), by the double-vjp trick (PyTorch's reverse-mode jvp)."""
-    in_tuple, ins = _as_tuple(inputs)
+    in_tuple, ins = as_tuple(inputs)
     with enable_grad():
         ins = _prepare(ins, True)
         outs = func(*ins)
-        out_tuple, outs_t = _as_tuple(outs)
+        out_tuple, outs_t = as_tuple(outs)
         if v is None:
             if len(ins) != 1 or ins[0]._data.size != 1:
                 raise RuntimeError("The vector v can only be None if the input to the user-provided function "
                                    "is a single Tensor with a single element.")
             v = (Tensor._make(np.ones_like(ins[0]._data)),)
-        _, vs = _as_tuple(v)
+        _, vs = as_tuple(v)
         us = [Tensor._make(np.zeros_like(o._data)).requires_grad_(True) for o in outs_t]
         gs = _grad(list(outs_t), list(ins), grad_outputs=us, create_graph=True, allow_unused=True)
         if strict:
@@ -238,8 +238,8 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
 
 def hvp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), H v) for scalar-valued func."""
-    in_tuple, ins = _as_tuple(inputs)
-    _, vs = _as_tuple(v)
+    in_tuple, ins = as_tuple(inputs)
+    _, vs = as_tuple(v)
     with enable_grad():
         ins = _prepare(ins, True)
         out = func(*ins)

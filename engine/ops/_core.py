@@ -41,14 +41,13 @@ _new_tensor = _new_node = object.__new__     # instances without running __init_
 class OpDef:
     """One registry entry. See the module docstring for the meaning of each field."""
 
-    def __init__(self, name, forward, vjps, nodes, domain, method, samples, kinks, doc,
-                 differentiable, variadic, returns, fresh=False, saves=None):
+    def __init__(self, name, forward, vjps, nodes, domain, samples, kinks, doc,
+                 differentiable, variadic, returns, fresh=False, saves=None, operators=None):
         self.name = name
         self.forward = forward
         self.vjps = vjps
         self.node_names = nodes
         self.domain = domain
-        self.method = method
         self.samples = samples
         self.kinks = kinks
         self.doc = doc
@@ -57,7 +56,10 @@ class OpDef:
         self.returns = returns
         self.fresh = fresh
         self.saves = _check_saves(name, vjps, variadic, saves) if differentiable and vjps is not None else ()
-        self.func = None          # the public engine function, set by the module that defines it
+        # how the registry's tests call this entry with a sample's tensors and attributes: the
+        # public function exported with op=this entry, unless the module sets an adapter
+        self.func = None
+        self.operators = operators or {}     # Tensor dunder -> how it calls the public function
         n_in = 0 if variadic or vjps is None else len(vjps)
         base = {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
         ns = {"op": self, "__module__": "engine.ops", "_fresh": fresh}
@@ -137,29 +139,72 @@ def _check_saves(name, vjps, variadic, saves):
     return tuple(out)
 
 
-def defop(name, forward, vjps, *, nodes, domain=("real",), method=True, samples=(), kinks=None,
-          doc="", differentiable=True, variadic=False, returns=None, public=True, fresh=False,
-          saves=None):
+def defop(name, forward, vjps, *, nodes, domain=("real",), samples=(), kinks=None,
+          doc="", differentiable=True, variadic=False, returns=None, fresh=False,
+          saves=None, operators=None):
     """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants.
 
     saves: what each rule reads, one string of names per input (see the module docstring).
     fresh: every rule returns an array of its own (never the incoming gradient, a saved value,
     the output or a view of one), so the backward loop may add into it instead of allocating
     a sum; tests/test_backward_paths.py checks each op that says so.
-    public: False for entries reached only through another function or an operator (rsub is
-    `2 - x`); public entries are the expression language's function names.
     kinks: f(*inputs, **attrs) -> signed distances to the points where the op is not
     differentiable (the gradient checker warns when an input lies within eps of one).
+    operators: {"__add__": kind} for the Tensor operators that call the public function:
+    "fast" (the one-call binary path), "call" (fn(self, other)), "reflected" (fn(other, self)),
+    "unary" (fn(self)).
+
+    Its public function (engine.NAME, the Tensor method, the expression language's name) is
+    the function exported with `export(..., op=entry)`; an entry exported by no function is
+    reached through another one or an operator (rsub is `2 - x`).
     """
     if isinstance(nodes, str):
         nodes = (nodes,)
     if name in REGISTRY:
         raise ValueError(f"op {name!r} registered twice")
-    op = OpDef(name, forward, vjps, nodes, domain, method, samples, kinks, doc, differentiable,
-               variadic, returns, fresh, saves)
-    op.public = public         # False: reached through another function or an operator
+    op = OpDef(name, forward, vjps, nodes, domain, samples, kinks, doc, differentiable,
+               variadic, returns, fresh, saves, operators)
     REGISTRY[name] = op
     return op
+
+
+# -- the public surface: every engine function and Tensor method, declared where it is defined --
+FUNCTIONS = {}     # name -> Export: engine.NAME and the expression language's functions
+METHODS = {}       # name -> Export: Tensor.NAME
+
+
+class Export:
+    """One public name: `fn`, the registry entry it runs (None for a composite of other ops),
+    the keyword arguments an expression may give it, and whether the Tensor method takes the
+    unary fast path (no argument checks: self is a Tensor)."""
+
+    __slots__ = ("name", "fn", "op", "keywords", "fast_unary")
+
+    def __init__(self, name, fn, op, keywords, fast_unary):
+        self.name, self.fn, self.op, self.keywords, self.fast_unary = name, fn, op, keywords, fast_unary
+
+
+def export(*names, op=None, function=True, method=True, keywords=(), fast_unary=False):
+    """Decorator: `fn` is the engine function `names[0]` (the others are aliases) and, with
+    method=True, the Tensor method of the same names. op: the registry entry it runs (its
+    `func` defaults to fn). keywords: the keyword arguments an expression may pass (each must
+    be a parameter of fn)."""
+    def deco(fn):
+        import inspect
+        params = inspect.signature(fn).parameters
+        bad = [k for k in keywords if k not in params]
+        if bad:
+            raise ValueError(f"export {names[0]!r}: keywords {bad} are not parameters of {fn.__name__}")
+        for n in names:
+            for table, wanted in ((FUNCTIONS, function), (METHODS, method)):
+                if wanted:
+                    if n in table:
+                        raise ValueError(f"{n!r} exported twice")
+                    table[n] = Export(n, fn, op, tuple(keywords), fast_unary)
+        if op is not None and op.func is None:
+            op.func = fn
+        return fn
+    return deco
 
 
 class OpNode(Node):
@@ -574,10 +619,12 @@ def _record(op, v, args, attrs, out):
 
 
 def public_functions():
-    """Name -> engine function for every public registry entry plus the composites built from
-    them (dot, outer, flatten, ...): the expression language's function list."""
-    import engine.ops as ops
-    names = {name: getattr(ops, name, op.func) for name, op in REGISTRY.items() if op.public}
-    for extra in ("dot", "outer", "mm", "mv", "flatten", "argmax", "argmin", "view"):
-        names[extra] = getattr(ops, extra)
-    return names
+    """Name -> engine function for every exported function: engine's namespace and the
+    expression language's function list."""
+    return {name: e.fn for name, e in FUNCTIONS.items()}
+
+
+def expression_keywords(name):
+    """The keyword arguments an expression may pass to function `name`."""
+    e = FUNCTIONS.get(name)
+    return e.keywords if e is not None else ()

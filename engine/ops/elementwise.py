@@ -6,7 +6,7 @@ is undone by the backward loop, so rules here are written in the broadcast shape
 import numpy as np
 
 from ..tensor import Tensor
-from ._core import apply, apply1, defop
+from ._core import apply, apply1, defop, export
 
 UNARY = [((),), ((2,),), ((3, 2),), ((1, 2),), ((2, 3, 4),)]
 BINARY = [((), ()), ((2,), ()), ((3, 2), (2,)), ((1, 2), (3, 1)), ((2, 3, 4), (3, 4)), ((2, 3), 1.5), ((2,), (2,))]
@@ -18,18 +18,19 @@ def _samples(shapes):
 
 # -- arithmetic --------------------------------------------------------------------------------
 ADD = defop("add", np.add, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g),
-            saves=('', ''), nodes="AddBackward0", samples=_samples(BINARY), doc="x + y")
+            saves=('', ''), operators={"__add__": "fast", "__radd__": "fast"}, nodes="AddBackward0", samples=_samples(BINARY), doc="x + y")
 SUB = defop("sub", np.subtract, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g),
-            saves=('', ''), nodes="SubBackward0", samples=_samples(BINARY), doc="x - y")
+            saves=('', ''), operators={"__sub__": "fast", "__rsub__": "reflected"}, nodes="SubBackward0", samples=_samples(BINARY), doc="x - y")
 RSUB = defop("rsub", lambda x, other: other - x, (lambda xp, g, out, x, other: -g,),
-             saves=('',), nodes="RsubBackward1", method=False, samples=[(((2, 3),), {"other": 2.0})],
-             doc="other - x for a number `other` (what `2 - x` records)", public=False)
+             saves=('',), nodes="RsubBackward1", samples=[(((2, 3),), {"other": 2.0})],
+             doc="other - x for a number `other` (what `2 - x` records)")
 MUL = defop("mul", np.multiply, (lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x),
-            saves=('y', 'x'), nodes="MulBackward0", samples=_samples(BINARY), doc="x * y")
+            saves=('y', 'x'), operators={"__mul__": "fast", "__rmul__": "fast"}, nodes="MulBackward0", samples=_samples(BINARY), doc="x * y")
 DIV = defop("div", np.true_divide,
             (lambda xp, g, out, x, y: g / y, lambda xp, g, out, x, y: -g * x / (y * y)),
-            saves=('y', 'x y'), nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y")
-NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), saves=('',), nodes="NegBackward0", fresh=True,
+            saves=('y', 'x y'), operators={"__truediv__": "fast", "__rtruediv__": "reflected"},
+            nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y")
+NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), saves=('',), nodes="NegBackward0", fresh=True, operators={"__neg__": "unary"},
             samples=_samples(UNARY), doc="-x")
 RECIPROCAL = defop("reciprocal", lambda x: 1.0 / x, (lambda xp, g, out, x: -g * out * out,),
                    saves=('out',), nodes="ReciprocalBackward0", domain=("nonzero",), samples=_samples(UNARY),
@@ -57,23 +58,26 @@ def _pow_exp_vjp(xp, g, out, x, y):
 
 
 POW = defop("pow", lambda x, exponent: np.power(x, exponent), (_pow_scalar_vjp,),
-            saves=('x',), nodes="PowBackward0", domain=("positive",), method=False,
+            saves=('x',), nodes="PowBackward0", domain=("positive",),
             samples=[(((2, 3),), {"exponent": 2}), (((3,),), {"exponent": 0.5}),
                      (((2,),), {"exponent": -1.5}), (((),), {"exponent": 3})],
             doc="x ** exponent for a number exponent")
 POW_T = defop("pow_tensor", np.power, (_pow_base_vjp, _pow_exp_vjp), saves=('x y', 'x y out'), nodes="PowBackward1",
-              domain=("positive", "real"), method=False, samples=_samples(BINARY[:6]),
-              doc="x ** y for tensors x and y", public=False)
+              operators={"__pow__": "call", "__rpow__": "reflected"},
+              domain=("positive", "real"), samples=_samples(BINARY[:6]),
+              doc="x ** y for tensors x and y")
 RPOW = defop("rpow", lambda x, base: np.power(base, x),
              (lambda xp, g, out, x, base: g * out * float(np.log(base)),),
-             saves=('out',), nodes="PowBackward2", method=False, samples=[(((2, 3),), {"base": 2.0})],
-             doc="base ** x for a number base", public=False)
+             saves=('out',), nodes="PowBackward2", samples=[(((2, 3),), {"base": 2.0})],
+             doc="base ** x for a number base")
 
 
 # -- unary math --------------------------------------------------------------------------------
-def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc="", fresh=False, saves=None):
+def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc="", fresh=False, saves=None,
+           operators=None):
     return defop(name, fwd, (rule,), nodes=node, domain=domain, samples=_samples(UNARY),
-                 kinks=kinks, doc=doc or f"elementwise {name}(x)", fresh=fresh, saves=saves)
+                 kinks=kinks, doc=doc or f"elementwise {name}(x)", fresh=fresh, saves=saves,
+                 operators=operators)
 
 
 def _sigmoid(x):
@@ -104,12 +108,12 @@ SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: xp.sigmoid_backward(
                   "SigmoidBackward0", fresh=True, saves=('out',))
 # abs'(0) = 0 (PyTorch uses sgn(x), which is 0 at 0)
 ABS = _unary("abs", np.abs, lambda xp, g, out, x: g * np.sign(xp.raw(x)), "AbsBackward0",
-             ("kinkfree",), kinks=lambda x, **a: [x], saves=('x',))
+             ("kinkfree",), kinks=lambda x, **a: [x], saves=('x',), operators={"__abs__": "unary"})
 # relu'(0) = 0 (PyTorch's threshold_backward passes the gradient only where out > 0)
 RELU = _unary("relu", lambda x: np.maximum(x, 0), lambda xp, g, out, x: g * (xp.raw(out) > 0),
               "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x], saves=('out',))
 SOFTPLUS = defop("softplus", _softplus, (_softplus_vjp,), saves=('x',), nodes="SoftplusBackward0",
-                 samples=_samples(UNARY) + [(((3,),), {"beta": 2.0})], method=False,
+                 samples=_samples(UNARY) + [(((3,),), {"beta": 2.0})],
                  doc="log(1 + exp(x)), linear above threshold (torch.nn.functional.softplus)")
 
 
@@ -162,7 +166,7 @@ MINIMUM = defop("minimum", np.minimum,
 WHERE = defop("where", lambda x, y, condition: np.where(condition, x, y),
               (lambda xp, g, out, x, y, condition: xp.where(condition, g, 0.0),
                lambda xp, g, out, x, y, condition: xp.where(condition, 0.0, g)),
-              saves=('', ''), nodes="WhereBackward0", method=False,
+              saves=('', ''), nodes="WhereBackward0",
               samples=[(((2, 3), (2, 3)), {"condition": np.array([[True, False, True], [False, True, False]])}),
                        (((3,), ()), {"condition": np.array([True, False, True])})],
               doc="where(condition, x, y): x where condition holds, else y")
@@ -170,7 +174,7 @@ WHERE = defop("where", lambda x, y, condition: np.where(condition, x, y),
 
 # -- comparisons and other non-differentiable elementwise ops --------------------------------
 def _cmp(name, fn):
-    return defop(name, fn, None, nodes=(), differentiable=False,
+    return defop(name, fn, None, nodes=(), differentiable=False, operators={f"__{name}__": "call"},
                  samples=_samples(BINARY[:5]), doc=f"elementwise {name} (a bool tensor, no gradient)")
 
 
@@ -180,6 +184,7 @@ EQ, NE, LT, LE, GT, GE = (_cmp(n, f) for n, f in (("eq", np.equal), ("ne", np.no
 SIGN = defop("sign", np.sign, None, nodes=(), differentiable=False, samples=_samples(UNARY),
              doc="sign of x (no gradient)")
 LOGICAL_NOT = defop("logical_not", np.logical_not, None, nodes=(), differentiable=False,
+                    operators={"__invert__": "unary"},
                     samples=_samples(UNARY), doc="not x")
 
 
@@ -188,6 +193,7 @@ def _t(v):
     return v if isinstance(v, Tensor) else Tensor._make(np.asarray(v))
 
 
+@export("add", op=ADD, keywords=("alpha",))
 def add(x, y, *, alpha=1):
     if alpha != 1:
         y = y * alpha
@@ -196,6 +202,7 @@ def add(x, y, *, alpha=1):
     return apply(ADD, (x, y))
 
 
+@export("sub", "subtract", op=SUB, keywords=("alpha",))
 def sub(x, y, *, alpha=1):
     if alpha != 1:
         y = y * alpha
@@ -206,12 +213,14 @@ def sub(x, y, *, alpha=1):
     return apply(SUB, (x, y))
 
 
+@export("mul", "multiply", op=MUL)
 def mul(x, y):
     if not isinstance(x, Tensor):
         return apply(MUL, (y, x)) if isinstance(y, Tensor) else _t(np.multiply(x, y))
     return apply(MUL, (x, y))
 
 
+@export("div", "divide", "true_divide", op=DIV)
 def div(x, y):
     if not isinstance(x, Tensor):
         if isinstance(y, Tensor) and isinstance(x, (int, float)):
@@ -220,21 +229,7 @@ def div(x, y):
     return apply(DIV, (x, y))
 
 
-true_divide = divide = div
-multiply, subtract = mul, sub
-
-
-def neg(x):
-    return apply1(NEG, x)
-
-
-negative = neg
-
-
-def reciprocal(x):
-    return apply1(RECIPROCAL, x)
-
-
+@export("pow", op=POW_T, keywords=("exponent",))
 def pow(x, exponent):  # noqa: A001
     if not isinstance(x, Tensor):
         if isinstance(exponent, Tensor) and isinstance(x, (int, float)):
@@ -245,27 +240,30 @@ def pow(x, exponent):  # noqa: A001
     return apply1(POW, x, {"exponent": exponent})
 
 
-def _u(op):
+def _u(op, *aliases):
+    """The public function of a one-input op without attributes; its Tensor method takes the
+    unary fast path."""
     def fn(x):
         return apply1(op, x if isinstance(x, Tensor) else _t(x))
-    fn.__name__ = op.name
+    fn.__name__ = fn.__qualname__ = op.name
     fn.__doc__ = op.doc
-    return fn
+    return export(op.name, *aliases, op=op, fast_unary=True)(fn)
 
 
+neg, reciprocal = _u(NEG, "negative"), _u(RECIPROCAL)
 exp, log, log1p, sqrt = _u(EXP), _u(LOG), _u(LOG1P), _u(SQRT)
 sin, cos, tan, tanh, sigmoid = _u(SIN), _u(COS), _u(TAN), _u(TANH), _u(SIGMOID)
-abs, relu = _u(ABS), _u(RELU)  # noqa: A001
-absolute = abs
-sign = _u(SIGN)
-logical_not = _u(LOGICAL_NOT)
+abs, relu = _u(ABS, "absolute"), _u(RELU)  # noqa: A001
+sign, logical_not = _u(SIGN), _u(LOGICAL_NOT)
 
 
+@export("softplus", op=SOFTPLUS, keywords=("beta", "threshold"))
 def softplus(x, beta=1.0, threshold=20.0):
     attrs = {} if (beta == 1.0 and threshold == 20.0) else {"beta": beta, "threshold": threshold}
     return apply1(SOFTPLUS, x, attrs)
 
 
+@export("clamp", "clip", op=CLAMP, keywords=("min", "max"))
 def clamp(x, min=None, max=None):  # noqa: A002
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
@@ -277,17 +275,17 @@ def clamp(x, min=None, max=None):  # noqa: A002
     return apply1(CLAMP, x, attrs)
 
 
-clip = clamp
-
-
+@export("maximum", op=MAXIMUM)
 def maximum(x, y):
     return apply(MAXIMUM, (_t(x), _t(y)))
 
 
+@export("minimum", op=MINIMUM)
 def minimum(x, y):
     return apply(MINIMUM, (_t(x), _t(y)))
 
 
+@export("where", op=WHERE, method=False)
 def where(condition, x, y):
     cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != np.bool_:
@@ -297,26 +295,25 @@ def where(condition, x, y):
     return apply(WHERE, (x, y), {"condition": cond})
 
 
-def _c(op):
+@export("where", function=False)
+def where_method(self, condition, y):
+    """x.where(condition, y): x where condition holds, else y."""
+    return where(condition, self, y)
+
+
+def _c(op, *aliases):
     def fn(x, y):
         return apply(op, (_t(x), y._data if isinstance(y, Tensor) else y))
-    fn.__name__ = op.name
-    return fn
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__doc__ = op.doc
+    return export(op.name, *aliases, op=op)(fn)
 
 
-eq, ne, lt, le, gt, ge = _c(EQ), _c(NE), _c(LT), _c(LE), _c(GT), _c(GE)
-greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
+eq, ne, lt, le = _c(EQ), _c(NE, "not_equal"), _c(LT, "less"), _c(LE, "less_equal")
+gt, ge = _c(GT, "greater"), _c(GE, "greater_equal")
 
-for _op, _fn in ((ADD, add), (SUB, sub), (RSUB, None), (MUL, mul), (DIV, div), (NEG, neg),
-                 (RECIPROCAL, reciprocal), (POW, pow), (POW_T, pow), (RPOW, pow), (EXP, exp),
-                 (LOG, log), (LOG1P, log1p), (SQRT, sqrt), (SIN, sin), (COS, cos), (TAN, tan),
-                 (TANH, tanh), (SIGMOID, sigmoid), (ABS, abs), (RELU, relu), (SOFTPLUS, softplus),
-                 (CLAMP, clamp), (MAXIMUM, maximum), (MINIMUM, minimum), (WHERE, where), (EQ, eq),
-                 (NE, ne), (LT, lt), (LE, le), (GT, gt), (GE, ge), (SIGN, sign),
-                 (LOGICAL_NOT, logical_not)):
-    _op.func = _fn
+# how the registry's tests call the entries whose public function takes other arguments
 RSUB.func = lambda x, other: sub(other, x)
 POW.func = lambda x, exponent: pow(x, exponent)
 RPOW.func = lambda x, base: pow(base, x)
 WHERE.func = lambda x, y, condition: where(condition, x, y)
-SOFTPLUS.func = softplus

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import errors
 from ..tensor import Tensor
-from ._core import apply, defop
+from ._core import apply, defop, export
 
 
 # xd, yd: the operands' ndims, kept as attributes so that each rule reads only the operand it
@@ -40,7 +40,8 @@ def _matmul(x, y, xd, yd):
 
 
 MATMUL = defop("matmul", _matmul, (_mm_x, _mm_y),
-               saves=("y", "x"), nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0"),
+               saves=("y", "x"), operators={"__matmul__": "call", "__rmatmul__": "reflected"},
+               nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0"),
                samples=[(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((3,), (3, 2)), {}),
                         (((2, 3), (3, 4)), {}), (((2, 2, 3), (2, 3, 4)), {}), (((2, 2, 3), (3, 2)), {}),
                         (((3,), (2, 3, 4)), {}),
@@ -62,6 +63,7 @@ def _matmul_error(a, b):
     return f"matmul: shapes {list(sa)} and {list(sb)} cannot be multiplied"
 
 
+@export("matmul", op=MATMUL)
 def matmul(x, y):
     if not isinstance(x, Tensor):
         x = Tensor._make(np.asarray(x))
@@ -89,15 +91,16 @@ def matmul(x, y):
         raise errors.ShapeError(_matmul_error(a, b)) from None
 
 
+@export("dot", "inner", "vdot")
 def dot(x, y):
     if x.ndim != 1 or y.ndim != 1:
         raise errors.ShapeError(f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
     return matmul(x, y)
 
 
-inner = vdot = dot
 
 
+@export("mm")
 def mm(x, y):
     if x.ndim != 2:
         raise errors.ShapeError("self must be a matrix")
@@ -106,18 +109,21 @@ def mm(x, y):
     return matmul(x, y)
 
 
+@export("mv")
 def mv(x, y):
     if x.ndim != 2 or y.ndim != 1:
         raise errors.ShapeError(f"vector + matrix @ vector expected, got {x.ndim}, {y.ndim}")
     return matmul(x, y)
 
 
+@export("bmm")
 def bmm(x, y):
     if x.ndim != 3 or y.ndim != 3:
         raise errors.ShapeError("batch1 and batch2 must be 3D tensors")
     return matmul(x, y)
 
 
+@export("outer", "ger")
 def outer(x, y):
     """PyTorch records outer(a, b) as a.reshape(-1, 1) * b (ViewBackward0 -> MulBackward0)."""
     from .elementwise import mul
@@ -125,5 +131,3 @@ def outer(x, y):
     return mul(reshape(x, (-1, 1)), y)
 
 
-ger = outer
-MATMUL.func = matmul
