@@ -10,7 +10,7 @@ chain exports without touching the recursion limit, in time linear in its size.
 """
 import numpy as np
 
-from .graph import AccumulateGrad, walk
+from .graph import AccumulateGrad, accumulator, walk
 from .tensor import Tensor
 
 COLORS = {"leaf": "lightblue", "output": "darkolivegreen1", "saved": "orange", "op": "lightgrey",
@@ -75,7 +75,7 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
           max_nodes=1000, node_grads=None, output_names=None):
     """The graph behind `outputs` (a Tensor or a sequence) as a _Graph.
 
-    names: {id(tensor): name} for leaves; a leaf's own `_name` is used otherwise.
+    names: {id(tensor): name} for leaves (a leaf without one shows its shape and values only).
     node_grads: {node: [array per output]} gradients seen flowing into each node (--retain-grad).
     """
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
@@ -87,43 +87,48 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
         counter[0] += 1
         return f"n{counter[0]}"
 
-    ids = {}
+    roots = []
+    root_of = []
+    for k, o in enumerate(outs):
+        root = o.grad_fn
+        if root is None and o._rg:
+            root = accumulator(o)
+        root_of.append(root)
+        roots.append(root)
+    # the nodes shown: the first max_nodes of the one graph walk (each reached from one before
+    # it, so what is shown is connected); the rest are counted in a note
     order = []
-    leaf_ids = {}
+    hidden = 0
+    for n in walk(roots):
+        if len(order) < max_nodes:
+            order.append(n)
+        else:
+            hidden += 1
+    ids = {}
     for k, o in enumerate(outs):
         oname = (output_names[k] if output_names else ("output" if len(outs) == 1 else f"output{k}"))
         oid = new_id()
         g.nodes.append((oid, "output", _tensor_label(oname, o._data, show_values,
                                                      o._grad._data if show_grad and o._grad is not None else None)))
-        root = o.grad_fn
-        if root is None and o._rg:
-            from .graph import accumulator
-            root = accumulator(o)
-        if root is None:
-            continue
-        if root not in ids:
-            ids[root] = new_id()
-            order.append(root)
-        g.edges.append((ids[root], oid, ""))
+        if root_of[k] is not None:
+            if root_of[k] not in ids:
+                ids[root_of[k]] = new_id()
+            g.edges.append((ids[root_of[k]], oid, ""))
+    for node in order:
+        if node not in ids:
+            ids[node] = new_id()
 
-    # Breadth-first over next_functions in their order: a fixed traversal, iterative.
-    i = 0
-    shown = 0
-    hidden = 0
-    while i < len(order):
-        node = order[i]
-        i += 1
-        shown += 1
+    leaf_ids = {}
+    for node in order:
         nid = ids[node]
         if isinstance(node, AccumulateGrad):
             var = node.variable
-            label = "AccumulateGrad"
-            g.nodes.append((nid, "accumulate", label))
+            g.nodes.append((nid, "accumulate", "AccumulateGrad"))
             lid = leaf_ids.get(id(var))
             if lid is None:
                 lid = new_id()
                 leaf_ids[id(var)] = lid
-                name = names.get(id(var)) or var._name or ""
+                name = names.get(id(var)) or ""
                 grad = var._grad._data if show_grad and var._grad is not None else None
                 g.nodes.append((lid, "leaf", _tensor_label(name, var._data, show_values, grad)))
             g.edges.append((lid, nid, ""))
@@ -137,33 +142,16 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
             label += "\ngrad " + "; ".join(fmt_values(a) for a in node_grads[node] if a is not None)
         g.nodes.append((nid, "op", label))
         if show_saved:
-            saved = _saved_of(node)
-            for sname, arr in saved:
+            for sname, arr in _saved_of(node):
                 sid = new_id()
                 g.nodes.append((sid, "saved", f"{sname}\n{fmt_shape(arr.shape)} {arr.dtype.name}"))
                 g.edges.append((sid, nid, "dashed"))
         for nxt in node._next:
-            if nxt is None:
-                continue
-            if nxt not in ids:
-                if len(ids) >= max_nodes:
-                    hidden += 1
-                    ids[nxt] = None
-                    continue
-                ids[nxt] = new_id()
-                order.append(nxt)
-            if ids[nxt] is not None:
+            if nxt is not None and nxt in ids:
                 g.edges.append((ids[nxt], nid, ""))
     if hidden:
-        total = _count_beyond(order, ids)
-        g.note = (new_id(), f"{total} more backward nodes not shown (raise --max-nodes to see them)")
+        g.note = (new_id(), f"{hidden} more backward nodes not shown (raise --max-nodes to see them)")
     return g
-
-
-def _count_beyond(order, ids):
-    """How many nodes lie past the cut (each counted once)."""
-    cut = [n for n, v in ids.items() if v is None]
-    return sum(1 for _ in walk(cut, follow=lambda n: ids.get(n) is None))
 
 
 def _saved_of(node):
