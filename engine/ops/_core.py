@@ -525,14 +525,17 @@ def binary_operator(op, slow):
             node._saved = (x if k0 else None, y if k1 else None)
             # a saved number counts as saved too: PyTorch wraps it as a tensor and frees it,
             # so (x * 2).sum() fails a second backward, as (x + 2).sum() does not
-            v0 = v1 = None
-            if k0:
-                vc = x._vc
-                v0 = vc[0] if vc is not None else _first_version(x)
-            if k1 and yt:
-                vc = y._vc
-                v1 = vc[0] if vc is not None else _first_version(y)
-            node._ver = (v0, v1)
+            if k0 or yt:
+                v0 = v1 = None
+                if k0:
+                    vc = x._vc
+                    v0 = vc[0] if vc is not None else _first_version(x)
+                if k1 and yt:
+                    vc = y._vc
+                    v1 = vc[0] if vc is not None else _first_version(y)
+                node._ver = (v0, v1)
+            else:
+                node._ver = _NONE2           # a number only: nothing to version, no tuple made
         else:
             node._saved = _NONE2
         if keep_out:
