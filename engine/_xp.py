@@ -10,6 +10,16 @@ import numpy as np
 
 INPLACE_MIN = 4096   # elements: below this, reusing a temporary costs more than allocating
 
+# The Tensor class and the ops package, handed over by engine.ops once both exist (`install`):
+# this module sits below them (the backward loop uses it), so it never imports them.
+Tensor = None
+ops = None
+
+
+def install(tensor_cls, ops_module):
+    global Tensor, ops
+    Tensor, ops = tensor_cls, ops_module
+
 
 class _Numpy:
     exp = staticmethod(np.exp)
@@ -84,7 +94,6 @@ class _Numpy:
 
     @staticmethod
     def wrap(a):
-        from .tensor import Tensor
         return Tensor._make(np.asarray(a))
 
     @staticmethod
@@ -125,10 +134,9 @@ class _Numpy:
 
 
 class _Tensor:
-    """Same vocabulary on Tensors through engine ops (filled in lazily to avoid import cycles)."""
+    """Same vocabulary on Tensors through engine ops (looked up on first use of each name)."""
 
     def __getattr__(self, name):
-        from . import ops
         fn = getattr(ops, "xp_" + name, None) or getattr(ops, name)
         setattr(self, name, fn)
         return fn
@@ -147,7 +155,6 @@ class _Tensor:
 
     @staticmethod
     def wrap(a):
-        from .tensor import Tensor
         return a if isinstance(a, Tensor) else Tensor._make(np.asarray(a))
 
     @staticmethod
@@ -156,7 +163,6 @@ class _Tensor:
 
     @staticmethod
     def const(a):
-        from .tensor import Tensor
         return Tensor._make(np.asarray(a))
 
 

@@ -626,19 +626,19 @@ def _accumulate(var, g, create_graph, owned=False):
     """Add `g` into leaf `var`.grad (PyTorch's AccumulateGrad). Without create_graph the sum is
     made in place, also into a .grad that has history (grad mode is off there, as in PyTorch);
     an `owned` g (a sum this pass allocated) becomes .grad without a copy."""
-    from .tensor import Tensor
+    make = type(var)._make
     cur = var._grad
     if create_graph:
-        gt = g if isinstance(g, Tensor) else Tensor._make(np.asarray(g))
+        gt = _TENSOR.wrap(g)
         var._grad = gt if cur is None else cur + gt
         return
     if cur is None:
         if owned and g.dtype == var._data.dtype:
-            var._grad = Tensor._make(g)
+            var._grad = make(g)
         else:
-            var._grad = Tensor._make(np.array(g, dtype=var._data.dtype, copy=True))
+            var._grad = make(np.array(g, dtype=var._data.dtype, copy=True))
     elif cur._data.shape != np.shape(g):
-        var._grad = Tensor._make(np.asarray(cur._data + g))
+        var._grad = make(np.asarray(cur._data + g))
     else:
         np.add(cur._data, g, out=cur._data, casting="unsafe")
         cur._bump()

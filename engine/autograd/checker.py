@@ -19,7 +19,9 @@ from .. import errors
 from ..grad_mode import STATE, enable_grad, no_grad
 from ..graph import run_backward, walk
 from ..tensor import Tensor
-from . import functional
+from . import backward, functional, grad as _grad
+from .function import BackwardCFunction
+from .functional import first_not_batch_aware
 
 
 class GradcheckError(errors.EngineError, RuntimeError):
@@ -172,7 +174,6 @@ def _backward_grads(func, inputs, diff, cotangents):
     if len(live) == 1 and live[0][0]._data.size == 1 and np.all(live[0][1] == 1):
         live[0][0].backward()                        # exactly y.backward()
     elif live:
-        from . import backward
         backward([o for o, _ in live], [Tensor._make(v.astype(o._data.dtype)) for o, v in live])
     return [np.zeros(inputs[i]._data.shape) if leaves[i]._grad is None
             else np.asarray(leaves[i]._grad._data, dtype=np.float64) for i in diff]
@@ -201,7 +202,6 @@ def _custom_functions(outs):
     """Names of the user-defined Function nodes on the graph of `outs`, in traversal order.
     Built-in ops are checked against finite differences by the engine's own tests, so when a
     check fails these are the first suspects."""
-    from .function import BackwardCFunction
     names = []
     for n in walk(o.grad_fn for o in outs):
         if isinstance(n, BackwardCFunction) and n.name() not in names:
@@ -260,7 +260,6 @@ def _extra_checks(outs, inputs, diff, nondet_tol, undefined_grad=True, batched_g
 
 def _batched_check(live, ins, rng, tol, batch=3):
     """is_grads_batched over `batch` grad_outputs == one backward per grad_output."""
-    from .functional import first_not_batch_aware
     bad = first_not_batch_aware(live)
     if bad is not None:
         return False, (f"check_batched_grad: {bad.name()} is a custom Function whose backward is not marked "
@@ -439,7 +438,6 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                   check_fwd_over_rev=False, check_rev_over_rev=True, fast_mode=False, masked=False):
     """Check second derivatives: gradcheck of (inputs, v) -> grad(func(inputs), inputs, v).
     gen_non_contig_grad_outputs makes the random grad_outputs non-contiguous views."""
-    from . import grad as _grad
     if not check_rev_over_rev and not check_fwd_over_rev:
         raise ValueError("Expected at least one of check_fwd_over_rev or check_rev_over_rev to be True")
     _unsupported(check_fwd_over_rev=(check_fwd_over_rev, False), masked=(bool(masked), False))

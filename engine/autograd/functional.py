@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from .._lazy import Diagonal
+from .. import ops
 from ..grad_mode import enable_grad
 from ..graph import run_backward, walk
 from ..tensor import Tensor
@@ -87,7 +88,6 @@ def jacobian_rows(out, inputs, create_graph, vectorize, warn=True):
             continue
         shape = out._data.shape + t._data.shape
         if create_graph:
-            from .. import ops
             rows = [r if r is not None else Tensor._make(np.zeros(t._data.shape)) for r in rows]
             res.append(ops.stack(rows).reshape(shape) if rows else Tensor._make(np.zeros(shape)))
         else:

@@ -5,8 +5,12 @@ Importing the op modules registers their entries and exports (engine/ops/_core.p
 here lists an op by hand. This module also provides the `xp_*` functions through which rules
 run on Tensors under create_graph=True (engine/_xp.py).
 """
+import sys
+
 import numpy as np
 
+from .. import _xp
+from ..tensor import Tensor
 from ._core import (FUNCTIONS, METHODS, REGISTRY, apply, apply1, binary_operator, defop, export,  # noqa: F401
                     expression_keywords, public_functions)
 from . import elementwise, linalg, reduce, shape  # noqa: F401  (registers every entry and export)
@@ -136,3 +140,6 @@ def bind(tensor_cls):
     tensor_cls.__hash__ = object.__hash__
     tensor_cls.__and__ = lambda self, o: tensor_cls._make(np.logical_and(self._data, getattr(o, "_data", o)))
     tensor_cls.__or__ = lambda self, o: tensor_cls._make(np.logical_or(self._data, getattr(o, "_data", o)))
+
+
+_xp.install(Tensor, sys.modules[__name__])      # the create_graph namespace runs through these ops

@@ -9,6 +9,8 @@ import numpy as np
 from .. import errors
 from ..tensor import Tensor
 from ._core import apply, defop, export
+from .elementwise import mul
+from .shape import reshape
 
 
 # xd, yd: the operands' ndims, kept as attributes so that each rule reads only the operand it
@@ -126,8 +128,6 @@ def bmm(x, y):
 @export("outer", "ger")
 def outer(x, y):
     """PyTorch records outer(a, b) as a.reshape(-1, 1) * b (ViewBackward0 -> MulBackward0)."""
-    from .elementwise import mul
-    from .shape import reshape
     return mul(reshape(x, (-1, 1)), y)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .. import errors
 from ..tensor import Tensor, wrap_dim
 from ._core import apply1, defop, export
+from .elementwise import maximum, minimum
 
 SHAPES = [(2,), (3, 2), (2, 3, 4)]
 
@@ -313,13 +314,11 @@ def _minmax(x, dim, keepdim, op_all, op_dim, argf, result, other_fn):
 
 @export("max", op=MAX_ALL, keywords=("dim", "keepdim"))
 def max(x, dim=None, keepdim=False):  # noqa: A001
-    from .elementwise import maximum
     return _minmax(x, dim, keepdim, MAX_ALL, MAX_DIM, np.argmax, _MaxResult, maximum)
 
 
 @export("min", op=MIN_ALL, keywords=("dim", "keepdim"))
 def min(x, dim=None, keepdim=False):  # noqa: A001
-    from .elementwise import minimum
     return _minmax(x, dim, keepdim, MIN_ALL, MIN_DIM, np.argmin, _MinResult, minimum)
 
 

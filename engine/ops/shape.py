@@ -8,6 +8,8 @@ import numpy as np
 
 from .. import errors
 from ..tensor import Tensor, wrap_dim
+from .. import _dtype
+from .._xp import NUMPY
 from ._core import apply, apply1, defop, export
 
 
@@ -96,7 +98,6 @@ INDEX = defop("index", lambda x, key, in_shape, out_ndim, accumulate: x[key], (_
 
 
 def _unindex_fwd(g, shape, key, out_ndim, accumulate):
-    from .._xp import NUMPY
     return NUMPY.unindex(g, shape, key, out_ndim, accumulate)
 
 
@@ -333,7 +334,6 @@ def contiguous(x):
 
 @export("to", op=TO, function=False)
 def to(x, dtype=None, *args, **kwargs):
-    from .. import _dtype
     if isinstance(dtype, str):            # x.to("cpu")
         return x
     nd = _dtype.to_numpy_dtype(dtype or kwargs.get("dtype"))
