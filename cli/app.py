@@ -1,4 +1,5 @@
-"""The `autograd` command: registers the commands and holds the one error boundary. No math here.
+"""The `autograd` command: registers the commands, nothing else (the error boundary is
+cli/boundary.py, below the commands). No math here.
 
 Start-up stays light: this module imports typer only; each command imports the engine, Rich
 and the rest inside its body.
@@ -41,29 +42,6 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
 for _name, _fn in (("grad", grad_command), ("jacobian", jacobian_command), ("check", check_command),
                    ("graph", graph_command)):
     app.command(_name, context_settings=options.EXTRA, help=_fn.__doc__)(_fn)
-
-
-def run(ctx, debug, body):
-    """The error boundary every command runs through: parse --NAME VALUES, call `body`, map errors
-    to exit codes (2 usage/input, 1 failed check), print no traceback unless --debug."""
-    import numpy as np
-
-    from .errors import report
-    from .targets import parse_variable_args
-    known = {p.name for p in ctx.command.params} | {o.lstrip("-") for p in ctx.command.params
-                                                     for o in getattr(p, "opts", []) if o.startswith("--")}
-    old = np.seterr(all="ignore")     # inf/nan are results to show, not warnings to print
-    try:
-        values = parse_variable_args(list(ctx.args), known)
-        values.known_options = known
-        body(values)
-    except typer.Exit:
-        raise
-    except Exception as e:  # noqa: BLE001 - the boundary
-        code = report(e, debug)
-        raise typer.Exit(code) from None
-    finally:
-        np.seterr(**old)
 
 
 def main():

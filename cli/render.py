@@ -6,12 +6,39 @@ import math
 import re
 import sys
 
+_STDOUT = None     # the real stdout while a command runs (the boundary points sys.stdout at stderr)
+
+
+def set_stdout(stream):
+    global _STDOUT
+    _STDOUT = stream
+
+
+def out():
+    """Where the command's data goes: the real stdout (a .py target's prints go to stderr)."""
+    return _STDOUT if _STDOUT is not None else sys.stdout
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text, limit=2000):
+    """`text` safe to echo on a terminal: control characters (escape sequences typed or pasted into
+    an argument) shown as \\xNN, and a line longer than `limit` shortened in its middle."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    lines = []
+    for line in text.split("\n"):
+        if len(line) > limit:
+            line = line[:limit // 2] + f" ... ({len(line) - limit} characters) ... " + line[-limit // 2:]
+        lines.append(line)
+    return "\n".join(lines)
+
 
 def rich_wanted(stream=None):
     """Rich on a terminal (or when AUTOGRAD_RICH=1); plain text when piped, without importing Rich
     at all (it is a quarter of a piped run's start-up)."""
     import os
-    stream = stream or sys.stdout
+    stream = stream or out()
     if os.environ.get("AUTOGRAD_RICH") == "1":
         return True
     return hasattr(stream, "isatty") and stream.isatty()
@@ -24,7 +51,7 @@ class _Plain:
     """The slice of rich.console.Console we use, printing plain text (markup tags dropped)."""
 
     def __init__(self, stderr=False):
-        self.stream = sys.stderr if stderr else sys.stdout
+        self.stream = sys.stderr if stderr else out()
 
     def print(self, obj=""):
         if isinstance(obj, _PlainTable):
@@ -60,7 +87,7 @@ class _PlainTable:
 
 def console(stderr=False, min_width=None):
     """A Rich console on a terminal (colour unless NO_COLOR), else a plain-text stand-in."""
-    stream = sys.stderr if stderr else sys.stdout
+    stream = sys.stderr if stderr else out()
     if not rich_wanted(stream):
         return _Plain(stderr)
     import os
@@ -70,7 +97,7 @@ def console(stderr=False, min_width=None):
     width = None if tty or os.environ.get("COLUMNS") else 120
     if min_width and not tty:
         width = max(width or 120, min_width)
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    return Console(file=stream, highlight=False, soft_wrap=False, width=width)
 
 
 def table(title, columns):
@@ -105,8 +132,10 @@ def esc(s):
 
 
 def to_jsonable(arr):
-    """Nested lists of floats (0-d: a plain number), full float64 precision."""
+    """Nested lists of floats (0-d: a plain number), full float64 precision; None stays null."""
     import numpy as np
+    if arr is None:
+        return None
     a = np.asarray(arr)
     if a.dtype.kind == "b":
         return a.tolist()
@@ -126,7 +155,7 @@ def dump_json(doc):
         if isinstance(o, (list, tuple)):
             return [clean(v) for v in o]
         return o
-    sys.stdout.write(json.dumps(clean(doc), indent=2) + "\n")
+    out().write(json.dumps(clean(doc), indent=2) + "\n")
 
 
 def note(text):

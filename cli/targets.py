@@ -100,13 +100,16 @@ def _load_file(path, func_name):
     module_name = "__autograd_target__"
     spec = importlib.util.spec_from_file_location(module_name, str(path))
     module = importlib.util.module_from_spec(spec)
+    _USER_FILES.add(path.resolve())
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)      # the user's own file, run as `python file.py` would
+    except KeyboardInterrupt:
+        raise                                # Ctrl-C is 130, not the user's error
     except SystemExit as e:
         raise CliError(f"{path} called exit({e.code}) while being loaded") from None
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
-        raise UserCodeError(_user_traceback(e, path)) from None
+        raise UserCodeError(user_traceback(e) or _format(e, [])) from None
     finally:
         sys.path.pop(0)
     if not hasattr(module, func_name):
@@ -131,20 +134,37 @@ def _load_file(path, func_name):
     def call(tensors):
         try:
             return fn(*[tensors[p] for p in params])
-        except CliError:
+        except (CliError, KeyboardInterrupt):
             raise
-        except Exception as e:  # noqa: BLE001
-            raise UserCodeError(_user_traceback(e, path)) from None
+        except SystemExit as e:
+            raise UserCodeError(_format(e, _mine(e)) + f"\nyour code called sys.exit({e.code!r}) in "
+                                f"{func_name}: nothing was computed or checked") from None
+        except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
+            raise UserCodeError(user_traceback(e) or _format(e, [])) from None
     return Target("file", str(path), params, call, defaults=defaults, label=f"{path.name}:{func_name}")
 
 
-def _user_traceback(e, path):
-    """The traceback trimmed to frames in the user's file (what they can act on)."""
-    tb = traceback.extract_tb(e.__traceback__)
-    mine = [f for f in tb if pathlib.Path(f.filename).resolve() == path.resolve()]
-    lines = ["Traceback (in your file):\n"] + traceback.format_list(mine or tb[-1:])
+_USER_FILES = set()       # the .py targets loaded in this process (resolved paths)
+
+
+def _mine(e):
+    """The frames of e's traceback that are in a loaded target file."""
+    frames = traceback.extract_tb(e.__traceback__)
+    return [f for f in frames if pathlib.Path(f.filename).resolve() in _USER_FILES]
+
+
+def _format(e, frames):
+    lines = ["Traceback (in your file):\n"] + traceback.format_list(frames) if frames else []
     lines += traceback.format_exception_only(type(e), e)
     return "".join(lines).rstrip()
+
+
+def user_traceback(e):
+    """e's traceback trimmed to the frames in the user's .py target (what they can act on), or
+    None when none of it ran there. Catches errors raised anywhere in the user's code: while it
+    loads, in f, in a Function's forward or backward (called from inside the engine)."""
+    frames = _mine(e)
+    return _format(e, frames) if frames else None
 
 
 def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):

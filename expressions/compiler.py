@@ -155,12 +155,14 @@ class _Compiler:
 
         def run(env):
             try:
-                return fn(env)
+                out = fn(env)
             except ExpressionError:
                 raise
             except (EngineError, IndexError, TypeError, ValueError, ZeroDivisionError, OverflowError,
                     MemoryError) as e:
                 raise ExpressionError(f"{_clean(e)} in '{seg}'", span, text) from None
+            _check_size(_shape(out), seg, span, text)        # views too: expand() is free, its use is not
+            return out
         return run
 
     # -- leaves ------------------------------------------------------------------------------------
@@ -210,10 +212,17 @@ class _Compiler:
                 return Const(_fold(name, a.value, b.value))
             a = a.value if isinstance(a, Const) else a
             b = b.value if isinstance(b, Const) else b
+            if name != "matmul":
+                try:
+                    _check_size(np.broadcast_shapes(_shape(a), _shape(b)), seg, span, text)
+                except ValueError:
+                    pass                              # not broadcastable: the op says so below
             try:
-                return fn(a, b)
+                out = fn(a, b)
             except Exception as e:   # noqa: BLE001 - every engine failure becomes a pointed message
                 raise ExpressionError(_binop_message(sym, a, b, e, seg), span, text) from None
+            _check_size(_shape(out), seg, span, text)
+            return out
         return run
 
     def c_unaryop(self, node, depth):
@@ -263,6 +272,7 @@ class _Compiler:
             raise self.error("only engine functions can be called (like tanh(x) or x.sum())", f)
         fn = functions()[name]
         allowed = _keywords(name)
+        span = self.span(node)
         args = []
         for a in node.args:
             if isinstance(a, ast.Starred):
@@ -272,16 +282,23 @@ class _Compiler:
         for kw in node.keywords:
             if kw.arg is None:
                 raise self.error("**keyword arguments are not allowed", kw.value)
+            if kw.arg in kwargs:
+                raise self.error(f"keyword argument repeated: {kw.arg}=", kw.value)
             if kw.arg not in allowed:
                 hint = f"; {name} takes {', '.join(f'{k}=' for k in sorted(allowed))}" if allowed else \
                     f"; {name} takes no keyword arguments"
                 raise self.error(f"unknown keyword '{kw.arg}='{hint}", kw.value)
             kwargs[kw.arg] = self._arg(kw.value, depth)
 
+        takes_tensors = _takes_sequence(fn)
+
         def call(env):
             import engine
             vals = [a(env) for a in args]
             vals = [_unconst(v) for v in vals]
+            if not takes_tensors and any(isinstance(v, list) for v in vals):
+                raise ExpressionError(f"{name}() takes tensors, not a list: to join several tensors use "
+                                      f"stack([...]) or cat([...])", span, self.text)
             kv = {k: _unconst(v(env)) for k, v in kwargs.items()}
             if self_arg is not None:
                 s = _unconst(self_arg(env))
@@ -420,6 +437,25 @@ def _fold(name, a, b):
 def _clean(e):
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return msg
+
+
+def _check_size(shape, seg, span, text):
+    from .values import MAX_ELEMENTS
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_ELEMENTS:
+        raise ExpressionError(f"'{seg}' would have {n:,} elements; the limit is {MAX_ELEMENTS:,}", span, text)
+
+
+def _takes_sequence(fn):
+    """Whether `fn`'s first parameter is a sequence of tensors (cat, stack)."""
+    import inspect
+    try:
+        first = next(iter(inspect.signature(fn).parameters), None)
+    except (TypeError, ValueError):
+        return False
+    return first == "tensors"
 
 
 def _shape(v):

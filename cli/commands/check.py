@@ -25,7 +25,7 @@ def check_command(
 
     Exit code 1 when any check fails. Defaults are PyTorch's: eps 1e-6, atol 1e-5, rtol 1e-3.
     """
-    from ..app import run
+    from ..boundary import run
     run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out))
 
 

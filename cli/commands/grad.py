@@ -9,7 +9,7 @@ def grad_command(
     ctx: typer.Context,
     target: o.Target,
     wrt: o.Wrt = None,
-    times: int = typer.Option(1, "--times", min=1, help="Run backward N times (graph retained) and show .grad after each"),
+    times: int = typer.Option(1, "--times", min=1, max=100, help="Run backward N times (graph retained) and show .grad after each (at most 100)"),
     zero_grad: bool = typer.Option(False, "--zero-grad", help="Zero the gradients between the --times calls"),
     grad_output: str = typer.Option(None, "--grad-output", help="Gradient to seed a non-scalar output with (VALUES)"),
     check: bool = typer.Option(False, "--check", help="Also run the gradient checker"),
@@ -26,7 +26,7 @@ def grad_command(
 
     --times 2 shows gradients accumulating ([3, 4] then [6, 8]); add --zero-grad to reset them.
     """
-    from ..app import run
+    from ..boundary import run
     run(ctx, debug, lambda values: _grad(target, values, wrt, times, zero_grad, grad_output, check, dot,
                                          func, seed, dtype, json_out))
 
@@ -36,8 +36,10 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
 
     from .. import render
     from ..options import check_dtype
+    from ..outputs import prepare, write_graph
     from ..targets import build_inputs, load_target
     check_dtype(dtype)
+    dot = prepare(dot)                        # before any work
     target = load_target(target_text, func)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)
@@ -61,14 +63,17 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     for call in range(1, times + 1):
         if zero_grad and call > 1:
             for name in chosen:
-                tensors[name].grad.zero_()
+                if tensors[name].grad is not None:
+                    tensors[name].grad.zero_()
         out.backward(seed_grad, retain_graph=call < times)
-        history.append({name: tensors[name].grad.numpy().copy() for name in chosen})
+        # an input the output does not reach through a differentiable op keeps .grad None (PyTorch)
+        history.append({name: None if tensors[name].grad is None else tensors[name].grad.numpy().copy()
+                        for name in chosen})
+    unreached = [n for n in chosen if history[-1][n] is None]
     report = None
     if check:
         report = _check(target, tensors, chosen)
-    if dot:
-        from ..commands.graph import write_graph
+    if dot is not None:
         write_graph(outs, tensors, dot, show_values=True, show_grad=True)
     if json_out:
         doc = {"expression": target.text,
@@ -77,6 +82,8 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
                "inputs": {n: {"value": render.to_jsonable(t.numpy(force=True)), "shape": list(t.shape),
                               "requires_grad": t.requires_grad} for n, t in tensors.items()},
                "gradients": {n: render.to_jsonable(history[-1][n]) for n in chosen}}
+        if unreached:
+            doc["no_gradient"] = unreached
         if times > 1:
             doc["accumulation"] = [{"call": i + 1, "gradients": {n: render.to_jsonable(g[n]) for n in chosen}}
                                    for i, g in enumerate(history)]
@@ -93,12 +100,15 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             for n in chosen:
                 t.add_row(n, render.shape_text(tensors[n].shape), render.esc(repr(tensors[n].grad)))
             render.show(con, t)
+            _say_unreached(unreached)
         else:
             t = render.table("gradients after each backward() call", ["call"] + [f"{n}.grad" for n in chosen])
             import engine
             for i, g in enumerate(history):
-                t.add_row(str(i + 1), *[render.esc(repr(engine.tensor(g[n]))) for n in chosen])
+                t.add_row(str(i + 1), *[render.esc("None" if g[n] is None else repr(engine.tensor(g[n])))
+                                        for n in chosen])
             render.show(con, t)
+            _say_unreached(unreached)
             if zero_grad:
                 render.note("--zero-grad: .grad was zeroed before each call (w.grad.zero_()), so every call "
                             "shows the same gradient instead of a running sum.")
@@ -117,6 +127,14 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             render.check_line(con, report)
     if report is not None and not report.passed:
         raise CheckFailed()
+
+
+def _say_unreached(names):
+    from .. import render
+    for n in names:
+        render.note(f"{n}.grad is None: {n} does not reach the output through an operation with a derivative "
+                    f"(a comparison, a detach, integer values, or a backward that returned None for it), so "
+                    f"backward() leaves its .grad None, as PyTorch does.")
 
 
 def _check(target, tensors, chosen):

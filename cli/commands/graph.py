@@ -4,9 +4,6 @@ import typer
 from .. import options as o
 from ..errors import CliError
 
-RENDERED = (".svg", ".png", ".pdf")
-TEXT = (".dot", ".gv", ".mmd")
-
 
 def graph_command(
     ctx: typer.Context,
@@ -19,6 +16,7 @@ def graph_command(
     forward: bool = typer.Option(False, "--forward", help="Label nodes with the forward op too (mul -> MulBackward0)"),
     rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) or LR"),
     max_nodes: int = typer.Option(1000, "--max-nodes", min=1, help="Collapse the graph beyond this many nodes"),
+    dot_timeout: float = typer.Option(60.0, "--dot-timeout", min=0.1, help="Seconds Graphviz may take to render before it is stopped"),
     wrt: o.Wrt = None,
     func: o.Func = "f",
     seed: o.Seed = 0,
@@ -29,55 +27,21 @@ def graph_command(
 
     Example: autograd graph "sum(w*x)" --w 1,2 --x 3,4 -o graph.svg
     """
-    from ..app import run
+    from ..boundary import run
     if rankdir not in ("TB", "LR"):
         raise typer.BadParameter("--rankdir must be TB or LR")
     run(ctx, debug, lambda values: _graph(target, values, output, show_values, show_grad, retain_grad,
-                                          show_saved, forward, rankdir, max_nodes, wrt, func, seed, dtype))
-
-
-def check_output(path):
-    if path is None:
-        return None
-    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if suffix not in RENDERED + TEXT:
-        raise CliError(f"cannot tell the format of '{path}': use .dot, .gv, .svg, .png, .pdf or .mmd")
-    import shutil
-    if suffix in RENDERED and shutil.which("dot") is None:
-        raise CliError(f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install it "
-                       "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz), or write "
-                       ".dot and render it elsewhere")
-    return suffix
-
-
-def write_graph(outs, tensors, path, *, rankdir="TB", **options):
-    from engine import dotgraph as dotmod
-    suffix = check_output(path)
-    names = {id(t): n for n, t in tensors.items()}
-    if suffix == ".mmd":
-        text = dotmod.to_mermaid(list(outs), names, rankdir=rankdir, **options)
-    else:
-        text = dotmod.to_dot(list(outs), names, rankdir=rankdir, **options)
-    if path is None:
-        import sys
-        sys.stdout.write(text)
-        return
-    if suffix in RENDERED:
-        import subprocess
-        r = subprocess.run(["dot", f"-T{suffix[1:]}", "-o", path], input=text.encode(), capture_output=True)
-        if r.returncode != 0:
-            raise CliError(f"Graphviz could not render {path}: {r.stderr.decode().strip()}")
-        return
-    with open(path, "w") as fh:
-        fh.write(text)
+                                          show_saved, forward, rankdir, max_nodes, wrt, func, seed, dtype,
+                                          dot_timeout))
 
 
 def _graph(target_text, values, output, show_values, show_grad, retain_grad, show_saved, forward, rankdir,
-           max_nodes, wrt, func, seed, dtype):
+           max_nodes, wrt, func, seed, dtype, dot_timeout):
     from ..options import check_dtype
+    from ..outputs import prepare, write_graph
     from ..targets import build_inputs, load_target
     check_dtype(dtype)
-    check_output(output)                      # before any work: a missing Graphviz is said at once
+    output = prepare(output)                  # before any work: a bad path or no Graphviz is said at once
     if retain_grad and not show_grad:
         raise CliError("--retain-grad only makes sense with --show-grad")
     target = load_target(target_text, func)
@@ -86,7 +50,7 @@ def _graph(target_text, values, output, show_values, show_grad, retain_grad, sho
     node_grads = None
     if show_grad:
         node_grads = _backward(outs, retain_grad)
-    write_graph(outs, tensors, output, rankdir=rankdir, show_values=show_values, show_grad=show_grad,
+    write_graph(outs, tensors, output, rankdir=rankdir, timeout=dot_timeout, show_values=show_values, show_grad=show_grad,
                 show_saved=show_saved, forward=forward, max_nodes=max_nodes, node_grads=node_grads,
                 output_names=["output"] if single else [f"output{k}" for k in range(len(outs))])
 

@@ -22,7 +22,7 @@ def jacobian_command(
 
     Example: autograd jacobian "tanh(W @ x)" --W "1,2;3,4" --x 0.5,-1
     """
-    from ..app import run
+    from ..boundary import run
     run(ctx, debug, lambda values: _jacobian(target, values, wrt, check, full, func, seed, dtype, json_out))
 
 

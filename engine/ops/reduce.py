@@ -23,7 +23,11 @@ def norm_dims(dim, ndim):
     if isinstance(dim, (list, tuple)):
         if len(dim) == 0:
             return tuple(range(-ndim, 0))
-        dims = tuple(sorted({wrap_dim(d, ndim) - builtins.max(ndim, 1) for d in dim}))
+        wrapped = [wrap_dim(d, ndim) for d in dim]
+        for k, d in enumerate(wrapped):
+            if d in wrapped[:k]:
+                raise errors.EngineRuntimeError(f"dim {d} appears multiple times in the list of dims")
+        dims = tuple(sorted(d - builtins.max(ndim, 1) for d in wrapped))
     else:
         dims = (wrap_dim(dim, ndim) - builtins.max(ndim, 1),)
     if ndim == 0:

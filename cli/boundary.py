@@ -1,0 +1,129 @@
+"""The one error boundary every command runs through, below the commands (they import it; it
+imports no command).
+
+Exit codes: 0 success, 1 a gradient check failed, 2 a usage or input error (the user's own
+code raising included), 3 an internal error (one line; the traceback with --debug), 130 Ctrl-C,
+141 a closed stdout (the usual code of a process ended by SIGPIPE). Nothing else escapes.
+
+While a command runs, `sys.stdout` is the user's stderr: whatever a .py target prints goes there,
+and the command's own data (tables, JSON, DOT) goes to the real stdout through `render.out()`.
+"""
+import os
+import sys
+import warnings
+
+import typer
+
+from .errors import CheckFailed, CliError, UserCodeError
+
+EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE = 1, 2, 3, 130, 141
+
+
+def run(ctx, debug, body):
+    """Parse --NAME VALUES, call `body(values)`, and map every outcome to an exit code."""
+    import numpy as np
+
+    from . import render
+    from .targets import parse_variable_args
+    known = {p.name for p in ctx.command.params} | {o.lstrip("-") for p in ctx.command.params
+                                                     for o in getattr(p, "opts", []) if o.startswith("--")}
+    old = np.seterr(all="ignore")     # inf/nan are results to show, not warnings to print
+    real_stdout = sys.stdout
+    render.set_stdout(real_stdout)
+    code = 0
+    try:
+        with warnings.catch_warnings():
+            # numpy's own warnings (with its install paths) are not the user's business
+            warnings.filterwarnings("ignore", module=r"numpy(\.|$)")
+            sys.stdout = sys.stderr
+            values = parse_variable_args(list(ctx.args), known)
+            values.known_options = known
+            body(values)
+            sys.stdout = real_stdout
+            _flush(real_stdout)
+    except typer.Exit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - the boundary: nothing escapes it
+        sys.stdout = real_stdout
+        code = report(e, debug)
+    finally:
+        sys.stdout = real_stdout
+        render.set_stdout(None)
+        np.seterr(**old)
+    if code:
+        raise typer.Exit(code)
+
+
+def _flush(stream):
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError):
+        pass
+
+
+def report(exc, debug=False):
+    """Print `exc` to stderr as the user should see it and return the exit code. Never raises."""
+    try:
+        return _report(exc, debug)
+    except BaseException:  # noqa: BLE001 - a failure to report is still one line and exit 3
+        _say("error: internal error while reporting an error (run again with --debug)")
+        return EXIT_INTERNAL
+
+
+def _report(exc, debug):
+    from engine.errors import EngineError
+    from expressions import ExpressionError
+
+    from .targets import user_traceback
+    if isinstance(exc, CheckFailed):
+        return EXIT_CHECK_FAILED
+    if isinstance(exc, BrokenPipeError):
+        # the reader went away (| head): stop quietly; stdout is gone, so point it at devnull
+        # so that Python's own flush at exit does not complain
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EXIT_PIPE
+    if debug:
+        import traceback
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    if isinstance(exc, UserCodeError):
+        _say(exc.message)
+        return EXIT_USAGE
+    mine = user_traceback(exc)          # raised inside the user's .py file (forward, backward, ...)
+    if mine is not None and not isinstance(exc, KeyboardInterrupt):
+        _say(mine)
+        return EXIT_USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    if isinstance(exc, (CliError, ExpressionError)):
+        _say(f"error: {exc.message}")
+        text, span = exc.text, exc.span
+        if text is not None and span is not None:
+            from expressions.errors import ExpressionError as E
+            _say("  " + E("", span, text).caret().replace("\n", "\n  "))
+        return EXIT_USAGE
+    if isinstance(exc, EngineError):
+        _say(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return EXIT_USAGE
+    if isinstance(exc, MemoryError):
+        _say("error: out of memory: the computation needs more memory than this machine has "
+             "(use smaller values, fewer inputs with --wrt, or check --fast)")
+        return EXIT_USAGE
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    _say(f"error: internal error ({what.splitlines()[0]}); run again with --debug for the traceback")
+    return EXIT_INTERNAL
+
+
+def _say(text):
+    from .render import printable
+    try:
+        sys.stderr.write(printable(text) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):      # stderr closed: nothing more can be said
+        pass

@@ -1,0 +1,108 @@
+"""Files the commands write (graph -o, grad --dot), shared below the commands.
+
+A path is checked before any work (format, Graphviz present, its folder exists and is
+writable, it is not a folder) and resolved then, so a target's os.chdir cannot move it. The
+file is written to a temporary file beside it and renamed into place only when complete: a
+full disk, a failing or timed-out `dot`, or Ctrl-C leaves the previous file as it was and no
+partial file. Graphviz runs with a timeout and dies with us.
+"""
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+
+from .errors import CliError
+
+RENDERED = (".svg", ".png", ".pdf")
+TEXT = (".dot", ".gv", ".mmd")
+DOT_TIMEOUT = 60.0         # seconds; --dot-timeout changes it
+
+
+class Output:
+    """A checked output path: `path` (absolute) and `suffix`."""
+
+    def __init__(self, path, suffix):
+        self.path, self.suffix = path, suffix
+
+
+def prepare(text):
+    """Check an output path now, before any work; None stays None (stdout)."""
+    if text is None:
+        return None
+    path = pathlib.Path(text).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in RENDERED + TEXT:
+        raise CliError(f"cannot tell the format of '{text}': use .dot, .gv, .svg, .png, .pdf or .mmd")
+    if suffix in RENDERED and shutil.which("dot") is None:
+        raise CliError(f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install it "
+                       "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz), or write "
+                       ".dot and render it elsewhere")
+    path = path.absolute()
+    if path.is_dir():
+        raise CliError(f"'{text}' is a folder: give a file name, like {text.rstrip('/')}/graph{suffix}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise CliError(f"cannot write '{text}': the folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write '{text}': no permission to write in '{folder}'")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CliError(f"cannot write '{text}': the file is read-only")
+    return Output(path, suffix)
+
+
+def write_graph(outs, tensors, output, *, rankdir="TB", timeout=None, **options):
+    """The graph of `outs` as DOT/Mermaid text to the real stdout (output None), or to a file."""
+    from engine import dotgraph
+
+    from . import render
+    names = {id(t): n for n, t in tensors.items()}
+    if output is not None and output.suffix == ".mmd":
+        text = dotgraph.to_mermaid(list(outs), names, rankdir=rankdir, **options)
+    else:
+        text = dotgraph.to_dot(list(outs), names, rankdir=rankdir, **options)
+    if output is None:
+        render.out().write(text)
+    elif output.suffix in RENDERED:
+        _atomic(output, lambda tmp: _run_dot(text, output, tmp, timeout or DOT_TIMEOUT))
+    else:
+        _atomic(output, lambda tmp: tmp.write_text(text))
+    return output
+
+
+def _atomic(output, make):
+    """make(tmp_path) writes the whole file; then it replaces output.path in one rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.path.name}.", suffix=".tmp", dir=output.path.parent)
+    os.close(fd)
+    tmp = pathlib.Path(tmp)
+    try:
+        make(tmp)
+        os.replace(tmp, output.path)
+    except OSError as e:
+        raise CliError(f"could not write '{output.path}': {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _die_with_parent():
+    """In the child, before exec: get SIGKILL when autograd dies (Linux), so no `dot` is left."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))      # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort off Linux
+        pass
+
+
+def _run_dot(text, output, tmp, timeout):
+    try:
+        r = subprocess.run(["dot", f"-T{output.suffix[1:]}", "-o", str(tmp)], input=text.encode(),
+                           capture_output=True, timeout=timeout, preexec_fn=_die_with_parent)
+    except subprocess.TimeoutExpired:
+        raise CliError(f"Graphviz did not finish rendering {output.path.name} within {timeout:g} s (it was "
+                       "stopped): write .dot instead, cut the graph with --max-nodes, or raise "
+                       "--dot-timeout") from None
+    if r.returncode != 0:
+        raise CliError(f"Graphviz could not render {output.path.name}: "
+                       f"{r.stderr.decode(errors='replace').strip().splitlines()[0] if r.stderr else 'exit ' + str(r.returncode)}")
