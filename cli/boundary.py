@@ -8,6 +8,7 @@ code raising included), 3 an internal error (one line; the traceback with --debu
 While a command runs, `sys.stdout` is the user's stderr: whatever a .py target prints goes there,
 and the command's own data (tables, JSON, DOT) goes to the real stdout through `render.out()`.
 """
+import errno
 import os
 import sys
 import warnings
@@ -27,6 +28,9 @@ def run(ctx, debug, body):
     from .targets import parse_variable_args
     known = {p.name for p in ctx.command.params} | {o.lstrip("-") for p in ctx.command.params
                                                      for o in getattr(p, "opts", []) if o.startswith("--")}
+    if sys.stdout is None:            # started with stdout closed (>&-): nowhere to put results
+        _say("error: cannot write the output: standard output is closed")
+        raise typer.Exit(EXIT_USAGE)
     old = np.seterr(all="ignore")     # inf/nan are results to show, not warnings to print
     real_stdout = sys.stdout
     render.set_stdout(real_stdout)
@@ -35,7 +39,7 @@ def run(ctx, debug, body):
         with warnings.catch_warnings():
             # numpy's own warnings (with its install paths) are not the user's business
             warnings.filterwarnings("ignore", module=r"numpy(\.|$)")
-            sys.stdout = sys.stderr
+            sys.stdout = sys.stderr if sys.stderr is not None else real_stdout
             values = parse_variable_args(list(ctx.args), known)
             values.known_options = known
             body(values)
@@ -80,14 +84,12 @@ def _report(exc, debug):
     if isinstance(exc, CheckFailed):
         return EXIT_CHECK_FAILED
     if isinstance(exc, BrokenPipeError):
-        # the reader went away (| head): stop quietly; stdout is gone, so point it at devnull
-        # so that Python's own flush at exit does not complain
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
+        _drop_stdout()                   # the reader went away (| head): stop quietly
         return EXIT_PIPE
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EBADF):
+        _drop_stdout()
+        _say(f"error: cannot write the output: {exc.strerror or exc}")
+        return EXIT_USAGE
     if debug:
         import traceback
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
@@ -120,10 +122,22 @@ def _report(exc, debug):
     return EXIT_INTERNAL
 
 
+def _drop_stdout():
+    """stdout cannot take more: point it at devnull, so that Python's own flush at exit (of what
+    is still buffered) succeeds instead of printing a traceback and exiting 120."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _say(text):
     from .render import printable
+    if sys.stderr is None:               # started with stderr closed: nothing can be said
+        return
     try:
         sys.stderr.write(printable(text) + "\n")
         sys.stderr.flush()
-    except (OSError, ValueError):      # stderr closed: nothing more can be said
+    except Exception:  # noqa: BLE001 - stderr closed or full: nothing more can be said
         pass

@@ -30,23 +30,36 @@ def parse_variable_args(args, known_options):
                            "as --json, must be renamed)")
         name, eq, value = tok[2:].partition("=")
         if not eq:
-            if i + 1 >= len(args):
-                raise CliError(f"--{name} needs a value, like --{name} 1,2")
+            if i + 1 >= len(args) or (args[i + 1].startswith("--") and not _looks_numeric(args[i + 1])):
+                near = near_option(name, known_options)
+                if near:
+                    raise CliError(f"no such option: --{name} (did you mean --{near}?)")
+                if i + 1 >= len(args):
+                    raise CliError(f"--{name} needs a value, like --{name} 1,2")
+                raise CliError(f"--{name} needs a value, like --{name} 1,2 (got option {args[i + 1]})")
             value = args[i + 1]
-            if value.startswith("--") and not _looks_numeric(value):
-                raise CliError(f"--{name} needs a value, like --{name} 1,2 (got option {value})")
             i += 2
         else:
             i += 1
         if not _NAME.match(name):
             raise CliError(f"'--{name}' is not a variable name: names start with a letter and use letters, "
                            "digits and _")
+        if "_" in name and name.replace("_", "-") in known_options:
+            raise CliError(f"no such option: --{name} (did you mean --{name.replace('_', '-')}?)")
         if name in known_options:
             raise CliError(f"the variable '{name}' clashes with the option --{name}: rename the variable")
         if name in values:
             raise CliError(f"--{name} is given twice: give each variable once")
         values[name] = value
     return values
+
+
+def near_option(name, known_options):
+    """The command option `name` is probably a misspelling of, or None."""
+    import difflib
+    options = sorted(o for o in known_options if len(o) > 1)
+    near = difflib.get_close_matches(name.replace("_", "-"), options, n=1, cutoff=0.75)
+    return near[0] if near else None
 
 
 def _looks_numeric(s):
@@ -69,6 +82,8 @@ class Target:
         out = self._call(tensors)
         single = not isinstance(out, (tuple, list))
         outs = (out,) if single else tuple(out)
+        if not outs:
+            raise CliError("the target returned no outputs (an empty tuple); return a tensor or a tuple of tensors")
         import engine
         for k, o in enumerate(outs):
             if not isinstance(o, engine.Tensor):
@@ -84,21 +99,25 @@ class Target:
         return fn
 
 
-def load_target(text, func_name="f"):
+def load_target(text, func_name="f", given=()):
+    """TARGET as a Target. given: the variable names the command line has values for."""
     path = pathlib.Path(text)
-    if text.endswith(".py"):
+    if text.lower().endswith(".py"):
         if not path.is_file():
             raise CliError(f"file not found: '{text}'")
         return _load_file(path, func_name)
     from expressions import compile_expression
-    program = compile_expression(text)
+    program = compile_expression(text, variables=given)
     return Target("expression", text, list(program.variables), program.run, program=program)
 
 
 def _load_file(path, func_name):
     import importlib.util
     module_name = "__autograd_target__"
-    spec = importlib.util.spec_from_file_location(module_name, str(path))
+    from importlib.machinery import SourceFileLoader
+    # an explicit source loader: a file named t.PY is Python too (the suffix picks no loader)
+    spec = importlib.util.spec_from_file_location(module_name, str(path),
+                                                  loader=SourceFileLoader(module_name, str(path)))
     module = importlib.util.module_from_spec(spec)
     _USER_FILES.add(path.resolve())
     sys.path.insert(0, str(path.resolve().parent))
@@ -144,6 +163,22 @@ def _load_file(path, func_name):
     return Target("file", str(path), params, call, defaults=defaults, label=f"{path.name}:{func_name}")
 
 
+MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
+
+
+def check_jacobian_size(target, tensors, chosen, hint, outs=None):
+    """Refuse, before any work, a dense Jacobian that would not fit: one forward gives the output
+    sizes (`jacobian 'x*2' --x 'randn(100000)'` asked for 74.5 GiB and died of MemoryError)."""
+    import engine
+    if outs is None:
+        with engine.no_grad():
+            outs, _ = target.call(tensors)
+    n = sum(o.numel() for o in outs) * sum(tensors[c].numel() for c in chosen)
+    if n > MAX_JACOBIAN:
+        raise CliError(f"the Jacobian would have {n:,} elements ({n * 8 / 2 ** 30:.1f} GiB in float64); the limit is "
+                       f"{MAX_JACOBIAN:,}: {hint}")
+
+
 _USER_FILES = set()       # the .py targets loaded in this process (resolved paths)
 
 
@@ -179,6 +214,9 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
             raise CliError(f"the variable '{n}' clashes with the option --{n}: rename the variable")
     unknown = [n for n in raw if n not in target.names]
     if unknown:
+        near = near_option(unknown[0], getattr(raw, "known_options", ()))
+        if near:
+            raise CliError(f"no such option: --{unknown[0]} (did you mean --{near}?)")
         used = ", ".join(target.names) or "no variables"
         raise CliError(f"--{unknown[0]} is given but the target does not use '{unknown[0]}' (it uses {used})")
     rng = LazyGenerator(seed)          # numpy.random is imported only for randn/rand values

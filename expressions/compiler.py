@@ -75,8 +75,10 @@ class Program:
         return out
 
 
-def compile_expression(text):
-    """Compile `text`; raises ExpressionError (with a span) for anything outside the language."""
+def compile_expression(text, variables=()):
+    """Compile `text`; raises ExpressionError (with a span) for anything outside the language.
+    variables: names the caller has values for; such a name is a variable even where it would
+    be a constant (`e`, `pi`, `inf`, `nan`)."""
     if not isinstance(text, str):
         raise ExpressionError("the expression must be text")
     if len(text) > MAX_LENGTH:
@@ -96,7 +98,7 @@ def compile_expression(text):
                               text) from None
     except ValueError as e:  # e.g. null bytes
         raise ExpressionError(f"invalid text: {e}", (0, len(text)), text) from None
-    c = _Compiler(text if "\n" in text else text.strip(), text)
+    c = _Compiler(text if "\n" in text else text.strip(), text, frozenset(variables))
     try:
         root = c.compile(tree.body, 0)
     except RecursionError:
@@ -113,7 +115,8 @@ def _syntax_offset(text, e):
 
 
 class _Compiler:
-    def __init__(self, source, original):
+    def __init__(self, source, original, given=frozenset()):
+        self.given = given
         self.source = source
         self.text = original
         self.shift = original.find(source) if source in original else 0
@@ -181,7 +184,7 @@ class _Compiler:
         name = node.id
         if name.startswith("_"):
             raise self.error(f"names starting with '_' are not allowed ('{name}')", node)
-        if name in CONSTANTS:
+        if name in CONSTANTS and name not in self.given:
             return lambda env, v=CONSTANTS[name]: Const(v)
         if name in functions():
             raise self.error(f"'{name}' is a function: call it, as in {name}(x)", node)

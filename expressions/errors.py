@@ -19,8 +19,20 @@ class ExpressionError(Exception):
         line_end = self.text.find("\n", start)
         line_end = len(self.text) if line_end < 0 else line_end
         line = self.text[line_start:line_end]
+        col = start - line_start
         width = max(1, min(end, line_end) - start)
-        return line + "\n" + " " * (start - line_start) + "^" * width
+        if len(line) > WINDOW:
+            # a long text is shown around the span only (a 130 KB expression was echoed whole)
+            left = max(0, col - WINDOW // 3)
+            right = min(len(line), max(col + min(width, WINDOW // 3) + WINDOW // 3, left + WINDOW))
+            pre, post = ("..." if left else ""), ("..." if right < len(line) else "")
+            line = pre + line[left:right] + post
+            col = col - left + len(pre)
+            width = max(1, min(width, right - (start - line_start)))
+        return line + "\n" + " " * col + "^" * width
+
+
+WINDOW = 120       # characters of a long line shown around the caret
 
 
 class ValueSyntaxError(ExpressionError):

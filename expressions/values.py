@@ -141,23 +141,82 @@ def _nested(text):
     return arr
 
 
+MAX_TEXT_BYTES = 2 * 10 ** 9      # a .csv/.txt this large cannot hold <= MAX_ELEMENTS numbers sensibly
+MAX_DIMS = 32                      # numpy's and PyTorch's limit on tensor dimensions is near this
+
+
 def _file(path_text):
+    """Read @path: sizes are checked from the .npy header or the file size before reading;
+    pickles are never loaded; only regular files are read."""
+    import os
+    import stat
     path = pathlib.Path(path_text.strip()).expanduser()
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv", ".txt"):
         raise ValueSyntaxError(f"cannot read '{path}': use a .npy, .csv or .txt file")
-    if not path.is_file():
-        raise ValueSyntaxError(f"file not found: '{path}'")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ValueSyntaxError(f"file not found: '{path}'") from None
+    except OSError as e:
+        raise ValueSyntaxError(f"cannot read '{path}': {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueSyntaxError(f"'{path}' is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueSyntaxError(f"'{path}' is not a regular file (a device, pipe or socket); save the values "
+                               "to a file first")
+    if st.st_size == 0:
+        raise ValueSyntaxError(f"'{path}' is empty")
+    if not os.access(path, os.R_OK):
+        raise ValueSyntaxError(f"cannot read '{path}': permission denied")
     try:
         if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
+            arr = _npy(path)
         else:
-            arr = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, dtype=np.float64, ndmin=0)
-    except (OSError, ValueError) as e:
-        raise ValueSyntaxError(f"could not read '{path}': {str(e).splitlines()[0]}") from None
-    if arr.dtype.kind not in "fiub":
-        raise ValueSyntaxError(f"'{path}' does not hold numbers (dtype {arr.dtype})")
-    return np.asarray(arr, dtype=np.float64)
+            if st.st_size > MAX_TEXT_BYTES:
+                raise ValueSyntaxError(f"'{path}' is {st.st_size:,} bytes; text files up to {MAX_TEXT_BYTES:,} "
+                                       "bytes are read (save large arrays as .npy)")
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")          # numpy's "Empty input file" warning
+                arr = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, dtype=np.float64, ndmin=0)
+            if arr.size == 0:
+                raise ValueSyntaxError(f"'{path}' holds no numbers")
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueSyntaxError(f"could not read '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    _check_elements(arr.shape, f"'{path}'")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _npy(path):
+    """A .npy array, its header read first: shape and dtype are checked before any data is."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+        if head[:2] == b"PK":
+            raise ValueSyntaxError(f"'{path}' is a zip archive (an .npz), not a .npy file: load it with "
+                                   "numpy and save one array with numpy.save")
+        if head != b"\x93NUMPY":
+            raise ValueSyntaxError(f"'{path}' is not a .npy file (it does not start with numpy's header)")
+        fh.seek(0)
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    if dtype.hasobject or dtype.kind not in "fiub":
+        raise ValueSyntaxError(f"'{path}' does not hold numbers (dtype {dtype}); only numeric arrays are read")
+    _check_elements(shape, f"'{path}'")
+    return np.load(path, allow_pickle=False)
+
+
+def _check_elements(shape, what):
+    if len(shape) > MAX_DIMS:
+        raise ValueSyntaxError(f"{what} has {len(shape)} dimensions; the limit is {MAX_DIMS}")
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_ELEMENTS:
+        raise ValueSyntaxError(f"{what} has {n:,} elements; the limit is {MAX_ELEMENTS:,}")
 
 
 class LazyGenerator:

@@ -36,10 +36,13 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
 
     from .. import render
     from ..options import check_dtype
-    from ..targets import build_inputs, load_target
+    from ..targets import build_inputs, check_jacobian_size, load_target
     check_dtype(dtype)
-    target = load_target(target_text, func)
+    target = load_target(target_text, func, given=values)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    if not fast:
+        check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "
+                            "and one backward) or fewer inputs with --wrt")
     names = list(tensors)
     fn = target.function(names)
     with warnings.catch_warnings():
@@ -59,8 +62,12 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             i_lab = render.labels(p.input_name, p.input_shape)
             oi = _flat(p.worst_index[0], p.output_shape)
             ii = _flat(p.worst_index[1], p.input_shape)
-            t.add_row(f"{p.input_name}.grad" if p.kind == "grad" else p.input_name, f"{p.max_abs_error:.3g}", f"{p.max_rel_error:.3g}",
-                      render.esc(i_lab[ii] if len(o_lab) == 1 else f"{o_lab[oi]}, {i_lab[ii]}"),
+            if not i_lab or not o_lab:
+                where = "- (empty)"          # an empty input or output has no element to name
+            else:
+                where = i_lab[ii] if len(o_lab) == 1 else f"{o_lab[oi]}, {i_lab[ii]}"
+            t.add_row(f"{p.input_name}.grad" if p.kind == "grad" else p.input_name, f"{p.max_abs_error:.3g}",
+                      f"{p.max_rel_error:.3g}", render.esc(where),
                       f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}",
                       "[green]pass[/green]" if p.passed else "[red]FAIL[/red]")
         if report.pairs:

@@ -40,7 +40,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     from ..targets import build_inputs, load_target
     check_dtype(dtype)
     dot = prepare(dot)                        # before any work
-    target = load_target(target_text, func)
+    target = load_target(target_text, func, given=values)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)
     if not single:
@@ -138,8 +138,12 @@ def _say_unreached(names):
 
 
 def _check(target, tensors, chosen):
-    from engine.autograd.checker import check_gradients
     import warnings
+
+    from engine.autograd.checker import check_gradients
+
+    from ..targets import check_jacobian_size
+    check_jacobian_size(target, tensors, chosen, "drop --check, or run 'autograd check --fast'")
     fn = target.function(list(tensors))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -44,7 +44,7 @@ def _graph(target_text, values, output, show_values, show_grad, retain_grad, sho
     output = prepare(output)                  # before any work: a bad path or no Graphviz is said at once
     if retain_grad and not show_grad:
         raise CliError("--retain-grad only makes sense with --show-grad")
-    target = load_target(target_text, func)
+    target = load_target(target_text, func, given=values)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)
     node_grads = None

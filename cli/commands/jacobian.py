@@ -36,10 +36,12 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     from .. import render
     from ..errors import CheckFailed
     from ..options import check_dtype
-    from ..targets import build_inputs, load_target
+    from ..targets import build_inputs, check_jacobian_size, load_target
     check_dtype(dtype)
-    target = load_target(target_text, func)
+    target = load_target(target_text, func, given=values)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    check_jacobian_size(target, tensors, chosen, "pick fewer inputs with --wrt or smaller values ("
+                        "'autograd check --fast' checks gradients without the Jacobian)")
     names = list(tensors)
     fn = target.function(names)
     with warnings.catch_warnings(record=True) as caught:

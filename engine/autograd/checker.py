@@ -190,7 +190,7 @@ def _grad_results(func, inputs, diff, names, outs, numerical, atol, rtol, seed):
         a = g.reshape(-1)
         ok, w, max_abs, max_rel = _compare(a, n, atol, rtol)
         shape = inputs[i]._data.shape
-        idx = tuple(int(v) for v in np.unravel_index(w, shape)) if len(shape) else ()
+        idx = tuple(int(v) for v in np.unravel_index(w, shape)) if len(shape) and a.size else ()
         res.append(PairResult(-1, i, "backward()", names[i], (), shape, a.reshape(1, -1),
                               n.reshape(1, -1), max_abs, max_rel, ((), idx),
                               float(a[w]) if a.size else 0.0, float(n[w]) if n.size else 0.0, ok,
@@ -349,9 +349,12 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
             a = analytical[k][i_pos]
             n = numerical[k]
             ok, w, max_abs, max_rel = _compare(a, n, atol, rtol)
-            w = np.unravel_index(w, a.shape) if a.size else (0, 0)
-            o_idx = tuple(int(v) for v in np.unravel_index(w[0], o._data.shape)) if o._data.ndim else ()
-            i_idx = tuple(int(v) for v in np.unravel_index(w[1], inputs[i]._data.shape)) if inputs[i]._data.ndim else ()
+            if a.size:                   # an empty input or output has no worst element
+                w = np.unravel_index(w, a.shape)
+                o_idx = tuple(int(v) for v in np.unravel_index(w[0], o._data.shape)) if o._data.ndim else ()
+                i_idx = tuple(int(v) for v in np.unravel_index(w[1], inputs[i]._data.shape)) if inputs[i]._data.ndim else ()
+            else:
+                w, o_idx, i_idx = (0, 0), (), ()
             p = PairResult(k, i, onames[k], names[i], o._data.shape, inputs[i]._data.shape, a, n, max_abs,
                            max_rel, (o_idx, i_idx), float(a[w]) if a.size else 0.0,
                            float(n[w]) if n.size else 0.0, ok)

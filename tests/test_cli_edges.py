@@ -1,0 +1,358 @@
+"""The hard edges of the CLI: every bad input a clear error, nothing lost, never a traceback.
+
+Each test runs a command that misbehaved before (issue 15) and asserts the exit code (0, 1 a
+failed check, 2 usage/input, 3 internal, 130 Ctrl-C, 141 closed pipe), the message, and for
+outputs the files left on disk. A hypothesis test throws argv built from the grammar at every
+command."""
+import errno
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from typer.testing import CliRunner
+
+from cli.app import app
+
+runner = CliRunner()
+SCRIPT = shutil.which("autograd") or str(pathlib.Path(sys.executable).parent / "autograd")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def no_traceback(r):
+    assert "Traceback (most recent call last)" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def one_error(r, code, fragment):
+    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
+    no_traceback(r)
+    assert fragment in r.stderr, r.stderr
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+# -- the contract: exit codes ---------------------------------------------------------------------
+def test_an_internal_error_is_exit_3_with_one_line(monkeypatch):
+    import engine.autograd.checker as checker
+
+    def broken(*a, **k):
+        raise KeyError("no such thing")
+    monkeypatch.setattr(checker, "check_gradients", broken)
+    r = invoke("check", "sum(x*x)", "--x", "1,2")
+    assert r.exit_code == 3
+    no_traceback(r)
+    assert r.stderr.strip().splitlines() == [
+        "error: internal error (KeyError: 'no such thing'); run again with --debug for the traceback"]
+    r = invoke("check", "sum(x*x)", "--x", "1,2", "--debug")
+    assert r.exit_code == 3 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ("class Bad(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n        return x * 2\n"
+     "    @staticmethod\n    def backward(ctx, g):\n        raise ValueError('boom in backward')\n"
+     "def f(x):\n    return Bad.apply(x).sum()\n", "ValueError: boom in backward"),
+    ("def f(x):\n    raise BaseException('base')\n", "BaseException: base"),
+    ("def f(x):\n    import sys\n    sys.exit(0)\n", "your code called sys.exit(0) in f"),
+    ("inputs = {'x': 1 / 0}\ndef f(x):\n    return x.sum()\n", "ZeroDivisionError"),
+    ("class C(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n        raise RuntimeError('in forward')\n"
+     "    @staticmethod\n    def backward(ctx, g):\n        return g\n"
+     "def f(x):\n    return C.apply(x).sum()\n", "RuntimeError: in forward"),
+], ids=["backward", "base_exception", "sys_exit", "inputs_dict", "forward"])
+@pytest.mark.parametrize("command", ["grad", "check", "jacobian", "graph"])
+def test_the_users_code_raising_is_their_traceback_and_exit_2(tmp_path, body, fragment, command):
+    target = write(tmp_path, "t.py", "import engine\n" + body)
+    r = invoke(command, target, "--x", "1,2")
+    if command in ("jacobian", "graph") and "backward" in fragment:
+        assert r.exit_code in (0, 2)                 # graph/jacobian may not run that backward
+        no_traceback(r)
+        return
+    one_error(r, 2, fragment)
+    assert "Traceback (in your file)" in r.stderr or "sys.exit" in r.stderr
+    assert "cli/" not in r.stderr and "engine/" not in r.stderr      # trimmed to the user's file
+
+
+def test_ctrl_c_is_130_also_while_the_target_loads(tmp_path):
+    for body in ("raise KeyboardInterrupt\n", "def f(x):\n    raise KeyboardInterrupt\n"):
+        r = invoke("grad", write(tmp_path, "k.py", body), "--x", "1")
+        assert r.exit_code == 130 and r.stderr.strip() == "interrupted"
+
+
+def test_prints_of_a_target_go_to_stderr_while_json_and_dot_go_to_stdout(tmp_path):
+    target = write(tmp_path, "p.py", "def f(x):\n    print('hello from f')\n    return (x * x).sum()\n")
+    r = invoke("grad", target, "--x", "1,2", "--json")
+    assert r.exit_code == 0 and "hello from f" in r.stderr
+    assert json.loads(r.stdout)["gradients"] == {"x": [2.0, 4.0]}
+    r = invoke("check", target, "--x", "1,2", "--json")
+    assert json.loads(r.stdout)["passed"] is True and "hello from f" not in r.stdout
+    r = invoke("graph", target, "--x", "1,2")
+    assert r.stdout.startswith("digraph") and "hello" not in r.stdout
+
+
+def test_an_input_that_gets_no_gradient_shows_none():
+    r = invoke("grad", "sum(where(w > 0, x, 2*x))", "--w", "1,2", "--x", "3,4")
+    assert r.exit_code == 0
+    assert "w     (2,)   None" in r.stdout and "w.grad is None: w does not reach the output" in r.stdout
+    doc = json.loads(invoke("grad", "sum(where(w > 0, x, 2*x))", "--w", "1,2", "--x", "3,4", "--json").stdout)
+    assert doc["gradients"] == {"w": None, "x": [1.0, 1.0]} and doc["no_gradient"] == ["w"]
+    r = invoke("grad", "sum(where(w > 0, x, 2*x))", "--w", "1,2", "--x", "3,4", "--times", "2", "--zero-grad")
+    assert r.exit_code == 0 and "None" in r.stdout
+
+
+# -- limits that protect the machine --------------------------------------------------------------
+@pytest.mark.parametrize("expr,fragment", [
+    ("sum(x.expand(10**6, 10**6, 10**6))", "would have 1,000,000,000,000,000,000 elements"),
+    ("sum(x.reshape(2, 1) * x.reshape(1, 2).expand(10**5, 2).reshape(1, 2, 10**5).expand(10**4, 2, 10**5))",
+     "would have"),
+])
+def test_huge_intermediates_are_refused_before_they_are_computed(expr, fragment):
+    t0 = time.perf_counter()
+    r = invoke("grad", expr, "--x", "1" if "expand(10**6" in expr else "1,2")
+    one_error(r, 2, fragment)
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("command", ["jacobian", "check"])
+def test_a_dense_jacobian_too_large_is_refused_first(command):
+    t0 = time.perf_counter()
+    r = invoke(command, "x*2", "--x", "randn(100000)")
+    one_error(r, 2, "the Jacobian would have 10,000,000,000 elements (74.5 GiB")
+    assert ("--fast" in r.stderr) and time.perf_counter() - t0 < 10
+
+
+def _npy_with_header(path, shape):
+    h = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    h["shape"] = shape
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, h)
+        f.write(np.zeros(4).tobytes())
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda p: _npy_with_header(p / "v.npy", (100000, 100000)), "10,000,000,000 elements; the limit is"),
+    (lambda p: np.savez(p / "v.npz", a=np.zeros(2)) or os.rename(p / "v.npz", p / "v.npy"), "zip archive"),
+    (lambda p: (p / "v.npy").write_bytes(b""), "is empty"),
+    (lambda p: (p / "v.csv").write_text(""), "is empty"),
+    (lambda p: (p / "v.csv").write_text("\n\n"), "holds no numbers"),
+    (lambda p: np.save(p / "v.npy", np.array([1, "a"], dtype=object), allow_pickle=True), "does not hold numbers"),
+    (lambda p: np.save(p / "v.npy", np.zeros((1,) * 40)), "40 dimensions; the limit is 32"),
+    (lambda p: (p / "v.npy").write_bytes(b"hello world"), "not a .npy file"),
+    (lambda p: (p / "v.csv").mkdir(), "is a folder"),
+    (lambda p: os.mkfifo(p / "v.csv"), "not a regular file"),
+], ids=["header_too_big", "npz_named_npy", "empty_npy", "empty_csv", "blank_csv", "pickle", "dims",
+        "not_npy", "folder", "fifo"])
+def test_value_files_are_checked_before_reading(tmp_path, make, fragment):
+    make(tmp_path)
+    path = next(p for p in tmp_path.iterdir() if p.name.startswith("v."))
+    r = invoke("grad", "sum(x)", "--x", f"@{path}")
+    one_error(r, 2, fragment)
+    assert "allow_pickle" not in r.stderr
+
+
+def test_device_files_are_not_read():
+    r = invoke("grad", "sum(x)", "--x", "@/dev/zero")
+    one_error(r, 2, "use a .npy, .csv or .txt file")
+
+
+def test_empty_and_fortran_ordered_inputs_are_checked(tmp_path):
+    np.save(tmp_path / "f.npy", np.asfortranarray(np.arange(6.0).reshape(2, 3)))
+    r = invoke("check", "sum(x*x)", "--x", f"@{tmp_path / 'f.npy'}")
+    assert r.exit_code == 0 and "passed" in r.stdout
+    r = invoke("check", "sum(x*x)", "--x", "zeros(0)")
+    assert r.exit_code == 0 and "- (empty)" in r.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--eps", "0"], "must be a finite number > 0"), (["--eps", "nan"], "must be a finite number > 0"),
+    (["--eps", "inf"], "must be a finite number > 0"), (["--eps", "-1"], "must be a finite number > 0"),
+    (["--atol", "-1"], "must be a finite number >= 0"), (["--rtol", "nan"], "must be a finite number >= 0"),
+    (["--seed", "-1"], "-1 is not in the range"),
+])
+def test_bad_tolerances_and_seeds_are_usage_errors(args, fragment):
+    r = invoke("check", "sum(x*2)", "--x", "1,2", *args)
+    assert r.exit_code == 2 and fragment in r.stdout + r.stderr
+    no_traceback(r)
+
+
+def test_times_is_bounded():
+    r = invoke("grad", "sum(x*2)", "--x", "1,2", "--times", "101")
+    assert r.exit_code == 2 and "101" in r.stdout + r.stderr
+
+
+# -- nothing lost ---------------------------------------------------------------------------------
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    slow = write(tmp_path, "slow.py", "import time\ndef f(x):\n    time.sleep(5)\n    return x.sum()\n")
+    t0 = time.perf_counter()
+    r = invoke("graph", slow, "--x", "1", "-o", tmp_path / "nodir" / "g.dot")
+    one_error(r, 2, "the folder")
+    assert time.perf_counter() - t0 < 3
+    r = invoke("graph", "sum(x)", "--x", "1", "-o", tmp_path)
+    one_error(r, 2, "cannot tell the format")
+    (tmp_path / "d.dot").mkdir()
+    one_error(invoke("graph", "sum(x)", "--x", "1", "-o", tmp_path / "d.dot"), 2, "is a folder")
+    one_error(invoke("grad", "sum(x)", "--x", "1", "--dot", tmp_path / "nodir" / "g.dot"), 2, "the folder")
+
+
+def test_a_target_that_changes_directory_cannot_move_the_output(tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    target = write(tmp_path, "cd.py", f"import os\ndef f(x):\n    os.chdir({str(other)!r})\n    return x.sum()\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        r = invoke("graph", target, "--x", "1", "-o", "g.dot")
+    finally:
+        os.chdir(tmp_path)
+    assert r.exit_code == 0 and (tmp_path / "g.dot").exists() and not (other / "g.dot").exists()
+
+
+def test_a_failed_command_leaves_the_previous_file_and_no_partial_file(tmp_path, monkeypatch):
+    out = tmp_path / "g.dot"
+    out.write_text("OLD")
+    bad = write(tmp_path, "bad.py", "def f(x):\n    raise ValueError('no')\n")
+    assert invoke("graph", bad, "--x", "1", "-o", out).exit_code == 2
+    assert out.read_text() == "OLD"
+    real = os.replace
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    r = invoke("graph", "sum(x)", "--x", "1", "-o", out)
+    one_error(r, 2, "No space left on device")
+    monkeypatch.setattr(os, "replace", real)
+    assert out.read_text() == "OLD"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.py", "g.dot"]      # no temp file left
+    assert invoke("graph", "sum(x)", "--x", "1", "-o", out).exit_code == 0
+    assert out.read_text().startswith("digraph")
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+def test_graphviz_runs_with_a_timeout_and_leaves_the_previous_file(tmp_path):
+    chain = write(tmp_path, "chain.py", "def f(x):\n    for _ in range(3000):\n        x = x * 1.0001\n"
+                                        "    return x.sum()\n")
+    out = tmp_path / "g.svg"
+    out.write_text("OLD")
+    r = invoke("graph", chain, "--x", "1", "--max-nodes", "100000", "-o", out, "--dot-timeout", "0.1")
+    one_error(r, 2, "did not finish rendering g.svg within 0.1 s")
+    assert out.read_text() == "OLD" and sorted(p.name for p in tmp_path.iterdir()) == ["chain.py", "g.svg"]
+    time.sleep(0.2)
+    ps = subprocess.run(["pgrep", "-f", f"dot -Tsvg -o {tmp_path}"], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""                          # the timed-out dot was stopped
+
+
+# -- smaller defects ------------------------------------------------------------------------------
+@pytest.mark.parametrize("expr,fragment", [
+    ("sum([x, x])", "sum() takes tensors, not a list"), ("sum(x, dim=0, dim=0)", "keyword argument repeated: dim="),
+    ("sum(x, dim=(0, 0))", "dim 0 appears multiple times in the list of dims"),
+])
+def test_bad_calls_in_expressions(expr, fragment):
+    one_error(invoke("grad", expr, "--x", "1,2"), 2, fragment)
+
+
+@pytest.mark.parametrize("option,near", [("--chek", "--check"), ("--jsn", "--json"), ("--zero_grad", "--zero-grad")])
+@pytest.mark.parametrize("value", [None, "1"])
+def test_misspelled_options_suggest_the_nearest(option, near, value):
+    args = ["grad", "sum(x*2)", "--x", "1,2", option] + ([value] if value else [])
+    one_error(invoke(*args), 2, f"no such option: {option} (did you mean {near}?)")
+
+
+def test_a_variable_may_be_named_like_a_constant():
+    doc = json.loads(invoke("grad", "sum(x*e + pi*inf)", "--x", "1,2", "--e", "3", "--pi", "2", "--inf", "1",
+                            "--json").stdout)
+    # sum(x*e + pi*inf): the scalar pi*inf is broadcast over x's two elements
+    assert doc["gradients"] == {"x": [3.0, 3.0], "e": 3.0, "pi": 2.0, "inf": 4.0}
+    doc = json.loads(invoke("grad", "sum(x*e)", "--x", "1,2", "--json").stdout)
+    assert doc["output"]["value"] == pytest.approx(3 * np.e)          # without --e, e is e
+
+
+def test_long_expressions_are_echoed_around_the_caret_only():
+    text = "sum(" + "x+" * 65000 + "x)"
+    r = invoke("grad", text, "--x", "1")
+    one_error(r, 2, "the expression is 130006 characters long")
+    assert len(r.stderr) < 1000
+
+
+def test_escape_sequences_from_the_input_are_not_echoed_raw():
+    r = invoke("grad", "sum(x)\x1b[31m", "--x", "1")
+    assert r.exit_code == 2 and "\x1b" not in r.stderr and "\\x1b" in r.stderr
+
+
+def test_an_upper_case_py_suffix_is_a_file_and_an_empty_return_an_error(tmp_path):
+    target = write(tmp_path, "T.PY", "def f(x):\n    return (x * x).sum()\n")
+    assert invoke("grad", target, "--x", "1,2").exit_code == 0
+    empty = write(tmp_path, "e.py", "def f(x):\n    return ()\n")
+    one_error(invoke("grad", empty, "--x", "1"), 2, "the target returned no outputs")
+
+
+def test_numpy_warnings_do_not_leak(tmp_path):
+    (tmp_path / "v.csv").write_text("\n")
+    r = invoke("grad", "sum(x)", "--x", f"@{tmp_path / 'v.csv'}")
+    assert "site-packages" not in r.stderr and "Warning" not in r.stderr
+    assert r.stderr.strip().endswith("holds no numbers")
+
+
+# -- pipes and closed streams, as a real process ---------------------------------------------------
+def _sh(cmd):
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
+
+
+def test_a_closed_pipe_exits_141_quietly():
+    r = _sh(f"'{SCRIPT}' graph 'sum(x)' --x 'randn(3000)' --show-values | head -c 10; exit ${{PIPESTATUS[0]}}")
+    assert r.returncode in (0, 141) and "Traceback" not in r.stderr and r.returncode != 1
+    r = _sh(f"'{SCRIPT}' jacobian 'x*2' --x 'randn(300)' --full | head -1 > /dev/null; exit ${{PIPESTATUS[0]}}")
+    assert r.returncode == 141 and r.stderr == ""
+
+
+def test_closed_or_full_streams():
+    r = _sh(f"'{SCRIPT}' grad 'sum(x)' --x 1,2 > /dev/full")
+    assert r.returncode == 2 and "cannot write the output: No space left on device" in r.stderr
+    r = _sh(f"'{SCRIPT}' grad 'sum(x)' --x 1,2 >&-")
+    assert r.returncode == 2 and "standard output is closed" in r.stderr
+    r = _sh(f"'{SCRIPT}' grad 'sum(y)' --x 1,2 2>&-")
+    assert r.returncode == 2
+
+
+# -- the whole surface, fuzzed ---------------------------------------------------------------------
+COMMANDS = ["grad", "jacobian", "check", "graph"]
+GOOD_EXPRS = ["sum(w*x)", "w*x", "sum(tanh(w) + x)", "sum(w @ x)", "sum(w, dim=0) * x", "w[0] * x",
+              "sum(log(w*w + 1) + x)", "max(w) + sum(x)", "w * x.T", "exp(w) ** 300 + x", "sum(sqrt(w - 10) + x)",
+              "where(w > 0, x, 2*x)", "sum(w / x)", "relu(w) * abs(x)"]
+BAD_EXPRS = ["sum(", "__import__('os')", "sum(x.expand(10**9)) + w", "", "'s'", "sum(w*x, dim=(0, 0))",
+             "sum([w, x])", "w.__class__ + x", "lambda: w"]
+GOOD_VALUES = ["1,2", "3", "-1,0.5", "randn(2)", "nan,1", "inf", "rand(2)", "0,0", "1e300,1", "-2,-3"]
+BAD_VALUES = ["zeros(0)", "1;2", "[[1,2]]", "@nofile.npy", "abc", "1,,2", "rand(2,3)", "eye(2)", "@/dev/zero",
+              "ones(10**9)"]
+OPTIONS = [[], ["--json"], ["--wrt", "w"], ["--wrt", "zz"], ["--eps", "0"], ["--eps", "1e-3"], ["--fast"],
+           ["--times", "3"], ["--seed", "-1"], ["--chek"], ["--full"], ["--check"], ["--dtype", "float32"],
+           ["--dtype", "int8"], ["--grad-output", "1,1"], ["--rtol", "nan"], ["-o", "/nonexistent/g.dot"],
+           ["--show-grad"], ["--zero-grad"], ["--func", "g"], ["--atol", "0"], ["--debug"]]
+exprs = st.one_of(*[st.sampled_from(GOOD_EXPRS)] * 4, st.sampled_from(BAD_EXPRS))
+values = st.one_of(*[st.sampled_from(GOOD_VALUES)] * 4, st.sampled_from(BAD_VALUES))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(COMMANDS), exprs, values, values, st.lists(st.sampled_from(OPTIONS), max_size=3))
+def test_fuzzed_argv_never_tracebacks(command, expr, w, x, opts):
+    argv = [command, expr, "--w", w, "--x", x] + [a for o in opts for a in o]
+    t0 = time.perf_counter()
+    r = runner.invoke(app, argv)
+    elapsed = time.perf_counter() - t0
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out or "--debug" in argv, argv
+    assert r.exit_code in (0, 1, 2), (argv, r.exit_code, out[-500:])
+    if r.exit_code == 1:
+        assert command == "check" or "--check" in argv, argv       # 1 only for a failed check
+    if r.exit_code == 2:
+        assert out.strip(), argv                                     # an error always says something
+    assert elapsed < 20, argv
