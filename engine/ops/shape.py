@@ -327,6 +327,12 @@ def clone(x):
     return apply1(CLONE, x)
 
 
+@export("detach", method=False)
+def detach(x):
+    """x without history: a new leaf sharing x's values (torch.detach; Tensor.detach is the method)."""
+    return x.detach() if isinstance(x, Tensor) else Tensor._make(np.asarray(x))
+
+
 @export("contiguous", function=False)
 def contiguous(x):
     return x
