@@ -215,11 +215,13 @@ class _Compiler:
                 return Const(_fold(name, a.value, b.value))
             a = a.value if isinstance(a, Const) else a
             b = b.value if isinstance(b, Const) else b
-            if name != "matmul":
-                try:
-                    _check_size(np.broadcast_shapes(_shape(a), _shape(b)), seg, span, text)
-                except ValueError:
-                    pass                              # not broadcastable: the op says so below
+            try:
+                pre = (_product_shape("matmul", _shape(a), _shape(b)) if name == "matmul"
+                       else np.broadcast_shapes(_shape(a), _shape(b)))
+            except ValueError:
+                pre = None                            # not broadcastable: the op says so below
+            if pre is not None:
+                _check_size(pre, seg, span, text)
             try:
                 out = fn(a, b)
             except Exception as e:   # noqa: BLE001 - every engine failure becomes a pointed message
@@ -308,6 +310,10 @@ class _Compiler:
                 vals.insert(0, s if isinstance(s, engine.Tensor) else engine.tensor(s))
             elif vals and not isinstance(vals[0], (engine.Tensor, list)):
                 vals[0] = engine.tensor(np.asarray(vals[0], dtype=np.float64))
+            if name in _PRODUCTS and len(vals) >= 2:          # results larger than their inputs
+                shape = _product_shape(name, _shape(vals[0]), _shape(vals[1]))
+                if shape is not None:
+                    _check_size(shape, self.segment(node), span, self.text)
             out = fn(*vals, **kv)
             if isinstance(out, tuple) and not isinstance(out, engine.Tensor):
                 out = out[0]                     # max(x, dim=0): (values, indices) -> values
@@ -449,6 +455,31 @@ def _check_size(shape, seg, span, text):
         n *= int(d)
     if n > MAX_ELEMENTS:
         raise ExpressionError(f"'{seg}' would have {n:,} elements; the limit is {MAX_ELEMENTS:,}", span, text)
+
+
+_PRODUCTS = {"matmul", "mm", "bmm", "mv", "outer", "ger"}
+
+
+def _product_shape(name, sa, sb):
+    """The result shape of a product whose result can be far larger than its inputs (outer of two
+    1e5-vectors is 1e10 elements), known before computing it; None when the shapes do not fit
+    (the op then says why)."""
+    if name in ("outer", "ger"):
+        return (int(np.prod(sa)), int(np.prod(sb)))
+    if len(sa) == 0 or len(sb) == 0:
+        return None
+    a = (1,) + tuple(sa) if len(sa) == 1 else tuple(sa)
+    b = tuple(sb) + (1,) if len(sb) == 1 else tuple(sb)
+    try:
+        batch = np.broadcast_shapes(a[:-2], b[:-2])
+    except ValueError:
+        return None
+    out = tuple(batch) + (a[-2], b[-1])
+    if len(sa) == 1:
+        out = out[:-2] + out[-1:]
+    if len(sb) == 1:
+        out = out[:-1]
+    return out
 
 
 def _takes_sequence(fn):

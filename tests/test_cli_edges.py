@@ -116,10 +116,16 @@ def test_an_input_that_gets_no_gradient_shows_none():
     ("sum(x.expand(10**6, 10**6, 10**6))", "would have 1,000,000,000,000,000,000 elements"),
     ("sum(x.reshape(2, 1) * x.reshape(1, 2).expand(10**5, 2).reshape(1, 2, 10**5).expand(10**4, 2, 10**5))",
      "would have"),
+    ("sum(outer(y, y))", "'outer(y, y)' would have 400,000,000 elements"),
+    ("sum(y.reshape(-1, 1) @ y.reshape(1, -1))", "would have 400,000,000 elements"),
+    ("sum(mm(y.reshape(-1, 1), y.reshape(1, -1)))", "would have 400,000,000 elements"),
 ])
 def test_huge_intermediates_are_refused_before_they_are_computed(expr, fragment):
     t0 = time.perf_counter()
-    r = invoke("grad", expr, "--x", "1" if "expand(10**6" in expr else "1,2")
+    if "y" in expr:
+        r = invoke("grad", expr, "--y", "randn(20000)")
+    else:
+        r = invoke("grad", expr, "--x", "1" if "expand(10**6" in expr else "1,2")
     one_error(r, 2, fragment)
     assert time.perf_counter() - t0 < 5
 
@@ -249,6 +255,33 @@ def test_graphviz_runs_with_a_timeout_and_leaves_the_previous_file(tmp_path):
     time.sleep(0.2)
     ps = subprocess.run(["pgrep", "-f", f"dot -Tsvg -o {tmp_path}"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""                          # the timed-out dot was stopped
+
+
+@pytest.mark.skipif(shutil.which("dot") is None or not sys.platform.startswith("linux"),
+                    reason="needs Graphviz and Linux's parent-death signal")
+def test_a_killed_autograd_leaves_no_dot_running(tmp_path):
+    # dot needs several seconds for this chain; killed with autograd it is gone at once
+    chain = write(tmp_path, "chain.py", "def f(x):\n    for _ in range(12000):\n        x = x * 1.0001\n"
+                                        "    return x.sum()\n")
+    out = tmp_path / "big.svg"
+    p = subprocess.Popen([SCRIPT, "graph", str(chain), "--x", "1", "--max-nodes", "100000", "-o", str(out)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pattern = f"dot -Tsvg -o {tmp_path}"
+    for _ in range(200):                                  # wait until dot runs
+        if subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip():
+            break
+        time.sleep(0.05)
+    else:
+        p.kill()
+        pytest.skip("dot finished before it could be observed")
+    time.sleep(1.0)                  # dot has read its input and is rendering (it takes seconds)
+    p.kill()                                              # SIGKILL: no handler of ours runs
+    p.wait()
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip()
+    subprocess.run(["pkill", "-f", pattern])
+    assert not left, "dot kept running after autograd was killed"
+    assert not out.exists()
 
 
 # -- smaller defects ------------------------------------------------------------------------------
