@@ -9,8 +9,9 @@ place where a gradient is reduced back to the shape of what it belongs to (`_fit
 One loop serves every pass (backward, autograd.grad, create_graph, batched cotangents,
 hooks, anomaly mode); the common pass runs op nodes' first-order rules directly as a branch
 inside it. Each buffered gradient carries an explicit owned flag (`_own`): only a sum the
-pass allocated is ever added into in place. `walk(roots)` is the traversal of the graph
-(backward's discovery is the same walk fused with its dependency count).
+pass allocated, or a result of an op declared `fresh`, is ever added into in place.
+`walk(roots)` is the traversal of the graph (backward's discovery is the same walk fused with
+its dependency count).
 
 What does not live here: op rules (engine/ops), the Tensor class (engine/tensor.py).
 """
@@ -65,7 +66,7 @@ class Node:
     @property
     def next_functions(self):
         """PyTorch's ((node or None, output_nr), ...). Stored as `_next` (+ `_nrs`): one tuple
-        per node instead of one per edge, and plain node tuples for the backward loops."""
+        per node instead of one per edge, and plain node tuples for the backward loop."""
         return tuple(zip(self._next, self._nrs or _ZEROS))
 
     @next_functions.setter

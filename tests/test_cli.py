@@ -265,7 +265,8 @@ def test_check_fast_mode_and_jacobian_check():
 
 def test_seed_example_imports_only_what_it_needs():
     """Start-up is a target (benchmarks/): the seed example must not pull in numpy.random (~14 ms),
-    Rich (~40 ms, piped output is plain text) or pydantic, nor read every op's bytecode."""
+    Rich (~40 ms, piped output is plain text) or pydantic, and work out only the saves of the ops
+    it uses (each op's table of what to save per pattern of inputs is filled on first use)."""
     code = ("import sys; sys.argv = ['autograd', 'grad', 'sum(w*x)', '--w', '1,2', '--x', '3,4']\n"
             "from cli.app import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"

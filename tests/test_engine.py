@@ -472,7 +472,7 @@ def test_random_dags_match_finite_differences_and_accumulate(ops, seed):
     for t, f in zip(leaves, first):
         if f is not None:
             np.testing.assert_allclose(t.grad.numpy(), 2 * f, rtol=1e-12, atol=1e-15)
-    # the same graph through the general loop (a hook on the root forces it) agrees too
+    # the same graph through the hook path of the loop (a hook on the root) agrees too
     leaves2 = [engine.tensor(a, requires_grad=True) for a in arrays]
     loss2 = dags.build(ops, leaves2)
     seen = []
@@ -528,5 +528,5 @@ def test_second_output_of_a_function_feeds_ops_with_its_output_number():
     want = 3 * (np.array([2.0, 5.0]) * 2 + (1 - t * t)) + 2       # via b = 3x, a = 2x
     np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-12)
     x2 = engine.tensor(x0, requires_grad=True)
-    (g,) = engine.autograd.grad(build(x2)[2], [x2])               # the general loop
+    (g,) = engine.autograd.grad(build(x2)[2], [x2])               # captured, not accumulated
     np.testing.assert_allclose(g.numpy(), want, rtol=1e-12)
