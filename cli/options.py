@@ -21,6 +21,8 @@ Wrt = Annotated[Optional[str], typer.Option("--wrt", help="Variables that requir
 Func = Annotated[str, typer.Option("--func", help="Function to use in a .py target (a Function subclass means its .apply)")]
 Seed = Annotated[int, typer.Option("--seed", min=0, max=2 ** 32 - 1, help="Seed for randn(...)/rand(...) values")]
 DType = Annotated[str, typer.Option("--dtype", help="float64 (default) or float32")]
+Backend = Annotated[str, typer.Option("--backend", help="auto (default), engine, or torch: where a .py target "
+                                                      "that imports torch runs (see the README)")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors")]
 Eps = Annotated[float, typer.Option("--eps", callback=_finite(0.0, True), help="Finite-difference step (> 0)")]

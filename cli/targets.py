@@ -99,19 +99,26 @@ class Target:
         return fn
 
 
-def load_target(text, func_name="f", given=()):
+def load_target(text, func_name="f", given=(), backend="auto"):
     """TARGET as a Target. given: the variable names the command line has values for."""
+    from . import backends
     path = pathlib.Path(text)
     if text.lower().endswith(".py"):
         if not path.is_file():
             raise CliError(f"file not found: '{text}'")
-        return _load_file(path, func_name)
+        try:
+            source = path.read_text(errors="replace")
+        except OSError as e:
+            raise CliError(f"cannot read '{text}': {e.strerror}") from None
+        backends.choose(backend, path, source)
+        return _load_file(path, func_name, shim=backends.imports_torch(source))
+    backends.choose_expression(backend)
     from expressions import compile_expression
     program = compile_expression(text, variables=given)
     return Target("expression", text, list(program.variables), program.run, program=program)
 
 
-def _load_file(path, func_name):
+def _load_file(path, func_name, shim=False):
     import importlib.util
     module_name = "__autograd_target__"
     from importlib.machinery import SourceFileLoader
@@ -121,8 +128,10 @@ def _load_file(path, func_name):
     module = importlib.util.module_from_spec(spec)
     _USER_FILES.add(path.resolve())
     sys.path.insert(0, str(path.resolve().parent))
+    from .backends import torch_on_engine
     try:
-        spec.loader.exec_module(module)      # the user's own file, run as `python file.py` would
+        with torch_on_engine(shim):          # `import torch` is the engine's, while it loads
+            spec.loader.exec_module(module)  # the user's own file, run as `python file.py` would
     except KeyboardInterrupt:
         raise                                # Ctrl-C is 130, not the user's error
     except SystemExit as e:
@@ -152,7 +161,8 @@ def _load_file(path, func_name):
 
     def call(tensors):
         try:
-            return fn(*[tensors[p] for p in params])
+            with torch_on_engine(shim):
+                return fn(*[tensors[p] for p in params])
         except (CliError, KeyboardInterrupt):
             raise
         except SystemExit as e:

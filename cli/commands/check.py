@@ -14,6 +14,7 @@ def check_command(
     rtol: o.Rtol = 1e-3,
     fast: bool = typer.Option(False, "--fast", help="Check v^T J u for random unit u, v (two evaluations, one backward)"),
     func: o.Func = "f",
+    backend: o.Backend = "auto",
     seed: o.Seed = 0,
     dtype: o.DType = "float64",
     json_out: o.Json = False,
@@ -26,10 +27,10 @@ def check_command(
     Exit code 1 when any check fails. Defaults are PyTorch's: eps 1e-6, atol 1e-5, rtol 1e-3.
     """
     from ..boundary import run
-    run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out))
+    run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend=backend))
 
 
-def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out):
+def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto"):
     import warnings
 
     from engine.autograd.checker import check_gradients
@@ -38,7 +39,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     from ..options import check_dtype
     from ..targets import build_inputs, check_jacobian_size, load_target
     check_dtype(dtype)
-    target = load_target(target_text, func, given=values)
+    target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     if not fast:
         check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "

@@ -15,6 +15,7 @@ def grad_command(
     check: bool = typer.Option(False, "--check", help="Also run the gradient checker"),
     dot: str = typer.Option(None, "--dot", help="Also write the graph as DOT to FILE"),
     func: o.Func = "f",
+    backend: o.Backend = "auto",
     seed: o.Seed = 0,
     dtype: o.DType = "float64",
     json_out: o.Json = False,
@@ -28,10 +29,10 @@ def grad_command(
     """
     from ..boundary import run
     run(ctx, debug, lambda values: _grad(target, values, wrt, times, zero_grad, grad_output, check, dot,
-                                         func, seed, dtype, json_out))
+                                         func, seed, dtype, json_out, backend=backend))
 
 
-def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, func, seed, dtype, json_out):
+def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, func, seed, dtype, json_out, backend="auto"):
     from expressions import parse_value
 
     from .. import render
@@ -40,7 +41,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     from ..targets import build_inputs, load_target
     check_dtype(dtype)
     dot = prepare(dot)                        # before any work
-    target = load_target(target_text, func, given=values)
+    target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)
     if not single:

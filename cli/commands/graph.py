@@ -19,6 +19,7 @@ def graph_command(
     dot_timeout: float = typer.Option(60.0, "--dot-timeout", min=0.1, help="Seconds Graphviz may take to render before it is stopped"),
     wrt: o.Wrt = None,
     func: o.Func = "f",
+    backend: o.Backend = "auto",
     seed: o.Seed = 0,
     dtype: o.DType = "float64",
     debug: o.Debug = False,
@@ -32,11 +33,11 @@ def graph_command(
         raise typer.BadParameter("--rankdir must be TB or LR")
     run(ctx, debug, lambda values: _graph(target, values, output, show_values, show_grad, retain_grad,
                                           show_saved, forward, rankdir, max_nodes, wrt, func, seed, dtype,
-                                          dot_timeout))
+                                          dot_timeout, backend=backend))
 
 
 def _graph(target_text, values, output, show_values, show_grad, retain_grad, show_saved, forward, rankdir,
-           max_nodes, wrt, func, seed, dtype, dot_timeout):
+           max_nodes, wrt, func, seed, dtype, dot_timeout, backend="auto"):
     from ..options import check_dtype
     from ..outputs import prepare, write_graph
     from ..targets import build_inputs, load_target
@@ -44,7 +45,7 @@ def _graph(target_text, values, output, show_values, show_grad, retain_grad, sho
     output = prepare(output)                  # before any work: a bad path or no Graphviz is said at once
     if retain_grad and not show_grad:
         raise CliError("--retain-grad only makes sense with --show-grad")
-    target = load_target(target_text, func, given=values)
+    target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)
     node_grads = None

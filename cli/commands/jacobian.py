@@ -13,6 +13,7 @@ def jacobian_command(
     check: bool = typer.Option(False, "--check", help="Also compare with finite differences"),
     full: bool = typer.Option(False, "--full", help="Show every entry of large Jacobians"),
     func: o.Func = "f",
+    backend: o.Backend = "auto",
     seed: o.Seed = 0,
     dtype: o.DType = "float64",
     json_out: o.Json = False,
@@ -23,10 +24,10 @@ def jacobian_command(
     Example: autograd jacobian "tanh(W @ x)" --W "1,2;3,4" --x 0.5,-1
     """
     from ..boundary import run
-    run(ctx, debug, lambda values: _jacobian(target, values, wrt, check, full, func, seed, dtype, json_out))
+    run(ctx, debug, lambda values: _jacobian(target, values, wrt, check, full, func, seed, dtype, json_out, backend=backend))
 
 
-def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out):
+def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out, backend="auto"):
     import warnings
 
     import numpy as np
@@ -38,7 +39,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     from ..options import check_dtype
     from ..targets import build_inputs, check_jacobian_size, load_target
     check_dtype(dtype)
-    target = load_target(target_text, func, given=values)
+    target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     check_jacobian_size(target, tensors, chosen, "pick fewer inputs with --wrt or smaller values ("
                         "'autograd check --fast' checks gradients without the Jacobian)")

@@ -1,0 +1,138 @@
+"""Which backend a target runs on, and the `torch` name mapped onto the engine while a target
+that imports torch runs there.
+
+A target runs on exactly one backend, so engine tensors never reach PyTorch's functions: a file
+that says `import torch` used to be handed engine tensors by real `torch.autograd.Function.apply`,
+which ran its forward as plain engine ops and never called its backward -- a wrong backward
+reported "passed". Now:
+
+- engine: expressions, and .py files that do not import torch; a file that imports torch runs
+  on the engine's PyTorch API when asked (`--backend engine`), or under `auto` when PyTorch is
+  not installed. `torch`, `torch.nn`, `torch.nn.functional` and `torch.autograd` are the
+  engine's, put in place only while the target loads and runs, and a name the engine lacks is
+  one clear error naming `torch.X`.
+- torch: checking on real PyTorch is not built yet, so `auto` with PyTorch installed refuses a
+  file that imports torch (no verdict rather than a wrong one) and says how to run it on the
+  engine.
+
+Installing autograd-cli installs no package named torch; nothing here shadows a real torch
+outside a target's run.
+"""
+import ast
+import contextlib
+import importlib.util
+import sys
+import types
+
+from .errors import CliError
+
+BACKENDS = ("auto", "engine", "torch")
+TORCH_MODULES = ("torch", "torch.nn", "torch.nn.functional", "torch.autograd", "torch.autograd.function")
+
+
+class MissingTorchName(AttributeError):
+    """A torch.X the engine does not provide."""
+
+
+def imports_torch(source):
+    """Whether Python `source` imports torch (import torch, import torch.nn, from torch import ...)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "torch" \
+                and not node.level:
+            return True
+    return False
+
+
+def torch_installed():
+    mod = sys.modules.get("torch")
+    if mod is not None and not isinstance(mod, _Shim):
+        return True
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ValueError, ImportError):
+        return False
+
+
+def choose(backend, path, source):
+    """The backend a .py target at `path` runs on; raises CliError where it cannot run correctly."""
+    if backend not in BACKENDS:
+        raise CliError(f"--backend must be one of {', '.join(BACKENDS)}, not '{backend}'")
+    uses_torch = imports_torch(source)
+    if backend == "torch":
+        raise CliError("--backend torch (checking on real PyTorch) is not built yet: run the file on the engine's "
+                       "PyTorch API with --backend engine")
+    if not uses_torch or backend == "engine":
+        return "engine"
+    if torch_installed():
+        raise CliError(f"{path.name} imports torch and PyTorch is installed here: checking it on real PyTorch is not "
+                       "built yet, and mixing the two would check the wrong backward. Run it on the engine's "
+                       "PyTorch API with --backend engine")
+    return "engine"
+
+
+def choose_expression(backend):
+    if backend not in BACKENDS:
+        raise CliError(f"--backend must be one of {', '.join(BACKENDS)}, not '{backend}'")
+    if backend == "torch":
+        raise CliError("--backend torch (checking on real PyTorch) is not built yet; expressions run on the engine")
+    return "engine"
+
+
+class _Shim(types.ModuleType):
+    """`torch.X` as the engine's X; a missing name is one clear error."""
+
+    def __init__(self, name, target):
+        super().__init__(name)
+        self.__target = target
+
+    def __getattr__(self, attr):
+        try:
+            return getattr(self.__target, attr)
+        except AttributeError:
+            raise MissingTorchName(
+                f"the engine has no {self.__name__}.{attr} (yet): this file uses a part of PyTorch the engine "
+                f"does not provide") from None
+
+
+def _shims():
+    import engine
+    import engine.autograd.function
+    import engine.nn.functional
+    mods = {"torch": engine, "torch.nn": engine.nn, "torch.nn.functional": engine.nn.functional,
+            "torch.autograd": engine.autograd, "torch.autograd.function": engine.autograd.function}
+    shims = {name: _Shim(name, mod) for name, mod in mods.items()}
+    shims["torch"].nn = shims["torch.nn"]
+    shims["torch"].autograd = shims["torch.autograd"]
+    shims["torch.nn"].functional = shims["torch.nn.functional"]
+    shims["torch.autograd"].function = shims["torch.autograd.function"]
+    return shims
+
+
+_SHIMS = None
+
+
+@contextlib.contextmanager
+def torch_on_engine(active):
+    """While the target loads or runs: `import torch` gives the engine (when `active`)."""
+    global _SHIMS
+    if not active:
+        yield
+        return
+    if _SHIMS is None:
+        _SHIMS = _shims()
+    saved = {name: sys.modules.get(name) for name in TORCH_MODULES}
+    sys.modules.update(_SHIMS)
+    try:
+        yield
+    finally:
+        for name, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
