@@ -136,7 +136,7 @@ def _analytical(func, inputs, diff):
             continue
         rows = functional.jacobian_rows(o, [inputs[i] for i in diff], False, True, warn=False)
         table.append([np.zeros((o._data.size, inputs[i]._data.size)) if r is None
-                      else np.asarray(r, dtype=np.float64).reshape(o._data.size, -1)
+                      else np.asarray(r, dtype=np.float64).reshape(o._data.size, inputs[i]._data.size)
                       for r, i in zip(rows, diff)])
     return outs, table
 
