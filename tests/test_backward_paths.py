@@ -312,8 +312,11 @@ def test_random_dags_with_shortcuts_match_dense(ops, seed, threshold):
     for f, w, second in zip(results["short"][0], results["dense"][0], results["short"][1]):
         assert (f is None) == (w is None)
         if f is not None:
-            np.testing.assert_allclose(f, w, rtol=1e-12, atol=1e-14)
-            np.testing.assert_allclose(second, 2 * f, rtol=1e-12, atol=1e-14)
+            # tanh's and sigmoid's backward round differently above the threshold (one temporary,
+            # 1 - out^2 first); where gradients cancel, compare against the terms' magnitude
+            scale = 1e-12 * max(1.0, float(np.abs(w).max()))
+            np.testing.assert_allclose(f, w, rtol=1e-12, atol=scale)
+            np.testing.assert_allclose(second, 2 * f, rtol=1e-12, atol=1e-14)   # a second pass: exact
 
 
 # -- Diagonal: the vectorized Jacobian's identity seed ------------------------------------------
