@@ -167,6 +167,20 @@ def test_value_files_are_checked_before_reading(tmp_path, make, fragment):
     assert "allow_pickle" not in r.stderr
 
 
+def test_a_huge_text_file_is_refused_from_its_size(tmp_path):
+    big = tmp_path / "v.csv"
+    with open(big, "wb") as fh:
+        fh.truncate(10 ** 10)                       # 10 GB, sparse: nothing is written
+    t0 = time.perf_counter()
+    one_error(invoke("grad", "sum(x)", "--x", f"@{big}"), 2, "10,000,000,000 bytes")
+    assert time.perf_counter() - t0 < 2
+
+
+def test_a_file_of_2e8_numbers_is_refused(tmp_path):
+    _npy_with_header(tmp_path / "v.npy", (2 * 10 ** 8,))
+    one_error(invoke("grad", "sum(x)", "--x", f"@{tmp_path / 'v.npy'}"), 2, "200,000,000 elements; the limit is")
+
+
 def test_device_files_are_not_read():
     r = invoke("grad", "sum(x)", "--x", "@/dev/zero")
     one_error(r, 2, "use a .npy, .csv or .txt file")
