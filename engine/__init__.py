@@ -5,6 +5,8 @@ modes, custom Functions. The package imports numpy and nothing else of ours abov
 prints or exits.
 """
 from . import _dtype
+from ._device import (accelerator, backends, cuda, device, get_default_device, mps,  # noqa: F401
+                      set_default_device)
 from ._dtype import (bool_, double, dtype, float16, float32, float64, half, int8, int16,  # noqa: F401
                      int32, int64, long, short, uint8)
 from .errors import EngineError, EngineRuntimeError, MissingDerivativeError, ShapeError  # noqa: F401

@@ -28,6 +28,8 @@ class _Numpy:
     cos = staticmethod(np.cos)
     sqrt = staticmethod(np.sqrt)
     tanh = staticmethod(np.tanh)
+    sinh = staticmethod(np.sinh)
+    cosh = staticmethod(np.cosh)
     abs = staticmethod(np.abs)
     matmul = staticmethod(np.matmul)
     broadcast_to = staticmethod(np.broadcast_to)

@@ -8,7 +8,7 @@ import weakref
 
 import numpy as np
 
-from . import _dtype, errors
+from . import _device, _dtype, errors
 from ._format import tensor_repr
 from .grad_mode import STATE, no_grad
 from .graph import RemovableHandle
@@ -201,7 +201,13 @@ class Tensor:
 
     @property
     def device(self):
-        return "cpu"
+        return _device.CPU
+
+    def cpu(self):
+        return self
+
+    def cuda(self, *args, **kwargs):
+        _device.check("cuda")
 
     def type(self, dtype=None):
         if dtype is None:
@@ -458,6 +464,7 @@ def _untensor(seq):
 # -- factories ----------------------------------------------------------------------------------
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor holding a copy of `data` (float64 by default for floats)."""
+    _device.check(device)
     if isinstance(data, Tensor):
         warnings.warn(
             "To copy construct from a tensor, it is recommended to use sourceTensor.detach().clone() "
@@ -496,18 +503,22 @@ def _float_dtype(dtype):
     return _dtype.to_numpy_dtype(dtype) or _dtype.DEFAULT_FLOAT
 
 
+@_device.on_cpu
 def zeros(*size, dtype=None, requires_grad=False):
     return _factory(np.zeros(_shape_args(size), _float_dtype(dtype)), requires_grad)
 
 
+@_device.on_cpu
 def ones(*size, dtype=None, requires_grad=False):
     return _factory(np.ones(_shape_args(size), _float_dtype(dtype)), requires_grad)
 
 
+@_device.on_cpu
 def empty(*size, dtype=None, requires_grad=False):
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
+@_device.on_cpu
 def full(size, fill_value, dtype=None, requires_grad=False):
     if dtype is None:
         nd = np.asarray(fill_value).dtype
@@ -517,18 +528,22 @@ def full(size, fill_value, dtype=None, requires_grad=False):
     return _factory(np.full(tuple(size), fill_value, nd), requires_grad)
 
 
+@_device.on_cpu
 def zeros_like(t, dtype=None, requires_grad=False):
     return _factory(np.zeros(t._data.shape, _dtype.to_numpy_dtype(dtype) or t._data.dtype), requires_grad)
 
 
+@_device.on_cpu
 def ones_like(t, dtype=None, requires_grad=False):
     return _factory(np.ones(t._data.shape, _dtype.to_numpy_dtype(dtype) or t._data.dtype), requires_grad)
 
 
+@_device.on_cpu
 def full_like(t, fill_value, dtype=None, requires_grad=False):
     return _factory(np.full(t._data.shape, fill_value, _dtype.to_numpy_dtype(dtype) or t._data.dtype), requires_grad)
 
 
+@_device.on_cpu
 def arange(start, end=None, step=1, dtype=None, requires_grad=False):
     if end is None:
         start, end = 0, start
@@ -539,10 +554,12 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False):
     return _factory(np.arange(start, end, step, dtype=nd), requires_grad)
 
 
+@_device.on_cpu
 def linspace(start, end, steps, dtype=None, requires_grad=False):
     return _factory(np.linspace(start, end, steps, dtype=_float_dtype(dtype)), requires_grad)
 
 
+@_device.on_cpu
 def eye(n, m=None, dtype=None, requires_grad=False):
     return _factory(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad)
 
@@ -580,24 +597,29 @@ def seed():
     default_generator.rng = np.random.default_rng()
 
 
+@_device.on_cpu
 def rand(*size, dtype=None, requires_grad=False, generator=None):
     rng = (generator or default_generator).rng
     return _factory(rng.random(_shape_args(size)).astype(_float_dtype(dtype), copy=False), requires_grad)
 
 
+@_device.on_cpu
 def randn(*size, dtype=None, requires_grad=False, generator=None):
     rng = (generator or default_generator).rng
     return _factory(rng.standard_normal(_shape_args(size)).astype(_float_dtype(dtype), copy=False), requires_grad)
 
 
+@_device.on_cpu
 def rand_like(t, dtype=None, requires_grad=False):
     return rand(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
+@_device.on_cpu
 def randn_like(t, dtype=None, requires_grad=False):
     return randn(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
+@_device.on_cpu
 def randint(low, high=None, size=(), dtype=None):
     if high is None:
         low, high = 0, low

@@ -186,7 +186,7 @@ class _Compiler:
             raise self.error(f"names starting with '_' are not allowed ('{name}')", node)
         if name in CONSTANTS and name not in self.given:
             return lambda env, v=CONSTANTS[name]: Const(v)
-        if name in functions():
+        if name in functions() and name not in self.given:
             raise self.error(f"'{name}' is a function: call it, as in {name}(x)", node)
         if name in ("True", "False", "None"):
             raise self.error(f"'{name}' is not allowed here", node)

@@ -102,6 +102,19 @@ SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackw
 SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0", saves=('x',))
 COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0", saves=('x',))
 TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",), saves=('out',))
+ASIN = _unary("asin", np.arcsin, lambda xp, g, out, x: g / xp.sqrt(1.0 - x * x), "AsinBackward0", ("unit",),
+              saves=('x',))
+ACOS = _unary("acos", np.arccos, lambda xp, g, out, x: -g / xp.sqrt(1.0 - x * x), "AcosBackward0", ("unit",),
+              saves=('x',))
+ATAN = _unary("atan", np.arctan, lambda xp, g, out, x: g / (1.0 + x * x), "AtanBackward0", saves=('x',))
+SINH = _unary("sinh", np.sinh, lambda xp, g, out, x: g * xp.cosh(x), "SinhBackward0", saves=('x',))
+COSH = _unary("cosh", np.cosh, lambda xp, g, out, x: g * xp.sinh(x), "CoshBackward0", saves=('x',))
+EXPM1 = _unary("expm1", np.expm1, lambda xp, g, out, x: g * (out + 1.0), "Expm1Backward0", saves=('out',))
+RSQRT = _unary("rsqrt", lambda x: 1.0 / np.sqrt(x), lambda xp, g, out, x: -0.5 * g * out * out * out,
+               "RsqrtBackward0", ("positive",), saves=('out',))
+# floor'(x) = 0 everywhere it exists (PyTorch's FloorBackward0 returns zeros)
+FLOOR = _unary("floor", np.floor, lambda xp, g, out, x: g * 0.0, "FloorBackward0", ("kinkfree",),
+               kinks=lambda x, **a: [x - np.round(x)], saves=('',))
 TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: xp.tanh_backward(g, out), "TanhBackward0",
                fresh=True, saves=('out',))
 SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: xp.sigmoid_backward(g, out),
@@ -252,6 +265,14 @@ def _u(op, *aliases):
 
 neg, reciprocal = _u(NEG, "negative"), _u(RECIPROCAL)
 exp, log, log1p, sqrt = _u(EXP), _u(LOG), _u(LOG1P), _u(SQRT)
+asin, acos, atan = _u(ASIN, "arcsin"), _u(ACOS, "arccos"), _u(ATAN, "arctan")
+sinh, cosh, expm1, rsqrt, floor = _u(SINH), _u(COSH), _u(EXPM1), _u(RSQRT), _u(FLOOR)
+
+
+@export("square")
+def square(x):
+    """x ** 2 (PyTorch records PowBackward0)."""
+    return pow(x, 2)
 sin, cos, tan, tanh, sigmoid = _u(SIN), _u(COS), _u(TAN), _u(TANH), _u(SIGMOID)
 abs, relu = _u(ABS, "absolute"), _u(RELU)  # noqa: A001
 sign, logical_not = _u(SIGN), _u(LOGICAL_NOT)

@@ -33,7 +33,7 @@ TO = defop("to", lambda x, dtype: x.astype(dtype), (lambda xp, g, out, x, dtype:
            doc="convert to dtype (gradient converted back)")
 TRANSPOSE = defop("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
                   (lambda xp, g, out, x, dim0, dim1: xp.swapaxes(g, dim0, dim1),),
-                  saves=('',), nodes="TransposeBackward0",
+                  saves=('',), nodes=("TransposeBackward0", "TBackward0"),
                   samples=[(((2, 3),), {"dim0": 0, "dim1": 1}), (((2, 3, 4),), {"dim0": 0, "dim1": 2})],
                   doc="swap two dims")
 
@@ -339,10 +339,20 @@ def contiguous(x):
 
 
 @export("to", op=TO, function=False)
-def to(x, dtype=None, *args, **kwargs):
-    if isinstance(dtype, str):            # x.to("cpu")
-        return x
-    nd = _dtype.to_numpy_dtype(dtype or kwargs.get("dtype"))
+def to(x, *args, **kwargs):
+    """x.to(dtype), x.to(device), x.to(device, dtype), x.to(other), with keywords too; the device
+    must be the CPU (engine/_device.py)."""
+    from .. import _device
+    dtype = kwargs.get("dtype")
+    _device.check(kwargs.get("device"))
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a._data.dtype
+        elif isinstance(a, (str, _device.device)):
+            _device.check(a)
+        elif a is not None and not isinstance(a, bool):
+            dtype = a
+    nd = _dtype.to_numpy_dtype(dtype)
     if nd is None or nd == x._data.dtype:
         return x
     return apply1(TO, x, {"dtype": nd})
@@ -383,6 +393,17 @@ def transpose(x, dim0, dim1):
     return apply1(TRANSPOSE, x, {"dim0": d0, "dim1": d1})
 
 
+
+
+@export("t", function=False)          # x.t(); not a function: `t` stays free as a variable name
+def t(x):
+    """The transpose of a tensor of at most 2 dims (PyTorch records TBackward0)."""
+    nd = x._data.ndim
+    if nd > 2:
+        raise errors.EngineRuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
+    if nd == 0:
+        return reshape(x, ())
+    return apply1(TRANSPOSE, x, {"dim0": -2 if nd == 2 else -1, "dim1": -1}, 1)
 
 
 @export("permute", op=PERMUTE)
