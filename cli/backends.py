@@ -27,7 +27,8 @@ import types
 from .errors import CliError
 
 BACKENDS = ("auto", "engine", "torch")
-TORCH_MODULES = ("torch", "torch.nn", "torch.nn.functional", "torch.autograd", "torch.autograd.function")
+TORCH_MODULES = ("torch", "torch.nn", "torch.nn.functional", "torch.autograd", "torch.autograd.function",
+                 "torch.optim")
 
 
 class MissingTorchName(AttributeError):
@@ -105,12 +106,14 @@ def _shims():
     import engine.autograd.function
     import engine.nn.functional
     mods = {"torch": engine, "torch.nn": engine.nn, "torch.nn.functional": engine.nn.functional,
-            "torch.autograd": engine.autograd, "torch.autograd.function": engine.autograd.function}
+            "torch.autograd": engine.autograd, "torch.autograd.function": engine.autograd.function,
+            "torch.optim": engine.optim}
     shims = {name: _Shim(name, mod) for name, mod in mods.items()}
     shims["torch"].nn = shims["torch.nn"]
     shims["torch"].autograd = shims["torch.autograd"]
     shims["torch.nn"].functional = shims["torch.nn.functional"]
     shims["torch.autograd"].function = shims["torch.autograd.function"]
+    shims["torch"].optim = shims["torch.optim"]
     return shims
 
 

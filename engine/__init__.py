@@ -19,6 +19,7 @@ from . import ops as _ops  # noqa: E402
 globals().update(_ops.public_functions())     # every exported op function: engine.tanh, engine.cat, ...
 from . import autograd  # noqa: E402,F401
 from . import nn  # noqa: E402,F401
+from . import optim  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - engine.bool as in torch.bool
 float = float32  # noqa: A001

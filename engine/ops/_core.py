@@ -253,7 +253,7 @@ class OpNode(Node):
             ins = saved
             out = Tensor._make(self._out, self, True) if self._out is not None else None
         else:
-            ins = [s._data if type(s) is Tensor else s for s in saved]
+            ins = [s._data if isinstance(s, Tensor) else s for s in saved]
             out = self._out
         if op.variadic:
             return [op.vjps(xp, g, i, **attrs) if nexts[i] is not None else None

@@ -1,0 +1,331 @@
+"""torch.nn.Module and the common layers and losses, on engine ops.
+
+A Module registers the Parameters and Modules assigned to its attributes, in order, so that
+`parameters()`, `named_parameters()` (qualified names like `0.weight`), `state_dict()`,
+`zero_grad()`, `train()`/`eval()` behave as PyTorch's. Layers compute with the engine's ops, so
+their graphs are engine graphs (a Linear layer records MmBackward0 + AddBackward0 where PyTorch
+records AddmmBackward0).
+"""
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import errors
+from ..grad_mode import no_grad
+from ..tensor import Tensor
+from . import functional as F
+from .parameter import Parameter
+
+
+class Module:
+    """Base class of every layer: subclass, assign Parameters and Modules in __init__, define
+    forward(); call the module to run it."""
+
+    training = True
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+
+    def _tables(self):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("cannot assign parameters or modules before Module.__init__() call")
+        return self._parameters, self._modules
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Parameter):
+            params, mods = self._tables()
+            mods.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            params, mods = self._tables()
+            params.pop(name, None)
+            mods[name] = value
+        else:
+            d = self.__dict__
+            if "_parameters" in d and name in d["_parameters"]:
+                if value is not None:
+                    raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
+                                    "(torch.nn.Parameter or None expected)")
+                d["_parameters"][name] = None
+                return
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for table in ("_parameters", "_modules", "_buffers"):
+            if table in d and name in d[table]:
+                return d[table][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for table in (self._parameters, self._modules, self._buffers):
+            if name in table:
+                del table[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name, param):
+        self._parameters[name] = param
+
+    def register_buffer(self, name, tensor, persistent=True):
+        self._buffers[name] = tensor
+
+    def add_module(self, name, module):
+        self._modules[name] = module
+
+    register_module = add_module
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- traversal ------------------------------------------------------------------------------
+    def named_modules(self, memo=None, prefix=""):
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def named_parameters(self, prefix="", recurse=True):
+        seen = set()
+        mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        for mprefix, m in mods:
+            for name, p in m._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mprefix}.{name}" if mprefix else name), p
+
+    def parameters(self, recurse=True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix=""):
+        for mprefix, m in self.named_modules(prefix=prefix):
+            for name, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{mprefix}.{name}" if mprefix else name), b
+
+    def buffers(self):
+        for _, b in self.named_buffers():
+            yield b
+
+    # -- state ----------------------------------------------------------------------------------
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_()
+                    p.grad.zero_()
+
+    def state_dict(self):
+        out = OrderedDict()
+        for name, p in self.named_parameters():
+            out[name] = p.detach()
+        for name, b in self.named_buffers():
+            out[name] = b.detach()
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        own = dict(self.named_parameters())
+        own.update(dict(self.named_buffers()))
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise errors.EngineRuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {unexpected}")
+        with no_grad():
+            for k, v in state_dict.items():
+                if k in own:
+                    arr = v._data if isinstance(v, Tensor) else np.asarray(getattr(v, "detach", lambda: v)())
+                    own[k]._data[...] = np.asarray(arr, dtype=own[k]._data.dtype)
+        return missing, unexpected
+
+    def apply(self, fn):
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def to(self, *args, **kwargs):
+        from .._device import check
+        dtype = kwargs.get("dtype")
+        check(kwargs.get("device"))
+        for a in args:
+            if isinstance(a, str) or type(a).__name__ == "device":
+                check(a)
+            elif a is not None:
+                dtype = a
+        if dtype is not None:
+            for p in self.parameters():
+                p._data = p._data.astype(Tensor([], dtype=dtype)._data.dtype)
+        return self
+
+    def cpu(self):
+        return self
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        return f"{type(self).__name__}(" + (extra + "\n" if extra else "\n") + \
+            "".join("  " + line + "\n" for line in lines) + ")"
+
+
+def _uniform(shape, bound):
+    from ..tensor import default_generator
+    return default_generator.rng.uniform(-bound, bound, shape)
+
+
+class Linear(Module):
+    """y = x W^T + b, W of shape (out_features, in_features), initialised as PyTorch's (uniform
+    within 1/sqrt(in_features))."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__()
+        from .._device import check
+        check(device)
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.weight = Parameter(Tensor(_uniform((out_features, in_features), bound), dtype=dtype))
+        self.bias = Parameter(Tensor(_uniform((out_features,), bound), dtype=dtype)) if bias else None
+        if not bias:
+            self._parameters["bias"] = None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Sequential(Module):
+    def __init__(self, *mods):
+        super().__init__()
+        if len(mods) == 1 and isinstance(mods[0], OrderedDict):
+            for name, m in mods[0].items():
+                self.add_module(name, m)
+        else:
+            for i, m in enumerate(mods):
+                self.add_module(str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        return Sequential(*mods[i]) if isinstance(i, slice) else mods[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, m):
+        self.add_module(str(len(self._modules)), m)
+        return self
+
+
+def _activation(name, fn, extra=None):
+    def forward(self, x):
+        return fn(self, x)
+    cls = type(name, (Module,), {"forward": forward, "__module__": __name__,
+                                 "extra_repr": extra or (lambda self: "")})
+    return cls
+
+
+ReLU = _activation("ReLU", lambda self, x: F.relu(x))
+Tanh = _activation("Tanh", lambda self, x: x.tanh())
+Sigmoid = _activation("Sigmoid", lambda self, x: x.sigmoid())
+Identity = _activation("Identity", lambda self, x: x)
+
+
+class Softmax(Module):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class _Loss(Module):
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"{reduction} is not a valid value for reduction")
+        self.reduction = reduction
+
+
+class MSELoss(_Loss):
+    def forward(self, input, target):  # noqa: A002
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class NLLLoss(_Loss):
+    def forward(self, input, target):  # noqa: A002
+        return F.nll_loss(input, target, reduction=self.reduction)
+
+
+class CrossEntropyLoss(_Loss):
+    def forward(self, input, target):  # noqa: A002
+        return F.cross_entropy(input, target, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    def forward(self, input, target):  # noqa: A002
+        return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction)

@@ -1,0 +1,20 @@
+"""torch.nn.Parameter: a leaf Tensor that a Module registers as one of its parameters."""
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that requires grad by default and that Module attributes register. Ops on it
+    give plain Tensors, as in PyTorch."""
+
+    def __init__(self, data=None, requires_grad=True):
+        if isinstance(data, Tensor):
+            self._data = data._data
+            if data._vc is not None:
+                self._vc = data._vc
+        else:
+            super().__init__([] if data is None else data)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()

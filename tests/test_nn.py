@@ -1,0 +1,119 @@
+"""engine.nn and engine.optim: Module bookkeeping, layers, losses and optimizers. Closed forms
+always; with PyTorch installed, the same network (same weights, same data) is trained on both
+and every parameter must agree after every step."""
+import numpy as np
+import pytest
+
+import engine
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def test_module_registers_parameters_and_modules_in_order():
+    class Net(engine.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = engine.nn.Sequential(engine.nn.Linear(3, 4), engine.nn.Tanh(), engine.nn.Linear(4, 2))
+            self.scale = engine.nn.Parameter(engine.tensor(2.0))
+            self.note = "not a parameter"
+
+        def forward(self, x):
+            return self.body(x) * self.scale
+    net = Net()
+    assert [n for n, _ in net.named_parameters()] == ["scale", "body.0.weight", "body.0.bias",
+                                                      "body.2.weight", "body.2.bias"]
+    assert list(net.state_dict()) == [n for n, _ in net.named_parameters()]
+    assert all(p.requires_grad and p.is_leaf for p in net.parameters())
+    assert net.training and not net.eval().training and not net.body[1].training and net.train().training
+    out = net(engine.randn(5, 3))
+    out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+    assert repr(net.body) == ("Sequential(\n  (0): Linear(in_features=3, out_features=4, bias=True)\n"
+                              "  (1): Tanh()\n  (2): Linear(in_features=4, out_features=2, bias=True)\n)")
+
+
+def test_linear_is_x_wt_plus_b_and_sgd_is_p_minus_lr_g():
+    lin = engine.nn.Linear(3, 2)
+    w, b = lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()
+    x = np.array([[1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(lin(engine.tensor(x)).detach().numpy(), x @ w.T + b, rtol=1e-14)
+    opt = engine.optim.SGD(lin.parameters(), lr=0.5)
+    lin(engine.tensor(x)).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(lin.weight.detach().numpy(), w - 0.5 * np.ones((2, 1)) * x, rtol=1e-14)
+    np.testing.assert_allclose(lin.bias.detach().numpy(), b - 0.5, rtol=1e-14)
+
+
+def test_losses_match_their_formulas():
+    logits = np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]])
+    target = np.array([1, 2])
+    lse = np.log(np.exp(logits).sum(1))
+    ce = engine.nn.CrossEntropyLoss()(engine.tensor(logits), engine.tensor(target)).item()
+    assert ce == pytest.approx(np.mean(lse - logits[[0, 1], target]), rel=1e-13)
+    z = np.array([-2.0, 0.0, 3.0])
+    y = np.array([0.0, 1.0, 1.0])
+    bce = engine.nn.BCEWithLogitsLoss()(engine.tensor(z), engine.tensor(y)).item()
+    assert bce == pytest.approx(np.mean(np.log1p(np.exp(-z)) + (1 - y) * z), rel=1e-13)
+    zt = engine.tensor(z, requires_grad=True)
+    engine.nn.functional.binary_cross_entropy_with_logits(zt, engine.tensor(y), reduction="sum").backward()
+    np.testing.assert_allclose(zt.grad.numpy(), 1 / (1 + np.exp(-z)) - y, rtol=1e-13)   # sigmoid(z) - y, z=0 too
+
+
+def _train(t, net_fn, opt_fn, loss_fn, weights, x, y, steps=4):
+    net = net_fn(t)
+    with t.no_grad():
+        for p, w in zip(net.parameters(), weights):
+            p.copy_(t.tensor(w, dtype=t.float64))
+    opt = opt_fn(t, net.parameters())
+    history = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(t)(net(t.tensor(x, dtype=t.float64)), t.tensor(y))
+        loss.backward()
+        opt.step()
+        history.append([p.detach().numpy().copy() for p in net.parameters()])
+    return history
+
+
+NETS = {"mlp": lambda t: t.nn.Sequential(t.nn.Linear(3, 5), t.nn.ReLU(), t.nn.Linear(5, 3)).double()}
+OPTS = {
+    "sgd": lambda t, ps: t.optim.SGD(ps, lr=0.1),
+    "sgd_momentum_wd": lambda t, ps: t.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01, dampening=0.1),
+    "sgd_nesterov": lambda t, ps: t.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True),
+    "adam": lambda t, ps: t.optim.Adam(ps, lr=0.01),
+    "adam_wd_amsgrad": lambda t, ps: t.optim.Adam(ps, lr=0.02, betas=(0.8, 0.9), weight_decay=0.1, amsgrad=True),
+}
+LOSSES = {
+    "cross_entropy": (lambda t: t.nn.CrossEntropyLoss(), "classes"),
+    "nll": (lambda t: (lambda out, y: t.nn.NLLLoss()(t.nn.functional.log_softmax(out, dim=1), y)), "classes"),
+    "mse": (lambda t: t.nn.MSELoss(), "values"),
+    "bce_logits": (lambda t: t.nn.BCEWithLogitsLoss(reduction="sum"), "binary"),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("opt", sorted(OPTS))
+def test_training_matches_pytorch_step_for_step(opt, loss):
+    torch = _torch()
+    if torch is None:
+        pytest.skip("PyTorch is not installed (.ci/run installs it)")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3))
+    loss_fn, kind = LOSSES[loss]
+    y = {"classes": rng.integers(0, 3, 6), "values": rng.standard_normal((6, 3)),
+         "binary": rng.integers(0, 2, (6, 3)).astype(np.float64)}[kind]
+    weights = [rng.standard_normal((5, 3)) * 0.5, rng.standard_normal(5) * 0.1,
+               rng.standard_normal((3, 5)) * 0.5, rng.standard_normal(3) * 0.1]
+    ours = _train(engine, NETS["mlp"], OPTS[opt], loss_fn, weights, x, y)
+    theirs = _train(torch, NETS["mlp"], OPTS[opt], loss_fn, weights, x, y)
+    for step, (a, b) in enumerate(zip(ours, theirs)):
+        for k, (pa, pb) in enumerate(zip(a, b)):
+            np.testing.assert_allclose(pa, pb, rtol=1e-10, atol=1e-12, err_msg=f"step {step} parameter {k}")
