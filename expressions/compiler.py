@@ -122,9 +122,10 @@ class _Compiler:
         self.shift = original.find(source) if source in original else 0
         self.variables = []
         self.spans = {}
+        # line starts as Python's tokenizer counts lines: \n, \r\n and a lone \r end a line
         self._line_starts = [0]
         for i, ch in enumerate(source):
-            if ch == "\n":
+            if ch == "\n" or (ch == "\r" and source[i + 1:i + 2] != "\n"):
                 self._line_starts.append(i + 1)
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -248,3 +248,9 @@ def test_random_text_raises_only_expression_errors_and_fast(text):
     except (ExpressionError, EngineError):
         pass
     assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize("text,variables", [("\\\rA", ["A"]), ("sum(\rx)", ["x"]), ("sum(x\r\n+y)", ["x", "y"])])
+def test_carriage_returns_count_as_line_breaks(text, variables):
+    """Python's tokenizer ends a line at \\r too; the spans must agree (hypothesis found '\\\\\\rA')."""
+    assert compile_expression(text).variables == variables
