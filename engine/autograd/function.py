@@ -96,6 +96,10 @@ class BackwardCFunction(Node):
     def _release(self):
         self._saved = FREED
 
+    def __repr__(self):
+        # PyTorch names a custom Function's node by the module it creates it in
+        return f"<torch.autograd.function.{type(self).__name__} object at {hex(id(self))}>"
+
     def _frees_saved(self):
         return self._saved is FREED or bool(self._saved)
 
