@@ -417,12 +417,17 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 if nxt is None:
                     continue
                 if gi is not None and (needed is None or nxt in needed or nxt in targets):
-                    if direct and nxt._buf is None and gi.shape == nxt._shape and \
-                            gi.dtype is nxt._dtype:
-                        # the first gradient, fitted already: `_add`'s first case, inline
-                        # for the common pass (0-d results may be numpy scalars: not owned)
-                        nxt._buf = gi
-                        nxt._own = fresh and gi.__class__ is _ndarray
+                    if direct and gi.shape == nxt._shape and gi.dtype is nxt._dtype:
+                        # fitted already, in the common pass: `_add`'s two usual cases inline
+                        # (a leaf summing hundreds of gradients pays a call for each otherwise)
+                        b = nxt._buf
+                        if b is None:            # the first: held (0-d results may be numpy
+                            nxt._buf = gi        # scalars, never owned)
+                            nxt._own = fresh and gi.__class__ is _ndarray
+                        elif nxt._own:
+                            b += gi              # a sum of ours: add in place
+                        else:
+                            _add(nxt, nr, gi, xp, nb, fresh)
                     else:
                         _add(nxt, nr, gi, xp, nb, fresh)
                 d = nxt._deps - 1

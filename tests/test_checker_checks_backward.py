@@ -24,16 +24,17 @@ def _scaled_accumulate(monkeypatch):
     monkeypatch.setattr(graph, "_accumulate", wrong)
 
 
-def _wrong_owned_sum(monkeypatch):
-    """A fault in the owned-buffer policy: a gradient from a `fresh` op (tanh, neg) is added
-    twice. Only the common pass hands such gradients over as owned."""
-    real = graph._add
+def _wrong_release_branch(monkeypatch):
+    """A fault in the branch an ordinary backward() takes: MulBackward0's first-order rule off by
+    1 % only when it also frees what it saved (release=True, i.e. no retain_graph) -- the
+    Jacobian rows (autograd.grad with retain_graph) never take it."""
+    cls = engine.ops.REGISTRY["mul"].node_cls[0]
+    real = cls._vjp
 
-    def wrong(node, nr, g, xp, nb, owned=False):
-        if owned:
-            g = g + g
-        return real(node, nr, g, xp, nb, owned)
-    monkeypatch.setattr(graph, "_add", wrong)
+    def wrong(self, g, release):
+        res = real(self, g, release)
+        return tuple(r * 1.01 if (release and r is not None) else r for r in res)
+    monkeypatch.setattr(cls, "_vjp", wrong)
 
 
 def _wrong_first_order_sum(monkeypatch):
@@ -47,7 +48,7 @@ def _wrong_first_order_sum(monkeypatch):
     monkeypatch.setattr(cls, "_vjp", wrong)
 
 
-FAULTS = {"accumulate": _scaled_accumulate, "owned_sum": _wrong_owned_sum}
+FAULTS = {"accumulate": _scaled_accumulate, "release_branch": _wrong_release_branch}
 
 
 def f(x, w):
