@@ -117,3 +117,15 @@ def test_training_matches_pytorch_step_for_step(opt, loss):
     for step, (a, b) in enumerate(zip(ours, theirs)):
         for k, (pa, pb) in enumerate(zip(a, b)):
             np.testing.assert_allclose(pa, pb, rtol=1e-10, atol=1e-12, err_msg=f"step {step} parameter {k}")
+
+
+def test_zero_grad_sets_none_or_zeroes_in_place():
+    lin = engine.nn.Linear(2, 2)
+    opt = engine.optim.SGD(lin.parameters(), lr=0.1)
+    lin(engine.ones(1, 2)).sum().backward()
+    g = lin.weight.grad
+    opt.zero_grad(set_to_none=False)
+    assert lin.weight.grad is g and not g.numpy().any()          # the same tensor, zeroed
+    lin(engine.ones(1, 2)).sum().backward()
+    lin.zero_grad()
+    assert lin.weight.grad is None and lin.bias.grad is None

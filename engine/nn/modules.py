@@ -15,7 +15,7 @@ from .. import errors
 from ..grad_mode import no_grad
 from ..tensor import Tensor
 from . import functional as F
-from .parameter import Parameter
+from .parameter import Parameter, zero_grads
 
 
 class Module:
@@ -147,13 +147,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.detach_()
-                    p.grad.zero_()
+        zero_grads(self.parameters(), set_to_none)
 
     def state_dict(self):
         out = OrderedDict()

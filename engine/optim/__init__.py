@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from ..grad_mode import no_grad
+from ..nn.parameter import zero_grads
 
 
 class Optimizer:
@@ -23,14 +24,7 @@ class Optimizer:
         self.state = {}
 
     def zero_grad(self, set_to_none=True):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    if set_to_none:
-                        p.grad = None
-                    else:
-                        p.grad.detach_()
-                        p.grad.zero_()
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def _params(self):
         for group in self.param_groups:
