@@ -7,6 +7,7 @@ backend: on the engine's PyTorch API (torch mapped to the engine while the targe
 not at all with a clear error where it cannot run correctly (checking on real PyTorch is not
 built yet)."""
 import json
+import pathlib
 import sys
 
 import pytest
@@ -17,25 +18,13 @@ from cli.app import app
 
 runner = CliRunner()
 
-WRONG = '''import torch
-
-
-class Cube(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x ** 3
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        return g * 300 * x ** 2          # 100x wrong
-
-
-def f(x):
-    return Cube.apply(x).sum()
-'''
-RIGHT = WRONG.replace("g * 300 * x ** 2          # 100x wrong", "g * 3 * x ** 2")
+# the project's own wrong-backward example (1 % off), as the torch file a user would have
+EXAMPLE = (pathlib.Path(__file__).resolve().parents[1] / "examples" / "wrong_backward.py").read_text()
+assert "import engine as torch\n" in EXAMPLE
+WRONG = EXAMPLE.replace("import engine as torch\n", "import torch\n") + \
+    "\n\ndef f(x):\n    return Cube.apply(x).sum()\n"
+RIGHT = WRONG.replace("g * 3 * x ** 2 * 1.01", "g * 3 * x ** 2")
+assert RIGHT != WRONG
 
 
 @pytest.fixture(params=[True, False], ids=["torch_installed", "torch_absent"])
