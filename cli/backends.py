@@ -11,9 +11,9 @@ reported "passed". Now:
   not installed. `torch`, `torch.nn`, `torch.nn.functional` and `torch.autograd` are the
   engine's, put in place only while the target loads and runs, and a name the engine lacks is
   one clear error naming `torch.X`.
-- torch: checking on real PyTorch is not built yet, so `auto` with PyTorch installed refuses a
-  file that imports torch (no verdict rather than a wrong one) and says how to run it on the
-  engine.
+- torch: a file that imports torch runs on real PyTorch (cli/torch_backend.py) under `auto`
+  when PyTorch is importable, or when asked with `--backend torch`; real torch never sees an
+  engine tensor.
 
 Installing autograd-cli installs no package named torch; nothing here shadows a real torch
 outside a target's run.
@@ -61,27 +61,45 @@ def torch_installed():
 
 
 def choose(backend, path, source):
-    """The backend a .py target at `path` runs on; raises CliError where it cannot run correctly."""
+    """The backend ("engine" or "torch") a .py target at `path` runs on; CliError where it cannot."""
     if backend not in BACKENDS:
         raise CliError(f"--backend must be one of {', '.join(BACKENDS)}, not '{backend}'")
     uses_torch = imports_torch(source)
     if backend == "torch":
-        raise CliError("--backend torch (checking on real PyTorch) is not built yet: run the file on the engine's "
-                       "PyTorch API with --backend engine")
-    if not uses_torch or backend == "engine":
-        return "engine"
-    if torch_installed():
-        raise CliError(f"{path.name} imports torch and PyTorch is installed here: checking it on real PyTorch is not "
-                       "built yet, and mixing the two would check the wrong backward. Run it on the engine's "
-                       "PyTorch API with --backend engine")
+        if not uses_torch:
+            raise CliError(f"{path.name} does not import torch, so it is written for the engine: run it without "
+                           "--backend torch")
+        if not torch_installed():
+            raise CliError("--backend torch needs PyTorch, which is not installed here: pip install torch, or run "
+                           "the file on the engine's PyTorch API with --backend engine")
+        return "torch"
+    if uses_torch and backend == "auto" and torch_installed():
+        return "torch"
     return "engine"
+
+
+def reaches_real_torch(module, obj):
+    """Which name in a target that does not import torch itself refers to real PyTorch (a helper
+    module that imports it), or None. Such a target must not get engine tensors: real
+    torch.autograd.Function.apply would run its forward as engine ops and never call backward."""
+    real = sys.modules.get("torch")
+    if real is None or isinstance(real, _Shim):
+        return None
+    spaces = [vars(module)] + [getattr(f, "__globals__", {}) for f in (obj, getattr(obj, "forward", None)) if f]
+    for space in spaces:
+        for name, v in space.items():
+            owner = v.__name__ if isinstance(v, types.ModuleType) else getattr(v, "__module__", None)
+            if isinstance(owner, str) and owner.split(".")[0] == "torch":
+                mod = space.get("__name__", "?")
+                return f"'{name}' in {mod}" if mod != module.__name__ else f"'{name}'"
+    return None
 
 
 def choose_expression(backend):
     if backend not in BACKENDS:
         raise CliError(f"--backend must be one of {', '.join(BACKENDS)}, not '{backend}'")
     if backend == "torch":
-        raise CliError("--backend torch (checking on real PyTorch) is not built yet; expressions run on the engine")
+        raise CliError("--backend torch is for .py files that import torch; expressions run on the engine")
     return "engine"
 
 

@@ -57,6 +57,8 @@ def write_graph(outs, tensors, output, *, rankdir="TB", timeout=None, **options)
 
     from . import render
     names = {id(t): n for n, t in tensors.items()}
+    if options.get("view", 0) is None:
+        del options["view"]                    # the engine's own graph
     if output is not None and output.suffix == ".mmd":
         text = dotgraph.to_mermaid(list(outs), names, rankdir=rankdir, **options)
     else:

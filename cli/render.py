@@ -158,6 +158,13 @@ def dump_json(doc):
     out().write(json.dumps(clean(doc), indent=2) + "\n")
 
 
+def backend_line(con, target):
+    """Which backend ran, for a file that imports torch (cli.targets.Target.header)."""
+    line = target.header()
+    if line:
+        con.print(f"[dim]{esc(line)}[/dim]")
+
+
 def note(text):
     """A line of explanation for the reader (stdout, dimmed on a terminal)."""
     console().print(f"[dim]{esc(text)}[/dim]")

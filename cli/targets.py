@@ -9,7 +9,7 @@ import traceback
 
 from .errors import CliError, UserCodeError
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")    # net.0.weight: an nn.Module's parameter
 
 
 class Values(dict):
@@ -43,7 +43,7 @@ def parse_variable_args(args, known_options):
             i += 1
         if not _NAME.match(name):
             raise CliError(f"'--{name}' is not a variable name: names start with a letter and use letters, "
-                           "digits and _")
+                           "digits and _ (and dots for a module's parameters, like net.0.weight)")
         if "_" in name and name.replace("_", "-") in known_options:
             raise CliError(f"no such option: --{name} (did you mean --{name.replace('_', '-')}?)")
         if name in known_options:
@@ -67,9 +67,12 @@ def _looks_numeric(s):
 
 
 class Target:
-    """A loaded TARGET. `call(tensors)` runs it on {name: Tensor} and returns a tuple of outputs."""
+    """A loaded TARGET. `call(tensors)` runs it on {name: tensor} and returns a tuple of outputs.
 
-    def __init__(self, kind, text, names, call, defaults=None, program=None, label=None):
+    backend: "engine" (engine tensors) or "torch" (torch tensors; cli/torch_backend.py).
+    """
+
+    def __init__(self, kind, text, names, call, defaults=None, program=None, label=None, backend="engine"):
         self.kind = kind
         self.text = text
         self.names = names
@@ -77,6 +80,23 @@ class Target:
         self.defaults = defaults or {}
         self.program = program
         self.label = label or text
+        self.backend = backend
+        self.torch_api = False        # a file that imports torch, run on the engine's PyTorch API
+
+    @property
+    def lib(self):
+        """The tensor library of this target's backend (engine, or torch)."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.torch()
+        import engine
+        return engine
+
+    def backend_label(self):
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.label()
+        return "engine"
 
     def call(self, tensors):
         out = self._call(tensors)
@@ -84,19 +104,69 @@ class Target:
         outs = (out,) if single else tuple(out)
         if not outs:
             raise CliError("the target returned no outputs (an empty tuple); return a tensor or a tuple of tensors")
-        import engine
+        kind = "torch" if self.backend == "torch" else "engine"
         for k, o in enumerate(outs):
-            if not isinstance(o, engine.Tensor):
-                raise CliError(f"the target returned {type(o).__name__} (output {k}); it must return engine "
+            if not isinstance(o, self.lib.Tensor):
+                raise CliError(f"the target returned {type(o).__name__} (output {k}); it must return {kind} "
                                "tensors, one or a tuple")
         return outs, single
 
     def function(self, names):
-        """A positional function of the given input names (for jacobian / gradcheck)."""
+        """A positional function of the given input names, on this target's tensors."""
         def fn(*xs):
             outs, single = self.call(dict(zip(names, xs)))
             return outs[0] if single else outs
         return fn
+
+    def engine_function(self, names):
+        """function(names) as a function of engine tensors, for the engine's checker and Jacobian
+        (on the torch backend its backward is PyTorch's autograd: torch_backend.engine_function)."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.engine_function(self.function(names))
+        return self.function(names)
+
+    def to_engine(self, t):
+        """One of this target's input tensors as an engine tensor (the same one on the engine)."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.to_engine(t)
+        return t
+
+    def no_grad(self):
+        return self.lib.no_grad()
+
+    def graph_view(self):
+        """How engine.dotgraph reads this target's graph (None: the engine's own)."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.view()
+        return None
+
+    def frees_saved_values(self, out):
+        """Whether backward() on `out` frees saved values, so a second call would fail."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.frees_saved_values(out)
+        from engine.graph import frees_saved_values
+        return frees_saved_values(out)
+
+    def json_fields(self):
+        """What --json says about the backend that ran."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return {"backend": "torch", "torch_version": torch_backend.torch().__version__}
+        return {"backend": "engine"}
+
+    def header(self):
+        """The line that says which backend ran, for a file that imports torch (where it matters);
+        None otherwise."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return f"backend: {torch_backend.label()} (real PyTorch; inputs are torch tensors)"
+        if self.torch_api:
+            return "backend: engine (this file's `import torch` is the engine's PyTorch API)"
+        return None
 
 
 def load_target(text, func_name="f", given=(), backend="auto"):
@@ -110,15 +180,16 @@ def load_target(text, func_name="f", given=(), backend="auto"):
             source = path.read_text(errors="replace")
         except OSError as e:
             raise CliError(f"cannot read '{text}': {e.strerror}") from None
-        backends.choose(backend, path, source)
-        return _load_file(path, func_name, shim=backends.imports_torch(source))
+        chosen = backends.choose(backend, path, source)
+        return _load_file(path, func_name, backend=chosen, requested=backend,
+                          shim=chosen == "engine" and backends.imports_torch(source))
     backends.choose_expression(backend)
     from expressions import compile_expression
     program = compile_expression(text, variables=given)
     return Target("expression", text, list(program.variables), program.run, program=program)
 
 
-def _load_file(path, func_name, shim=False):
+def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     import importlib.util
     module_name = "__autograd_target__"
     from importlib.machinery import SourceFileLoader
@@ -146,18 +217,38 @@ def _load_file(path, func_name, shim=False):
         hint = f"; it defines {', '.join(found)}: pick one with --func NAME" if found else ""
         raise CliError(f"{path} has no function '{func_name}'{hint}")
     obj = getattr(module, func_name)
-    import engine
-    if isinstance(obj, type) and issubclass(obj, engine.autograd.Function):
-        params = [p for p in inspect.signature(obj.forward).parameters][1:]
-        fn = obj.apply
-    elif callable(obj):
-        params = list(inspect.signature(obj).parameters)
-        fn = obj
-    else:
-        raise CliError(f"'{func_name}' in {path} is not a function")
+    if backend == "engine" and not shim:
+        from .backends import reaches_real_torch
+        via = reaches_real_torch(module, obj)
+        if via and requested == "engine":
+            raise CliError(f"{path.name} does not import torch itself, but {via} uses real PyTorch: run it with "
+                           "--backend torch, or import torch in the file itself to run it on the engine")
+        if via:
+            backend = "torch"         # loaded against real PyTorch: it runs there, never on engine tensors
+    target = Target("file", str(path), [], None, label=f"{path.name}:{func_name}", backend=backend)
+    lib = target.lib
     defaults = getattr(module, "inputs", {}) or {}
     if not isinstance(defaults, dict):
         raise CliError(f"'inputs' in {path} must be a dict of name -> values")
+    defaults = dict(defaults)
+    if isinstance(obj, type) and issubclass(obj, lib.autograd.Function):
+        params, fn = _signature(obj.forward, path, func_name)[1:], obj.apply
+    elif isinstance(obj, type) and issubclass(obj, lib.nn.Module):
+        try:
+            with torch_on_engine(shim):
+                instance = obj()
+        except TypeError as e:
+            raise CliError(f"'{func_name}' in {path} is an nn.Module class that cannot be made without arguments "
+                           f"({e}): make an instance in the file and name it with --func") from None
+        except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
+            raise UserCodeError(user_traceback(e) or _format(e, [])) from None
+        fn, params = _module_function(instance, func_name, defaults)
+    elif isinstance(obj, lib.nn.Module):
+        fn, params = _module_function(obj, func_name, defaults)
+    elif callable(obj) and not isinstance(obj, type):
+        params, fn = _signature(obj, path, func_name), obj
+    else:
+        raise CliError(f"'{func_name}' in {path} is not a function, a Function, or an nn.Module")
 
     def call(tensors):
         try:
@@ -170,7 +261,46 @@ def _load_file(path, func_name, shim=False):
                                 f"{func_name}: nothing was computed or checked") from None
         except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
-    return Target("file", str(path), params, call, defaults=defaults, label=f"{path.name}:{func_name}")
+    target.names, target._call, target.defaults = params, call, defaults
+    target.torch_api = shim
+    return target
+
+
+def _signature(fn, path, func_name):
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        raise CliError(f"cannot read the arguments of '{func_name}' in {path}") from None
+
+
+def _module_function(module, func_name, defaults):
+    """An nn.Module as a function of its forward's inputs and its parameters, named
+    `<func>.<qualified name>` (`net.0.weight`); the parameters' values are their defaults."""
+    inputs = list(inspect.signature(module.forward).parameters)
+    named = dict(module.named_parameters())
+    pnames = [f"{func_name}.{n}" for n in named]
+    clash = [n for n in inputs if n in pnames]
+    if clash:
+        raise CliError(f"the input '{clash[0]}' of {func_name}.forward is named like a parameter")
+    for n, p in zip(pnames, named.values()):
+        defaults.setdefault(n, p)
+    modules = dict(module.named_modules())
+    owners = {}
+    for qual in named:
+        mod_path, _, leaf = qual.rpartition(".")
+        owners[qual] = (modules[mod_path], leaf)
+
+    def fn(*xs):
+        args, values = xs[:len(inputs)], xs[len(inputs):]
+        saved = {q: owner._parameters[leaf] for q, (owner, leaf) in owners.items()}
+        try:
+            for (owner, leaf), v in zip(owners.values(), values):
+                owner._parameters[leaf] = v       # the given tensor stands in for the parameter
+            return module(*args)
+        finally:
+            for q, (owner, leaf) in owners.items():
+                owner._parameters[leaf] = saved[q]
+    return fn, inputs + pnames
 
 
 MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
@@ -179,9 +309,8 @@ MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
 def check_jacobian_size(target, tensors, chosen, hint, outs=None):
     """Refuse, before any work, a dense Jacobian that would not fit: one forward gives the output
     sizes (`jacobian 'x*2' --x 'randn(100000)'` asked for 74.5 GiB and died of MemoryError)."""
-    import engine
     if outs is None:
-        with engine.no_grad():
+        with target.no_grad():
             outs, _ = target.call(tensors)
     n = sum(o.numel() for o in outs) * sum(tensors[c].numel() for c in chosen)
     if n > MAX_JACOBIAN:
@@ -216,7 +345,6 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
     """{name: Tensor} for the target's variables; those in `wrt` (default: all) require grad."""
     import numpy as np
 
-    import engine
     from expressions import parse_value
     from expressions.values import LazyGenerator
     for n in target.names:
@@ -237,11 +365,11 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
             arr = parse_value(raw[name], rng, name=name)
         elif name in target.defaults:
             v = target.defaults[name]
-            arr = np.array(v.numpy(force=True) if isinstance(v, engine.Tensor) else v, dtype=np.float64)
+            arr = np.array(v.detach().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
         else:
             span = target.program.span_of(name) if target.program else None
             raise CliError(f"'{name}' has no value: pass --{name} VALUES", span=span, text=target.text)
-        tensors[name] = engine.tensor(arr.astype(np_dtype))
+        tensors[name] = target.lib.tensor(arr.astype(np_dtype))
     chosen = list(target.names) if not wrt else [w.strip() for w in wrt.split(",") if w.strip()]
     for w in chosen:
         if w not in tensors:

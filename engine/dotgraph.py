@@ -71,14 +71,52 @@ def _tensor_label(name, arr, show_values, grad=None):
     return "\n".join(parts)
 
 
+class EngineView:
+    """How `build` reads the engine's graph. Another autograd (the CLI's PyTorch backend) passes
+    its own view with the same methods, so both graphs are drawn by one layout."""
+
+    tensor_type = Tensor
+
+    @staticmethod
+    def root(o):
+        return o.grad_fn if o.grad_fn is not None or not o._rg else accumulator(o)
+
+    walk = staticmethod(walk)
+
+    @staticmethod
+    def data(t):
+        return t._data
+
+    @staticmethod
+    def grad(t):
+        return t._grad._data if t._grad is not None else None
+
+    @staticmethod
+    def variable(node):
+        """The leaf tensor an AccumulateGrad node feeds, or None for any other node."""
+        return node.variable if isinstance(node, AccumulateGrad) else None
+
+    @staticmethod
+    def forward_name(node):
+        op = getattr(node, "op", None)
+        return op.name if op is not None else (node._forward_cls.__name__ if getattr(node, "_forward_cls", None) else "")
+
+    saved = staticmethod(lambda node: _saved_of(node))
+
+    @staticmethod
+    def children(node):
+        return node._next
+
+
 def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved=False, forward=False,
-          max_nodes=1000, node_grads=None, output_names=None):
+          max_nodes=1000, node_grads=None, output_names=None, view=EngineView):
     """The graph behind `outputs` (a Tensor or a sequence) as a _Graph.
 
     names: {id(tensor): name} for leaves (a leaf without one shows its shape and values only).
     node_grads: {node: [array per output]} gradients seen flowing into each node (--retain-grad).
+    view: how the graph is read (EngineView; the CLI passes PyTorch's).
     """
-    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    outs = [outputs] if isinstance(outputs, view.tensor_type) else list(outputs)
     names = names or {}
     g = _Graph()
     counter = [0]
@@ -87,19 +125,12 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
         counter[0] += 1
         return f"n{counter[0]}"
 
-    roots = []
-    root_of = []
-    for k, o in enumerate(outs):
-        root = o.grad_fn
-        if root is None and o._rg:
-            root = accumulator(o)
-        root_of.append(root)
-        roots.append(root)
+    root_of = [view.root(o) for o in outs]
     # the nodes shown: the first max_nodes of the one graph walk (each reached from one before
     # it, so what is shown is connected); the rest are counted in a note
     order = []
     hidden = 0
-    for n in walk(roots):
+    for n in view.walk(root_of):
         if len(order) < max_nodes:
             order.append(n)
         else:
@@ -108,8 +139,8 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
     for k, o in enumerate(outs):
         oname = (output_names[k] if output_names else ("output" if len(outs) == 1 else f"output{k}"))
         oid = new_id()
-        g.nodes.append((oid, "output", _tensor_label(oname, o._data, show_values,
-                                                     o._grad._data if show_grad and o._grad is not None else None)))
+        g.nodes.append((oid, "output", _tensor_label(oname, view.data(o), show_values,
+                                                     view.grad(o) if show_grad else None)))
         if root_of[k] is not None:
             if root_of[k] not in ids:
                 ids[root_of[k]] = new_id()
@@ -121,32 +152,31 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
     leaf_ids = {}
     for node in order:
         nid = ids[node]
-        if isinstance(node, AccumulateGrad):
-            var = node.variable
+        var = view.variable(node)
+        if var is not None:
             g.nodes.append((nid, "accumulate", "AccumulateGrad"))
             lid = leaf_ids.get(id(var))
             if lid is None:
                 lid = new_id()
                 leaf_ids[id(var)] = lid
                 name = names.get(id(var)) or ""
-                grad = var._grad._data if show_grad and var._grad is not None else None
-                g.nodes.append((lid, "leaf", _tensor_label(name, var._data, show_values, grad)))
+                grad = view.grad(var) if show_grad else None
+                g.nodes.append((lid, "leaf", _tensor_label(name, view.data(var), show_values, grad)))
             g.edges.append((lid, nid, ""))
             continue
         label = node.name()
         if forward:
-            op = getattr(node, "op", None)
-            fwd = op.name if op is not None else (node._forward_cls.__name__ if getattr(node, "_forward_cls", None) else "")
+            fwd = view.forward_name(node)
             label = f"{fwd} -> {label}" if fwd else label
         if node_grads and node in node_grads:
             label += "\ngrad " + "; ".join(fmt_values(a) for a in node_grads[node] if a is not None)
         g.nodes.append((nid, "op", label))
         if show_saved:
-            for sname, arr in _saved_of(node):
+            for sname, arr in view.saved(node):
                 sid = new_id()
                 g.nodes.append((sid, "saved", f"{sname}\n{fmt_shape(arr.shape)} {arr.dtype.name}"))
                 g.edges.append((sid, nid, "dashed"))
-        for nxt in node._next:
+        for nxt in view.children(node):
             if nxt is not None and nxt in ids:
                 g.edges.append((ids[nxt], nid, ""))
     if hidden:

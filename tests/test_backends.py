@@ -3,9 +3,10 @@ gets "passed", with or without PyTorch installed, whatever --backend says.
 
 It used to: with PyTorch installed, real torch.autograd.Function.apply received engine tensors,
 ran forward as plain engine ops and never called the wrong backward. Now a target runs on one
-backend: on the engine's PyTorch API (torch mapped to the engine while the target runs), or
-not at all with a clear error where it cannot run correctly (checking on real PyTorch is not
-built yet)."""
+backend: real PyTorch (torch tensors, PyTorch's autograd, cli/torch_backend.py), or the engine's
+PyTorch API (torch mapped to the engine while the target runs). Tests marked for PyTorch skip
+when it is not installed; "torch absent" is simulated where it is, so both run in CI."""
+import importlib.util
 import json
 import pathlib
 import sys
@@ -17,6 +18,8 @@ from cli import backends
 from cli.app import app
 
 runner = CliRunner()
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed (pip install torch)")
 
 # the project's own wrong-backward example (1 % off), as the torch file a user would have
 EXAMPLE = (pathlib.Path(__file__).resolve().parents[1] / "examples" / "wrong_backward.py").read_text()
@@ -27,36 +30,95 @@ RIGHT = WRONG.replace("g * 3 * x ** 2 * 1.01", "g * 3 * x ** 2")
 assert RIGHT != WRONG
 
 
-@pytest.fixture(params=[True, False], ids=["torch_installed", "torch_absent"])
+@pytest.fixture(params=[pytest.param(True, marks=needs_torch), False], ids=["torch_installed", "torch_absent"])
 def installed(request, monkeypatch):
-    monkeypatch.setattr(backends, "torch_installed", lambda: request.param)
+    if not request.param:             # as if PyTorch were not installed (`import torch` is the engine's)
+        monkeypatch.setattr(backends, "torch_installed", lambda: False)
     return request.param
 
 
 @pytest.mark.parametrize("backend", ["auto", "engine", "torch"])
-@pytest.mark.parametrize("command", ["check", "grad --check"])
+@pytest.mark.parametrize("command", ["check", "grad --check", "jacobian --check --func Cube",
+                                     "check --fast"])
 def test_a_wrong_backward_in_a_torch_file_never_passes(tmp_path, installed, backend, command):
     target = tmp_path / "cube.py"
     target.write_text(WRONG)
     argv = command.split() + [str(target), "--x", "1,2", "--backend", backend]
     r = runner.invoke(app, argv)
     assert "passed" not in r.stdout.replace("FAILED", "").lower() or r.exit_code != 0
-    assert r.exit_code in (1, 2), (r.exit_code, r.stdout, r.stderr)
-    ran_on_engine = backend == "engine" or (backend == "auto" and not installed)
-    if ran_on_engine:
-        assert r.exit_code == 1 and "FAIL" in r.stdout            # the user's backward was called
-        assert "CubeBackward" in r.stdout
+    if backend == "torch" and not installed:
+        assert r.exit_code == 2 and "needs PyTorch, which is not installed" in r.stderr
+        return
+    assert r.exit_code == 1 and "FAIL" in r.stdout, (r.stdout, r.stderr)     # the user's backward was called
+    on_torch = backend == "torch" or (backend == "auto" and installed)
+    if on_torch:
+        assert "backend: PyTorch" in r.stdout
     else:
-        assert r.exit_code == 2 and "--backend engine" in r.stderr
+        assert "backend: engine" in r.stdout
+    if command == "check":
+        assert "CubeBackward" in r.stdout                          # named, on either backend
 
 
-def test_a_right_backward_in_a_torch_file_passes_on_the_engine(tmp_path):
+@pytest.mark.parametrize("backend", ["engine", pytest.param("torch", marks=needs_torch)])
+def test_a_right_backward_in_a_torch_file_passes(tmp_path, backend):
     target = tmp_path / "cube.py"
     target.write_text(RIGHT)
-    r = runner.invoke(app, ["check", str(target), "--x", "1,2", "--backend", "engine", "--json"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["passed"] is True
-    doc = json.loads(runner.invoke(app, ["grad", str(target), "--x", "1,2", "--backend", "engine", "--json"]).stdout)
+    r = runner.invoke(app, ["check", str(target), "--x", "1,2", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["passed"] is True and doc["backend"] == backend
+    doc = json.loads(runner.invoke(app, ["grad", str(target), "--x", "1,2", "--backend", backend, "--json"]).stdout)
     assert doc["gradients"] == {"x": [3.0, 12.0]}                  # 3 x^2
+    assert doc["backend"] == backend and doc["output"]["grad_fn"] == "SumBackward0"
+
+
+@needs_torch
+def test_on_the_torch_backend_pytorch_computes_the_gradients(tmp_path, monkeypatch):
+    """The analytical side is PyTorch's autograd: the user's backward is called by PyTorch, with
+    torch tensors, and the engine never sees the target's tensors."""
+    log = tmp_path / "calls.txt"
+    target = tmp_path / "cube.py"
+    target.write_text(RIGHT.replace("x, = ctx.saved_tensors", "x, = ctx.saved_tensors\n"
+                                    f"        open({str(log)!r}, 'a').write(type(g).__module__ + '\\n')"))
+    r = runner.invoke(app, ["check", str(target), "--x", "1,2,3", "--backend", "torch"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    calls = log.read_text().split()
+    assert calls and set(calls) == {"torch"}                 # called by PyTorch, with torch tensors
+
+
+@needs_torch
+def test_graph_on_the_torch_backend_is_pytorchs_graph(tmp_path):
+    import torch
+    target = tmp_path / "net.py"
+    target.write_text("import torch\nimport torch.nn.functional as F\n\n"
+                      "def f(x, w, b):\n    return torch.tanh(F.linear(x, w, b)).sum()\n")
+    r = runner.invoke(app, ["graph", str(target), "--x", "randn(2,3)", "--w", "randn(4,3)", "--b", "randn(4)",
+                            "--show-saved"])
+    assert r.exit_code == 0, r.stderr
+    x, w, b = torch.randn(2, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True), torch.randn(4, requires_grad=True)
+    names = []
+    node = torch.tanh(torch.nn.functional.linear(x, w, b)).sum().grad_fn
+    while node is not None:               # PyTorch's own chain: Sum <- Tanh <- Addmm
+        names.append(node.name())
+        node = next((n for n, _ in node.next_functions if n is not None and "Accumulate" not in n.name()), None)
+    assert names[:3] == ["SumBackward0", "TanhBackward0", "AddmmBackward0"]
+    labels = [line.split('label="')[1].split('"')[0].split("\\n")[0] for line in r.stdout.splitlines()
+              if 'label="' in line]
+    for n in names:
+        assert n in labels
+    assert "mat1" in labels and "result" in labels         # saved tensors from _saved_mat1, _saved_result
+
+
+@needs_torch
+def test_a_helper_module_that_imports_torch_is_not_run_on_engine_tensors(tmp_path):
+    """The target file does not say `import torch`, but the function it names comes from one
+    that does: it runs on PyTorch (auto), or is refused (--backend engine); never a false pass."""
+    (tmp_path / "helper_cube.py").write_text(WRONG)
+    target = tmp_path / "uses_helper.py"
+    target.write_text("from helper_cube import f\n")
+    r = runner.invoke(app, ["check", str(target), "--x", "1,2"])
+    assert r.exit_code == 1 and "FAIL" in r.stdout
+    r = runner.invoke(app, ["check", str(target), "--x", "1,2", "--backend", "engine"])
+    assert r.exit_code == 2 and "uses real PyTorch" in r.stderr
 
 
 def test_the_torch_name_is_the_engines_only_while_the_target_runs(tmp_path):
@@ -82,7 +144,9 @@ def test_files_without_torch_and_expressions_are_unaffected(tmp_path):
         assert runner.invoke(app, ["check", str(target), "--x", "1,2", "--backend", backend]).exit_code == 0
         assert runner.invoke(app, ["check", "sum(x*x)", "--x", "1,2", "--backend", backend]).exit_code == 0
     r = runner.invoke(app, ["check", "sum(x*x)", "--x", "1,2", "--backend", "torch"])
-    assert r.exit_code == 2 and "not built yet" in r.stderr
+    assert r.exit_code == 2 and "expressions run on the engine" in r.stderr
+    r = runner.invoke(app, ["check", str(target), "--x", "1,2", "--backend", "torch"])
+    assert r.exit_code == 2 and "does not import torch" in r.stderr
     r = runner.invoke(app, ["check", "sum(x*x)", "--x", "1,2", "--backend", "tensorflow"])
     assert r.exit_code == 2 and "--backend must be one of auto, engine, torch" in r.stderr
 

@@ -45,15 +45,16 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "
                             "and one backward) or fewer inputs with --wrt")
     names = list(tensors)
-    fn = target.function(names)
+    fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = check_gradients(fn, tuple(tensors.values()), eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
+        report = check_gradients(fn, tuple(target.to_engine(t) for t in tensors.values()), eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
                                  input_names=names)
     if json_out:
-        render.dump_json(render.check_json(report))
+        render.dump_json({**target.json_fields(), **render.check_json(report)})
     else:
         con = render.console()
+        render.backend_line(con, target)
         con.print(f"[bold]gradient check[/bold] (eps={eps:g}, atol={atol:g}, rtol={rtol:g}"
                   f"{', fast mode' if fast else ''}): |analytical - numerical| <= atol + rtol*|numerical|")
         t = render.table(None, ["input", "max abs err", "max rel err", "worst at", "analytical",

@@ -55,8 +55,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
         if tuple(seed_grad.shape) != tuple(out.shape):
             raise CliError(f"--grad-output has shape {render.shape_text(seed_grad.shape)} but the output has shape "
                            f"{render.shape_text(out.shape)}")
-        import engine
-        seed_grad = engine.tensor(seed_grad.astype(out.numpy(force=True).dtype))
+        seed_grad = target.lib.tensor(seed_grad.astype(out.numpy(force=True).dtype))
     elif out.numel() != 1:
         raise CliError(f"the output has shape {render.shape_text(out.shape)}, not a scalar: pass --grad-output VALUES "
                        f"(the vector for the vector-Jacobian product) or reduce it, e.g. \"sum({target_text})\"")
@@ -75,9 +74,9 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     if check:
         report = _check(target, tensors, chosen)
     if dot is not None:
-        write_graph(outs, tensors, dot, show_values=True, show_grad=True)
+        write_graph(outs, tensors, dot, show_values=True, show_grad=True, view=target.graph_view())
     if json_out:
-        doc = {"expression": target.text,
+        doc = {**target.json_fields(), "expression": target.text,
                "output": {"value": render.to_jsonable(out.numpy(force=True)), "shape": list(out.shape),
                           "grad_fn": out.grad_fn.name() if out.grad_fn is not None else None},
                "inputs": {n: {"value": render.to_jsonable(t.numpy(force=True)), "shape": list(t.shape),
@@ -94,6 +93,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
         render.dump_json(doc)
     else:
         con = render.console()
+        render.backend_line(con, target)
         render.show(con, render.inputs_table(tensors))
         con.print(f"[bold]output[/bold] {render.esc(repr(out))}")
         if times == 1:
@@ -104,9 +104,8 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             _say_unreached(unreached)
         else:
             t = render.table("gradients after each backward() call", ["call"] + [f"{n}.grad" for n in chosen])
-            import engine
             for i, g in enumerate(history):
-                t.add_row(str(i + 1), *[render.esc("None" if g[n] is None else repr(engine.tensor(g[n])))
+                t.add_row(str(i + 1), *[render.esc("None" if g[n] is None else repr(target.lib.tensor(g[n])))
                                         for n in chosen])
             render.show(con, t)
             _say_unreached(unreached)
@@ -114,8 +113,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
                 render.note("--zero-grad: .grad was zeroed before each call (w.grad.zero_()), so every call "
                             "shows the same gradient instead of a running sum.")
             else:
-                from engine.graph import frees_saved_values
-                if frees_saved_values(out):
+                if target.frees_saved_values(out):
                     kept = ("The graph was kept with retain_graph=True; without it the second backward() would "
                             "fail, as in PyTorch (\"Trying to backward through the graph a second time\"): "
                             "a node of this graph saved values for backward, and backward() frees them.")
@@ -145,9 +143,9 @@ def _check(target, tensors, chosen):
 
     from ..targets import check_jacobian_size
     check_jacobian_size(target, tensors, chosen, "drop --check, or run 'autograd check --fast'")
-    fn = target.function(list(tensors))
+    fn = target.engine_function(list(tensors))     # on PyTorch: its backward is PyTorch's autograd
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        inputs = tuple(t.detach().requires_grad_(n in chosen) if t.is_floating_point() else t
+        inputs = tuple(target.to_engine(t.detach().requires_grad_(n in chosen) if t.is_floating_point() else t)
                        for n, t in tensors.items())
         return check_gradients(fn, inputs, input_names=list(tensors))

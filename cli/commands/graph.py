@@ -50,28 +50,27 @@ def _graph(target_text, values, output, show_values, show_grad, retain_grad, sho
     outs, single = target.call(tensors)
     node_grads = None
     if show_grad:
-        node_grads = _backward(outs, retain_grad)
-    write_graph(outs, tensors, output, rankdir=rankdir, timeout=dot_timeout, show_values=show_values, show_grad=show_grad,
+        node_grads = _backward(target, outs, retain_grad)
+    write_graph(outs, tensors, output, view=target.graph_view(), rankdir=rankdir, timeout=dot_timeout, show_values=show_values, show_grad=show_grad,
                 show_saved=show_saved, forward=forward, max_nodes=max_nodes, node_grads=node_grads,
                 output_names=["output"] if single else [f"output{k}" for k in range(len(outs))])
 
 
-def _backward(outs, retain_grad):
+def _backward(target, outs, retain_grad):
     """Run backward (seeded with ones) and, with --retain-grad, keep the gradient into every node."""
-    import numpy as np
-
-    import engine
-    from engine.graph import AccumulateGrad, walk
+    from engine.dotgraph import EngineView
+    view = target.graph_view() or EngineView
+    lib = target.lib
     seen = {}
     handles = []
     if retain_grad:
-        for n in walk(o.grad_fn for o in outs):
-            if not isinstance(n, AccumulateGrad):
+        for n in view.walk([view.root(o) for o in outs]):
+            if view.variable(n) is None:
                 handles.append(n.register_prehook(lambda gs, n=n: seen.__setitem__(
-                    n, [None if g is None else g.numpy(force=True).copy() for g in gs])))
+                    n, [None if g is None else g.detach().numpy().copy() for g in gs])))
     live = [o for o in outs if o.grad_fn is not None]
     if live:
-        engine.autograd.backward(live, [engine.tensor(np.ones(o.shape)) for o in live], retain_graph=True)
+        lib.autograd.backward(live, [lib.ones_like(o) for o in live], retain_graph=True)
     for h in handles:
         h.remove()
     return seen

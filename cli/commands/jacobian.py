@@ -44,18 +44,20 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     check_jacobian_size(target, tensors, chosen, "pick fewer inputs with --wrt or smaller values ("
                         "'autograd check --fast' checks gradients without the Jacobian)")
     names = list(tensors)
-    fn = target.function(names)
+    fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
+    eng = {n: target.to_engine(t) for n, t in tensors.items()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         outs, single = target.call(tensors)
         wrt_pos = [names.index(n) for n in chosen]
 
         def f(*xs):
-            full_args = [tensors[n].detach() for n in names]
+            full_args = [eng[n].detach() for n in names]
             for p, x in zip(wrt_pos, xs):
                 full_args[p] = x
             return fn(*full_args)
-        J = functional.jacobian(f, tuple(tensors[n] for n in chosen))
+        # PyTorch's backward runs once per row (the bridge takes no batched cotangents)
+        J = functional.jacobian(f, tuple(eng[n] for n in chosen), vectorize=False if target.backend == "torch" else None)
     out_names = ["y"] if single else [f"y{k}" for k in range(len(outs))]
     table = [J] if single else list(J)
     report = None
@@ -63,10 +65,10 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
         from engine.autograd.checker import check_gradients
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            report = check_gradients(f, tuple(tensors[n].detach().requires_grad_(True) for n in chosen),
+            report = check_gradients(f, tuple(eng[n].detach().requires_grad_(True) for n in chosen),
                                      input_names=chosen, output_names=out_names)
     if json_out:
-        doc = {"expression": target.text,
+        doc = {**target.json_fields(), "expression": target.text,
                "output": {n: {"value": render.to_jsonable(o.numpy(force=True)), "shape": list(o.shape)}
                           for n, o in zip(out_names, outs)},
                "jacobian": {}}
@@ -81,6 +83,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
         render.dump_json(doc)
     else:
         con = render.console()
+        render.backend_line(con, target)
         for w in caught:
             render.warn(str(w.message))
         for oname, out, row in zip(out_names, outs, table):

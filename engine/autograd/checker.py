@@ -204,8 +204,12 @@ def _custom_functions(outs):
     check fails these are the first suspects."""
     names = []
     for n in walk(o.grad_fn for o in outs):
-        if isinstance(n, BackwardCFunction) and n.name() not in names:
-            names.append(n.name())
+        if isinstance(n, BackwardCFunction):
+            # a Function that runs another autograd's graph (the CLI's PyTorch backend) names
+            # the custom Functions found there, in `ctx.inner_functions`
+            for name in getattr(n, "inner_functions", None) or [n.name()]:
+                if name not in names:
+                    names.append(name)
     return names
 
 

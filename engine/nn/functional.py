@@ -1,5 +1,6 @@
 """PyTorch's torch.nn.functional, written with engine ops (so every one is differentiable
 through the registry's rules, and its graph shows the ops it is made of)."""
+from .. import ops
 from ..ops import log_softmax, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
 from ..tensor import Tensor, arange
 
@@ -15,9 +16,16 @@ def _reduce(loss, reduction):
 
 
 def linear(input, weight, bias=None):  # noqa: A002
-    """input @ weight^T + bias."""
-    y = input @ weight.t() if weight.ndim == 2 else input @ weight
-    return y if bias is None else y + bias
+    """input @ weight^T + bias, recorded as PyTorch records it: AddmmBackward0 with a bias (in a
+    ViewBackward0 for input that is not a matrix), MmBackward0 without."""
+    if bias is None or weight.ndim != 2 or input.ndim == 0:
+        y = input @ weight.t() if weight.ndim == 2 else input @ weight
+        return y if bias is None else y + bias
+    if input.ndim == 2:
+        return ops.addmm(bias, input, weight.t())
+    lead = tuple(input.shape[:-1])
+    y = ops.addmm(bias, input.reshape(-1, input.shape[-1]), weight.t())
+    return y.reshape(lead + (weight.shape[0],))
 
 
 def mse_loss(input, target, reduction="mean"):  # noqa: A002

@@ -234,8 +234,8 @@ class Linear(Module):
         if not bias:
             self._parameters["bias"] = None
 
-    def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+    def forward(self, input):  # noqa: A002 - PyTorch's parameter name (a target's input name)
+        return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -251,10 +251,10 @@ class Sequential(Module):
             for i, m in enumerate(mods):
                 self.add_module(str(i), m)
 
-    def forward(self, x):
+    def forward(self, input):  # noqa: A002 - PyTorch's parameter name
         for m in self._modules.values():
-            x = m(x)
-        return x
+            input = m(input)  # noqa: A001
+        return input
 
     def __getitem__(self, i):
         mods = list(self._modules.values())
@@ -272,8 +272,8 @@ class Sequential(Module):
 
 
 def _activation(name, fn, extra=None):
-    def forward(self, x):
-        return fn(self, x)
+    def forward(self, input):  # noqa: A002 - PyTorch's parameter name
+        return fn(self, input)
     cls = type(name, (Module,), {"forward": forward, "__module__": __name__,
                                  "extra_repr": extra or (lambda self: "")})
     return cls
@@ -290,8 +290,8 @@ class Softmax(Module):
         super().__init__()
         self.dim = dim
 
-    def forward(self, x):
-        return F.softmax(x, self.dim)
+    def forward(self, input):  # noqa: A002 - PyTorch's parameter name
+        return F.softmax(input, self.dim)
 
     def extra_repr(self):
         return f"dim={self.dim}"

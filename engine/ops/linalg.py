@@ -93,6 +93,29 @@ def matmul(x, y):
         raise errors.ShapeError(_matmul_error(a, b)) from None
 
 
+ADDMM = defop("addmm", lambda bias, mat1, mat2: bias + np.matmul(mat1, mat2),
+              (lambda xp, g, out, bias, mat1, mat2: g,
+               lambda xp, g, out, bias, mat1, mat2: xp.matmul(g, xp.swapaxes(mat2, -1, -2)),
+               lambda xp, g, out, bias, mat1, mat2: xp.matmul(xp.swapaxes(mat1, -1, -2), g)),
+              saves=("", "mat2", "mat1"), nodes="AddmmBackward0",
+              samples=[(((3,), (2, 4), (4, 3)), {}), (((2, 3), (2, 4), (4, 3)), {}), (((), (2, 2), (2, 3)), {})],
+              doc="bias + mat1 @ mat2 for matrices (what nn.Linear records)")
+
+
+@export("addmm", op=ADDMM)
+def addmm(input, mat1, mat2):  # noqa: A002
+    """input + mat1 @ mat2, mat1 and mat2 matrices (input broadcast to the product's shape)."""
+    if mat1.ndim != 2:
+        raise errors.ShapeError("mat1 must be a matrix, got " f"{mat1.ndim}-D tensor")
+    if mat2.ndim != 2:
+        raise errors.ShapeError("mat2 must be a matrix, got " f"{mat2.ndim}-D tensor")
+    if mat1.shape[1] != mat2.shape[0]:
+        raise errors.ShapeError(_matmul_error(mat1, mat2))
+    if not isinstance(input, Tensor):
+        input = Tensor._make(np.asarray(input, dtype=mat1._data.dtype))  # noqa: A001
+    return apply(ADDMM, (input, mat1, mat2))
+
+
 @export("dot", "inner", "vdot")
 def dot(x, y):
     if x.ndim != 1 or y.ndim != 1:
