@@ -196,3 +196,35 @@ class TorchView:
 def view():
     TorchView.tensor_type = torch().Tensor
     return TorchView
+
+
+def expression_library():
+    """What an expression calls when it runs on PyTorch (--compare torch): the same language
+    (names are checked against the engine's registry first), PyTorch's functions at run time."""
+    from expressions.compiler import EngineLibrary
+
+    class TorchLibrary(EngineLibrary):
+        def __init__(self):
+            t = torch()
+            self.Tensor, self.tensor, self._torch = t.Tensor, t.tensor, t
+
+        def function(self, name, method):
+            t = self._torch
+            found = getattr(t.Tensor, name, None) if method else (
+                getattr(t, name, None) or getattr(t.nn.functional, name, None))
+            if found is None:
+                raise NoCounterpart(f"{'.' if method else ''}{name}")
+            return found
+
+        def compare(self, op):
+            return getattr(self._torch, op)
+    return TorchLibrary()
+
+
+class NoCounterpart(LookupError):
+    """An expression function the engine has and PyTorch does not."""
+
+
+def node_names(roots, view):
+    """The names of the nodes on a graph, in walk order (AccumulateGrad without namespace)."""
+    return [n.name().replace("torch::autograd::", "") for n in view.walk(roots)]

@@ -38,6 +38,26 @@ class _Numpy:
     transpose = staticmethod(np.transpose)
     expand_dims = staticmethod(np.expand_dims)
     concatenate = staticmethod(np.concatenate)
+    flip = staticmethod(np.flip)
+    tril = staticmethod(np.tril)
+    triu = staticmethod(np.triu)
+
+    @staticmethod
+    def clamp(a, min=None, max=None):  # noqa: A002
+        return np.clip(a, min, max)
+
+    @staticmethod
+    def softplus(x):
+        return np.logaddexp(0.0, x)
+
+    @staticmethod
+    def erf(x):
+        from .ops.elementwise import _erf
+        return _erf(x)
+
+    @staticmethod
+    def cumsum(a, dim):
+        return np.cumsum(a, axis=dim)
 
     @staticmethod
     def sigmoid(x):

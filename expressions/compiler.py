@@ -42,6 +42,36 @@ def functions():
     return _FUNCS
 
 
+class EngineLibrary:
+    """What a compiled expression calls at run time: the engine (the default). Another tensor
+    library (the CLI's `--compare torch` passes PyTorch's) gives the same four things; names are
+    always checked against the engine's registry first, so the language is the same."""
+
+    def __init__(self):
+        import engine
+        self.Tensor = engine.Tensor
+        self.tensor = engine.tensor
+        self._ops = engine.ops
+
+    def function(self, name, method):
+        return functions()[name]
+
+    def compare(self, op):
+        return getattr(self._ops, op)
+
+    def binop(self, name):
+        Tensor, tensor = self.Tensor, self.tensor
+
+        def fn(a, b):
+            if not isinstance(a, Tensor):
+                if name == "matmul":
+                    a = tensor(np.asarray(a, dtype=np.float64))
+                else:
+                    return getattr(Tensor, _REFLECTED[name])(b, a)
+            return getattr(Tensor, _DUNDER[name])(a, b)
+        return fn
+
+
 class Const:
     """A compile-time number (or tuple of them): folded, never a Tensor."""
 
@@ -54,7 +84,8 @@ class Const:
 class Program:
     """A compiled expression: `variables` in order of first use, `run(values)` builds the graph."""
 
-    def __init__(self, text, root, variables, spans):
+    def __init__(self, text, root, variables, spans, lib):
+        self.lib = lib
         self.text = text
         self._root = root
         self.variables = variables
@@ -70,15 +101,14 @@ class Program:
                 raise ExpressionError(f"'{name}' has no value: pass --{name} VALUES", self._spans[name], self.text)
         out = self._root(values)
         if isinstance(out, Const):
-            import engine
-            return engine.tensor(np.asarray(out.value, dtype=np.float64))
+            return self.lib.tensor(np.asarray(out.value, dtype=np.float64))
         return out
 
 
-def compile_expression(text, variables=()):
+def compile_expression(text, variables=(), lib=None):
     """Compile `text`; raises ExpressionError (with a span) for anything outside the language.
     variables: names the caller has values for; such a name is a variable even where it would
-    be a constant (`e`, `pi`, `inf`, `nan`)."""
+    be a constant (`e`, `pi`, `inf`, `nan`). lib: what the program calls (EngineLibrary)."""
     if not isinstance(text, str):
         raise ExpressionError("the expression must be text")
     if len(text) > MAX_LENGTH:
@@ -98,13 +128,14 @@ def compile_expression(text, variables=()):
                               text) from None
     except ValueError as e:  # e.g. null bytes
         raise ExpressionError(f"invalid text: {e}", (0, len(text)), text) from None
-    c = _Compiler(text if "\n" in text else text.strip(), text, frozenset(variables))
+    lib = lib or EngineLibrary()
+    c = _Compiler(text if "\n" in text else text.strip(), text, frozenset(variables), lib)
     try:
         root = c.compile(tree.body, 0)
     except RecursionError:
         raise ExpressionError(f"the expression is nested too deeply (limit {MAX_DEPTH} levels)", (0, len(text)),
                               text) from None
-    return Program(text, root, c.variables, c.spans)
+    return Program(text, root, c.variables, c.spans, lib)
 
 
 def _syntax_offset(text, e):
@@ -115,7 +146,8 @@ def _syntax_offset(text, e):
 
 
 class _Compiler:
-    def __init__(self, source, original, given=frozenset()):
+    def __init__(self, source, original, given=frozenset(), lib=None):
+        self.lib = lib
         self.given = given
         self.source = source
         self.text = original
@@ -204,7 +236,8 @@ class _Compiler:
                              "allowed; use + - * / ** @", node)
         left = self.compile(node.left, depth)
         right = self.compile(node.right, depth)
-        name, fn = op
+        name = op
+        fn = self.lib.binop(name)
         seg = self.segment(node)
         span = self.span(node)
         text = self.text
@@ -251,14 +284,16 @@ class _Compiler:
         left = self.compile(node.left, depth)
         right = self.compile(node.comparators[0], depth)
 
+        lib = self.lib
+        cmp = lib.compare(op)
+
         def fn(env):
-            import engine
             a, b = left(env), right(env)
             a = a.value if isinstance(a, Const) else a
             b = b.value if isinstance(b, Const) else b
-            if not isinstance(a, engine.Tensor):
-                a = engine.tensor(a)
-            return getattr(engine.ops, op)(a, b)
+            if not isinstance(a, lib.Tensor):
+                a = lib.tensor(a)
+            return cmp(a, b)
         return self.guarded(node, fn)
 
     # -- calls, attributes, subscripts -----------------------------------------------------------
@@ -276,7 +311,8 @@ class _Compiler:
             self_arg = self.compile(f.value, depth)
         else:
             raise self.error("only engine functions can be called (like tanh(x) or x.sum())", f)
-        fn = functions()[name]
+        takes_tensors = _takes_sequence(functions()[name])
+        fn = self.lib.function(name, self_arg is not None)
         allowed = _keywords(name)
         span = self.span(node)
         args = []
@@ -296,10 +332,9 @@ class _Compiler:
                 raise self.error(f"unknown keyword '{kw.arg}='{hint}", kw.value)
             kwargs[kw.arg] = self._arg(kw.value, depth)
 
-        takes_tensors = _takes_sequence(fn)
+        lib = self.lib
 
         def call(env):
-            import engine
             vals = [a(env) for a in args]
             vals = [_unconst(v) for v in vals]
             if not takes_tensors and any(isinstance(v, list) for v in vals):
@@ -308,15 +343,15 @@ class _Compiler:
             kv = {k: _unconst(v(env)) for k, v in kwargs.items()}
             if self_arg is not None:
                 s = _unconst(self_arg(env))
-                vals.insert(0, s if isinstance(s, engine.Tensor) else engine.tensor(s))
-            elif vals and not isinstance(vals[0], (engine.Tensor, list)):
-                vals[0] = engine.tensor(np.asarray(vals[0], dtype=np.float64))
+                vals.insert(0, s if isinstance(s, lib.Tensor) else lib.tensor(s))
+            elif vals and not isinstance(vals[0], (lib.Tensor, list)):
+                vals[0] = lib.tensor(np.asarray(vals[0], dtype=np.float64))
             if name in _PRODUCTS and len(vals) >= 2:          # results larger than their inputs
                 shape = _product_shape(name, _shape(vals[0]), _shape(vals[1]))
                 if shape is not None:
                     _check_size(shape, self.segment(node), span, self.text)
             out = fn(*vals, **kv)
-            if isinstance(out, tuple) and not isinstance(out, engine.Tensor):
+            if isinstance(out, tuple) and not isinstance(out, lib.Tensor):
                 out = out[0]                     # max(x, dim=0): (values, indices) -> values
             return out
         return self.guarded(node, call)
@@ -525,25 +560,11 @@ def _rejection(node):
     return f"{what} {verb} not allowed in expressions" + (f"; {hint}" if hint else "")
 
 
-def _engine_binop(name):
-    def fn(a, b):
-        import engine
-        if not isinstance(a, engine.Tensor):
-            if name == "matmul":
-                a = engine.tensor(np.asarray(a, dtype=np.float64))
-            else:
-                return getattr(engine.Tensor, _REFLECTED[name])(b, a)
-        return getattr(engine.Tensor, _DUNDER[name])(a, b)
-    return fn
-
-
 _DUNDER = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__",
            "pow": "__pow__", "matmul": "__matmul__"}
 _REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__",
               "pow": "__rpow__", "matmul": "__rmatmul__"}
-_BINOPS = {ast.Add: ("add", _engine_binop("add")), ast.Sub: ("sub", _engine_binop("sub")),
-           ast.Mult: ("mul", _engine_binop("mul")), ast.Div: ("div", _engine_binop("div")),
-           ast.Pow: ("pow", _engine_binop("pow")), ast.MatMult: ("matmul", _engine_binop("matmul"))}
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
 _OP_TEXT = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
             ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
             ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~"}

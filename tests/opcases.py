@@ -12,6 +12,8 @@ def draw(domain, shape, rng):
         return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape)
     if domain == "kinkfree":
         return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.2, 2.0, shape)
+    if domain == "probability":
+        return rng.uniform(0.05, 0.95, shape)
     if domain == "unit":
         return rng.uniform(-0.9, 0.9, shape)
     return rng.standard_normal(shape)

@@ -159,3 +159,49 @@ def test_files_without_torch_and_expressions_are_unaffected(tmp_path):
 ])
 def test_what_counts_as_importing_torch(source, expected):
     assert backends.imports_torch(source) is expected
+
+
+MODULE_FILE = """import torch
+import torch.nn as nn
+
+net = nn.Linear(3, 2)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+
+    def forward(self, x):
+        return (self.body(x) ** 2).sum()
+
+
+class NeedsArgs(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+"""
+
+
+@pytest.mark.parametrize("backend", ["engine", pytest.param("torch", marks=needs_torch)])
+def test_module_targets_check_their_parameters(tmp_path, backend):
+    target = tmp_path / "mods.py"
+    target.write_text(MODULE_FILE)
+    # an instance: inputs are forward's argument and the parameters, by qualified name
+    r = runner.invoke(app, ["grad", str(target), "--func", "net", "--input", "1,2,3", "--wrt", "net.weight,net.bias",
+                            "--grad-output", "[1,1]", "--json", "--backend", backend])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["backend"] == backend
+    assert doc["gradients"] == {"net.weight": [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "net.bias": [1.0, 1.0]}  # closed form
+    assert list(doc["inputs"]) == ["input", "net.weight", "net.bias"]
+    # a class made without arguments; its nested parameters are checked against finite differences
+    r = runner.invoke(app, ["check", str(target), "--func", "Net", "--x", "randn(5,3)", "--json", "--backend", backend])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["passed"], r.stderr
+    assert set(doc["inputs"]) == {"x", "Net.body.0.weight", "Net.body.0.bias", "Net.body.2.weight", "Net.body.2.bias"}
+    # a parameter given a value on the command line is used
+    r = runner.invoke(app, ["grad", str(target), "--func", "net", "--input", "1,2,3", "--net.weight", "zeros(2,3)",
+                            "--net.bias", "5,6", "--wrt", "input", "--grad-output", "[1,0]", "--json", "--backend", backend])
+    doc = json.loads(r.stdout)
+    assert doc["output"]["value"] == [5.0, 6.0] and doc["gradients"] == {"input": [0.0, 0.0, 0.0]}
+    r = runner.invoke(app, ["check", str(target), "--func", "NeedsArgs", "--backend", backend])
+    assert r.exit_code == 2 and "cannot be made without arguments" in r.stderr

@@ -33,6 +33,20 @@ TORCH_CALL = {
     "stack": lambda tensors, dim=0: torch.stack(tensors, dim),
     "logsumexp": lambda x, dim=None, keepdim=False: x.logsumexp(tuple(range(x.ndim)) if dim is None else dim, keepdim),
     "max": lambda x: x.max(), "min": lambda x: x.min(),
+    "repeat": lambda x, repeats: x.repeat(*repeats),
+    "diag_embed": lambda x, diagonal: torch.diag(x, diagonal),
+    "diagonal": lambda x, diagonal: torch.diag(x, diagonal),
+    "gather": lambda x, dim, index: torch.gather(x, dim, torch.tensor(index)),
+    "sort": lambda x, dim=-1, descending=False: torch.sort(x, dim, descending)[0],
+    "topk": lambda x, k, dim=-1, largest=True: torch.topk(x, k, dim, largest)[0],
+    "masked_fill": lambda x, mask, value: x.masked_fill(torch.tensor(mask), value),
+    "mse_loss": lambda x, y, **kw: torch.nn.functional.mse_loss(x, y, **kw),
+    "binary_cross_entropy": lambda x, y, **kw: torch.nn.functional.binary_cross_entropy(x, y, **kw),
+    "binary_cross_entropy_with_logits": lambda x, y, pos_weight=None, **kw:
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            x, y, pos_weight=None if pos_weight is None else torch.tensor(pos_weight), **kw),
+    "nll_loss": lambda x, target, weight=None, **kw: torch.nn.functional.nll_loss(
+        x, torch.tensor(target), weight=None if weight is None else torch.tensor(weight), **kw),
 }
 # Node-name differences we accept, with the reason
 NAME_EXCEPTIONS = {
@@ -58,7 +72,7 @@ def _torch_tensors(args):
 
 @pytest.mark.parametrize("name,k,spec", list(cases()))
 def test_matches_pytorch(name, k, spec):
-    call = TORCH_CALL.get(name, getattr(torch, name, None))
+    call = TORCH_CALL.get(name, getattr(torch, name, None) or getattr(torch.nn.functional, name, None))
     if call is None:
         pytest.skip(f"{name} has no PyTorch counterpart")
     op = REGISTRY[name]

@@ -14,6 +14,8 @@ def grad_command(
     grad_output: str = typer.Option(None, "--grad-output", help="Gradient to seed a non-scalar output with (VALUES)"),
     check: bool = typer.Option(False, "--check", help="Also run the gradient checker"),
     dot: str = typer.Option(None, "--dot", help="Also write the graph as DOT to FILE"),
+    compare: str = typer.Option(None, "--compare", help="torch: run on the engine and on PyTorch and show any "
+                                "difference in the value, the gradients and the graph's node names"),
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
@@ -29,10 +31,11 @@ def grad_command(
     """
     from ..boundary import run
     run(ctx, debug, lambda values: _grad(target, values, wrt, times, zero_grad, grad_output, check, dot,
-                                         func, seed, dtype, json_out, backend=backend))
+                                         func, seed, dtype, json_out, backend=backend, compare=compare))
 
 
-def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, func, seed, dtype, json_out, backend="auto"):
+def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, func, seed, dtype, json_out,
+          backend="auto", compare=None):
     from expressions import parse_value
 
     from .. import render
@@ -41,6 +44,14 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     from ..targets import build_inputs, load_target
     check_dtype(dtype)
     dot = prepare(dot)                        # before any work
+    if compare is not None:
+        if compare != "torch":
+            raise CliError(f"--compare takes torch (the only other backend), not '{compare}'")
+        if times > 1:
+            raise CliError("--compare torch compares one backward() call: drop --times")
+        if backend == "torch":
+            raise CliError("--compare torch runs the target on the engine and on PyTorch: drop --backend torch")
+        backend = "engine"
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)
@@ -73,6 +84,10 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     report = None
     if check:
         report = _check(target, tensors, chosen)
+    compared = None
+    if compare is not None:
+        from ..compare import compare as run_compare
+        compared = run_compare(target, values, func, tensors, chosen, out, seed_grad, dtype)
     if dot is not None:
         write_graph(outs, tensors, dot, show_values=True, show_grad=True, view=target.graph_view())
     if json_out:
@@ -90,6 +105,8 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             doc["zero_grad"] = zero_grad
         if report is not None:
             doc["check"] = render.check_json(report)
+        if compared is not None:
+            doc["compare"] = compared
         render.dump_json(doc)
     else:
         con = render.console()
@@ -124,7 +141,10 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
                             + kept)
         if report is not None:
             render.check_line(con, report)
-    if report is not None and not report.passed:
+        if compared is not None:
+            from ..compare import show
+            show(con, compared)
+    if (report is not None and not report.passed) or (compared is not None and not compared["same"]):
         raise CheckFailed()
 
 

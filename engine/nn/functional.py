@@ -28,40 +28,37 @@ def linear(input, weight, bias=None):  # noqa: A002
     return y.reshape(lead + (weight.shape[0],))
 
 
-def mse_loss(input, target, reduction="mean"):  # noqa: A002
-    return _reduce((input - target) ** 2, reduction)
+mse_loss = ops.mse_loss
+nll_loss = ops.nll_loss
+binary_cross_entropy = ops.binary_cross_entropy
+binary_cross_entropy_with_logits = ops.binary_cross_entropy_with_logits
 
 
-def nll_loss(input, target, reduction="mean"):  # noqa: A002
-    """-input[n, target[n]] for log-probabilities `input` of shape (N, C), class indices `target`."""
-    if input.ndim == 1:
-        return _reduce(-input[target], reduction)
-    n = input.shape[0]
-    picked = input[arange(n), target]
-    return _reduce(-picked, reduction)
-
-
-def cross_entropy(input, target, reduction="mean"):  # noqa: A002
-    """nll_loss(log_softmax(input, dim=1), target), as PyTorch composes it (class indices)."""
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,  # noqa: A002
+                  reduction="mean", label_smoothing=0.0):
+    """nll_loss(log_softmax(input, dim=1), target), as PyTorch composes it, for class indices;
+    for class probabilities (a float target shaped like input), -(target * log_softmax).sum(1)."""
     dim = 1 if input.ndim >= 2 else 0
-    return nll_loss(log_softmax(input, dim), target, reduction)
+    logp = log_softmax(input, dim)
+    if isinstance(target, Tensor) and target.is_floating_point():
+        if label_smoothing:
+            n = input.shape[dim]
+            target = target * (1.0 - label_smoothing) + label_smoothing / n
+        loss = -(logp * target).sum(dim)
+        if weight is not None:
+            raise NotImplementedError("cross_entropy with class probabilities and weight= is not in the engine yet")
+        return {"mean": loss.mean, "sum": loss.sum}.get(reduction, lambda: loss)() if reduction != "none" else loss
+    if label_smoothing:
+        raise NotImplementedError("cross_entropy(label_smoothing=...) with class indices is not in the engine yet")
+    return nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
-def binary_cross_entropy_with_logits(input, target, reduction="mean"):  # noqa: A002
-    """(1 - y) x + log(1 + exp(-x)), with softplus for the log term: stable, and its gradient is
-    sigmoid(x) - y everywhere (x = 0 included)."""
-    return _reduce((1.0 - target) * input + softplus(-input), reduction)
-
-
-def binary_cross_entropy(input, target, reduction="mean"):  # noqa: A002
-    """-(y log p + (1 - y) log(1 - p)), each log clamped at -100 as PyTorch does."""
-    lp = input.log().clamp(min=-100.0)
-    l1p = (1.0 - input).log().clamp(min=-100.0)
-    return _reduce(-(target * lp + (1.0 - target) * l1p), reduction)
-
-
-def silu(input):  # noqa: A002
-    return input * sigmoid(input)
+silu = ops.silu
+gelu = ops.gelu
+leaky_relu = ops.leaky_relu
+elu = ops.elu
+hardtanh = ops.hardtanh
+relu6 = ops.relu6
 
 
 def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002

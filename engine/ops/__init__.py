@@ -13,7 +13,7 @@ from .. import _xp
 from ..tensor import Tensor
 from ._core import (FUNCTIONS, METHODS, REGISTRY, apply, apply1, binary_operator, defop, export,  # noqa: F401
                     expression_keywords, public_functions)
-from . import elementwise, linalg, reduce, shape  # noqa: F401  (registers every entry and export)
+from . import elementwise, linalg, loss, reduce, shape, structured  # noqa: F401  (registers every entry and export)
 
 globals().update({name: e.fn for name, e in FUNCTIONS.items()})     # engine.ops.tanh, ...
 # what Tensor uses that is not an exported function: properties, indexing, in-place plumbing

@@ -338,3 +338,135 @@ RSUB.func = lambda x, other: sub(other, x)
 POW.func = lambda x, exponent: pow(x, exponent)
 RPOW.func = lambda x, base: pow(base, x)
 WHERE.func = lambda x, y, condition: where(condition, x, y)
+
+
+# -- erf, atan2, activations (torch.nn.functional's, with PyTorch's node names) ----------------
+_erf_scalar = np.frompyfunc(__import__("math").erf, 1, 1)
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+
+
+def _erf(x):
+    """erf elementwise, through libm's erf (numpy has none; exact, ~0.1 us per element)."""
+    x = np.asarray(x)
+    return np.asarray(_erf_scalar(x), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+def _gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+
+
+def _gelu_vjp(xp, g, out, x, approximate="none"):
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        t = xp.tanh(inner)
+        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x))
+    cdf = 0.5 * (1.0 + xp.erf(x * float(1 / np.sqrt(2.0))))
+    pdf = xp.exp(-0.5 * x * x) * float(1 / np.sqrt(2 * np.pi))
+    return g * (cdf + x * pdf)
+
+
+ERF = _unary("erf", _erf, lambda xp, g, out, x: g * float(2 / np.sqrt(np.pi)) * xp.exp(-x * x), "ErfBackward0",
+             saves=('x',), doc="the error function erf(x)")
+ATAN2 = defop("atan2", np.arctan2,
+              (lambda xp, g, out, x, y: g * y / (x * x + y * y),
+               lambda xp, g, out, x, y: -g * x / (x * x + y * y)),
+              saves=('x y', 'x y'), nodes="Atan2Backward0", domain=("nonzero", "nonzero"),
+              samples=_samples(BINARY[:5]), doc="atan2(x, other): the angle of the point (other, x)")
+SILU = _unary("silu", lambda x: x * _sigmoid(x),
+              lambda xp, g, out, x: g * xp.sigmoid(x) * (1.0 + x * (1.0 - xp.sigmoid(x))), "SiluBackward0",
+              saves=('x',), doc="x * sigmoid(x) (torch.nn.functional.silu)")
+GELU = defop("gelu", _gelu, (_gelu_vjp,), saves=('x',), nodes="GeluBackward0",
+             samples=_samples(UNARY) + [(((3, 2),), {"approximate": "tanh"})],
+             doc="x * Phi(x), Phi the normal CDF (approximate='tanh' for the tanh formula)")
+LEAKY_RELU = defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
+                   (lambda xp, g, out, x, negative_slope=0.01: xp.where(xp.raw(x) > 0, g, g * negative_slope),),
+                   saves=('x',), nodes="LeakyReluBackward0", domain=("kinkfree",), kinks=lambda x, **a: [x],
+                   samples=_samples(UNARY) + [(((3,),), {"negative_slope": 0.2})],
+                   doc="x where x > 0, else negative_slope * x")
+ELU = defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+            (lambda xp, g, out, x, alpha=1.0: xp.where(xp.raw(x) > 0, g, g * (out + alpha)),),
+            saves=('x out',), nodes="EluBackward0", domain=("kinkfree",), kinks=lambda x, **a: [x],
+            samples=_samples(UNARY) + [(((3,),), {"alpha": 0.5})],
+            doc="x where x > 0, else alpha * (exp(x) - 1)")
+HARDTANH = defop("hardtanh", lambda x, min_val=-1.0, max_val=1.0: np.clip(x, min_val, max_val),
+                 (lambda xp, g, out, x, min_val=-1.0, max_val=1.0:
+                  xp.where((xp.raw(x) > min_val) & (xp.raw(x) < max_val), g, g * 0.0),),
+                 saves=('x',), nodes="HardtanhBackward0", domain=("kinkfree",),
+                 kinks=lambda x, min_val=-1.0, max_val=1.0, **a: [x - min_val, x - max_val],
+                 samples=_samples(UNARY) + [(((4,),), {"min_val": 0.0, "max_val": 6.0})],
+                 doc="x limited to [min_val, max_val]; no gradient at or beyond them")
+
+erf = _u(ERF)
+silu = _u(SILU)
+
+
+@export("atan2", "arctan2", op=ATAN2)
+def atan2(x, other):
+    return apply(ATAN2, (_t(x), _t(other)))
+
+
+@export("gelu", op=GELU, keywords=("approximate",))
+def gelu(x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError(f"approximate argument must be either none or tanh.")
+    return apply1(GELU, x, {} if approximate == "none" else {"approximate": approximate})
+
+
+@export("leaky_relu", op=LEAKY_RELU, keywords=("negative_slope",))
+def leaky_relu(x, negative_slope=0.01, inplace=False):
+    return apply1(LEAKY_RELU, x, {} if negative_slope == 0.01 else {"negative_slope": float(negative_slope)})
+
+
+@export("elu", op=ELU, keywords=("alpha",))
+def elu(x, alpha=1.0, inplace=False):
+    return apply1(ELU, x, {} if alpha == 1.0 else {"alpha": float(alpha)})
+
+
+@export("hardtanh", op=HARDTANH, keywords=("min_val", "max_val"))
+def hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
+    return apply1(HARDTANH, x, {} if (min_val, max_val) == (-1.0, 1.0) else
+                  {"min_val": float(min_val), "max_val": float(max_val)})
+
+
+@export("relu6")
+def relu6(x, inplace=False):
+    """min(max(x, 0), 6) (PyTorch records HardtanhBackward0)."""
+    return hardtanh(x, 0.0, 6.0)
+
+
+# -- tests of values (no gradient): bool tensors, or a Python bool for equal/allclose ----------
+def _pred(name, fn, doc):
+    def pred(x):
+        return Tensor._make(fn(_t(x)._data))
+    pred.__name__ = pred.__qualname__ = name
+    pred.__doc__ = doc
+    return export(name)(pred)
+
+
+isnan = _pred("isnan", np.isnan, "x != x, elementwise (a bool tensor)")
+isinf = _pred("isinf", np.isinf, "x is +-inf, elementwise (a bool tensor)")
+isfinite = _pred("isfinite", np.isfinite, "x is neither inf nor nan (a bool tensor)")
+
+
+@export("isclose", keywords=("rtol", "atol", "equal_nan"))
+def isclose(x, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """|x - other| <= atol + rtol * |other|, elementwise (a bool tensor)."""
+    return Tensor._make(np.isclose(_t(x)._data, _t(other)._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+@export("allclose", keywords=("rtol", "atol", "equal_nan"))
+def allclose(x, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """Whether isclose holds everywhere (a Python bool)."""
+    return bool(np.allclose(_t(x)._data, _t(other)._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+@export("equal")
+def equal(x, other):
+    """Same shape and the same values (a Python bool)."""
+    a, b = _t(x)._data, _t(other)._data
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+HARDTANH.func = lambda x, min_val=-1.0, max_val=1.0: hardtanh(x, min_val, max_val)

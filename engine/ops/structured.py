@@ -1,0 +1,306 @@
+"""Ops that pick, move or sum elements along a dim or a diagonal: cumsum, flip, repeat, tril,
+triu, trace, diag, gather, sort, topk, masked_fill; and einsum, composed of other ops.
+
+Dims in rules count from the end (negative), so a cotangent with leading batch dims passes
+through unchanged (vectorized Jacobians); picking ops share indexing's adjoint
+(`xp.unindex`, a scatter-add), so their double backward is indexing again.
+"""
+import numpy as np
+
+from ..tensor import Tensor
+from ._core import apply, apply1, defop, export
+from .reduce import norm_dims
+
+
+def _neg(dim, ndim):
+    """dim counted from the end: -1 is the last."""
+    return (dim % ndim) - ndim if ndim else dim
+
+
+def _t(v):
+    return v if isinstance(v, Tensor) else Tensor._make(np.asarray(v))
+
+
+# -- cumsum, flip, repeat ----------------------------------------------------------------------
+CUMSUM = defop("cumsum", lambda x, dim: np.cumsum(x, axis=dim),
+               (lambda xp, g, out, x, dim: xp.flip(xp.cumsum(xp.flip(g, (dim,)), dim), (dim,)),),
+               saves=('',), nodes="CumsumBackward0",
+               samples=[(((4,),), {"dim": 0}), (((2, 3),), {"dim": 1}), (((2, 3, 2),), {"dim": 0})],
+               doc="running sum along dim")
+FLIP = defop("flip", lambda x, dims: np.flip(x, dims).copy(), (lambda xp, g, out, x, dims: xp.flip(g, dims),),
+             saves=('',), nodes="FlipBackward0",
+             samples=[(((4,),), {"dims": (0,)}), (((2, 3),), {"dims": (0, 1)}), (((2, 3),), {"dims": (1,)})],
+             doc="x with the order of elements reversed along dims")
+
+
+def _repeat_vjp(xp, g, out, x, repeats, in_shape):
+    # g: batch + (r0*s0, r1*s1, ...) -> batch + (r0, s0, r1, s1, ...), summed over the r's
+    full = (1,) * (len(repeats) - len(in_shape)) + tuple(in_shape)
+    nb = len(xp.shape(g)) - len(repeats)
+    lead = tuple(xp.shape(g)[:nb])
+    split = lead + tuple(v for r, s in zip(repeats, full) for v in (r, s))
+    summed = xp.sum(xp.reshape(g, split), tuple(nb + 2 * i - len(split) for i in range(len(repeats))), False)
+    return xp.reshape(summed, lead + tuple(in_shape))
+
+
+REPEAT = defop("repeat", lambda x, repeats, in_shape: np.tile(x, repeats), (_repeat_vjp,),
+               saves=('',), nodes="RepeatBackward0",
+               samples=[(((3,),), {"repeats": (2,)}), (((2, 3),), {"repeats": (2, 1)}),
+                        (((2,),), {"repeats": (3, 2)})],
+               doc="x tiled `repeats` times along each dim (new leading dims when there are more repeats)")
+
+
+@export("cumsum", op=CUMSUM, keywords=("dim",))
+def cumsum(x, dim, *, dtype=None):
+    if dtype is not None:
+        x = x.to(dtype)
+    return apply1(CUMSUM, x, {"dim": _neg(norm_dims(dim, x.ndim)[0], x.ndim) if x.ndim else 0})
+
+
+@export("flip", op=FLIP, keywords=("dims",))
+def flip(x, dims):
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    return apply1(FLIP, x, {"dims": tuple(_neg(d, x.ndim) for d in norm_dims(dims, x.ndim))})
+
+
+@export("repeat", op=REPEAT, function=False)
+def repeat(x, *repeats):
+    """x.repeat(2, 1): tile x (PyTorch's Tensor.repeat, not numpy's)."""
+    if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)):
+        repeats = tuple(repeats[0])
+    if len(repeats) < x.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of "
+                           "tensor")
+    return apply1(REPEAT, x, {"repeats": tuple(int(r) for r in repeats), "in_shape": tuple(x.shape)})
+
+
+# -- triangles, trace, diagonals ---------------------------------------------------------------
+TRIL = defop("tril", lambda x, diagonal=0: np.tril(x, diagonal), (lambda xp, g, out, x, diagonal=0: xp.tril(g, diagonal),),
+             saves=('',), nodes="TrilBackward0",
+             samples=[(((3, 3),), {}), (((2, 3, 4),), {"diagonal": 1}), (((3, 2),), {"diagonal": -1})],
+             doc="the lower triangle of the last two dims (zeros above diagonal)")
+TRIU = defop("triu", lambda x, diagonal=0: np.triu(x, diagonal), (lambda xp, g, out, x, diagonal=0: xp.triu(g, diagonal),),
+             saves=('',), nodes="TriuBackward0",
+             samples=[(((3, 3),), {}), (((2, 3, 4),), {"diagonal": 1}), (((3, 2),), {"diagonal": -1})],
+             doc="the upper triangle of the last two dims (zeros below diagonal)")
+TRACE = defop("trace", lambda x: np.trace(x),
+              (lambda xp, g, out, x: xp.expand_dims(g, (-1, -2)) * np.eye(*xp.shape(x)[-2:]),),
+              saves=('x',), nodes="TraceBackward0", samples=[(((3, 3),), {}), (((2, 3),), {})],
+              doc="the sum of the main diagonal of a matrix")
+
+
+def _diag_key(n, m, offset):
+    """Index arrays of the offset diagonal of an n x m matrix."""
+    rows = np.arange(max(0, -offset), min(n, m - offset))
+    return rows, rows + offset
+
+
+DIAG_EMBED = defop("diag_embed", lambda v, diagonal: np.diag(v, diagonal),
+                   (lambda xp, g, out, v, diagonal: xp.index(g, (Ellipsis,) + _diag_key(
+                       xp.shape(g)[-2], xp.shape(g)[-1], diagonal)),),
+                   saves=('',), nodes="DiagEmbedBackward0",
+                   samples=[(((3,),), {"diagonal": 0}), (((2,),), {"diagonal": 1})],
+                   doc="a square matrix with v on its diagonal (diag of a vector)")
+DIAGONAL = defop("diagonal", lambda x, diagonal: np.diagonal(x, diagonal).copy(),
+                 (lambda xp, g, out, x, diagonal: xp.unindex(g, xp.shape(x)[-2:], _diag_key(
+                     *xp.shape(x)[-2:], diagonal), 1, False),),
+                 saves=('x',), nodes="DiagonalBackward0_copy",
+                 samples=[(((3, 3),), {"diagonal": 0}), (((3, 4),), {"diagonal": 1}), (((3, 2),), {"diagonal": -1})],
+                 doc="the diagonal of a matrix, as a vector (diag of a matrix)")
+
+
+@export("tril", op=TRIL, keywords=("diagonal",))
+def tril(x, diagonal=0):
+    if x.ndim < 2:
+        raise RuntimeError("tril: input tensor must have at least 2 dimensions")
+    return apply1(TRIL, x, {"diagonal": int(diagonal)} if diagonal else {})
+
+
+@export("triu", op=TRIU, keywords=("diagonal",))
+def triu(x, diagonal=0):
+    if x.ndim < 2:
+        raise RuntimeError("triu: input tensor must have at least 2 dimensions")
+    return apply1(TRIU, x, {"diagonal": int(diagonal)} if diagonal else {})
+
+
+@export("trace", op=TRACE)
+def trace(x):
+    if x.ndim != 2:
+        raise RuntimeError("trace: expected a matrix, but got tensor with dim " + str(x.ndim))
+    return apply1(TRACE, x)
+
+
+@export("diag", op=DIAG_EMBED, keywords=("diagonal",))
+def diag(x, diagonal=0):
+    """A vector -> the matrix with it on the diagonal; a matrix -> its diagonal."""
+    if x.ndim == 1:
+        return apply1(DIAG_EMBED, x, {"diagonal": int(diagonal)})
+    if x.ndim == 2:
+        return apply1(DIAGONAL, x, {"diagonal": int(diagonal)})
+    raise RuntimeError("diag(): Supports 1D or 2D tensors. Got " + f"{x.ndim}D")
+
+
+DIAGONAL.func = lambda x, diagonal: diag(x, diagonal)
+
+
+# -- gather, sort, topk: values picked along a dim --------------------------------------------
+def _along(shape, dim, index):
+    """The advanced-indexing key that picks index[..., i, ...] along dim (take_along_axis)."""
+    key = list(np.ogrid[tuple(slice(s) for s in index.shape)])
+    key[dim] = index
+    return tuple(key)
+
+
+def _pick_vjp(xp, g, out, x, key, in_shape):
+    return xp.unindex(g, in_shape, key, len(in_shape), True)
+
+
+GATHER = defop("gather", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',), nodes="GatherBackward0",
+               samples=[(((3, 4),), {"dim": 1, "index": np.array([[0, 1], [2, 2], [3, 0]])}),
+                        (((3, 2),), {"dim": 0, "index": np.array([[0, 2], [1, 1]])})],
+               doc="values of x at `index` along dim (out[i][j] = x[i][index[i][j]] for dim 1)")
+SORT = defop("sort", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',), nodes="SortBackward0",
+             samples=[(((5,),), {}), (((3, 4),), {"dim": 0}), (((3, 4),), {"dim": 1, "descending": True})],
+             doc="values sorted along dim (sort returns values and indices)")
+TOPK = defop("topk", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',), nodes="TopkBackward0",
+             samples=[(((5,),), {"k": 2}), (((3, 4),), {"k": 3, "dim": 0}), (((3, 4),), {"k": 2, "largest": False})],
+             doc="the k largest (or smallest) values along dim, and their indices")
+
+
+def _index_tensor(index):
+    idx = index._data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError("gather(): Expected dtype int64 for index")
+    return idx.astype(np.int64)
+
+
+@export("gather", op=GATHER, keywords=("dim", "index"))
+def gather(x, dim, index):
+    idx = _index_tensor(index)
+    if idx.ndim != x.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+    d = norm_dims(dim, x.ndim)[0] if x.ndim else 0
+    return apply1(GATHER, x, {"key": _along(x.shape, d, idx), "in_shape": tuple(x.shape)})
+
+
+def _picked(op, x, d, idx):
+    values = apply1(op, x, {"key": _along(x.shape, d, idx), "in_shape": tuple(x.shape)})
+    return values, Tensor._make(idx)
+
+
+@export("sort", op=SORT, keywords=("dim", "descending"))
+def sort(x, dim=-1, descending=False, stable=False):
+    """(values, indices) sorted along dim; the values carry the gradient."""
+    if x.ndim == 0:
+        return _picked(SORT, x, 0, np.zeros((), np.int64))
+    d = norm_dims(dim, x.ndim)[0]
+    data = x._data
+    idx = np.argsort(-data if descending else data, axis=d, kind="stable")
+    return _picked(SORT, x, d, idx)
+
+
+@export("topk", op=TOPK, keywords=("k", "dim", "largest", "sorted"))
+def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
+    """(values, indices) of the k largest (largest=False: smallest) along dim."""
+    d = norm_dims(dim, x.ndim)[0] if x.ndim else 0
+    n = x.shape[d] if x.ndim else 1
+    if not 0 <= k <= n:
+        raise RuntimeError("selected index k out of range")
+    data = x._data if x.ndim else x._data.reshape(1)
+    idx = np.take(np.argsort(-data if largest else data, axis=d, kind="stable"), np.arange(k), axis=d)
+    return _picked(TOPK, x, d, idx)
+
+
+@export("argsort", keywords=("dim", "descending"))
+def argsort(x, dim=-1, descending=False, stable=False):
+    return sort(x, dim, descending)[1]
+
+
+@export("msort")
+def msort(x):
+    return sort(x, 0)[0]
+
+
+GATHER.func = lambda x, dim, index: gather(x, dim, Tensor._make(index))
+SORT.func = lambda x, dim=-1, descending=False: sort(x, dim, descending)[0]
+TOPK.func = lambda x, k, dim=-1, largest=True: topk(x, k, dim, largest)[0]
+REPEAT.func = lambda x, repeats: repeat(x, *repeats)
+SORT.returns = TOPK.returns = "values, indices"
+
+
+# -- masked_fill -------------------------------------------------------------------------------
+MASKED_FILL = defop("masked_fill", lambda x, mask, value: np.where(mask, value, x).astype(x.dtype),
+                    (lambda xp, g, out, x, mask, value: xp.where(mask, g * 0.0, g),),
+                    saves=('',), nodes="MaskedFillBackward0",
+                    samples=[(((2, 3),), {"mask": np.array([[True, False, True], [False, False, True]]),
+                                          "value": 0.0}),
+                             (((2, 3),), {"mask": np.array([True, False, False]), "value": -1.5})],
+                    doc="x with `value` where mask is True")
+
+
+@export("masked_fill", op=MASKED_FILL, function=True)
+def masked_fill(x, mask, value):
+    m = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {m.dtype}")
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+                               f"{value.ndim} dimension(s).")
+        value = value.item()
+    m = np.broadcast_to(m, x.shape)
+    return apply1(MASKED_FILL, x, {"mask": m, "value": float(value)})
+
+
+MASKED_FILL.func = lambda x, mask, value: masked_fill(x, Tensor._make(mask), value)
+
+
+# -- einsum, composed of unsqueeze/permute, mul and sum (its gradient is theirs) --------------
+@export("einsum", method=False)
+def einsum(equation, *operands):
+    """einsum("ij,jk->ik", a, b) as broadcast products and sums (PyTorch's node names differ:
+    it records the bmm/view ops it lowers to)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise RuntimeError("einsum(): more operands were provided than specified in the equation"
+                           if len(operands) > len(terms) else
+                           "einsum(): fewer operands were provided than specified in the equation")
+    if "." in eq:
+        raise RuntimeError("einsum(): ellipsis (...) is not supported by the engine yet")
+    letters = []
+    for t, x in zip(terms, operands):
+        if len(t) != x.ndim:
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(t)}) does not match the "
+                               f"number of dimensions ({x.ndim}) for operand {terms.index(t)} and no ellipsis was "
+                               "given")
+        for c in t:
+            if c not in letters:
+                letters.append(c)
+    if not arrow:
+        rhs = "".join(sorted(c for c in letters if lhs.count(c) == 1))
+    sizes = {}
+    prod = None
+    for t, x in zip(terms, operands):
+        x = _t(x)
+        if len(set(t)) < len(t):
+            raise RuntimeError("einsum(): a subscript repeated within one operand (a diagonal) is not supported by "
+                               "the engine yet")
+        for c, s in zip(t, x.shape):
+            if sizes.setdefault(c, s) != s and s != 1 and sizes[c] != 1:
+                raise RuntimeError(f"einsum(): operands do not broadcast with remapped shapes (original): "
+                                   f"subscript {c} has size {s} for one operand and {sizes[c]} for another")
+            sizes[c] = max(sizes[c], s)
+        order = [t.index(c) for c in letters if c in t]
+        x = x.permute(*order) if order != list(range(len(order))) else x
+        shape = [x.shape[[c2 for c2 in letters if c2 in t].index(c)] if c in t else 1 for c in letters]
+        x = x.reshape(shape)
+        prod = x if prod is None else prod * x
+    summed = tuple(i for i, c in enumerate(letters) if c not in rhs)
+    out = prod.sum(summed) if summed else prod
+    kept = [c for c in letters if c in rhs]
+    perm = [kept.index(c) for c in rhs]
+    return out.permute(*perm) if perm != list(range(len(perm))) else out
