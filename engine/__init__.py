@@ -4,6 +4,8 @@
 modes, custom Functions. The package imports numpy and nothing else of ours above it; it never
 prints or exits.
 """
+import builtins as _builtins
+
 from . import _dtype
 from ._device import (accelerator, backends, cuda, device, get_default_device, mps,  # noqa: F401
                       set_default_device)
@@ -27,8 +29,50 @@ int = int32  # noqa: A001
 __version__ = "0.1.0"
 
 
+pi, e, inf, nan = 3.141592653589793, 2.718281828459045, _builtins.float("inf"), _builtins.float("nan")
+
+
 def get_default_dtype():
-    return float64
+    """The dtype of new floating tensors: float64 unless set_default_dtype changed it (the
+    engine's default is float64, for gradient checking; PyTorch's is float32)."""
+    return _dtype.from_numpy_dtype(_dtype.DEFAULT_FLOAT)
+
+
+def set_default_dtype(d):
+    import numpy as _np
+    nd = _dtype.to_numpy_dtype(d)
+    if nd is None or nd.kind != "f":
+        raise TypeError("only floating-point types are supported as the default type")
+    _dtype.DEFAULT_FLOAT = _np.dtype(nd)
+
+
+def finfo(type=None):  # noqa: A002
+    """Machine limits of a floating dtype (eps, max, min, tiny, resolution)."""
+    import numpy as _np
+    return _np.finfo(_dtype.to_numpy_dtype(type or get_default_dtype()))
+
+
+def logspace(start, end, steps, base=10.0, dtype=None, requires_grad=False):
+    return (linspace(start, end, steps, dtype=dtype) * _np_log(base)).exp().requires_grad_(requires_grad)
+
+
+def _np_log(v):
+    import math
+    return math.log(v)
+
+
+def _legacy(name, dt):
+    def make(*args):
+        """torch.FloatTensor([1, 2]) (the data) or torch.FloatTensor(2, 3) (uninitialised: zeros)."""
+        if len(args) == 1 and not isinstance(args[0], _builtins.int):
+            return tensor(args[0], dtype=dt)
+        return zeros(*args, dtype=dt)
+    make.__name__ = make.__qualname__ = name
+    return make
+
+
+FloatTensor, DoubleTensor = _legacy("FloatTensor", float32), _legacy("DoubleTensor", float64)
+LongTensor, IntTensor, BoolTensor = _legacy("LongTensor", int64), _legacy("IntTensor", int32), _legacy("BoolTensor", bool_)
 
 
 def is_floating_point(t):

@@ -39,6 +39,7 @@ class _Numpy:
     expand_dims = staticmethod(np.expand_dims)
     concatenate = staticmethod(np.concatenate)
     flip = staticmethod(np.flip)
+    roll = staticmethod(np.roll)
     tril = staticmethod(np.tril)
     triu = staticmethod(np.triu)
 

@@ -273,7 +273,7 @@ class Tensor:
         elif self._rg:
             suffixes.append("requires_grad=True")
         d = self._data
-        default = d.dtype.name in ("float64", "int64", "bool")
+        default = d.dtype == _dtype.DEFAULT_FLOAT or d.dtype.name in ("int64", "bool")
         return tensor_repr(d, suffixes, default, repr(_dtype.from_numpy_dtype(d.dtype)))
 
     __str__ = __repr__
@@ -344,6 +344,18 @@ class Tensor:
 
     def zero_(self):
         return self.fill_(0)
+
+    def uniform_(self, a=0.0, b=1.0, *, generator=None):
+        """Fill with draws from U(a, b) (no gradient: like fill_, the old values are forgotten)."""
+        rng = (generator or default_generator).rng
+        return self.copy_(Tensor._make(rng.uniform(a, b, self._data.shape)))
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        rng = (generator or default_generator).rng
+        return self.copy_(Tensor._make(rng.normal(mean, std, self._data.shape)))
+
+    def pow_(self, exponent):
+        return self._inplace(ops.pow, exponent)
 
     def fill_(self, value):
         return self._inplace(lambda s, v: ops.full_like_op(s, v), value)
@@ -492,6 +504,15 @@ def _shape_args(size):
     return tuple(size)
 
 
+def _size_kw(size, positional):
+    """torch.zeros(2, 3), torch.zeros((2, 3)) and torch.zeros(size=(2, 3))."""
+    if size is None:
+        return positional
+    if positional:
+        raise TypeError("size given both as positional arguments and as size=")
+    return (tuple(size),) if not isinstance(size, int) else (size,)
+
+
 def _factory(arr, requires_grad):
     t = Tensor._make(arr)
     if requires_grad:
@@ -504,17 +525,20 @@ def _float_dtype(dtype):
 
 
 @_device.on_cpu
-def zeros(*size, dtype=None, requires_grad=False):
+def zeros(*__size, dtype=None, requires_grad=False, size=None):
+    size = _size_kw(size, __size)
     return _factory(np.zeros(_shape_args(size), _float_dtype(dtype)), requires_grad)
 
 
 @_device.on_cpu
-def ones(*size, dtype=None, requires_grad=False):
+def ones(*__size, dtype=None, requires_grad=False, size=None):
+    size = _size_kw(size, __size)
     return _factory(np.ones(_shape_args(size), _float_dtype(dtype)), requires_grad)
 
 
 @_device.on_cpu
-def empty(*size, dtype=None, requires_grad=False):
+def empty(*__size, dtype=None, requires_grad=False, size=None):
+    size = _size_kw(size, __size)
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
@@ -598,13 +622,15 @@ def seed():
 
 
 @_device.on_cpu
-def rand(*size, dtype=None, requires_grad=False, generator=None):
+def rand(*__size, dtype=None, requires_grad=False, generator=None, size=None):
+    size = _size_kw(size, __size)
     rng = (generator or default_generator).rng
     return _factory(rng.random(_shape_args(size)).astype(_float_dtype(dtype), copy=False), requires_grad)
 
 
 @_device.on_cpu
-def randn(*size, dtype=None, requires_grad=False, generator=None):
+def randn(*__size, dtype=None, requires_grad=False, generator=None, size=None):
+    size = _size_kw(size, __size)
     rng = (generator or default_generator).rng
     return _factory(rng.standard_normal(_shape_args(size)).astype(_float_dtype(dtype), copy=False), requires_grad)
 
@@ -637,3 +663,18 @@ def is_tensor(obj):
 from . import ops  # noqa: E402
 from .autograd import backward  # noqa: E402
 ops.bind(Tensor)
+
+
+def _unary_inplace(name):
+    fn = getattr(ops, name)
+
+    def method(self):
+        return self._inplace(fn)
+    method.__name__ = method.__qualname__ = name + "_"
+    method.__doc__ = f"In place: self = {name}(self)."
+    return method
+
+
+for _n in ("abs", "exp", "log", "sqrt", "neg", "sin", "cos", "tanh", "sigmoid", "relu", "floor", "ceil", "round",
+           "reciprocal", "square", "sign", "trunc"):
+    setattr(Tensor, _n + "_", _unary_inplace(_n))

@@ -40,6 +40,7 @@ TORCH_CALL = {
     "sort": lambda x, dim=-1, descending=False: torch.sort(x, dim, descending)[0],
     "topk": lambda x, k, dim=-1, largest=True: torch.topk(x, k, dim, largest)[0],
     "masked_fill": lambda x, mask, value: x.masked_fill(torch.tensor(mask), value),
+    "index_select": lambda x, dim, index: torch.index_select(x, dim, torch.tensor(index)),
     "mse_loss": lambda x, y, **kw: torch.nn.functional.mse_loss(x, y, **kw),
     "binary_cross_entropy": lambda x, y, **kw: torch.nn.functional.binary_cross_entropy(x, y, **kw),
     "binary_cross_entropy_with_logits": lambda x, y, pos_weight=None, **kw:

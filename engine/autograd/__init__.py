@@ -13,6 +13,14 @@ from ..tensor import Tensor
 from .function import Function, once_differentiable  # noqa: F401
 
 
+def Variable(data, requires_grad=False, volatile=False):  # noqa: N802 - PyTorch's legacy name
+    """The legacy `torch.autograd.Variable(t, requires_grad=...)`: since PyTorch 0.4 a Variable
+    is a Tensor; this returns one sharing t's data."""
+    if not isinstance(data, Tensor):
+        raise TypeError(f"Variable data has to be a tensor, but got {type(data).__name__}")
+    return data.detach().requires_grad_(requires_grad)
+
+
 def _seq(x):
     if x is None:
         return None

@@ -70,3 +70,26 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     from ..tensor import default_generator
     keep = (default_generator.rng.random(tuple(input.shape)) >= p) / (1.0 - p)
     return input * Tensor(keep.astype(input.numpy(force=True).dtype))
+
+
+def one_hot(tensor, num_classes=-1):
+    """Class indices -> an int64 tensor with a trailing dim of num_classes (no gradient)."""
+    import numpy as np
+    idx = tensor.numpy()
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    n = int(idx.max()) + 1 if num_classes == -1 else int(num_classes)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise RuntimeError("Class values must be smaller than num_classes." if idx.max() >= n else
+                           "Class values must be non-negative.")
+    return Tensor._make(np.eye(n, dtype=np.int64)[idx])
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):  # noqa: A002
+    """input / max(||input||_p along dim, eps), as PyTorch composes it (norm, clamp_min, expand, div)."""
+    denom = input.norm(p, dim, keepdim=True).clamp(min=eps).expand_as(input)
+    return input / denom
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):  # noqa: A002
+    return _reduce((input - target).abs(), reduction)

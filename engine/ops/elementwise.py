@@ -307,8 +307,10 @@ def minimum(x, y):
 
 
 @export("where", op=WHERE, method=False)
-def where(condition, x, y):
+def where(condition, x=None, y=None):
     cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
+    if x is None and y is None:            # torch.where(cond): the indices where cond holds
+        return tuple(Tensor._make(i.astype(np.int64)) for i in np.nonzero(cond))
     if cond.dtype != np.bool_:
         raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype {cond.dtype}")
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):
@@ -399,6 +401,20 @@ HARDTANH = defop("hardtanh", lambda x, min_val=-1.0, max_val=1.0: np.clip(x, min
                  doc="x limited to [min_val, max_val]; no gradient at or beyond them")
 
 erf = _u(ERF)
+_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
+LOG2 = _unary("log2", np.log2, lambda xp, g, out, x: g / (x * _LN2), "Log2Backward0", ("positive",), saves=('x',))
+LOG10 = _unary("log10", np.log10, lambda xp, g, out, x: g / (x * _LN10), "Log10Backward0", ("positive",),
+               saves=('x',))
+EXP2 = _unary("exp2", np.exp2, lambda xp, g, out, x: g * out * _LN2, "Exp2Backward0", saves=('out',))
+# round, ceil and trunc have a zero derivative wherever they have one (PyTorch returns zeros)
+ROUND = _unary("round", np.round, lambda xp, g, out, x: g * 0.0, "RoundBackward0", ("kinkfree",),
+               kinks=lambda x, **a: [x - np.floor(x) - 0.5], saves=('',))
+CEIL = _unary("ceil", np.ceil, lambda xp, g, out, x: g * 0.0, "CeilBackward0", ("kinkfree",),
+              kinks=lambda x, **a: [x - np.round(x)], saves=('',))
+TRUNC = _unary("trunc", np.trunc, lambda xp, g, out, x: g * 0.0, "TruncBackward0", ("kinkfree",),
+               kinks=lambda x, **a: [x - np.round(x)], saves=('',))
+log2, log10, exp2 = _u(LOG2), _u(LOG10), _u(EXP2)
+round, ceil, trunc = _u(ROUND), _u(CEIL), _u(TRUNC, "fix")  # noqa: A001
 silu = _u(SILU)
 
 

@@ -7,7 +7,7 @@ through unchanged (vectorized Jacobians); picking ops share indexing's adjoint
 """
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_dim
 from ._core import apply, apply1, defop, export
 from .reduce import norm_dims
 
@@ -304,3 +304,174 @@ def einsum(equation, *operands):
     kept = [c for c in letters if c in rhs]
     perm = [kept.index(c) for c in rhs]
     return out.permute(*perm) if perm != list(range(len(perm))) else out
+
+
+# -- splitting into pieces: slices of x (SliceBackward0 each; PyTorch records one SplitBackward0
+# node with several outputs) ------------------------------------------------------------------
+@export("narrow", keywords=("dim", "start", "length"))
+def narrow(x, dim, start, length):
+    d = wrap_dim(dim, x.ndim)
+    start = int(start) + (x.shape[d] if start < 0 else 0)
+    if start < 0 or start + length > x.shape[d]:
+        raise IndexError(f"start ({start}) + length ({length}) exceeds dimension size ({x.shape[d]}).")
+    return x[(slice(None),) * d + (slice(start, start + int(length)),)]
+
+
+@export("split", keywords=("split_size_or_sections", "dim"))
+def split(x, split_size_or_sections, dim=0):
+    """Pieces of split_size along dim (the last may be smaller), or of the given sizes."""
+    d = wrap_dim(dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        sizes = [min(step, n - i) for i in range(0, n, step)] if step > 0 else [n]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
+                               f"dimension {d}), but got split_sizes={sizes}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(x[(slice(None),) * d + (slice(start, start + s),)])
+        start += s
+    return tuple(out)
+
+
+@export("chunk", keywords=("chunks", "dim"))
+def chunk(x, chunks, dim=0):
+    """At most `chunks` pieces of equal size along dim (the last may be smaller)."""
+    n = x.shape[wrap_dim(dim, x.ndim)]
+    return split(x, max(-(-n // int(chunks)), 1), dim)
+
+
+@export("unbind", keywords=("dim",))
+def unbind(x, dim=0):
+    d = wrap_dim(dim, x.ndim)
+    return tuple(x[(slice(None),) * d + (i,)] for i in range(x.shape[d]))
+
+
+# -- new tensors shaped by the call, typed like x (Tensor.new_zeros and friends) ---------------
+def _like(x, dtype):
+    from .. import _dtype
+    return _dtype.to_numpy_dtype(dtype) if dtype is not None else x._data.dtype
+
+
+def _new(arr, requires_grad):
+    t = Tensor._make(arr)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def _sz(size):
+    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+
+
+@export("new_zeros", function=False)
+def new_zeros(x, *size, dtype=None, device=None, requires_grad=False):
+    return _new(np.zeros(_sz(size), _like(x, dtype)), requires_grad)
+
+
+@export("new_ones", function=False)
+def new_ones(x, *size, dtype=None, device=None, requires_grad=False):
+    return _new(np.ones(_sz(size), _like(x, dtype)), requires_grad)
+
+
+@export("new_empty", function=False)
+def new_empty(x, *size, dtype=None, device=None, requires_grad=False):
+    return _new(np.zeros(_sz(size), _like(x, dtype)), requires_grad)
+
+
+@export("new_full", function=False)
+def new_full(x, size, fill_value, dtype=None, device=None, requires_grad=False):
+    return _new(np.full(tuple(size), fill_value, _like(x, dtype)), requires_grad)
+
+
+@export("new_tensor", function=False)
+def new_tensor(x, data, dtype=None, device=None, requires_grad=False):
+    src = data._data if isinstance(data, Tensor) else data
+    return _new(np.array(src, dtype=_like(x, dtype)), requires_grad)
+
+
+# -- roll, cumprod, index_select -------------------------------------------------------------
+ROLL = defop("roll", lambda x, shifts, dims: np.roll(x, shifts, dims),
+             (lambda xp, g, out, x, shifts, dims: xp.roll(g, tuple(-s for s in shifts), dims),),
+             saves=('',), nodes="RollBackward0",
+             samples=[(((5,),), {"shifts": 2}), (((3, 4),), {"shifts": (1, -1), "dims": (0, 1)})],
+             doc="x shifted circularly by `shifts` along dims")
+
+
+@export("roll", op=ROLL, keywords=("shifts", "dims"))
+def roll(x, shifts, dims=None):
+    if dims is None and x.ndim != 1:        # flattened, rolled, viewed back (as PyTorch records it)
+        return roll(x.reshape(-1), shifts, 0).reshape(tuple(x.shape))
+    dims = 0 if dims is None else dims
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    return apply1(ROLL, x, {"shifts": shifts, "dims": tuple(_neg(wrap_dim(d, x.ndim), x.ndim) for d in dims)})
+
+
+def _cumprod_vjp(xp, g, out, x, dim):
+    # d out_j / d x_i = out_j / x_i for j >= i: sum_j>=i g_j out_j / x_i (inputs here are nonzero)
+    return xp.flip(xp.cumsum(xp.flip(g * out, (dim,)), dim), (dim,)) / x
+
+
+CUMPROD = defop("cumprod", lambda x, dim: np.cumprod(x, axis=dim), (_cumprod_vjp,), saves=('x out',),
+                nodes="CumprodBackward0", domain=("nonzero",),
+                samples=[(((4,),), {"dim": 0}), (((2, 3),), {"dim": 1})],
+                doc="running product along dim (its gradient here assumes no zero in x)")
+
+
+@export("cumprod", op=CUMPROD, keywords=("dim",))
+def cumprod(x, dim, *, dtype=None):
+    if dtype is not None:
+        x = x.to(dtype)
+    if np.any(x._data == 0) and x.requires_grad:
+        raise NotImplementedError("cumprod's gradient at an input equal to 0 is not in the engine yet")
+    return apply1(CUMPROD, x, {"dim": _neg(wrap_dim(dim, x.ndim), x.ndim) if x.ndim else 0})
+
+
+INDEX_SELECT = defop("index_select", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',),
+                     nodes="IndexSelectBackward0",
+                     samples=[(((4, 3),), {"dim": 0, "index": np.array([0, 2, 2])}),
+                              (((4, 3),), {"dim": 1, "index": np.array([1])})],
+                     doc="the slices of x at `index` along dim")
+
+
+@export("index_select", op=INDEX_SELECT, keywords=("dim", "index"))
+def index_select(x, dim, index):
+    idx = _index_tensor(index).reshape(-1)
+    d = wrap_dim(dim, x.ndim)
+    key = (slice(None),) * d + (idx,)
+    return apply1(INDEX_SELECT, x, {"key": key, "in_shape": tuple(x.shape)})
+
+
+INDEX_SELECT.func = lambda x, dim, index: index_select(x, dim, Tensor._make(index))
+
+
+@export("nonzero", keywords=("as_tuple",))
+def nonzero(x, *, as_tuple=False):
+    idx = np.nonzero(_t(x)._data)
+    if as_tuple:
+        return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
+    return Tensor._make(np.stack(idx, axis=-1).astype(np.int64) if idx else np.zeros((1, 0), np.int64))
+
+
+@export("argwhere")
+def argwhere(x):
+    return nonzero(x)
+
+
+@export("meshgrid", method=False)
+def meshgrid(*tensors, indexing="ij"):
+    """Grids of the given 1-D tensors (indexing 'ij' or 'xy'), as broadcast views' copies."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    shape = [t.numel() for t in tensors]
+    if indexing == "xy" and len(shape) >= 2:
+        shape[0], shape[1] = shape[1], shape[0]
+    out = []
+    for k, t in enumerate(tensors):
+        view = [1] * len(shape)
+        pos = k if indexing != "xy" or k > 1 or len(shape) < 2 else 1 - k
+        view[pos] = t.numel()
+        out.append(t.reshape(view).expand(tuple(shape)))
+    return tuple(out)
