@@ -27,8 +27,15 @@ import types
 from .errors import CliError
 
 BACKENDS = ("auto", "engine", "torch")
-TORCH_MODULES = ("torch", "torch.nn", "torch.nn.functional", "torch.autograd", "torch.autograd.function",
-                 "torch.optim")
+# torch's module -> the engine's module that stands for it while a target runs on the engine
+ENGINE_MODULES = {"torch": "engine", "torch.nn": "engine.nn", "torch.nn.functional": "engine.nn.functional",
+                  "torch.nn.init": "engine.nn.init", "torch.autograd": "engine.autograd",
+                  "torch.autograd.function": "engine.autograd.function",
+                  "torch.autograd.functional": "engine.autograd.functional",
+                  "torch.autograd.graph": "engine.autograd.graph",
+                  "torch.autograd.forward_ad": "engine.autograd.forward_ad",
+                  "torch.func": "engine.func", "torch.optim": "engine.optim"}
+TORCH_MODULES = tuple(ENGINE_MODULES)
 
 
 class MissingTorchName(AttributeError):
@@ -116,22 +123,22 @@ class _Shim(types.ModuleType):
         except AttributeError:
             raise MissingTorchName(
                 f"the engine has no {self.__name__}.{attr} (yet): this file uses a part of PyTorch the engine "
-                f"does not provide") from None
+                f"does not provide; run it on real PyTorch instead (pip install torch, then --backend torch, "
+                f"the default for such a file when PyTorch is installed)") from None
 
 
 def _shims():
-    import engine
-    import engine.autograd.function
-    import engine.nn.functional
-    mods = {"torch": engine, "torch.nn": engine.nn, "torch.nn.functional": engine.nn.functional,
-            "torch.autograd": engine.autograd, "torch.autograd.function": engine.autograd.function,
-            "torch.optim": engine.optim}
-    shims = {name: _Shim(name, mod) for name, mod in mods.items()}
-    shims["torch"].nn = shims["torch.nn"]
-    shims["torch"].autograd = shims["torch.autograd"]
-    shims["torch.nn"].functional = shims["torch.nn.functional"]
-    shims["torch.autograd"].function = shims["torch.autograd.function"]
-    shims["torch"].optim = shims["torch.optim"]
+    import importlib
+    shims = {}
+    for name, target in ENGINE_MODULES.items():
+        try:
+            shims[name] = _Shim(name, importlib.import_module(target))
+        except ImportError:                 # an engine module not built: torch.X stays missing
+            continue
+    for name, shim in shims.items():        # torch.nn.functional is an attribute of torch.nn
+        parent, _, child = name.rpartition(".")
+        if parent in shims:
+            setattr(shims[parent], child, shim)
     return shims
 
 

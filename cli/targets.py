@@ -232,7 +232,10 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         raise CliError(f"'inputs' in {path} must be a dict of name -> values")
     defaults = dict(defaults)
     if isinstance(obj, type) and issubclass(obj, lib.autograd.Function):
-        params, fn = _signature(obj.forward, path, func_name)[1:], obj.apply
+        params, fn = _signature(obj.forward, path, func_name), obj.apply
+        # forward(ctx, x), or forward(x) with a setup_context (PyTorch 2's style)
+        if getattr(obj, "setup_context", None) is getattr(lib.autograd.Function, "setup_context", None):
+            params = params[1:]
     elif isinstance(obj, type) and issubclass(obj, lib.nn.Module):
         try:
             with torch_on_engine(shim):

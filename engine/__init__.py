@@ -22,6 +22,8 @@ globals().update(_ops.public_functions())     # every exported op function: engi
 from . import autograd  # noqa: E402,F401
 from . import nn  # noqa: E402,F401
 from . import optim  # noqa: E402,F401
+from . import func  # noqa: E402,F401
+from .func import vmap  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - engine.bool as in torch.bool
 float = float32  # noqa: A001

@@ -34,7 +34,7 @@ def _mode(name):
 
     def set(self, value):
         setattr(self, name, value)
-        off = not self._enabled or bool(self._anomaly) or self._kink_watch is not None
+        off = not self._enabled or bool(self._anomaly) or self._kink_watch is not None or bool(self._saved_hooks)
         if off != (self._counted is not None):
             self._counted = _Counted() if off else None
     return property(get, set)
@@ -44,11 +44,13 @@ class _State(threading.local):
     _enabled = True
     _anomaly = False
     _kink_watch = None
+    _saved_hooks = ()     # a stack of (pack, unpack) from autograd.graph.saved_tensors_hooks
     _counted = None       # a _Counted while this thread's modes are off their defaults
     anomaly_check_nan = True
     enabled = _mode("_enabled")
     anomaly = _mode("_anomaly")
     kink_watch = _mode("_kink_watch")  # (eps, found) while the gradient checker looks for kinks
+    saved_hooks = _mode("_saved_hooks")
 
 
 STATE = _State()

@@ -311,17 +311,38 @@ def run_backward(roots, root_grads, *, retain_graph, create_graph, inputs=None,
     """
     xp = _TENSOR if create_graph else _NUMPY
     prev_mode = STATE.enabled
+    prev_pass = _PASS[0]
+    _PASS[0] = token = object()
     STATE.enabled = bool(create_graph)
     # The loop makes no reference cycles, so the cyclic collector has nothing to find here;
     # left on, it re-traverses the whole live graph again and again (~1/3 of a deep chain's time).
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        return _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb)
+        res = _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb)
+        callbacks = _AT_END.pop(token, ())
+        for cb in callbacks:
+            cb()
+        return res
     finally:
+        _AT_END.pop(token, None)
+        _PASS[0] = prev_pass
         STATE.enabled = prev_mode
         if gc_was_on:
             gc.enable()
+
+
+_PASS = [None]      # the backward pass running now (a token), for hooks that span a pass
+_AT_END = {}        # token -> [callback] to run when that pass ends (multi-grad hooks)
+
+
+def current_pass():
+    return _PASS[0]
+
+
+def at_pass_end(callback):
+    """Run callback() when the backward pass running now ends (PyTorch's queue_callback)."""
+    _AT_END.setdefault(_PASS[0], []).append(callback)
 
 
 def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, allow_unused, nb):
@@ -610,6 +631,9 @@ def _execute(node, xp, retain_graph, create_graph, targets, captured, accumulate
             owned = owned and h is g
             g = h
         _accumulate(var, g, create_graph, owned)
+        if var._post_acc_hooks:
+            for hook in list(var._post_acc_hooks):
+                hook(var)
         return None
 
     if all(g is None for g in buf):

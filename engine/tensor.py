@@ -38,6 +38,7 @@ class Tensor:
     _output_nr = 0
     _retains_grad = False
     _hooks = None          # leaf tensor hooks
+    _post_acc_hooks = None  # leaf hooks run after .grad is accumulated
     _acc = None            # weakref to this leaf's AccumulateGrad node
     _name = None           # variable name, when a front end knows it (DOT labels)
     _vc = None             # version counter [n], shared with detach()ed aliases; made on first need
@@ -150,6 +151,17 @@ class Tensor:
             self._hooks = []
         self._hooks.append(hook)
         return RemovableHandle(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """hook(tensor) after this leaf's .grad has been accumulated in a backward pass."""
+        if not self._rg:
+            raise errors.EngineRuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise errors.EngineRuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if self._post_acc_hooks is None:
+            self._post_acc_hooks = []
+        self._post_acc_hooks.append(hook)
+        return RemovableHandle(self._post_acc_hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         backward(self, gradient, retain_graph, create_graph, inputs=inputs)

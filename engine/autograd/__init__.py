@@ -11,6 +11,8 @@ from ..grad_mode import (detect_anomaly, enable_grad, is_anomaly_enabled, is_gra
 from ..graph import run_backward
 from ..tensor import Tensor
 from .function import Function, once_differentiable  # noqa: F401
+from . import graph  # noqa: E402,F401 - torch.autograd.graph (saved-tensor and multi-grad hooks)
+from . import forward_ad  # noqa: E402,F401 - torch.autograd.forward_ad
 
 
 def Variable(data, requires_grad=False, volatile=False):  # noqa: N802 - PyTorch's legacy name

@@ -412,11 +412,43 @@ def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names)
                            _custom_functions(outs))
 
 
+def _forward_ad_failures(func, inputs, eps, atol, rtol):
+    """check_forward_ad: each Jacobian column from forward-mode AD (a unit tangent on one input
+    element, autograd.forward_ad) against central differences."""
+    from . import forward_ad as fwAD
+    diff = _float_inputs(inputs)
+    failures = []
+    for i in diff:
+        numerical = _numerical(func, inputs, i, eps)
+        x = inputs[i]
+        cols = [[] for _ in numerical]
+        for j in range(x._data.size):
+            unit = np.zeros(x._data.size, x._data.dtype)
+            unit[j] = 1.0
+            with fwAD.dual_level():
+                args = list(inputs)
+                args[i] = fwAD.make_dual(x.detach(), Tensor._make(unit.reshape(x._data.shape)))
+                outs = func(*args)
+                outs = outs if isinstance(outs, tuple) else (outs,)
+                for k, o in enumerate(outs):
+                    t = fwAD.unpack_dual(o).tangent
+                    cols[k].append(np.zeros(o._data.size) if t is None else t._data.astype(np.float64).reshape(-1))
+        for k, (num, col) in enumerate(zip(numerical, cols)):
+            ana = np.stack(col, axis=1) if col else np.zeros_like(num)
+            err = np.abs(ana - num)
+            bad = err > atol + rtol * np.abs(num)
+            if np.any(bad):
+                r, c = np.unravel_index(int(np.argmax(np.where(bad, err, -1))), bad.shape)
+                failures.append(f"Jacobian computed with forward mode mismatch for output {k} with respect to input "
+                                f"{i}: element ({r}, {c}): forward mode {ana[r, c]:.10g}, numerical {num[r, c]:.10g}")
+    return failures
+
+
 def _unsupported(**flags):
     for name, (value, supported) in flags.items():
         if value != supported:
             raise NotImplementedError(f"gradcheck: {name}={value!r} is not supported by this engine "
-                                      f"(it has no forward-mode AD and no sparse or masked tensors)")
+                                      f"(it has no sparse or masked tensors, and no forward-over-reverse check)")
 
 
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, fast_mode=False,
@@ -424,11 +456,21 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
               check_backward_ad=True, check_forward_ad=False, masked=None):
     """PyTorch's gradcheck: True when every Jacobian matches, else raise GradcheckError (or False).
 
-    Every parameter does what PyTorch's does, or is refused: check_forward_ad=True and
-    masked=True raise NotImplementedError (no forward-mode AD, no masked tensors)."""
+    Every parameter does what PyTorch's does, or is refused: masked=True raises
+    NotImplementedError (no masked tensors). check_forward_ad compares forward-mode Jacobian
+    columns (autograd.forward_ad) with central differences."""
     if not check_backward_ad and not check_forward_ad:
         raise ValueError("Expected at least one of check_forward_ad or check_backward_ad to be True")
-    _unsupported(check_forward_ad=(check_forward_ad, False), masked=(bool(masked), False))
+    _unsupported(masked=(bool(masked), False))
+    if check_forward_ad:
+        _, ins = functional.as_tuple(inputs)
+        failures = _forward_ad_failures(func, tuple(ins), eps, atol, rtol)
+        if failures:
+            if raise_exception:
+                raise GradcheckError("; ".join(failures), None)
+            return False
+        if not check_backward_ad:
+            return True
     report = check_gradients(func, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast_mode,
                              nondet_tol=nondet_tol, check_undefined_grad=check_undefined_grad,
                              check_batched_grad=check_batched_grad, check_grad_dtypes=check_grad_dtypes)

@@ -34,6 +34,15 @@ def _expandable(shape, target):
     return True
 
 
+class _Packed:
+    """A value saved under saved_tensors_hooks: what pack returned, and the unpack to call."""
+
+    __slots__ = ("packed", "unpack_hook")
+
+    def __init__(self, packed, unpack_hook):
+        self.packed, self.unpack_hook = packed, unpack_hook
+
+
 class BackwardCFunction(Node):
     """The node (and ctx) of a user Function. One subclass per Function: `<Name>Backward`."""
 
@@ -57,6 +66,10 @@ class BackwardCFunction(Node):
                                 f"{tensors.index(t)} is of type {type(t).__name__}")
         self.to_save = tensors
 
+    def save_for_forward(self, *tensors):
+        """Tensors a jvp needs (read back through ctx.saved_tensors, as in PyTorch)."""
+        self.save_for_backward(*tensors)
+
     def mark_non_differentiable(self, *tensors):
         self.non_differentiable = tensors
 
@@ -75,7 +88,9 @@ class BackwardCFunction(Node):
             return tuple(self.to_save)
         out = []
         for s, v in saved:
-            if isinstance(s, _OutputRef):
+            if isinstance(s, _Packed):
+                out.append(s.unpack_hook(s.packed))
+            elif isinstance(s, _OutputRef):
                 if s.vc[0] != s.version:
                     raise errors.EngineRuntimeError(errors.modified_message(
                         s.data.shape, s.data.dtype, self, s.nr, s.vc[0], s.version))
@@ -161,6 +176,11 @@ class FunctionMeta(type):
                                  {"_forward_cls": cls, "__module__": cls.__module__,
                                   "batch_aware": attrs.get("batch_aware", False)})
         seed_attributes(cls._backward_cls, _CTX_ATTRS)
+        # PyTorch 2 style: forward(*args) without ctx, then setup_context(ctx, inputs, output)
+        cls._setup_style = any("setup_context" in vars(k) for k in cls.__mro__
+                               if k.__name__ != "Function" or k.__module__ != __name__)
+        cls._has_jvp = any("jvp" in vars(k) for k in cls.__mro__
+                           if k.__name__ != "Function" or k.__module__ != __name__)
 
 
 class Function(metaclass=FunctionMeta):
@@ -182,14 +202,35 @@ class Function(metaclass=FunctionMeta):
 
     vjp = backward
 
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        """Override (a staticmethod) to take ctx out of forward: forward(*args) runs first, then
+        setup_context(ctx, inputs, output) saves what backward needs (PyTorch 2's style)."""
+        raise NotImplementedError("setup_context is not implemented.")
+
+    @staticmethod
+    def jvp(ctx, *grad_inputs):
+        raise NotImplementedError("You must implement the jvp function for custom autograd.Function to use it "
+                                  "with forward mode AD.")
+
     @classmethod
     def apply(cls, *args, **kwargs):
         ctx = cls._backward_cls()
+        if cls._has_jvp:
+            from . import forward_ad
+            if forward_ad.active():
+                out = forward_ad.apply_with_jvp(cls, ctx, args, kwargs)
+                if out is not None:
+                    return out
         tensor_pos = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
         record = STATE.enabled and any(ctx.needs_input_grad)
         with no_grad():
-            result = cls.forward(ctx, *args, **kwargs)
+            if cls._setup_style:
+                result = cls.forward(*args, **kwargs)
+                cls.setup_context(ctx, args, result)
+            else:
+                result = cls.forward(ctx, *args, **kwargs)
         if not record:
             ctx.to_save = ()
             return result
@@ -236,6 +277,10 @@ class Function(metaclass=FunctionMeta):
                 saved.append((_OutputRef(out_ids[id(t)], t), 0))
             else:
                 saved.append((t, vc_of(t)[0]))
+        if STATE.saved_hooks:               # pack at save time, unpack at each use (PyTorch)
+            pack, unpack = STATE.saved_hooks[-1]
+            saved = [(_Packed(pack(Tensor._make(t.data, ctx, True) if isinstance(t, _OutputRef) else t), unpack), 0)
+                     if isinstance(t, (Tensor, _OutputRef)) else (t, v) for t, v in saved]
         ctx._saved = tuple(saved)
         ctx.to_save = ()
         if STATE.anomaly:

@@ -221,8 +221,19 @@ class OpNode(Node):
     _ver = None      # versions of the saved tensors, aligned with _saved (None: not a tensor)
     _ovc = None      # the output's version counter when the output is saved (expected at 0)
     _plain = True    # one output, no hooks: the backward loop may call _vjp directly
+    _packed = None   # saved values packed by saved-tensor hooks: {slot: (packed, unpack)}
+
+    def __getattr__(self, name):
+        # only for names not found otherwise: grad_fn._saved_self, _raw_saved_self, ...
+        if name.startswith("_saved_"):
+            return saved_value(self, name[7:])
+        if name.startswith("_raw_saved_"):
+            return raw_saved(self, name[11:])
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def apply(self, grads, xp, create_graph, release=False):
+        if self._packed is not None and self._saved is not FREED:
+            _unpack_into(self)
         if not create_graph:
             g = grads[0]
             return None if g is None else self._vjp(g, release)
@@ -293,6 +304,124 @@ class OpNode(Node):
         if self._out is not None:
             d["result"] = self._out
         return d
+
+
+# -- what a node saved, as PyTorch shows it: grad_fn._saved_self, _saved_other, _saved_result,
+# _saved_<attribute>; and _raw_saved_<name>.register_hooks(pack, unpack) -------------------------
+_INPUT_NAMES = {"self": 0, "input": 0, "other": 1, "mat2": 1, "vec": 1, "tensor": 1, "exponent": 1, "target": 1}
+_BY_OP = {"addmm": {"self": 0, "input": 0, "mat1": 1, "mat2": 2}}
+
+
+def _ever_saved(op):
+    """The positions of the inputs (and "result") some rule of `op` reads."""
+    names = {n for rule in op.saves for n in rule}
+    rule = next((r for r in ((op.vjps,) if op.variadic else op.vjps) if r is not None), None)
+    params = _rule_params(rule)[3:] if rule is not None and not op.variadic else ()
+    return {i for i, p in enumerate(params) if p in names} | ({"result"} if "out" in names else set())
+
+
+def _slot(node, name):
+    """Which saved value `name` is: an input position, "result", or an attribute name."""
+    saved = _ever_saved(node.op)
+    if name == "result":
+        return "result" if "result" in saved else None
+    table = _BY_OP.get(node.op.name, _INPUT_NAMES)
+    if name in table and table[name] < len(node._next) and table[name] in saved:
+        return table[name]
+    if name in node._attrs:
+        return ("attr", name)
+    return None
+
+
+def saved_value(node, name):
+    """grad_fn._saved_<name>: the saved input (the same Tensor), the output (a new Tensor with
+    this node as grad_fn), or an attribute; raises as PyTorch does once backward freed it."""
+    slot = _slot(node, name)
+    if slot is None or (slot == "result" and node._out is None and node._packed is None and
+                        node._saved is not FREED):
+        raise AttributeError(f"'{type(node).__name__}' object has no attribute '_saved_{name}'")
+    if isinstance(slot, tuple):
+        return node._attrs[slot[1]]
+    if node._saved is FREED:
+        raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
+    if node._packed is not None and slot in node._packed:
+        packed, unpack = node._packed[slot]
+        return unpack(packed)
+    if slot == "result":
+        return Tensor._make(node._out, node, True)
+    return node._saved[slot]
+
+
+class SavedTensor:
+    """grad_fn._raw_saved_<name>: one saved value, whose storage hooks can be set."""
+
+    def __init__(self, node, slot):
+        self._node, self._slot = node, slot
+
+    def register_hooks(self, pack_hook, unpack_hook):
+        node = self._node
+        if node._packed is not None and self._slot in node._packed:
+            raise RuntimeError("SavedTensor hooks have already been set")
+        if node._saved is FREED:
+            raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
+        _pack_slot(node, self._slot, pack_hook, unpack_hook)
+
+
+def raw_saved(node, name):
+    slot = _slot(node, name)
+    if slot is None or isinstance(slot, tuple):
+        raise AttributeError(f"'{type(node).__name__}' object has no attribute '_raw_saved_{name}'")
+    return SavedTensor(node, slot)
+
+
+def _pack_slot(node, slot, pack, unpack):
+    """Hand one saved value to `pack` now and keep what it returns; backward will use unpack(it)."""
+    if slot == "result":
+        if node._out is None:
+            return
+        value = Tensor._make(node._out, node, True)
+        node._out = None
+    else:
+        value = node._saved[slot]
+        if not isinstance(value, Tensor):
+            return
+        node._saved = node._saved[:slot] + (None,) + node._saved[slot + 1:]
+    if node._packed is None:
+        node._packed = {}
+    node._packed[slot] = (pack(value), unpack)
+    node._plain = False                 # the loop runs it through apply, which unpacks
+
+
+def pack_saved(node):
+    """Under saved_tensors_hooks: pack every value `node` saved (PyTorch calls pack at save time)."""
+    pack, unpack = STATE.saved_hooks[-1]
+    for i, v in enumerate(node._saved or ()):
+        if isinstance(v, Tensor):
+            _pack_slot(node, i, pack, unpack)
+    if node._out is not None:
+        _pack_slot(node, "result", pack, unpack)
+
+
+def _unpack_into(node):
+    """Before a backward uses them: the saved values from unpack(packed), each time (PyTorch)."""
+    saved = list(node._saved)
+    ver = list(node._ver) if node._ver is not None else None
+    for slot, (packed, unpack) in node._packed.items():
+        v = unpack(packed)
+        if not isinstance(v, Tensor):
+            raise TypeError(f"Output of saved tensor unpack_hook expected to be a Tensor but got result of type "
+                            f"{type(v).__name__}")
+        if slot == "result":
+            node._out = v._data
+            if node._ovc is not None:
+                node._ovc = [0]
+        else:
+            saved[slot] = v
+            if ver is not None and ver[slot] is not None:
+                ver[slot] = vc_of(v)[0]
+    node._saved = tuple(saved)
+    if ver is not None:
+        node._ver = tuple(ver)
 
 
 def _check_versions(node):
@@ -547,6 +676,8 @@ def binary_operator(op, slow):
             node._trace = traceback.format_stack()[:-2]
         t.grad_fn = node
         t._rg = True
+        if off and STATE.saved_hooks:
+            pack_saved(node)
         return t
     operator.__name__ = op.name
     return operator
@@ -585,6 +716,8 @@ def apply1(op, x, attrs=_EMPTY, v=0):
         node._trace = traceback.format_stack()[:-3]
     t.grad_fn = node
     t._rg = True
+    if off and STATE.saved_hooks:
+        pack_saved(node)
     return t
 
 
@@ -618,6 +751,8 @@ def _record(op, v, args, attrs, out):
     if keep_out:
         node._out = out
         node._ovc = vc_of(t)
+    if STATE.saved_hooks:
+        pack_saved(node)
     return t
 
 

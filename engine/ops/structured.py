@@ -475,3 +475,10 @@ def meshgrid(*tensors, indexing="ij"):
         view[pos] = t.numel()
         out.append(t.reshape(view).expand(tuple(shape)))
     return tuple(out)
+
+
+@export("select", keywords=("dim", "index"))
+def select(x, dim, index):
+    """x indexed by `index` along dim, that dim removed (SelectBackward0)."""
+    d = wrap_dim(dim, x.ndim)
+    return x[(slice(None),) * d + (int(index),)]
