@@ -34,7 +34,8 @@ ENGINE_MODULES = {"torch": "engine", "torch.nn": "engine.nn", "torch.nn.function
                   "torch.autograd.functional": "engine.autograd.functional",
                   "torch.autograd.graph": "engine.autograd.graph",
                   "torch.autograd.forward_ad": "engine.autograd.forward_ad",
-                  "torch.func": "engine.func", "torch.optim": "engine.optim"}
+                  "torch.func": "engine.func", "torch.optim": "engine.optim",
+                  "torchviz": "engine.torchviz"}     # torchviz.make_dot draws the engine's graph
 TORCH_MODULES = tuple(ENGINE_MODULES)
 
 

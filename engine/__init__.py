@@ -63,6 +63,28 @@ def _np_log(v):
     return math.log(v)
 
 
+def save(obj, f, pickle_module=None, pickle_protocol=2, **kwargs):
+    """Pickle obj (tensors, modules, state dicts) to a path or a binary file object."""
+    import pickle
+    pm = pickle_module or pickle
+    if hasattr(f, "write"):
+        pm.dump(obj, f, protocol=pickle_protocol)
+    else:
+        with open(f, "wb") as fh:
+            pm.dump(obj, fh, protocol=pickle_protocol)
+
+
+def load(f, map_location=None, pickle_module=None, weights_only=None, **kwargs):
+    """What save wrote (a path or a binary file object). Like torch.load, it unpickles: load only
+    files you trust."""
+    import pickle
+    pm = pickle_module or pickle
+    if hasattr(f, "read"):
+        return pm.load(f)
+    with open(f, "rb") as fh:
+        return pm.load(fh)
+
+
 def _legacy(name, dt):
     def make(*args):
         """torch.FloatTensor([1, 2]) (the data) or torch.FloatTensor(2, 3) (uninitialised: zeros)."""

@@ -405,6 +405,17 @@ class ModuleDict(Module):
         return self._modules.items()
 
 
+class DataParallel(Module):
+    """Runs `module` (the engine has one CPU device, so there is nothing to spread over)."""
+
+    def __init__(self, module, device_ids=None, output_device=None, dim=0):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
 class LogSoftmax(Module):
     def __init__(self, dim=None):
         super().__init__()

@@ -392,14 +392,30 @@ def _pack_slot(node, slot, pack, unpack):
     node._plain = False                 # the loop runs it through apply, which unpacks
 
 
+def _save_order(op):
+    """The slots `op` saves in the order its rules name them (mul: other, then self), which is
+    the order PyTorch's generated nodes save, pack and unpack them."""
+    order = getattr(op, "_save_order", None)
+    if order is None:
+        rule = next((r for r in ((op.vjps,) if op.variadic else op.vjps) if r is not None), None)
+        params = list(_rule_params(rule)[3:]) if rule is not None and not op.variadic else []
+        order = []
+        for names in op.saves:
+            for n in names:
+                slot = "result" if n == "out" else (params.index(n) if n in params else None)
+                if slot is not None and slot not in order:
+                    order.append(slot)
+        op._save_order = order
+    return order
+
+
 def pack_saved(node):
     """Under saved_tensors_hooks: pack every value `node` saved (PyTorch calls pack at save time)."""
     pack, unpack = STATE.saved_hooks[-1]
-    for i, v in enumerate(node._saved or ()):
-        if isinstance(v, Tensor):
-            _pack_slot(node, i, pack, unpack)
-    if node._out is not None:
-        _pack_slot(node, "result", pack, unpack)
+    for slot in _save_order(node.op):
+        if slot == "result" or isinstance((node._saved or ())[slot] if slot < len(node._saved or ()) else None,
+                                          Tensor):
+            _pack_slot(node, slot, pack, unpack)
 
 
 def _unpack_into(node):

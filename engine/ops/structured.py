@@ -482,3 +482,40 @@ def select(x, dim, index):
     """x indexed by `index` along dim, that dim removed (SelectBackward0)."""
     d = wrap_dim(dim, x.ndim)
     return x[(slice(None),) * d + (int(index),)]
+
+
+@export("movedim", "moveaxis", keywords=("source", "destination"))
+def movedim(x, source, destination):
+    """x with dims `source` moved to `destination` (a permute: PermuteBackward0)."""
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) should contain the "
+                           f"same number of dims as destination ({dst} dims)")
+    src = [wrap_dim(d, x.ndim) for d in src]
+    dst = [wrap_dim(d, x.ndim) for d in dst]
+    order = [d for d in range(x.ndim) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return x.permute(*order)
+
+
+# -- all / any: bool reductions (no gradient) --------------------------------------------------
+def _bool_reduce(np_fn, x, dim, keepdim):
+    data = _t(x)._data
+    if dim is None:
+        return Tensor._make(np.asarray(np_fn(data)))
+    return Tensor._make(np.asarray(np_fn(data, axis=wrap_dim(dim, data.ndim) if data.ndim else None,
+                                         keepdims=keepdim)))
+
+
+@export("all", keywords=("dim", "keepdim"))
+def all(x, dim=None, keepdim=False):  # noqa: A001
+    """Whether every element is nonzero (a bool tensor; along dim when given)."""
+    return _bool_reduce(np.all, x, dim, keepdim)
+
+
+@export("any", keywords=("dim", "keepdim"))
+def any(x, dim=None, keepdim=False):  # noqa: A001
+    """Whether some element is nonzero (a bool tensor; along dim when given)."""
+    return _bool_reduce(np.any, x, dim, keepdim)
