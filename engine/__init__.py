@@ -14,9 +14,10 @@ from ._dtype import (bool_, double, dtype, float16, float32, float64, half, int8
 from .errors import EngineError, EngineRuntimeError, MissingDerivativeError, ShapeError  # noqa: F401
 from .grad_mode import (detect_anomaly, enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
                         no_grad, set_detect_anomaly, set_grad_enabled)
-from .tensor import (Size, Tensor, arange, as_tensor, empty, eye, from_numpy, full,  # noqa: F401
-                     full_like, is_tensor, linspace, manual_seed, ones, ones_like, rand,
-                     rand_like, randint, randn, randn_like, seed, tensor, zeros, zeros_like)
+from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generator, empty, eye,  # noqa: F401
+                     from_numpy, full, full_like, get_rng_state, initial_seed, is_tensor, linspace,
+                     manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
+                     randperm, seed, set_rng_state, tensor, zeros, zeros_like)
 from . import ops as _ops  # noqa: E402
 globals().update(_ops.public_functions())     # every exported op function: engine.tanh, engine.cat, ...
 from . import autograd  # noqa: E402,F401
@@ -46,6 +47,7 @@ def set_default_dtype(d):
     if nd is None or nd.kind != "f":
         raise TypeError("only floating-point types are supported as the default type")
     _dtype.DEFAULT_FLOAT = _np.dtype(nd)
+    _dtype.DEFAULT_SET = True
 
 
 def finfo(type=None):  # noqa: A002

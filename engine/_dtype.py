@@ -50,6 +50,7 @@ short, int, long = int16, int32, int64  # noqa: A001
 
 _ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
 FROM_NP = {d.np: d for d in _ALL}
+DEFAULT_SET = False                  # set_default_dtype was called (engine/_random.py's streams)
 DEFAULT_FLOAT = np.dtype("float64")  # a gradient checker wants float64 by default
 
 

@@ -359,12 +359,27 @@ class Tensor:
 
     def uniform_(self, a=0.0, b=1.0, *, generator=None):
         """Fill with draws from U(a, b) (no gradient: like fill_, the old values are forgotten)."""
-        rng = (generator or default_generator).rng
-        return self.copy_(Tensor._make(rng.uniform(a, b, self._data.shape)))
+        arr = (generator or default_generator).uniform(self._data.shape, self._double_stream(), a, b)
+        return self.copy_(Tensor._make(arr.astype(self._data.dtype)))
 
     def normal_(self, mean=0.0, std=1.0, *, generator=None):
-        rng = (generator or default_generator).rng
-        return self.copy_(Tensor._make(rng.normal(mean, std, self._data.shape)))
+        arr = (generator or default_generator).normal(self._data.shape, self._double_stream(), mean, std)
+        return self.copy_(Tensor._make(arr.astype(self._data.dtype)))
+
+    def random_(self, low=0, high=None, *, generator=None):
+        if high is None:
+            low, high = 0, low
+        arr = (generator or default_generator).randint(low, high, self._data.shape)
+        return self.copy_(Tensor._make(arr.astype(self._data.dtype)))
+
+    def bernoulli_(self, p=0.5, *, generator=None):
+        u = (generator or default_generator).uniform(self._data.shape, False)
+        return self.copy_(Tensor._make((u < p).astype(self._data.dtype)))
+
+    def _double_stream(self):
+        """PyTorch's float64 stream for a float64 tensor made with an explicit dtype; the engine's
+        default float64 stands for PyTorch's float32 (see engine._random)."""
+        return self._data.dtype == np.float64 and _dtype.DEFAULT_SET
 
     def pow_(self, exponent):
         return self._inplace(ops.pow, exponent)
@@ -516,15 +531,6 @@ def _shape_args(size):
     return tuple(size)
 
 
-def _size_kw(size, positional):
-    """torch.zeros(2, 3), torch.zeros((2, 3)) and torch.zeros(size=(2, 3))."""
-    if size is None:
-        return positional
-    if positional:
-        raise TypeError("size given both as positional arguments and as size=")
-    return (tuple(size),) if not isinstance(size, int) else (size,)
-
-
 def _factory(arr, requires_grad):
     t = Tensor._make(arr)
     if requires_grad:
@@ -537,20 +543,17 @@ def _float_dtype(dtype):
 
 
 @_device.on_cpu
-def zeros(*__size, dtype=None, requires_grad=False, size=None):
-    size = _size_kw(size, __size)
+def zeros(*size, dtype=None, requires_grad=False):
     return _factory(np.zeros(_shape_args(size), _float_dtype(dtype)), requires_grad)
 
 
 @_device.on_cpu
-def ones(*__size, dtype=None, requires_grad=False, size=None):
-    size = _size_kw(size, __size)
+def ones(*size, dtype=None, requires_grad=False):
     return _factory(np.ones(_shape_args(size), _float_dtype(dtype)), requires_grad)
 
 
 @_device.on_cpu
-def empty(*__size, dtype=None, requires_grad=False, size=None):
-    size = _size_kw(size, __size)
+def empty(*size, dtype=None, requires_grad=False):
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
@@ -600,29 +603,40 @@ def eye(n, m=None, dtype=None, requires_grad=False):
     return _factory(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad)
 
 
-class _Generator:
-    """The global random state behind rand/randn (seeded by manual_seed). numpy.random is
-    imported on first use: it is a tenth of `import engine`, and the CLI rarely needs it."""
+class _DefaultGenerator:
+    """The global random state (torch.default_generator): engine._random.Generator, made on
+    first use (numpy.random is a tenth of `import engine`, and the CLI rarely needs it)."""
 
-    def __init__(self):
-        self._rng = None
+    _gen = None
 
-    @property
-    def rng(self):
-        if self._rng is None:
-            self._rng = np.random.default_rng()
-        return self._rng
+    def _get(self):
+        if self._gen is None:
+            from ._random import Generator
+            self._gen = Generator()
+        return self._gen
 
-    @rng.setter
-    def rng(self, value):
-        self._rng = value
+    def __getattr__(self, name):
+        return getattr(self._get(), name)
 
     def manual_seed(self, seed):
-        self._rng = np.random.default_rng(int(seed))
+        self._get().manual_seed(seed)
         return self
 
 
-default_generator = _Generator()
+default_generator = _DefaultGenerator()
+
+
+def Generator(device="cpu"):  # noqa: N802 - torch.Generator
+    from ._random import Generator as _G
+    return _G(device)
+
+
+def _double_stream(dtype):
+    """Whether to draw as PyTorch does for float64 (else its float32 stream): an explicit dtype
+    decides; without one, PyTorch's default float32, unless set_default_dtype chose float64."""
+    if dtype is not None:
+        return _dtype.to_numpy_dtype(dtype) == np.float64
+    return _dtype.DEFAULT_SET and _dtype.DEFAULT_FLOAT == np.float64
 
 
 def manual_seed(seed):
@@ -630,21 +644,33 @@ def manual_seed(seed):
 
 
 def seed():
-    default_generator.rng = np.random.default_rng()
+    return default_generator.seed()
+
+
+def initial_seed():
+    return default_generator.initial_seed()
+
+
+def get_rng_state():
+    return default_generator.get_state()
+
+
+def set_rng_state(state):
+    default_generator.set_state(state)
 
 
 @_device.on_cpu
-def rand(*__size, dtype=None, requires_grad=False, generator=None, size=None):
-    size = _size_kw(size, __size)
-    rng = (generator or default_generator).rng
-    return _factory(rng.random(_shape_args(size)).astype(_float_dtype(dtype), copy=False), requires_grad)
+def rand(*size, dtype=None, requires_grad=False, generator=None):
+    size = _shape_args(size)
+    arr = (generator or default_generator).uniform(size, _double_stream(dtype))
+    return _factory(arr.astype(_float_dtype(dtype), copy=False), requires_grad)
 
 
 @_device.on_cpu
-def randn(*__size, dtype=None, requires_grad=False, generator=None, size=None):
-    size = _size_kw(size, __size)
-    rng = (generator or default_generator).rng
-    return _factory(rng.standard_normal(_shape_args(size)).astype(_float_dtype(dtype), copy=False), requires_grad)
+def randn(*size, dtype=None, requires_grad=False, generator=None):
+    size = _shape_args(size)
+    arr = (generator or default_generator).normal(size, _double_stream(dtype))
+    return _factory(arr.astype(_float_dtype(dtype), copy=False), requires_grad)
 
 
 @_device.on_cpu
@@ -658,11 +684,31 @@ def randn_like(t, dtype=None, requires_grad=False):
 
 
 @_device.on_cpu
-def randint(low, high=None, size=(), dtype=None):
+def randint(low, high=None, size=(), dtype=None, generator=None, requires_grad=False):
     if high is None:
         low, high = 0, low
     nd = _dtype.to_numpy_dtype(dtype) or np.dtype("int64")
-    return Tensor._make(default_generator.rng.integers(low, high, size=tuple(size)).astype(nd))
+    return Tensor._make((generator or default_generator).randint(low, high, tuple(size)).astype(nd))
+
+
+@_device.on_cpu
+def randperm(n, dtype=None, generator=None, requires_grad=False):
+    nd = _dtype.to_numpy_dtype(dtype) or np.dtype("int64")
+    return Tensor._make((generator or default_generator).randperm(int(n)).astype(nd))
+
+
+def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """torch.normal(mean, std, size) with numbers, or elementwise with tensors."""
+    _device.check(device)
+    gen = generator or default_generator
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        m = mean._data if isinstance(mean, Tensor) else mean
+        sd = std._data if isinstance(std, Tensor) else std
+        shape = np.broadcast_shapes(np.shape(m), np.shape(sd))
+        z = gen.normal(shape, np.result_type(m, sd) == np.float64 and _dtype.DEFAULT_SET)
+        return _factory((z * sd + m).astype(_float_dtype(dtype)), requires_grad)
+    z = gen.normal(tuple(size), _double_stream(dtype), float(mean), float(std))
+    return _factory(z.astype(_float_dtype(dtype)), requires_grad)
 
 
 def is_tensor(obj):

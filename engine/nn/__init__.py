@@ -2,7 +2,8 @@
 losses -- and `engine.nn.functional`. Enough for the classic tutorial networks; a layer the
 engine lacks is an AttributeError naming it (cli/backends.py turns that into one message)."""
 from . import functional, init  # noqa: F401
-from .modules import (ELU, GELU, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, DataParallel, Dropout,  # noqa: F401
+from .modules import (ELU, GELU, BCELoss, BCEWithLogitsLoss, Conv2d, CrossEntropyLoss, DataParallel,  # noqa: F401
+                      Dropout, MaxPool2d,
                       Flatten,
                       Identity, LeakyReLU, Linear, LogSoftmax, Module, ModuleDict, ModuleList, MSELoss,
                       NLLLoss, ReLU, ReLU6, Sequential, Sigmoid, SiLU, Softmax, Tanh)

@@ -68,7 +68,7 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
     if p == 1.0:
         return input * 0.0
     from ..tensor import default_generator
-    keep = (default_generator.rng.random(tuple(input.shape)) >= p) / (1.0 - p)
+    keep = (default_generator.uniform(tuple(input.shape), False) >= p) / (1.0 - p)
     return input * Tensor(keep.astype(input.numpy(force=True).dtype))
 
 
@@ -93,3 +93,117 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):  # noqa: A002
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):  # noqa: A002
     return _reduce((input - target).abs(), reduction)
+
+
+# -- convolution and pooling, composed of indexing, matmul and reductions (their gradients are
+# those ops'; PyTorch records one ConvolutionBackward0 / MaxPool2DWithIndicesBackward0 node) ----
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def pad(input, pad, mode="constant", value=0.0):  # noqa: A002
+    """Pad the last dims: pad = (left, right[, top, bottom[, ...]]) with `value` (constant mode)."""
+    if mode != "constant":
+        raise NotImplementedError(f"pad(mode={mode!r}) is not in the engine yet (only 'constant')")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError("Padding length must be divisible by 2 and at most twice the number of dims")
+    from ..ops import cat
+    out = input
+    for k in range(len(pad) // 2):
+        before, after = int(pad[2 * k]), int(pad[2 * k + 1])
+        dim = out.ndim - 1 - k
+        if before < 0 or after < 0:
+            raise NotImplementedError("negative padding is not in the engine yet")
+        parts = []
+        shape = list(out.shape)
+        if before:
+            shape[dim] = before
+            parts.append(out.new_full(tuple(shape), value))
+        parts.append(out)
+        if after:
+            shape[dim] = after
+            parts.append(out.new_full(tuple(shape), value))
+        if len(parts) > 1:
+            out = cat(parts, dim)
+    return out
+
+
+def _patches(x, kernel, stride, padding, dilation):
+    """x (N, C, H, W) -> (N, C, kh*kw, OH*OW): every receptive field, by advanced indexing."""
+    import numpy as np
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
+    if ph or pw:
+        x = pad(x, (pw, pw, ph, ph))
+    h, w = x.shape[-2], x.shape[-1]
+    oh = (h - dh * (kh - 1) - 1) // sh + 1
+    ow = (w - dw * (kw - 1) - 1) // sw + 1
+    if oh <= 0 or ow <= 0:
+        raise RuntimeError(f"Calculated output size: ({oh}x{ow}). Output size is too small")
+    ki, kj = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+    oi, oj = np.meshgrid(np.arange(oh) * sh, np.arange(ow) * sw, indexing="ij")
+    rows = ki.reshape(-1, 1) + oi.reshape(1, -1)
+    cols = kj.reshape(-1, 1) + oj.reshape(1, -1)
+    return x[:, :, rows, cols], oh, ow
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+    """2-D convolution (cross-correlation) of input (N, C, H, W) or (C, H, W) with weight
+    (O, C/groups, kh, kw)."""
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    if x.ndim != 4 or weight.ndim != 4:
+        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+                           f"{list(input.shape)}")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            padding = tuple((d * (k - 1)) // 2 for d, k in zip(_pair(dilation), weight.shape[2:]))
+        else:
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of ('valid', 'same')")
+    n, c = x.shape[0], x.shape[1]
+    o, cg, kh, kw = weight.shape
+    if c != cg * groups:
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+                           f"{list(x.shape)} to have {cg * groups} channels, but got {c} channels instead")
+    cols, oh, ow = _patches(x, (kh, kw), _pair(stride), _pair(padding), _pair(dilation))
+    from ..ops import cat
+    outs = []
+    og = o // groups
+    for g in range(groups):
+        part = cols[:, g * cg:(g + 1) * cg] if groups > 1 else cols
+        w = weight[g * og:(g + 1) * og] if groups > 1 else weight
+        outs.append(w.reshape(og, cg * kh * kw) @ part.reshape(n, cg * kh * kw, oh * ow))
+    out = (cat(outs, 1) if groups > 1 else outs[0]).reshape(n, o, oh, ow)
+    if bias is not None:
+        out = out + bias.reshape(1, o, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,  # noqa: A002
+               return_indices=False):
+    if ceil_mode or return_indices:
+        raise NotImplementedError("max_pool2d(ceil_mode=True / return_indices=True) is not in the engine yet")
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    k = _pair(kernel_size)
+    cols, oh, ow = _patches(x, k, _pair(stride if stride is not None else kernel_size), (0, 0), _pair(dilation))
+    if padding:
+        raise NotImplementedError("max_pool2d(padding=...) is not in the engine yet")
+    out = cols.max(dim=2)[0].reshape(x.shape[0], x.shape[1], oh, ow)
+    return out.squeeze(0) if unbatched else out
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,  # noqa: A002
+               divisor_override=None):
+    if ceil_mode or divisor_override is not None:
+        raise NotImplementedError("avg_pool2d(ceil_mode / divisor_override) is not in the engine yet")
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    k = _pair(kernel_size)
+    cols, oh, ow = _patches(x, k, _pair(stride if stride is not None else kernel_size), _pair(padding), (1, 1))
+    out = cols.mean(dim=2).reshape(x.shape[0], x.shape[1], oh, ow)
+    return out.squeeze(0) if unbatched else out

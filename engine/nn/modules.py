@@ -215,8 +215,12 @@ class Module:
 
 
 def _uniform(shape, bound):
+    """U(-bound, bound) as PyTorch's float32 parameters draw it (so a seeded nn.Linear gets
+    PyTorch's initial weights), widened to the engine's default dtype."""
+    from .. import _dtype
     from ..tensor import default_generator
-    return default_generator.rng.uniform(-bound, bound, shape)
+    return default_generator.uniform(shape, _dtype.DEFAULT_SET and _dtype.DEFAULT_FLOAT == "float64",
+                                     -bound, bound).astype(_dtype.DEFAULT_FLOAT)
 
 
 class Linear(Module):
@@ -403,6 +407,55 @@ class ModuleDict(Module):
 
     def items(self):
         return self._modules.items()
+
+
+class Conv2d(Module):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError("in_channels and out_channels must be divisible by groups")
+        k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        fan_in = (in_channels // groups) * k[0] * k[1]
+        bound = 1.0 / fan_in ** 0.5          # PyTorch's kaiming_uniform_(a=sqrt(5)) bound
+        self.weight = Parameter(_uniform((out_channels, in_channels // groups) + k, bound))
+        if bias:
+            self.bias = Parameter(_uniform((out_channels,), bound))
+        else:
+            self._parameters["bias"] = None
+
+    def forward(self, input):  # noqa: A002
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self):
+        def pair(v):
+            return v if isinstance(v, (tuple, str)) else (v, v)
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={pair(self.stride)}"
+        if self.padding not in (0, (0, 0)):
+            s += f", padding={pair(self.padding)!r}" if isinstance(self.padding, str) else f", padding={pair(self.padding)}"
+        if self.dilation not in (1, (1, 1)):
+            s += f", dilation={pair(self.dilation)}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride or kernel_size, padding, dilation
+        self.ceil_mode = ceil_mode
+
+    def forward(self, input):  # noqa: A002
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
 class DataParallel(Module):
