@@ -109,7 +109,8 @@ def show(con, result):
     t = render.table(f"compared with {result['backend']}", ["", "engine", "PyTorch", "max abs diff", "same"])
     for r in result["rows"]:
         d = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}"
-        t.add_row(render.esc(r["what"]), render.esc(r["engine"]), render.esc(r["torch"]), d,
+        theirs = "(the same)" if r["torch"] == r["engine"] else r["torch"]
+        t.add_row(render.esc(r["what"]), render.esc(r["engine"]), render.esc(theirs), d,
                   "[green]yes[/green]" if r["same"] else "[red]NO[/red]")
     render.show(con, t)
     con.print("[green]the engine agrees with PyTorch[/green]" if result["same"] else
