@@ -9,10 +9,24 @@ trick: u -> J^T u is linear, and its gradient with respect to u along t is J t),
 with a backward has them. vmap runs the function once per batch element and stacks the results (same
 values as PyTorch's batching rules, none of their speed).
 """
+import contextlib
+
 from . import autograd as _autograd
+from .autograd.function import ACTIVE
 from .autograd import functional as _functional
 from .grad_mode import enable_grad
 from .tensor import Tensor
+
+
+@contextlib.contextmanager
+def _transform(vmap=False):
+    ACTIVE.depth += 1
+    ACTIVE.vmap += vmap
+    try:
+        yield
+    finally:
+        ACTIVE.depth -= 1
+        ACTIVE.vmap -= vmap
 
 
 def _nums(argnums, n):
@@ -87,7 +101,7 @@ def grad_and_value(func, argnums=0, has_aux=False):
     def wrapper(*args, **kwargs):
         nums = _nums(argnums, len(args))
         keep = _carries_graph(args, nums)
-        with enable_grad():
+        with enable_grad(), _transform():
             new, leaves, builds = _fresh(args, nums)
             out = func(*new, **kwargs)
             aux = None
@@ -131,7 +145,7 @@ def vjp(func, *primals, has_aux=False):
     """(func(*primals), vjp_fn): vjp_fn(cotangent) is the tuple of v^T J for each primal."""
     nums = tuple(range(len(primals)))
     keep = _carries_graph(primals, nums)
-    with enable_grad():
+    with enable_grad(), _transform():
         new, leaves, builds = _fresh(primals, nums)
         out = func(*new)
     aux = None
@@ -168,7 +182,7 @@ def jvp(func, primals, tangents, *, has_aux=False):
                            "structure.")
     nums = tuple(range(len(primals)))
     keep = _carries_graph(primals, nums) or any(t.requires_grad for t in tangents)
-    with enable_grad():
+    with enable_grad(), _transform():
         new, _, _ = _fresh(primals, nums)
         out = func(*new)
         aux = None
@@ -212,7 +226,7 @@ def jacrev(func, argnums=0, *, has_aux=False):
                 out, aux = out
                 aux_box.append(aux)
             return out
-        with enable_grad():
+        with enable_grad(), _transform():
             new, _, _ = _fresh(args, nums)
             ins = new[nums[0]] if isinstance(argnums, int) else tuple(new[i] for i in nums)
             J = _functional.jacobian(f, ins, create_graph=True)
@@ -242,24 +256,34 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
         if len(sizes) > 1:
             raise ValueError(f"vmap: Expected all tensors to have the same size in the mapped dimension, got sizes "
                              f"{sorted(sizes)} for the mapped dimension")
-        n = sizes.pop()
-        from .ops import stack
-        results = []
-        for k in range(n):
-            call = []
-            for a, d in zip(args, dims):
-                if d is None:
-                    call.append(a)
-                else:
-                    flat, build = _flatten(a)
-                    call.append(build([t.select(d, k) for t in flat]))
-            results.append(func(*call))
-        flats = [_flatten(r) for r in results]
-        build = flats[0][1]
-        n_out = len(flats[0][0])
-        od = (out_dims,) * n_out if isinstance(out_dims, int) else tuple(out_dims)
-        return build([stack([f[0][j] for f in flats], od[j] if j < len(od) else 0) for j in range(n_out)])
+        with _transform(vmap=True):
+            results = _map(func, args, dims, sizes.pop())
+        return _stacked(results, out_dims)
     return wrapper
+
+
+def _map(func, args, dims, n):
+    """func on each batch element (the mapped dims selected), in order."""
+    results = []
+    for k in range(n):
+        call = []
+        for a, d in zip(args, dims):
+            if d is None:
+                call.append(a)
+            else:
+                flat, build = _flatten(a)
+                call.append(build([t.select(d, k) for t in flat]))
+        results.append(func(*call))
+    return results
+
+
+def _stacked(results, out_dims):
+    from .ops import stack
+    flats = [_flatten(r) for r in results]
+    build = flats[0][1]
+    n_out = len(flats[0][0])
+    od = (out_dims,) * n_out if isinstance(out_dims, int) else tuple(out_dims)
+    return build([stack([f[0][j] for f in flats], od[j] if j < len(od) else 0) for j in range(n_out)])
 
 
 def functional_call(module, parameter_and_buffer_dicts, args=(), kwargs=None, *, tie_weights=True, strict=False):

@@ -244,3 +244,24 @@ def test_post_accumulate_and_multi_grad_hooks():
     handle.remove()
     (p * 2).sum().backward()
     assert len(got) == 2
+
+
+def test_func_transforms_ask_of_custom_functions_what_pytorch_asks():
+    class OldStyle(engine.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+    with pytest.raises(RuntimeError, match="must override the setup_context staticmethod"):
+        ef.grad(lambda t: OldStyle.apply(t).sum())(_x(1.0))
+    with pytest.raises(RuntimeError, match="does not have vmap support"):
+        ef.vmap(CubeSetup.apply)(_x(1.0, 2.0))
+
+    class Vmappable(CubeSetup):
+        generate_vmap_rule = True
+    np.testing.assert_allclose(ef.vmap(Vmappable.apply)(_x(1.0, 2.0)).numpy(), [1.0, 8.0])
+    np.testing.assert_allclose(ef.grad(lambda t: CubeSetup.apply(t).sum())(_x(1.0, 2.0)).numpy(), [3.0, 12.0])
+    assert OldStyle.apply(_x(1.0)).item() == 2.0          # outside a transform: anything goes

@@ -4,6 +4,7 @@ As in PyTorch, `ctx` is the graph node itself: `MySquare.apply(x)` makes a `MySq
 node that sits in the same graph and runs through the same backward loop as built-in ops.
 """
 import functools
+import threading
 import traceback
 
 import numpy as np
@@ -32,6 +33,28 @@ def _expandable(shape, target):
         if s != 1 and s != t:
             return False
     return True
+
+
+class _Transforms(threading.local):
+    """How many engine.func transforms (and vmaps) run in this thread."""
+
+    depth = 0       # torch.func transforms running in this thread
+    vmap = 0        # of which vmaps
+
+
+ACTIVE = _Transforms()
+
+
+def check_function(cls):
+    """What PyTorch requires of a custom Function used inside torch.func transforms."""
+    if not cls._setup_style:
+        raise RuntimeError("In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, "
+                           "...), it must override the setup_context staticmethod. For more details, please see "
+                           "https://pytorch.org/docs/main/notes/extending.func.html")
+    if ACTIVE.vmap and not (getattr(cls, "generate_vmap_rule", False) or "vmap" in vars(cls)):
+        raise RuntimeError(f"You tried to vmap over {cls.__name__}, but it does not have vmap support. Please override "
+                           "and implement the vmap staticmethod or set generate_vmap_rule=True. For more details, "
+                           "please see https://pytorch.org/docs/main/notes/extending.func.html")
 
 
 class _Packed:
@@ -216,6 +239,8 @@ class Function(metaclass=FunctionMeta):
     @classmethod
     def apply(cls, *args, **kwargs):
         ctx = cls._backward_cls()
+        if ACTIVE.depth:                    # inside torch.func transforms: PyTorch's requirements
+            check_function(cls)
         if cls._has_jvp:
             from . import forward_ad
             if forward_ad.active():
