@@ -90,6 +90,11 @@ OPTS = {
     "sgd_nesterov": lambda t, ps: t.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True),
     "adam": lambda t, ps: t.optim.Adam(ps, lr=0.01),
     "adam_wd_amsgrad": lambda t, ps: t.optim.Adam(ps, lr=0.02, betas=(0.8, 0.9), weight_decay=0.1, amsgrad=True),
+    "adamw": lambda t, ps: t.optim.AdamW(ps, lr=0.02, weight_decay=0.1),
+    "rmsprop": lambda t, ps: t.optim.RMSprop(ps, lr=0.01),
+    "rmsprop_centered_momentum": lambda t, ps: t.optim.RMSprop(ps, lr=0.01, momentum=0.5, centered=True,
+                                                               weight_decay=0.01),
+    "adagrad": lambda t, ps: t.optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.01),
 }
 LOSSES = {
     "cross_entropy": (lambda t: t.nn.CrossEntropyLoss(), "classes"),

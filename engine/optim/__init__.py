@@ -106,3 +106,85 @@ class Adam(Optimizer):
             denom = np.sqrt(v) / math.sqrt(bc2) + group["eps"]
             p._data -= (group["lr"] / bc1) * st["exp_avg"] / denom
             p._bump()
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p -= lr * weight_decay * p before the Adam step."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 maximize=False):
+        super().__init__(params, lr, betas, eps, 0.0, amsgrad, maximize)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = weight_decay
+
+    def _step(self):
+        for group, p, _ in list(self._params()):
+            wd = group.get("decoupled_weight_decay", 0.0)
+            if wd:
+                p._data *= 1 - group["lr"] * wd
+        super()._step()
+
+
+class RMSprop(Optimizer):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                 maximize=False):
+        if lr < 0 or eps < 0 or momentum < 0 or alpha < 0:
+            raise ValueError("Invalid learning rate, eps, momentum or alpha value")
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize))
+
+    def _step(self):
+        for group, p, g in self._params():
+            g = -g if group["maximize"] else g
+            if group["weight_decay"]:
+                g = g + group["weight_decay"] * p._data
+            st = self.state.setdefault(id(p), {})
+            if not st:
+                st["step"] = 0
+                st["square_avg"] = np.zeros_like(p._data)
+                if group["momentum"]:
+                    st["momentum_buffer"] = np.zeros_like(p._data)
+                if group["centered"]:
+                    st["grad_avg"] = np.zeros_like(p._data)
+            st["step"] += 1
+            a = group["alpha"]
+            st["square_avg"] *= a
+            st["square_avg"] += (1 - a) * g * g
+            if group["centered"]:
+                st["grad_avg"] *= a
+                st["grad_avg"] += (1 - a) * g
+                avg = np.sqrt(st["square_avg"] - st["grad_avg"] ** 2) + group["eps"]
+            else:
+                avg = np.sqrt(st["square_avg"]) + group["eps"]
+            if group["momentum"]:
+                buf = st["momentum_buffer"]
+                buf *= group["momentum"]
+                buf += g / avg
+                p._data -= group["lr"] * buf
+            else:
+                p._data -= group["lr"] * g / avg
+            p._bump()
+
+
+class Adagrad(Optimizer):
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                 maximize=False):
+        if lr < 0 or lr_decay < 0 or weight_decay < 0 or eps < 0:
+            raise ValueError("Invalid learning rate, lr_decay, weight_decay or eps value")
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+
+    def _step(self):
+        for group, p, g in self._params():
+            g = -g if group["maximize"] else g
+            st = self.state.setdefault(id(p), {})
+            if not st:
+                st["step"] = 0
+                st["sum"] = np.full_like(p._data, group["initial_accumulator_value"])
+            st["step"] += 1
+            if group["weight_decay"]:
+                g = g + group["weight_decay"] * p._data
+            clr = group["lr"] / (1 + (st["step"] - 1) * group["lr_decay"])
+            st["sum"] += g * g
+            p._data -= clr * g / (np.sqrt(st["sum"]) + group["eps"])
+            p._bump()
