@@ -229,7 +229,7 @@ def jacrev(func, argnums=0, *, has_aux=False):
         with enable_grad(), _transform():
             new, _, _ = _fresh(args, nums)
             ins = new[nums[0]] if isinstance(argnums, int) else tuple(new[i] for i in nums)
-            J = _functional.jacobian(f, ins, create_graph=True)
+            J = _functional.jacobian(f, ins, create_graph=True, _warn_rows=False)
         J = _maybe_detach(J, keep)
         return (J, aux_box[0]) if has_aux else J
     return wrapper

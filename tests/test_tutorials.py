@@ -46,15 +46,35 @@ def test_tutorial_runs_on_the_engine_and_prints_what_pytorch_prints(name):
     assert _normalise(ours) == _normalise(r.stdout)
 
 
-def test_the_custom_function_passes_check_and_a_broken_copy_fails(tmp_path):
+# (file, where its script part starts, Function, inputs, the text a broken copy changes, into what)
+CUSTOM = [
+    ("legendre_function.py", "\n\n\nx = torch.linspace", "LegendreP3", ["--x", "0.3,-0.7,0.9"],
+     "1.5 * (5 * x ** 2 - 1)", "1.5 * (5 * x ** 2 - 1.01)"),
+    ("setup_context_functions.py", "\n\n\nx = torch.tensor", "LinearFn",
+     ["--input", "randn(4,3)", "--weight", "randn(2,3)", "--bias", "randn(2)"],
+     "grad_output.t().mm(input)", "grad_output.t().mm(input) * 1.01"),
+    ("setup_context_functions.py", "\n\n\nx = torch.tensor", "CubeWithSlope", ["--x", "0.5,-2"],
+     "grad_out * slope + grad_slope * 6 * x", "grad_out * slope + grad_slope * 6.1 * x"),
+]
+
+
+@pytest.mark.parametrize("backend", ["engine", "torch"])
+@pytest.mark.parametrize("name,cut,func,values,right,wrong", CUSTOM, ids=[c[2] for c in CUSTOM])
+def test_custom_functions_pass_check_and_broken_copies_fail(tmp_path, backend, name, cut, func, values, right, wrong):
+    """On the engine's PyTorch API and on real PyTorch: the tutorial's Function passes
+    `autograd check`, a copy with its backward broken fails it and is named."""
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
     runner = CliRunner()
-    src = (DIR / "legendre_function.py").read_text()
-    fn = src[:src.index("\n\n\nx = torch.linspace")] + "\n"       # the Function, not the script
-    good = tmp_path / "legendre.py"
+    src = (DIR / name).read_text()
+    fn = src[:src.index(cut)] + "\n"       # the Functions, not the script
+    assert right in fn
+    good = tmp_path / "good.py"
     good.write_text(fn)
-    r = runner.invoke(app, ["check", str(good), "--func", "LegendreP3", "--x", "0.3,-0.7,0.9", "--backend", "engine"])
+    r = runner.invoke(app, ["check", str(good), "--func", func, *values, "--backend", backend])
     assert r.exit_code == 0, r.stdout + r.stderr
-    bad = tmp_path / "legendre_bad.py"
-    bad.write_text(fn.replace("1.5 * (5 * x ** 2 - 1)", "1.5 * (5 * x ** 2 - 1.01)"))
-    r = runner.invoke(app, ["check", str(bad), "--func", "LegendreP3", "--x", "0.3,-0.7,0.9", "--backend", "engine"])
-    assert r.exit_code == 1 and "LegendreP3Backward" in r.stdout
+    assert f"backend: {'PyTorch' if backend == 'torch' else 'engine'}" in r.stdout
+    bad = tmp_path / "bad.py"
+    bad.write_text(fn.replace(right, wrong))
+    r = runner.invoke(app, ["check", str(bad), "--func", func, *values, "--backend", backend])
+    assert r.exit_code == 1 and f"{func}Backward" in r.stdout, r.stdout + r.stderr

@@ -302,10 +302,11 @@ class Function(metaclass=FunctionMeta):
                 saved.append((_OutputRef(out_ids[id(t)], t), 0))
             else:
                 saved.append((t, vc_of(t)[0]))
-        if STATE.saved_hooks:               # pack at save time, unpack at each use (PyTorch)
+        if STATE.saved_hooks:               # pack at save time (grad mode off), unpack at each use
             pack, unpack = STATE.saved_hooks[-1]
-            saved = [(_Packed(pack(Tensor._make(t.data, ctx, True) if isinstance(t, _OutputRef) else t), unpack), 0)
-                     if isinstance(t, (Tensor, _OutputRef)) else (t, v) for t, v in saved]
+            with no_grad():
+                saved = [(_Packed(pack(Tensor._make(t.data, ctx, True) if isinstance(t, _OutputRef) else t), unpack), 0)
+                         if isinstance(t, (Tensor, _OutputRef)) else (t, v) for t, v in saved]
         ctx._saved = tuple(saved)
         ctx.to_save = ()
         if STATE.anomaly:

@@ -128,12 +128,14 @@ def _fill_in_zeros(grads, refs, strict, create_graph, stage):
     return tuple(res)
 
 
-def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, strategy="reverse-mode"):
+def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, strategy="reverse-mode", *,
+             _warn_rows=True):
     """The Jacobian of `func` at `inputs`: for each output and input, shape output.shape + input.shape.
 
     vectorize: None (the default) pushes all rows through one backward pass, except with
     strict=True, which PyTorch computes row by row (its default); True with strict=True is
-    refused, as in PyTorch."""
+    refused, as in PyTorch. _warn_rows=False: fall back to rows silently (torch.func's jacrev,
+    where PyTorch would batch the Function through its vmap rule)."""
     _strategy("strategy", strategy)
     if vectorize is None:
         vectorize = not strict
@@ -147,7 +149,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, str
     out_tuple, outputs = as_tuple(outputs)
     table = []
     for k, o in enumerate(outputs):
-        rows = jacobian_rows(o, inputs, create_graph, vectorize, warn=(k == 0))
+        rows = jacobian_rows(o, inputs, create_graph, vectorize, warn=(k == 0 and _warn_rows))
         entry = []
         for j, (r, t) in enumerate(zip(rows, inputs)):
             if r is None:

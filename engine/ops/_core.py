@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import errors
 from ..graph import FREED, NODE_ATTRS, Node, producer as _producer, seed_attributes
-from ..grad_mode import OFF_DEFAULT, STATE
+from ..grad_mode import OFF_DEFAULT, STATE, no_grad as _no_grad
 from .._xp import NUMPY as _NUMPY
 from ..tensor import Tensor, vc_of
 
@@ -388,7 +388,9 @@ def _pack_slot(node, slot, pack, unpack):
         node._saved = node._saved[:slot] + (None,) + node._saved[slot + 1:]
     if node._packed is None:
         node._packed = {}
-    node._packed[slot] = (pack(value), unpack)
+    with _no_grad():                    # PyTorch runs pack hooks with grad mode off
+        packed = pack(value)
+    node._packed[slot] = (packed, unpack)
     node._plain = False                 # the loop runs it through apply, which unpacks
 
 
