@@ -31,6 +31,9 @@ def parse_variable_args(args, known_options):
         name, eq, value = tok[2:].partition("=")
         if not eq:
             if i + 1 >= len(args) or (args[i + 1].startswith("--") and not _looks_numeric(args[i + 1])):
+                if name in known_options and "_" not in name:      # an option's own spelling
+                    raise CliError(f"--{name} comes after --, where every --NAME is a variable: put the "
+                                   "command's options before --")
                 near = near_option(name, known_options)
                 if near:
                     raise CliError(f"no such option: --{name} (did you mean --{near}?)")
@@ -46,8 +49,8 @@ def parse_variable_args(args, known_options):
                            "digits and _ (and dots for a module's parameters, like net.0.weight)")
         if "_" in name and name.replace("_", "-") in known_options:
             raise CliError(f"no such option: --{name} (did you mean --{name.replace('_', '-')}?)")
-        if name in known_options:
-            raise CliError(f"the variable '{name}' clashes with the option --{name}: rename the variable")
+        # a name like one of the command's options reaches here only from after `--` (Click takes
+        # it as the option anywhere else): `check f.py -- --eps 0.5` gives the variable eps a value
         if name in values:
             raise CliError(f"--{name} is given twice: give each variable once")
         values[name] = value
@@ -351,8 +354,9 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
     from expressions import parse_value
     from expressions.values import LazyGenerator
     for n in target.names:
-        if n in getattr(raw, "known_options", ()):
-            raise CliError(f"the variable '{n}' clashes with the option --{n}: rename the variable")
+        if n in getattr(raw, "known_options", ()) and n not in raw and n not in target.defaults:
+            raise CliError(f"the variable '{n}' is named like the option --{n}: give its value after --, as in "
+                           f"`-- --{n} VALUES` (before --, --{n} sets the option)")
     unknown = [n for n in raw if n not in target.names]
     if unknown:
         near = near_option(unknown[0], getattr(raw, "known_options", ()))

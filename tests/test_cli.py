@@ -147,7 +147,7 @@ def test_missing_graphviz_is_said_before_any_work(tmp_path, monkeypatch):
     (["grad", "sum(w*x)", "--w", "1,2", "--x", "1,2,3"], "cannot broadcast shapes (2,) and (3,) in 'w*x'"),
     (["grad", "sum(w)", "--w", "1,2", "--w", "3"], "--w is given twice"),
     (["grad", "sum(w)", "--w", "1,2", "--z", "3"], "--z is given but the target does not use 'z'"),
-    (["grad", "sum(seed*2)", "--w", "1"], "the variable 'seed' clashes with the option --seed"),
+    (["grad", "sum(seed*2)", "--w", "1"], "the variable 'seed' is named like the option --seed: give its value after --"),
     (["grad", "sum(w)", "--w", "1,,2"], "empty item"),
     (["grad", "sum(w)", "--w", "randn(100000,100000)"], "the limit is 100,000,000"),
     (["grad", "nope.py"], "file not found: 'nope.py'"),

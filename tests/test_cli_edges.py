@@ -403,3 +403,17 @@ def test_fuzzed_argv_never_tracebacks(command, expr, w, x, opts):
     if r.exit_code == 2:
         assert out.strip(), argv                                     # an error always says something
     assert elapsed < 20, argv
+
+
+def test_a_variable_named_like_an_option_takes_its_value_after_the_double_dash(tmp_path):
+    target = tmp_path / "epsf.py"
+    target.write_text("def f(x, eps):\n    return (x * x + eps).sum()\n")
+    r = invoke("check", str(target), "--x", "1,2", "--eps", "1e-7", "--json", "--", "--eps", "0.5")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["eps"] == 1e-7 and doc["passed"] and set(doc["inputs"]) == {"x", "eps"}
+    r = invoke("grad", str(target), "--x", "1,2", "--json", "--", "--eps", "0.5")
+    assert json.loads(r.stdout)["output"]["value"] == (1 + 0.5) + (4 + 0.5)     # sum(x*x + eps)
+    one_error(invoke("check", str(target), "--x", "1,2", "--eps", "0.5"), 2, "give its value after --")
+    one_error(invoke("check", str(target), "--x", "1,2", "--", "--eps", "0.5", "--json"), 2,
+              "--json comes after --")
