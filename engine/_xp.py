@@ -44,6 +44,10 @@ class _Numpy:
     triu = staticmethod(np.triu)
 
     @staticmethod
+    def squeeze(a, dim):
+        return np.squeeze(a, axis=dim)
+
+    @staticmethod
     def clamp(a, min=None, max=None):  # noqa: A002
         return np.clip(a, min, max)
 

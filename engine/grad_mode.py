@@ -45,6 +45,7 @@ class _State(threading.local):
     _anomaly = False
     _kink_watch = None
     _saved_hooks = ()     # a stack of (pack, unpack) from autograd.graph.saved_tensors_hooks
+    inference = False     # inside inference_mode (grad is off too, so the per-op path is off)
     _counted = None       # a _Counted while this thread's modes are off their defaults
     anomaly_check_nan = True
     enabled = _mode("_enabled")
@@ -115,8 +116,35 @@ class set_grad_enabled(_Mode):
 
 
 class inference_mode(no_grad):
+    """no_grad, and the tensors made inside are inference tensors (they track no version:
+    reading `_version` raises, as in PyTorch; `is_inference()` is True)."""
+
     def __init__(self, mode=True):
         self.mode = not mode
+        self.inference = bool(mode)
+
+    def __enter__(self):
+        self.prev_inference = STATE.inference
+        STATE.inference = self.inference
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        STATE.inference = self.prev_inference
+        return super().__exit__(*exc)
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(self.inference):
+                return fn(*args, **kwargs)
+        return wrapper
+
+    def clone(self):
+        return self.__class__(self.inference)
+
+
+def is_inference_mode_enabled():
+    return STATE.inference
 
 
 def is_anomaly_enabled():

@@ -42,6 +42,7 @@ class Tensor:
     _acc = None            # weakref to this leaf's AccumulateGrad node
     _name = None           # variable name, when a front end knows it (DOT labels)
     _vc = None             # version counter [n], shared with detach()ed aliases; made on first need
+    _inference = False     # made inside inference_mode
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
 
     # -- construction -------------------------------------------------------------------------
@@ -121,7 +122,12 @@ class Tensor:
 
     @property
     def _version(self):
+        if self._inference:
+            raise errors.EngineRuntimeError("Inference tensors do not track version counter.")
         return 0 if self._vc is None else self._vc[0]
+
+    def is_inference(self):
+        return self._inference
 
     def retain_grad(self):
         if self.grad_fn is None:
@@ -510,6 +516,8 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
             "or sourceTensor.detach().clone().requires_grad_(True), rather than torch.tensor(sourceTensor).",
             UserWarning, stacklevel=2)
     t = Tensor._make(_to_array(data, dtype))
+    if STATE.inference:
+        t._inference = True
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -533,6 +541,8 @@ def _shape_args(size):
 
 def _factory(arr, requires_grad):
     t = Tensor._make(arr)
+    if STATE.inference:
+        t._inference = True
     if requires_grad:
         t.requires_grad_(True)
     return t

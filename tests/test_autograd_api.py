@@ -265,3 +265,24 @@ def test_func_transforms_ask_of_custom_functions_what_pytorch_asks():
     np.testing.assert_allclose(ef.vmap(Vmappable.apply)(_x(1.0, 2.0)).numpy(), [1.0, 8.0])
     np.testing.assert_allclose(ef.grad(lambda t: CubeSetup.apply(t).sum())(_x(1.0, 2.0)).numpy(), [3.0, 12.0])
     assert OldStyle.apply(_x(1.0)).item() == 2.0          # outside a transform: anything goes
+
+
+def test_inference_tensors_track_no_version():
+    with engine.inference_mode():
+        made = [engine.ones(2), engine.tensor([1.0]), engine.ones(2) * 2, engine.ones(2).exp()]
+    for t in made:
+        assert t.is_inference()
+        with pytest.raises(RuntimeError, match="Inference tensors do not track version counter"):
+            t._version
+    plain = engine.ones(2)
+    assert not plain.is_inference() and plain._version == 0
+    with engine.no_grad():
+        assert not engine.ones(2).is_inference()
+
+
+def test_jvp_with_create_graph_records_pytorchs_nodes():
+    # PyTorch: the double backward of unsqueeze is a squeeze (SqueezeBackward1), not a view
+    x = engine.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    _, jv = engine.autograd.functional.jvp(lambda t: (t * t).sum(0), x, engine.ones_like(x), create_graph=True)
+    assert jv.grad_fn.name() == "SqueezeBackward1"
+    np.testing.assert_allclose(jv.detach().numpy(), [2 * (1 + 3), 2 * (2 + 4)])

@@ -578,7 +578,10 @@ def apply(op, args, attrs=_EMPTY, v=0):
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if not rg or (off and not STATE.enabled) or not op.differentiable or out.dtype.kind not in "fc":
-        return Tensor._make(out)
+        t = Tensor._make(out)
+        if off and STATE.inference:
+            t._inference = True
+        return t
     return _record(op, v, args, attrs, out)
 
 
@@ -648,6 +651,8 @@ def binary_operator(op, slow):
         t = _new_tensor(Tensor)
         t._data = out
         if not (xr or yr) or (off and not STATE.enabled) or out.dtype.kind not in "fc":
+            if off and STATE.inference:
+                t._inference = True
             return t
         node = _new_node(node_cls)
         if xr:
@@ -712,6 +717,8 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     t = _new_tensor(Tensor)
     t._data = out
     if not x._rg or (off and not STATE.enabled) or not op.differentiable or out.dtype.kind not in "fc":
+        if off and STATE.inference:
+            t._inference = True
         return t
     node = _new_node(op.node_cls[v])
     node._next = (_producer(x),)

@@ -48,8 +48,9 @@ PERMUTE = defop("permute", lambda x, dims: np.transpose(x, dims), (_permute_vjp,
                 saves=('',), nodes="PermuteBackward0",
                 samples=[(((2, 3),), {"dims": (1, 0)}), (((2, 3, 4),), {"dims": (2, 0, 1)})],
                 doc="reorder dims")
+# unsqueeze's rule squeezes the dim back (PyTorch: its double backward records SqueezeBackward1)
 UNSQUEEZE = defop("unsqueeze", lambda x, dim, in_shape: np.expand_dims(x, dim),
-                  (lambda xp, g, out, x, dim, in_shape: _back(xp, g, in_shape, len(in_shape) + 1),),
+                  (lambda xp, g, out, x, dim, in_shape: xp.squeeze(g, dim - len(in_shape) - 1),),
                   saves=('',), nodes="UnsqueezeBackward0",
                   samples=[(((2, 3),), {"dim": 1}), (((),), {"dim": 0}), (((3,),), {"dim": -1})],
                   doc="insert a size-1 dim")
