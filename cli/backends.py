@@ -35,6 +35,7 @@ ENGINE_MODULES = {"torch": "engine", "torch.nn": "engine.nn", "torch.nn.function
                   "torch.autograd.graph": "engine.autograd.graph",
                   "torch.autograd.forward_ad": "engine.autograd.forward_ad",
                   "torch.func": "engine.func", "torch.optim": "engine.optim",
+                  "torch.optim.lr_scheduler": "engine.optim.lr_scheduler", "torch.nn.utils": "engine.nn.utils",
                   "torchviz": "engine.torchviz"}     # torchviz.make_dot draws the engine's graph
 TORCH_MODULES = tuple(ENGINE_MODULES)
 

@@ -13,7 +13,7 @@ from ._dtype import (bool_, double, dtype, float16, float32, float64, half, int8
                      int32, int64, long, short, uint8)
 from .errors import EngineError, EngineRuntimeError, MissingDerivativeError, ShapeError  # noqa: F401
 from .grad_mode import (detect_anomaly, enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
-                        no_grad, set_detect_anomaly, set_grad_enabled)
+                        is_inference_mode_enabled, no_grad, set_detect_anomaly, set_grad_enabled)
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generator, empty, eye,  # noqa: F401
                      from_numpy, full, full_like, get_rng_state, initial_seed, is_tensor, linspace,
                      manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
@@ -88,12 +88,15 @@ def load(f, map_location=None, pickle_module=None, weights_only=None, **kwargs):
 
 
 def _legacy(name, dt):
+    nd = _dtype.to_numpy_dtype(dt).name
+
     def make(*args):
         """torch.FloatTensor([1, 2]) (the data) or torch.FloatTensor(2, 3) (uninitialised: zeros)."""
         if len(args) == 1 and not isinstance(args[0], _builtins.int):
             return tensor(args[0], dtype=dt)
         return zeros(*args, dtype=dt)
     make.__name__ = make.__qualname__ = name
+    make.legacy_dtype = nd                # x.type(torch.FloatTensor)
     return make
 
 

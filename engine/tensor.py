@@ -46,7 +46,11 @@ class Tensor:
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
 
     # -- construction -------------------------------------------------------------------------
-    def __init__(self, data=None, *, dtype=None, requires_grad=False):
+    def __init__(self, data=None, *sizes, dtype=None, requires_grad=False):
+        if isinstance(data, int) and not isinstance(data, bool) or sizes:
+            # the legacy torch.Tensor(2, 3): an uninitialised (here: zero) float tensor of that shape
+            self._data = np.zeros((data,) + tuple(sizes), _dtype.DEFAULT_FLOAT)
+            return
         arr = _to_array(data if data is not None else [], dtype)
         if dtype is None and arr.dtype.kind in "iub" and not isinstance(data, np.ndarray):
             arr = arr.astype(_dtype.DEFAULT_FLOAT)  # torch.Tensor([1, 2]) is floating
@@ -230,7 +234,22 @@ class Tensor:
     def type(self, dtype=None):
         if dtype is None:
             return "torch." + _LEGACY_TYPE.get(self._data.dtype.name, "Tensor")
-        return self.to(dtype)
+        legacy = getattr(dtype, "legacy_dtype", None)     # x.type(torch.FloatTensor)
+        if isinstance(dtype, str):
+            name = dtype.rsplit(".", 1)[-1]
+            legacy = next((k for k, v in _LEGACY_TYPE.items() if v == name), None)
+            if legacy is None:
+                raise ValueError(f"invalid type: '{dtype}'")
+        return self.to(_dtype.from_numpy_dtype(np.dtype(legacy)) if legacy is not None else dtype)
+
+    def ndimension(self):
+        return self._data.ndim
+
+    def clamp_min(self, min):  # noqa: A002
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):  # noqa: A002
+        return self.clamp(max=max)
 
     # -- conversion ---------------------------------------------------------------------------
     def item(self):

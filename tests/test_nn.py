@@ -134,3 +134,55 @@ def test_zero_grad_sets_none_or_zeroes_in_place():
     lin(engine.ones(1, 2)).sum().backward()
     lin.zero_grad()
     assert lin.weight.grad is None and lin.bias.grad is None
+
+
+EXTRAS = {
+    "smooth_l1": lambda m: m.nn.functional.smooth_l1_loss(m.randn(5, requires_grad=True), m.randn(5)),
+    "huber": lambda m: m.nn.functional.huber_loss(m.randn(5, requires_grad=True), m.randn(5), delta=0.5),
+    "kl_div": lambda m: m.nn.functional.kl_div(m.nn.functional.log_softmax(m.randn(3, 4, requires_grad=True), 1),
+                                              m.nn.functional.softmax(m.randn(3, 4), 1), reduction="batchmean"),
+    "cosine_similarity": lambda m: m.nn.functional.cosine_similarity(m.randn(3, 4, requires_grad=True), m.randn(3, 4)),
+    "layer_norm": lambda m: m.nn.LayerNorm(4)(m.randn(2, 4, requires_grad=True)),
+    "embedding": lambda m: m.nn.Embedding(5, 3)(m.tensor([[0, 4], [2, 2]])),
+    "logsigmoid": lambda m: m.nn.functional.logsigmoid(m.randn(4, requires_grad=True) * 30),
+    "conv2d_module": lambda m: m.nn.Conv2d(2, 3, 3, stride=2, padding=1)(m.randn(1, 2, 7, 7, requires_grad=True)),
+    "maxpool": lambda m: m.nn.MaxPool2d(2)(m.randn(1, 2, 6, 6, requires_grad=True)),
+    "gelu_module": lambda m: m.nn.GELU(approximate="tanh")(m.randn(5, requires_grad=True)),
+    "bce_weighted": lambda m: m.nn.BCEWithLogitsLoss(pos_weight=m.tensor([2.0, 0.5]))(
+        m.randn(3, 2, requires_grad=True), m.rand(3, 2)),
+    "cross_entropy_probs": lambda m: m.nn.functional.cross_entropy(
+        m.randn(3, 4, requires_grad=True), m.nn.functional.softmax(m.randn(3, 4), 1)),
+    "cross_entropy_ignore": lambda m: m.nn.CrossEntropyLoss(ignore_index=1)(m.randn(3, 4, requires_grad=True),
+                                                                            m.tensor([0, 1, 3])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXTRAS))
+def test_more_layers_and_losses_match_pytorch(name):
+    """Seeded the same (engine/_random.py draws PyTorch's numbers), run on both: the same values,
+    and the same gradient for the leaf the case creates first."""
+    torch = pytest.importorskip("torch")
+    outs = []
+    for m in (torch, engine):
+        m.manual_seed(0)
+        leaves = []
+        real = m.randn
+
+        def randn(*a, **k):
+            t = real(*a, **k)
+            if k.get("requires_grad"):
+                leaves.append(t)
+            return t
+        m.randn = randn
+        try:
+            y = EXTRAS[name](m)
+        finally:
+            m.randn = real
+        params = list(leaves)
+        if y.requires_grad:
+            y.sum().backward()
+        outs.append((y.detach().numpy(), [p.grad.numpy() for p in params if p.grad is not None]))
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-6)
+    assert len(outs[1][1]) == len(outs[0][1])
+    for a, b in zip(outs[1][1], outs[0][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

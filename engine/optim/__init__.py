@@ -188,3 +188,6 @@ class Adagrad(Optimizer):
             st["sum"] += g * g
             p._data -= clr * g / (np.sqrt(st["sum"]) + group["eps"])
             p._bump()
+
+
+from . import lr_scheduler  # noqa: E402,F401
