@@ -170,6 +170,15 @@ def note(text):
     console().print(f"[dim]{esc(text)}[/dim]")
 
 
+def warn_line(text):
+    """A plain line on stderr (where a file went), never on stdout."""
+    console(stderr=True).print(esc(text))
+
+
+def plural(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def warn(text):
     console(stderr=True).print(f"[yellow]warning:[/yellow] {esc(text)}")
 

@@ -26,8 +26,8 @@ def parse_variable_args(args, known_options):
         tok = args[i]
         if not tok.startswith("--") or len(tok) == 2:
             raise CliError(f"unexpected argument '{tok}': give variable values as --NAME VALUES after the "
-                           "target, like --w 1,2 (a variable named like one of the command's options, such "
-                           "as --json, must be renamed)")
+                           "target, like --w 1,2 (a variable named like one of the command's options takes "
+                           "its value after --, as in -- --eps 0.5)")
         name, eq, value = tok[2:].partition("=")
         if not eq:
             if i + 1 >= len(args) or (args[i + 1].startswith("--") and not _looks_numeric(args[i + 1])):
@@ -253,6 +253,10 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         fn, params = _module_function(obj, func_name, defaults)
     elif callable(obj) and not isinstance(obj, type):
         params, fn = _signature(obj, path, func_name), obj
+        for name, p in inspect.signature(obj).parameters.items():
+            if p.default is not inspect.Parameter.empty and isinstance(p.default, (int, float, list, tuple)) \
+                    and not isinstance(p.default, bool):
+                defaults.setdefault(name, p.default)      # f(x, scale=2.0): scale is 2.0 unless given
     else:
         raise CliError(f"'{func_name}' in {path} is not a function, a Function, or an nn.Module")
 

@@ -417,3 +417,40 @@ def test_a_variable_named_like_an_option_takes_its_value_after_the_double_dash(t
     one_error(invoke("check", str(target), "--x", "1,2", "--eps", "0.5"), 2, "give its value after --")
     one_error(invoke("check", str(target), "--x", "1,2", "--", "--eps", "0.5", "--json"), 2,
               "--json comes after --")
+
+
+def test_functions_lists_the_expression_language():
+    from expressions import compile_expression
+    from expressions.compiler import functions
+    r = invoke("functions", "--json")
+    assert r.exit_code == 0
+    rows = json.loads(r.stdout)["functions"]
+    listed = {f["name"] for f in rows} | {a for f in rows for a in f["also"].split(", ") if a and "." not in a}
+    assert listed == set(functions())                     # every name, aliases folded in
+    by_name = {f["name"]: f for f in rows}
+    assert by_name["tanh"]["call"] == "tanh(x)" and by_name["tanh"]["nodes"] == ["TanhBackward0"]
+    assert by_name["sum"]["call"] == "sum(x, dim=, keepdim=)" and "x.sum()" in by_name["sum"]["also"]
+    for f in rows:                                          # the stated keywords are accepted
+        for kw in [p[:-1] for p in f["call"][f["call"].index("(") + 1:-1].split(", ") if p.endswith("=")]:
+            try:
+                compile_expression(f"{f['name']}(x, {kw}=1)")
+            except Exception as e:  # noqa: BLE001 - only the keyword check matters here
+                assert "unknown keyword" not in str(e), (f["name"], kw)
+    r = invoke("functions", "soft")
+    assert r.exit_code == 0 and "softplus(x, beta=, threshold=)" in r.stdout and "tanh" not in r.stdout
+    r = invoke("functions", "--x", "1")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+
+
+def test_small_cli_courtesies(tmp_path):
+    r = invoke("jacobian", "y*2", "--y", "1")                 # an input named y: the output is out
+    assert r.exit_code == 0 and "dout/dy" in r.stdout and "1 row (out elements) x 1 column" in r.stdout
+    out = tmp_path / "g.dot"
+    r = invoke("graph", "x*2", "--x", "1", "--rankdir", "lr", "-o", str(out))
+    assert r.exit_code == 0 and "rankdir=LR" in out.read_text() and str(out) in r.stderr
+    f = tmp_path / "defaults.py"
+    f.write_text("def f(x, scale=2.0):\n    return (x * scale).sum()\n")
+    doc = json.loads(invoke("grad", str(f), "--x", "1,2", "--json").stdout)
+    assert doc["inputs"]["scale"]["value"] == 2.0 and doc["gradients"]["x"] == [2.0, 2.0]
+    r = invoke("grad", "sum(w*x)", "--w", "1,2", "--x", "3,4", "--times", "2", "--zero-grad")
+    assert "w.grad, x.grad were zeroed before each call" in r.stdout

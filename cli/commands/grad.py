@@ -127,8 +127,10 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             render.show(con, t)
             _say_unreached(unreached)
             if zero_grad:
-                render.note("--zero-grad: .grad was zeroed before each call (w.grad.zero_()), so every call "
-                            "shows the same gradient instead of a running sum.")
+                zeroed = ", ".join(f"{n}.grad" for n in chosen)
+                render.note(f"--zero-grad: {zeroed} {'was' if len(chosen) == 1 else 'were'} zeroed before each call "
+                            f"({chosen[0]}.grad.zero_()), so every call shows the same gradient instead of a running "
+                            "sum.")
             else:
                 if target.frees_saved_values(out):
                     kept = ("The graph was kept with retain_graph=True; without it the second backward() would "

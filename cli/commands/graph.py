@@ -14,7 +14,7 @@ def graph_command(
     retain_grad: bool = typer.Option(False, "--retain-grad", help="With --show-grad: also every intermediate gradient"),
     show_saved: bool = typer.Option(False, "--show-saved", help="Show what each node saved for backward"),
     forward: bool = typer.Option(False, "--forward", help="Label nodes with the forward op too (mul -> MulBackward0)"),
-    rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) or LR"),
+    rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) or LR (left to right), any case"),
     max_nodes: int = typer.Option(1000, "--max-nodes", min=1, help="Collapse the graph beyond this many nodes"),
     dot_timeout: float = typer.Option(60.0, "--dot-timeout", min=0.1, help="Seconds Graphviz may take to render before it is stopped"),
     wrt: o.Wrt = None,
@@ -29,6 +29,7 @@ def graph_command(
     Example: autograd graph "sum(w*x)" --w 1,2 --x 3,4 -o graph.svg
     """
     from ..boundary import run
+    rankdir = rankdir.upper()
     if rankdir not in ("TB", "LR"):
         raise typer.BadParameter("--rankdir must be TB or LR")
     run(ctx, debug, lambda values: _graph(target, values, output, show_values, show_grad, retain_grad,
@@ -54,6 +55,9 @@ def _graph(target_text, values, output, show_values, show_grad, retain_grad, sho
     write_graph(outs, tensors, output, view=target.graph_view(), rankdir=rankdir, timeout=dot_timeout, show_values=show_values, show_grad=show_grad,
                 show_saved=show_saved, forward=forward, max_nodes=max_nodes, node_grads=node_grads,
                 output_names=["output"] if single else [f"output{k}" for k in range(len(outs))])
+    if output is not None:                    # stdout stays empty: say where the graph went
+        from .. import render
+        render.warn_line(f"wrote {output.path}")
 
 
 def _backward(target, outs, retain_grad):

@@ -28,6 +28,7 @@ def jacobian_command(
 
 
 def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out, backend="auto"):
+    import re
     import warnings
 
     import numpy as np
@@ -57,8 +58,11 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                 full_args[p] = x
             return fn(*full_args)
         # PyTorch's backward runs once per row (the bridge takes no batched cotangents)
-        J = functional.jacobian(f, tuple(eng[n] for n in chosen), vectorize=False if target.backend == "torch" else None)
-    out_names = ["y"] if single else [f"y{k}" for k in range(len(outs))]
+        J = functional.jacobian(f, tuple(eng[n] for n in chosen), vectorize=False if target.backend == "torch" else None,
+                                _warn_rows=False)       # rows for a custom Function: how, not what
+    # outputs are y, y0, y1...; "out" when an input is already called y (`dy/dy` told nothing)
+    stem = "out" if any(n == "y" or re.fullmatch(r"y\d+", n) for n in names) else "y"
+    out_names = [stem] if single else [f"{stem}{k}" for k in range(len(outs))]
     table = [J] if single else list(J)
     report = None
     if check:
@@ -92,7 +96,8 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                 arr = np.asarray(jac.numpy()).reshape(out.numel(), x.numel())
                 title = (f"d{oname}/d{iname}: shape {render.shape_text(tuple(out.shape) + tuple(x.shape))} "
                          f"= {oname}{render.shape_text(out.shape)} + {iname}{render.shape_text(x.shape)}, "
-                         f"shown as {arr.shape[0]} rows ({oname} elements) x {arr.shape[1]} columns ({iname} elements)")
+                         f"shown as {render.plural(arr.shape[0], 'row')} ({oname} elements) x "
+                         f"{render.plural(arr.shape[1], 'column')} ({iname} elements)")
                 rows, cols = render.labels(oname, out.shape), render.labels(iname, x.shape)
                 r_idx, c_idx = _pick(arr.shape[0], full, 8), _pick(arr.shape[1], full, 4)
                 con = render.console(min_width=14 * (len(c_idx) + 1))

@@ -150,7 +150,9 @@ def bmm(x, y):
 
 @export("outer", "ger")
 def outer(x, y):
-    """PyTorch records outer(a, b) as a.reshape(-1, 1) * b (ViewBackward0 -> MulBackward0)."""
+    """The outer product x y^T of two vectors.
+
+    PyTorch records outer(a, b) as a.reshape(-1, 1) * b (ViewBackward0 -> MulBackward0)."""
     return mul(reshape(x, (-1, 1)), y)
 
 

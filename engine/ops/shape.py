@@ -330,7 +330,7 @@ def clone(x):
 
 @export("detach", method=False)
 def detach(x):
-    """x without history: a new leaf sharing x's values (torch.detach; Tensor.detach is the method)."""
+    """x without history: a new leaf sharing x's values (no gradient flows through it)."""
     return x.detach() if isinstance(x, Tensor) else Tensor._make(np.asarray(x))
 
 

@@ -258,8 +258,10 @@ MASKED_FILL.func = lambda x, mask, value: masked_fill(x, Tensor._make(mask), val
 # -- einsum, composed of unsqueeze/permute, mul and sum (its gradient is theirs) --------------
 @export("einsum", method=False)
 def einsum(equation, *operands):
-    """einsum("ij,jk->ik", a, b) as broadcast products and sums (PyTorch's node names differ:
-    it records the bmm/view ops it lowers to)."""
+    """einsum(equation, *operands): sums of products over the equation's indices ("ij,jk->ik").
+
+    Composed of broadcast products and sums (PyTorch's node names differ: it records the bmm
+    and view ops it lowers to)."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     eq = equation.replace(" ", "")
@@ -462,7 +464,7 @@ def argwhere(x):
 
 @export("meshgrid", method=False)
 def meshgrid(*tensors, indexing="ij"):
-    """Grids of the given 1-D tensors (indexing 'ij' or 'xy'), as broadcast views' copies."""
+    """Coordinate grids of the given 1-D tensors (indexing 'ij' or 'xy')."""
     if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
         tensors = tuple(tensors[0])
     shape = [t.numel() for t in tensors]
