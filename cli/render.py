@@ -202,7 +202,9 @@ def check_line(con, report):
     """The one-line verdict of a gradient check (grad --check, jacobian --check), then its warnings."""
     worst = max(report.pairs, key=lambda p: p.max_abs_error, default=None)
     err = f" (max abs error {worst.max_abs_error:.3g})" if worst else ""
-    if report.passed:
+    if report.verdict == "suspicious":
+        con.print(f"[yellow]gradient check SUSPICIOUS[/yellow]: {esc(report.suspicion)}")
+    elif report.passed:
         con.print(f"[green]gradient check passed[/green]{err}")
     else:
         con.print(f"[red]gradient check FAILED[/red]: {esc(report.summary())}")
@@ -228,6 +230,7 @@ def check_json(report):
                                     "passed": p.passed and (cur is None or cur["passed"])}
         elif not p.passed:
             cur["passed"] = False
-    return {"passed": report.passed, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
+    return {"passed": report.passed, "verdict": report.verdict or ("pass" if report.passed else "fail"),
+            "suspicion": report.suspicion or None, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
             "fast_mode": report.fast_mode, "inputs": inputs, "backward_grad": grads, "checks": report.checks,
             "failures": report.failures, "warnings": report.warnings, "custom_functions": report.suspects}

@@ -319,9 +319,8 @@ MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
 def check_jacobian_size(target, tensors, chosen, hint, outs=None):
     """Refuse, before any work, a dense Jacobian that would not fit: one forward gives the output
     sizes (`jacobian 'x*2' --x 'randn(100000)'` asked for 74.5 GiB and died of MemoryError)."""
-    if outs is None:
-        with target.no_grad():
-            outs, _ = target.call(tensors)
+    if outs is None:            # with grad mode on: a target may compute gradients itself
+        outs, _ = target.call(tensors)
     n = sum(o.numel() for o in outs) * sum(tensors[c].numel() for c in chosen)
     if n > MAX_JACOBIAN:
         raise CliError(f"the Jacobian would have {n:,} elements ({n * 8 / 2 ** 30:.1f} GiB in float64); the limit is "

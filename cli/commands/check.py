@@ -13,6 +13,9 @@ def check_command(
     atol: o.Atol = 1e-5,
     rtol: o.Rtol = 1e-3,
     fast: bool = typer.Option(False, "--fast", help="Check v^T J u for random unit u, v (two evaluations, one backward)"),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on a suspicious verdict too (within tolerance, but far "
+                                "beyond the finite-difference error)"),
+    order: int = typer.Option(1, "--order", min=1, max=2, help="2: check second derivatives too (gradgradcheck)"),
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
@@ -27,10 +30,19 @@ def check_command(
     Exit code 1 when any check fails. Defaults are PyTorch's: eps 1e-6, atol 1e-5, rtol 1e-3.
     """
     from ..boundary import run
-    run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend=backend))
+    run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out,
+                                          backend=backend, strict=strict, order=order))
 
 
-def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto"):
+SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twice",
+               "zero_grad_output": "a zero grad_output gives zero gradients",
+               "fast": "the fast check (v^T J u against finite differences)",
+               "batched_grad": "a batch of grad_outputs gives what one backward each gives",
+               "grad_dtypes": "each gradient has its input's dtype"}
+
+
+def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto", strict=False,
+           order=1):
     import warnings
 
     from engine.autograd.checker import check_gradients
@@ -46,10 +58,18 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                             "and one backward) or fewer inputs with --wrt")
     names = list(tensors)
     fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
+    inputs = tuple(target.to_engine(t) for t in tensors.values())
+    if order == 2:
+        if target.backend == "torch":
+            from ..errors import CliError
+            raise CliError("--order 2 runs on the engine (PyTorch's backward is called once per row there): use "
+                           "--backend engine, or torch.autograd.gradgradcheck in the file")
+        from engine.autograd.checker import second_order
+        fn, inputs, names = second_order(fn, inputs, names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = check_gradients(fn, tuple(target.to_engine(t) for t in tensors.values()), eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
-                                 input_names=names)
+        report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
+                                 input_names=names, verdicts=True)
     if json_out:
         render.dump_json({**target.json_fields(), **render.check_json(report)})
     else:
@@ -78,14 +98,18 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             con.print(f"fast check: {'passed' if report.passed else 'failed'}")
         for k, ok in report.checks.items():
             if not ok:
-                con.print(f"[red]side check failed[/red]: {k}")
+                con.print(f"[red]side check failed[/red]: {SIDE_CHECKS.get(k, k)}")
         for w in report.warnings:
             render.warn(w)
         if not report.passed and report.suspects:
             con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
-        con.print("[green]passed[/green]" if report.passed else
-                  f"[red]FAILED[/red]: {render.esc(report.failures[0]) if report.failures else ''}")
-    if not report.passed:
+        if report.verdict == "suspicious":
+            con.print(f"[yellow]SUSPICIOUS[/yellow]: {render.esc(report.suspicion)}"
+                      + ("" if strict else " (exit 0; --strict makes this exit 1)"))
+        else:
+            con.print("[green]passed[/green]" if report.passed else
+                      f"[red]FAILED[/red]: {render.esc(report.failures[0]) if report.failures else ''}")
+    if not report.passed or (strict and report.verdict == "suspicious"):
         raise CheckFailed()
 
 

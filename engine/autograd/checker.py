@@ -56,6 +56,16 @@ class PairResult:
     kind: str = "jacobian"      # "grad": the .grad an ordinary backward() left, vs v^T J numerical
 
     def describe(self):
+        if np.isnan(self.worst_numerical) and not np.isnan(self.worst_analytical):
+            at = ", ".join(map(str, self.worst_index[1]))
+            where = f"{self.input_name}[{at}]" if at else self.input_name
+            return (f"the finite-difference step left the function's domain at {where} (numerical NaN, analytical "
+                    f"{self.worst_analytical:.10g}): {where} +- eps is outside where the function is defined "
+                    "(sqrt, log or a fractional power near 0?), so central differences cannot judge this "
+                    "element; check at a point further inside the domain, or with a smaller --eps")
+        return self._describe()
+
+    def _describe(self):
         o, i = self.worst_index
         if self.kind == "grad":
             at = f"{self.input_name}[{', '.join(map(str, i))}]" if i else self.input_name
@@ -81,6 +91,8 @@ class GradcheckReport:
     warnings: list
     failures: list
     suspects: list = dataclasses.field(default_factory=list)   # custom Functions on the graph
+    verdict: str = ""            # "pass", "suspicious" or "fail" (check_gradients(verdicts=True))
+    suspicion: str = ""          # why a passing check is suspicious
 
     def __bool__(self):
         return self.passed
@@ -313,10 +325,17 @@ def _names(func, inputs, names):
 
 def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=False, nondet_tol=0.0,
                     input_names=None, output_names=None, seed=0, check_undefined_grad=True,
-                    check_batched_grad=False, check_grad_dtypes=False):
-    """Run the full check (or the fast v^T J u check) and return a GradcheckReport."""
+                    check_batched_grad=False, check_grad_dtypes=False, verdicts=False):
+    """Run the full check (or the fast v^T J u check) and return a GradcheckReport.
+
+    verdicts=True also tells a bug from numerics: a check within tolerance whose discrepancy is
+    far above the finite-difference error itself (estimated by Richardson: the same differences
+    with eps/2, on the input elements where analytical and numerical differ most) is
+    "suspicious" -- a backward off by 0.1 % passes rtol=1e-3, but float64 central differences
+    are good to ~1e-10 there."""
     _, inputs = functional.as_tuple(inputs)
     inputs = tuple(inputs)
+    func = _with_grad_if_needed(func, inputs)
     diff = _float_inputs(inputs)
     names = _names(func, inputs, input_names)
     warns = []
@@ -375,7 +394,128 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
     failures += msgs
     if failures and suspects:
         failures.append(f"custom Functions on this graph (the built-in ops are tested): {', '.join(suspects)}")
-    return GradcheckReport(not failures, eps, atol, rtol, False, pairs, checks, warns, failures, suspects)
+    report = GradcheckReport(not failures, eps, atol, rtol, False, pairs, checks, warns, failures, suspects)
+    if verdicts:
+        report.verdict = "fail" if failures else "pass"
+        if not failures:
+            report.suspicion = _suspicion(func, inputs, pairs, eps)
+            if report.suspicion:
+                report.verdict = "suspicious"
+    return report
+
+
+SUSPICION_RATIO = 1000.0      # discrepancy / finite-difference error that is not numerics
+COLUMNS_RESAMPLED = 4         # input elements per pair re-differenced with eps/2
+
+
+def _suspicion(func, inputs, pairs, eps):
+    """Why a passing check looks like a bug (see check_gradients), or ""."""
+    worst = None
+    for p in pairs:
+        if p.kind != "jacobian" or not p.analytical.size:
+            continue
+        diff = np.abs(p.analytical - p.numerical)
+        if not np.isfinite(diff).all():
+            continue
+        cols = np.argsort(-diff.max(axis=0))[:COLUMNS_RESAMPLED]
+        half = _numerical_columns(func, inputs, p.input, eps / 2, cols)[p.output]
+        fd_err = 4.0 / 3.0 * np.abs(p.numerical[:, cols] - half)      # Richardson: error of the eps result
+        scale = np.abs(p.numerical[:, cols])
+        floor = 1e-13 * (1.0 + scale)                                  # float64 round-off at best
+        gap = diff[:, cols]
+        ratio = gap / (fd_err + floor)
+        real = gap > 1e-9 * (1.0 + scale)                              # not a round-off-sized gap
+        ratio = np.where(real, ratio, 0.0)
+        k = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        if ratio[k] > SUSPICION_RATIO and (worst is None or ratio[k] > worst[0]):
+            r, c = int(k[0]), int(cols[k[1]])
+            worst = (float(ratio[k]), p, r, c, float(gap[k]), float(fd_err[k] + floor[k]))
+    if worst is None:
+        return ""
+    ratio, p, r, c, gap, err = worst
+    at_in = np.unravel_index(c, p.input_shape) if p.input_shape else ()
+    at_out = np.unravel_index(r, p.output_shape) if p.output_shape else ()
+    name = lambda n, idx: f"{n}[{', '.join(str(int(v)) for v in idx)}]" if idx else n  # noqa: E731
+    a, n = float(p.analytical[r, c]), float(p.numerical[r, c])
+    rel = f", {abs(a - n) / abs(n):.2g} relative" if n else ""
+    return (f"within tolerance, but at {name(p.output_name, at_out)} / {name(p.input_name, at_in)} the analytical "
+            f"{a:.10g} and numerical {n:.10g} differ by {gap:.3g}{rel}, {ratio:.3g} times the finite-difference "
+            f"error itself (~{err:.2g}, from steps eps and eps/2): numerics do not explain it, the gradient is "
+            "probably wrong")
+
+
+def second_order(func, inputs, names=None, grad_outputs=None, seed=0):
+    """(first_order, inputs + grad_outputs, names): checking first_order checks func's second
+    derivatives (gradgradcheck). first_order(*inputs, *v) = the gradients of v . func(inputs)."""
+    _, inputs = functional.as_tuple(inputs)
+    inputs = tuple(inputs)
+    n = len(inputs)
+    diff = _float_inputs(inputs)
+    with no_grad():
+        outs = func(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed)
+        grad_outputs = tuple(Tensor._make(rng.standard_normal(o._data.shape).astype(o._data.dtype)).requires_grad_(True)
+                             for o in outs)
+
+    def first_order(*args):
+        xs, vs = args[:n], args[n:]
+        with enable_grad():       # the numerical side evaluates under no_grad; this needs a graph
+            ys = func(*xs)
+            ys = ys if isinstance(ys, tuple) else (ys,)
+            gs = _grad(list(ys), [xs[i] for i in diff], grad_outputs=list(vs), create_graph=True,
+                       allow_unused=True)
+        return tuple(g if g is not None else xs[i] * 0.0 for g, i in zip(gs, diff))
+    names = list(names) if names else [f"input{i}" for i in range(n)]
+    vnames = ["grad_output" if len(outs) == 1 else f"grad_output{k}" for k in range(len(outs))]
+    first_order.__name__ = "first derivatives"
+    return first_order, inputs + tuple(grad_outputs), names + vnames
+
+
+def _numerical_columns(func, inputs, idx, eps, cols):
+    """Central differences for the given flat elements of input idx: list over outputs of
+    (out_n, len(cols)) arrays."""
+    outs0 = _eval(func, inputs)
+    res = [np.zeros((o._data.size, len(cols))) for o in outs0]
+    data = inputs[idx]._data
+    flat = data.reshape(-1)
+    if not np.shares_memory(flat, data):
+        flat = data.flat
+    for j, c in enumerate(cols):
+        old = flat[c]
+        flat[c] = old + eps
+        plus = _eval(func, inputs)
+        flat[c] = old - eps
+        minus = _eval(func, inputs)
+        flat[c] = old
+        for k, (pl, mi) in enumerate(zip(plus, minus)):
+            res[k][:, j] = ((pl._data.astype(np.float64) - mi._data.astype(np.float64)) / (2 * eps)).reshape(-1)
+    return res
+
+
+def _with_grad_if_needed(func, inputs):
+    """func, or func run with grad mode on when it computes gradients itself (autograd.grad
+    inside f): the numerical side evaluates under no_grad, where such a target cannot run."""
+    try:
+        _eval(func, inputs)
+        return func
+    except Exception as e:  # noqa: BLE001 - a front end may wrap the engine's error in its own
+        if "does not require grad" not in str(e) and "does not have a grad_fn" not in str(e):
+            raise
+
+    def with_grad(*args):
+        with enable_grad():
+            outs = func(*args)
+        if isinstance(outs, tuple):
+            return tuple(o.detach() if not _grad_mode_on() else o for o in outs)
+        return outs.detach() if not _grad_mode_on() else outs
+    return with_grad
+
+
+def _grad_mode_on():
+    from ..grad_mode import is_grad_enabled
+    return is_grad_enabled()
 
 
 def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names):

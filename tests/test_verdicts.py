@@ -1,0 +1,118 @@
+"""Verdicts that tell a bug from numerics (check_gradients(verdicts=True), `autograd check`):
+pass, suspicious (within tolerance, but far beyond the finite-difference error, which is
+estimated from steps eps and eps/2), fail. Each case's answer is known: correct functions,
+including ones that are hard for finite differences, never get "suspicious"; backwards off by
+a small factor do."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import engine
+from cli.app import app
+from engine.autograd.checker import check_gradients
+
+runner = CliRunner()
+X = np.linspace(-1.7, 2.3, 9)
+
+
+def _fn(factor, rule=lambda x: x.cos()):
+    class Scaled(engine.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.sin()
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            return g * rule(x) * factor
+    return Scaled.apply
+
+
+@pytest.mark.parametrize("factor", [1.0001, 1.001, 1.0005])
+def test_a_backward_slightly_off_is_suspicious_though_within_tolerance(factor):
+    r = check_gradients(_fn(factor), (engine.tensor(X, requires_grad=True),), verdicts=True)
+    assert r.passed and r.verdict == "suspicious"
+    assert "numerics do not explain it" in r.suspicion
+
+
+@pytest.mark.parametrize("factor", [1.01, 1.05])
+def test_a_backward_further_off_fails(factor):
+    r = check_gradients(_fn(factor), (engine.tensor(X, requires_grad=True),), verdicts=True)
+    assert not r.passed and r.verdict == "fail"
+
+
+CORRECT = {
+    "sin": (lambda t: t.sin(), X),
+    "exp-square": (lambda t: (t * t).exp(), X / 2),
+    "softmax": (lambda t: engine.softmax(t, 0), X),
+    "matmul chain": (lambda t: (t.reshape(3, 3) @ t.reshape(3, 3)).tanh(), X),
+    "near a kink": (lambda t: t.abs() + t.relu(), np.array([1e-4, -2e-4, 0.5])),
+    "ill-conditioned": (lambda t: (t * 1e4).sin() * 1e-4, X),
+    "large values": (lambda t: t.exp() * 1e6, X),
+    "log near 0": (lambda t: t.log(), np.array([1e-3, 2e-3, 0.5])),
+    "the engine's own Function": (_fn(1.0), X),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRECT))
+def test_correct_gradients_are_never_suspicious(name):
+    f, x = CORRECT[name]
+    r = check_gradients(f, (engine.tensor(x, requires_grad=True),), verdicts=True)
+    assert r.verdict in ("pass", "fail") and not r.suspicion, r.suspicion
+    if name not in ("near a kink", "ill-conditioned"):
+        assert r.verdict == "pass", r.failures
+
+
+def test_float32_is_not_called_suspicious():
+    x = engine.tensor(X, dtype=engine.float32, requires_grad=True)
+    r = check_gradients(lambda t: t.sin() * t, (x,), eps=1e-3, atol=1e-2, rtol=1e-2, verdicts=True)
+    assert r.verdict == "pass", r.suspicion
+
+
+def test_the_command_line_says_suspicious_and_strict_makes_it_exit_1(tmp_path):
+    f = tmp_path / "off.py"
+    f.write_text("import engine as torch\n\n\nclass Sin(torch.autograd.Function):\n    @staticmethod\n"
+                 "    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x.sin()\n\n"
+                 "    @staticmethod\n    def backward(ctx, g):\n        x, = ctx.saved_tensors\n"
+                 "        return g * x.cos() * 1.001\n")
+    r = runner.invoke(app, ["check", str(f), "--func", "Sin", "--x", "0.5,1,2"])
+    assert r.exit_code == 0 and "SUSPICIOUS" in r.stdout
+    assert runner.invoke(app, ["check", str(f), "--func", "Sin", "--x", "0.5,1,2", "--strict"]).exit_code == 1
+    doc = json.loads(runner.invoke(app, ["check", str(f), "--func", "Sin", "--x", "0.5,1,2", "--json"]).stdout)
+    assert doc["verdict"] == "suspicious" and doc["passed"] is True and "numerics" in doc["suspicion"]
+    r = runner.invoke(app, ["grad", str(f), "--func", "Sin", "--x", "0.5", "--check"])
+    assert "SUSPICIOUS" in r.stdout
+    r = runner.invoke(app, ["check", "sum(sin(x) * x)", "--x", "0.5,1,2", "--json", "--strict"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "pass"
+
+
+def test_order_2_checks_second_derivatives(tmp_path):
+    # right first derivative, wrong second: backward computed from a detached x has no x-dependence
+    f = tmp_path / "detached.py"
+    f.write_text("import engine as torch\n\n\nclass Cube(torch.autograd.Function):\n    @staticmethod\n"
+                 "    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 3\n\n"
+                 "    @staticmethod\n    def backward(ctx, g):\n        x, = ctx.saved_tensors\n"
+                 "        return g * 3 * x.detach() ** 2\n")
+    argv = ["check", str(f), "--func", "Cube", "--x", "0.5,-1.5"]
+    assert runner.invoke(app, argv).exit_code == 0
+    r = runner.invoke(app, argv + ["--order", "2"])
+    assert r.exit_code == 1 and "FAIL" in r.stdout
+    assert runner.invoke(app, ["check", "sum(x ** 3 * y)", "--x", "0.5,2", "--y", "1,3", "--order", "2"]).exit_code == 0
+
+
+def test_a_target_that_computes_gradients_itself_is_checked(tmp_path):
+    f = tmp_path / "inner.py"
+    f.write_text("import engine as torch\n\n\ndef f(x):\n    y = (x ** 3).sum()\n"
+                 "    g, = torch.autograd.grad(y, x, create_graph=True)\n    return g\n")
+    doc = json.loads(runner.invoke(app, ["check", str(f), "--x", "0.5,2", "--json"]).stdout)
+    assert doc["passed"] and doc["verdict"] == "pass"
+    doc = json.loads(runner.invoke(app, ["jacobian", str(f), "--x", "0.5,2", "--json", "--check"]).stdout)
+    assert doc["jacobian"]["x"] == [[3.0, 0.0], [0.0, 12.0]] and doc["check"]["passed"]     # d(3x^2)/dx = 6x
+
+
+def test_a_step_outside_the_domain_is_said_plainly():
+    r = runner.invoke(app, ["check", "sum(sqrt(x))", "--x", "1e-7,1"])
+    assert r.exit_code == 1 and "left the function's domain at x[0]" in r.stdout
