@@ -34,7 +34,8 @@ def _mode(name):
 
     def set(self, value):
         setattr(self, name, value)
-        off = not self._enabled or bool(self._anomaly) or self._kink_watch is not None or bool(self._saved_hooks)
+        off = (not self._enabled or bool(self._anomaly) or self._kink_watch is not None or bool(self._saved_hooks)
+               or self._recorder is not None)
         if off != (self._counted is not None):
             self._counted = _Counted() if off else None
     return property(get, set)
@@ -45,6 +46,7 @@ class _State(threading.local):
     _anomaly = False
     _kink_watch = None
     _saved_hooks = ()     # a stack of (pack, unpack) from autograd.graph.saved_tensors_hooks
+    _recorder = None      # fn(node, input arrays, attrs) for each node made (the checker's --locate)
     inference = False     # inside inference_mode (grad is off too, so the per-op path is off)
     _counted = None       # a _Counted while this thread's modes are off their defaults
     anomaly_check_nan = True
@@ -52,6 +54,7 @@ class _State(threading.local):
     anomaly = _mode("_anomaly")
     kink_watch = _mode("_kink_watch")  # (eps, found) while the gradient checker looks for kinks
     saved_hooks = _mode("_saved_hooks")
+    recorder = _mode("_recorder")
 
 
 STATE = _State()

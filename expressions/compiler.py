@@ -16,6 +16,7 @@ import numpy as np
 from .errors import ExpressionError
 
 MAX_LENGTH = 10_000
+CURRENT_SPAN = [None]    # the span of the operation being run now (autograd check --locate reads it)
 MAX_DEPTH = 100
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
 
@@ -257,6 +258,7 @@ class _Compiler:
             if pre is not None:
                 _check_size(pre, seg, span, text)
             try:
+                CURRENT_SPAN[0] = span
                 out = fn(a, b)
             except Exception as e:   # noqa: BLE001 - every engine failure becomes a pointed message
                 raise ExpressionError(_binop_message(sym, a, b, e, seg), span, text) from None
@@ -266,9 +268,11 @@ class _Compiler:
 
     def c_unaryop(self, node, depth):
         operand = self.compile(node.operand, depth)
+        span = self.span(node)
         if isinstance(node.op, ast.USub):
             def run(env):
                 v = operand(env)
+                CURRENT_SPAN[0] = span
                 return Const(-v.value) if isinstance(v, Const) else -v
             return run
         if isinstance(node.op, ast.UAdd):
@@ -350,6 +354,7 @@ class _Compiler:
                 shape = _product_shape(name, _shape(vals[0]), _shape(vals[1]))
                 if shape is not None:
                     _check_size(shape, self.segment(node), span, self.text)
+            CURRENT_SPAN[0] = span
             out = fn(*vals, **kv)
             if isinstance(out, tuple) and not isinstance(out, lib.Tensor):
                 out = out[0]                     # max(x, dim=0): (values, indices) -> values
@@ -409,7 +414,9 @@ class _Compiler:
             v = value(env)
             if isinstance(v, Const):
                 raise ExpressionError("a number cannot be indexed", self.span(node), self.text)
-            return v[key(env)]
+            k = key(env)
+            CURRENT_SPAN[0] = self.span(node)
+            return v[k]
         return self.guarded(node, run)
 
     def _index(self, node, depth):

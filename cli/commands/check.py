@@ -16,6 +16,8 @@ def check_command(
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on a suspicious verdict too (within tolerance, but far "
                                 "beyond the finite-difference error)"),
     order: int = typer.Option(1, "--order", min=1, max=2, help="2: check second derivatives too (gradgradcheck)"),
+    locate: bool = typer.Option(False, "--locate", help="Re-check every backward node on its own (done anyway when "
+                                "a check fails) and say where the wrong ones were made"),
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
@@ -31,7 +33,7 @@ def check_command(
     """
     from ..boundary import run
     run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out,
-                                          backend=backend, strict=strict, order=order))
+                                          backend=backend, strict=strict, order=order, locate=locate))
 
 
 SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twice",
@@ -42,7 +44,7 @@ SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twic
 
 
 def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto", strict=False,
-           order=1):
+           order=1, locate=False):
     import warnings
 
     from engine.autograd.checker import check_gradients
@@ -70,8 +72,16 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         warnings.simplefilter("ignore")
         report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
                                  input_names=names, verdicts=True)
+    located = None
+    if (locate or not report.passed or report.verdict == "suspicious") and target.backend == "engine" and order == 1:
+        located = _locate(target, fn, inputs, eps, atol, rtol)
     if json_out:
-        render.dump_json({**target.json_fields(), **render.check_json(report)})
+        doc = {**target.json_fields(), **render.check_json(report)}
+        if located is not None:
+            doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
+                              "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed}
+                             for c in located]
+        render.dump_json(doc)
     else:
         con = render.console()
         render.backend_line(con, target)
@@ -103,6 +113,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             render.warn(w)
         if not report.passed and report.suspects:
             con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
+        if located is not None:
+            _show_located(con, located, locate)
         if report.verdict == "suspicious":
             con.print(f"[yellow]SUSPICIOUS[/yellow]: {render.esc(report.suspicion)}"
                       + ("" if strict else " (exit 0; --strict makes this exit 1)"))
@@ -111,6 +123,49 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                       f"[red]FAILED[/red]: {render.esc(report.failures[0]) if report.failures else ''}")
     if not report.passed or (strict and report.verdict == "suspicious"):
         raise CheckFailed()
+
+
+def _locate(target, fn, inputs, eps, atol, rtol):
+    """Every backward node checked on its own (engine.autograd.locate), with where it was made:
+    file:line in a .py target, the part of an expression."""
+    import warnings
+
+    from engine.autograd.locate import locate
+
+    from ..targets import _USER_FILES
+    span_of = None
+    if target.kind == "expression":
+        from expressions.compiler import CURRENT_SPAN
+        span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files={str(p) for p in _USER_FILES},
+                        span_of=span_of)
+    for c in checks:
+        if c.span is not None:
+            a, b = c.span
+            c.where = f"'{target.text[a:b]}' (columns {a + 1}-{b})"
+        elif c.where:
+            c.where = c.where.rsplit("/", 1)[-1]
+    return checks
+
+
+def _show_located(con, checks, asked):
+    from .. import render
+    wrong = [c for c in checks if not c.passed]
+    shown = checks if asked or len(checks) <= 12 else wrong
+    t = render.table("each backward node against its own forward (local checks)",
+                     ["node", "made at", "max abs err", "result"])
+    for c in shown:
+        t.add_row(render.esc(c.node), render.esc(c.where or "-"), f"{c.max_abs_err:.3g}",
+                  "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+    render.show(con, t)
+    if wrong:
+        first = wrong[0]
+        con.print(f"first wrong node in forward order: [bold]{render.esc(first.node)}[/bold]"
+                  + (f" at {render.esc(first.where)}" if first.where else ""))
+    else:
+        con.print("every node passes on its own: look at how they are combined (or at the tolerances)")
 
 
 def _flat(idx, shape):

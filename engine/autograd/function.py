@@ -309,6 +309,8 @@ class Function(metaclass=FunctionMeta):
                          if isinstance(t, (Tensor, _OutputRef)) else (t, v) for t, v in saved]
         ctx._saved = tuple(saved)
         ctx.to_save = ()
+        if STATE.recorder is not None:
+            STATE.recorder(ctx, args, kwargs)
         if STATE.anomaly:
             ctx._trace = traceback.format_stack()[:-1]
         return wrapped[0] if single else tuple(wrapped)

@@ -701,6 +701,8 @@ def binary_operator(op, slow):
         t._rg = True
         if off and STATE.saved_hooks:
             pack_saved(node)
+        if off and STATE.recorder is not None:
+            STATE.recorder(node, (x._data, yd), _EMPTY)
         return t
     operator.__name__ = op.name
     return operator
@@ -743,6 +745,8 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     t._rg = True
     if off and STATE.saved_hooks:
         pack_saved(node)
+    if off and STATE.recorder is not None:
+        STATE.recorder(node, (x._data,), attrs)
     return t
 
 
@@ -778,6 +782,8 @@ def _record(op, v, args, attrs, out):
         node._ovc = vc_of(t)
     if STATE.saved_hooks:
         pack_saved(node)
+    if STATE.recorder is not None:
+        STATE.recorder(node, tuple(a._data if isinstance(a, Tensor) else a for a in args), attrs)
     return t
 
 

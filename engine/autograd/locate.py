@@ -1,0 +1,195 @@
+"""Where a gradient goes wrong: every backward node re-checked on its own.
+
+`locate(func, inputs)` runs func once with a recorder on (grad_mode.STATE.recorder), which hands
+over each node as it is made, with copies of the values its forward received and where in the
+user's code it was made. Each node is then checked locally: its backward on a random cotangent
+v against central differences of v . forward(its recorded inputs) -- a registry op's forward
+from the registry, a custom Function's own forward. A node whose local check fails is wrong by
+itself, whatever the rest of the graph does; the first such node in forward order is where to
+look first.
+"""
+import dataclasses
+import traceback
+
+import numpy as np
+
+from ..grad_mode import STATE, no_grad
+from ..tensor import Tensor
+from .._xp import NUMPY
+
+
+@dataclasses.dataclass
+class LocalCheck:
+    node: str                # the node's name (MulBackward0, CubeBackward)
+    where: str               # file:line of the user's code that made it ("" when unknown)
+    custom: bool             # a user Function
+    max_abs_err: float
+    max_rel_err: float
+    passed: bool
+    order: int               # position in forward order
+    span: tuple = None       # (start, end) in an expression, when the front end knows it
+
+
+class _Recorder:
+    def __init__(self, user_files, span_of):
+        self.items = []
+        self.user_files = user_files
+        self.span_of = span_of
+
+    def __call__(self, node, args, attrs):
+        vals = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else
+                     (Tensor._make(np.array(a._data, copy=True)) if isinstance(a, Tensor) else a) for a in args)
+        self.items.append((node, vals, dict(attrs or {}), _where(self.user_files),
+                           self.span_of() if self.span_of else None))
+
+
+_OWN = __file__.rsplit("/autograd/", 1)[0]      # the engine package: not "where" a user made a node
+
+
+def _where(user_files):
+    """file:line of the innermost frame in the user's code (in user_files when given)."""
+    for frame in reversed(traceback.extract_stack()[:-3]):
+        if frame.filename.startswith(_OWN):
+            continue
+        if user_files is None or frame.filename in user_files:
+            return f"{frame.filename}:{frame.lineno}"
+    return ""
+
+
+def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None):
+    """[LocalCheck] for every node func's graph makes, in forward order (see the module doc).
+    user_files: the paths whose frames say where a node was made; span_of(): the expression
+    span being evaluated now (the CLI's compiler), or None."""
+    rec = _Recorder(user_files, span_of)
+    prev = STATE.recorder
+    STATE.recorder = rec
+    try:
+        func(*inputs)
+    finally:
+        STATE.recorder = prev
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, (node, vals, attrs, where, span) in enumerate(rec.items):
+        res = _check_node(node, vals, attrs, eps, rng)
+        if res is None:
+            continue
+        err, rel, ok = res[0], res[1], _within(res[2], res[3], atol, rtol)
+        out.append(LocalCheck(node.name(), where, getattr(node, "_forward_cls", None) is not None, err, rel, ok, k,
+                              span))
+    return out
+
+
+def _within(analytical, numerical, atol, rtol):
+    return all(bool(np.all(np.abs(a - n) <= atol + rtol * np.abs(n))) for a, n in zip(analytical, numerical))
+
+
+def _check_node(node, vals, attrs, eps, rng):
+    """(max abs err, max rel err, analytical grads, numerical grads) of one node, or None when
+    it has nothing to check (no float input, or its backward is gone)."""
+    forward = _forward_of(node, vals, attrs)
+    if forward is None:
+        return None
+    floats = [i for i, v in enumerate(vals) if _is_float(v)]
+    if not floats:
+        return None
+    with no_grad():
+        outs = forward(list(vals))
+    vs = [rng.standard_normal(np.shape(o)) for o in outs]
+    try:
+        grads = _backward(node, vs)
+    except Exception:  # noqa: BLE001 - freed, or a backward that cannot run again: not checkable here
+        return None
+    ana, num = [], []
+    tensor_pos = _tensor_positions(node, vals)
+    for j, i in enumerate(tensor_pos):
+        if i not in floats or j >= len(grads) or grads[j] is None:
+            continue
+        g = np.asarray(grads[j], dtype=np.float64)
+        x = np.array(_arr(vals[i]), dtype=np.float64)
+        n = np.zeros_like(x)
+        flat = n.reshape(-1)
+        for e in range(x.size):
+            plus, minus = list(vals), list(vals)
+            xp_, xm_ = x.copy(), x.copy()
+            xp_.flat[e] += eps
+            xm_.flat[e] -= eps
+            plus[i], minus[i] = _like(vals[i], xp_), _like(vals[i], xm_)
+            with no_grad():
+                fp, fm = forward(plus), forward(minus)
+            flat[e] = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) * v))
+                          for a, b, v in zip(fp, fm, vs)) / (2 * eps)
+        if g.shape != n.shape:
+            g = _unbroadcast(g, n.shape)
+        ana.append(g)
+        num.append(n)
+    if not ana:
+        return None
+    err = max(float(np.max(np.abs(a - n))) if a.size else 0.0 for a, n in zip(ana, num))
+    rel = max(float(np.max(np.abs(a - n) / np.maximum(np.abs(n), 1e-300))) if a.size else 0.0
+              for a, n in zip(ana, num))
+    return err, rel, ana, num
+
+
+def _unbroadcast(g, shape):
+    """g fitted to an input's shape, as the backward loop fits it: expanded when a rule returns
+    less (sum's gradient), summed down when it returns the broadcast shape."""
+    try:
+        if np.broadcast_shapes(g.shape, tuple(shape)) == tuple(shape):
+            return np.broadcast_to(g, shape)
+    except ValueError:
+        pass
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for d, s in enumerate(shape):
+        if s == 1 and g.shape[d] != 1:
+            g = g.sum(axis=d, keepdims=True)
+    return g.reshape(shape)
+
+
+def _is_float(v):
+    a = _arr(v)
+    return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+
+def _arr(v):
+    return v._data if isinstance(v, Tensor) else v
+
+
+def _like(template, arr):
+    return Tensor._make(arr.astype(template._data.dtype)) if isinstance(template, Tensor) else \
+        arr.astype(np.asarray(template).dtype)
+
+
+def _tensor_positions(node, vals):
+    """The positions of the inputs the node's backward returns gradients for, in order."""
+    if getattr(node, "_forward_cls", None) is not None:          # a Function: its Tensor arguments
+        return [i for i, v in enumerate(vals) if isinstance(v, Tensor)]
+    return list(range(len(vals)))
+
+
+def _forward_of(node, vals, attrs):
+    """vals -> list of output arrays, for the op or Function that made node."""
+    cls = getattr(node, "_forward_cls", None)
+    if cls is not None:
+        def run(args):
+            res = cls.apply(*args, **attrs)
+            res = res if isinstance(res, tuple) else (res,)
+            return [r._data if isinstance(r, Tensor) else np.asarray(r) for r in res]
+        return run
+    op = getattr(node, "op", None)
+    if op is None:
+        return None
+    node_attrs = dict(getattr(node, "_attrs", None) or {})
+
+    def run(args):
+        return [np.asarray(op.forward(*[_arr(a) for a in args], **node_attrs))]
+    return run
+
+
+def _backward(node, vs):
+    """The node's own backward on cotangents vs (the graph is kept: nothing is released)."""
+    if getattr(node, "_forward_cls", None) is not None:
+        res = node.apply([np.asarray(v, dtype=np.float64) for v in vs], NUMPY, False)
+    else:
+        res = node.apply([np.asarray(vs[0], dtype=getattr(node, "_dtype", np.float64))], NUMPY, False)
+    return [None if r is None else np.asarray(getattr(r, "_data", r)) for r in res]

@@ -1,0 +1,82 @@
+"""`check --locate` (and any failing check): every backward node re-checked on its own, the
+wrong ones named with where they were made. The wrong node is known in each case: a custom
+Function made wrong on purpose, or a built-in op's rule broken by monkeypatch."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import engine
+from cli.app import app
+from engine.autograd.locate import locate
+
+runner = CliRunner()
+
+FILE = """import engine as torch
+
+
+class Cube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * 3 * x ** 2 * FACTOR
+
+
+def f(x, w):
+    h = torch.tanh(x * w)
+    return Cube.apply(h).sum() + (h * h).mean()
+"""
+
+
+def _file(tmp_path, factor):
+    p = tmp_path / "mixed.py"
+    p.write_text(FILE.replace("FACTOR", repr(factor)))
+    return p
+
+
+def test_the_wrong_function_is_named_with_its_line(tmp_path):
+    r = runner.invoke(app, ["check", str(_file(tmp_path, 1.01)), "--x", "0.5,1,-1", "--w", "2", "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1
+    wrong = [c for c in doc["locate"] if not c["passed"]]
+    assert [c["node"] for c in wrong] == ["CubeBackward"] and wrong[0]["custom_function"]
+    assert wrong[0]["where"] == "mixed.py:18"                       # the line that applied it
+    assert {c["node"] for c in doc["locate"] if c["passed"]} >= {"TanhBackward0", "MulBackward0", "MeanBackward0"}
+    r = runner.invoke(app, ["check", str(_file(tmp_path, 1.01)), "--x", "0.5,1,-1", "--w", "2"])
+    assert "first wrong node in forward order: CubeBackward at mixed.py:18" in r.stdout
+
+
+def test_a_passing_check_locates_only_when_asked(tmp_path):
+    argv = ["check", str(_file(tmp_path, 1.0)), "--x", "0.5,1,-1", "--w", "2", "--json"]
+    assert "locate" not in json.loads(runner.invoke(app, argv).stdout)
+    doc = json.loads(runner.invoke(app, argv + ["--locate"]).stdout)
+    assert doc["locate"] and all(c["passed"] for c in doc["locate"])
+
+
+@pytest.mark.parametrize("n", [3, 5000])
+def test_a_broken_builtin_rule_is_found_in_an_expression(monkeypatch, n):
+    cls = engine.ops.REGISTRY["exp"].node_cls[0]
+    real = cls._vjp
+    monkeypatch.setattr(cls, "_vjp", lambda self, g, release: [r * 1.01 for r in real(self, g, release)])
+    x = engine.tensor(np.linspace(-1, 1, n), requires_grad=True)
+    checks = locate(lambda t: (t.tanh() * t.exp()).sum(), (x,))
+    assert [c.node for c in checks if not c.passed] == ["ExpBackward0"]
+    r = runner.invoke(app, ["check", "sum(tanh(x) * exp(x))", "--x", "0.5,1", "--json"])
+    doc = json.loads(r.stdout)
+    wrong = [c for c in doc["locate"] if not c["passed"]]
+    assert r.exit_code == 1 and [c["node"] for c in wrong] == ["ExpBackward0"]
+    assert wrong[0]["where"] == "'exp(x)' (columns 15-20)"
+
+
+def test_broadcasting_and_numbers_are_fitted_like_the_backward_loop_fits_them():
+    x = engine.tensor(np.ones((2, 3)), requires_grad=True)
+    b = engine.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    s = engine.tensor(1.5, requires_grad=True)
+    checks = locate(lambda x, b, s: ((x * b + s) * 2).sum(0).exp().mean(), (x, b, s))
+    assert checks and all(c.passed for c in checks), [(c.node, c.max_abs_err) for c in checks]
