@@ -23,8 +23,6 @@ globals().update(_ops.public_functions())     # every exported op function: engi
 from . import autograd  # noqa: E402,F401
 from . import nn  # noqa: E402,F401
 from . import optim  # noqa: E402,F401
-from . import func  # noqa: E402,F401
-from .func import vmap  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - engine.bool as in torch.bool
 float = float32  # noqa: A001
@@ -110,3 +108,13 @@ def is_floating_point(t):
 
 def numel(t):
     return t.numel()
+
+
+def __getattr__(name):
+    """engine.func (torch.func) and engine.vmap load on first use: most programs never need them,
+    and every module imported at start-up is paid by every command."""
+    if name in ("func", "vmap"):
+        import importlib
+        mod = importlib.import_module(".func", __name__)
+        return mod if name == "func" else mod.vmap
+    raise AttributeError(f"module 'engine' has no attribute '{name}'")

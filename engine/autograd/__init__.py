@@ -11,8 +11,6 @@ from ..grad_mode import (detect_anomaly, enable_grad, is_anomaly_enabled, is_gra
 from ..graph import run_backward
 from ..tensor import Tensor
 from .function import Function, once_differentiable  # noqa: F401
-from . import graph  # noqa: E402,F401 - torch.autograd.graph (saved-tensor and multi-grad hooks)
-from . import forward_ad  # noqa: E402,F401 - torch.autograd.forward_ad
 
 
 def Variable(data, requires_grad=False, volatile=False):  # noqa: N802 - PyTorch's legacy name
@@ -115,11 +113,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 def __getattr__(name):
+    """Loaded on first use, so `import engine` stays light: functional, the checker, and
+    autograd.graph (saved-tensor and multi-grad hooks), forward_ad and locate."""
     import importlib
-    if name == "functional":
-        return importlib.import_module(__name__ + ".functional")
+    if name in ("functional", "graph", "forward_ad", "locate"):
+        return importlib.import_module(f"{__name__}.{name}")
     if name in ("gradcheck", "gradgradcheck", "GradcheckError", "GradcheckReport", "check_gradients"):
         return getattr(importlib.import_module(__name__ + ".checker"), name)
-    if name == "graph":
-        return importlib.import_module("engine.graph")
     raise AttributeError(f"module 'engine.autograd' has no attribute {name!r}")
