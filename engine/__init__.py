@@ -21,8 +21,6 @@ from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generat
 from . import ops as _ops  # noqa: E402
 globals().update(_ops.public_functions())     # every exported op function: engine.tanh, engine.cat, ...
 from . import autograd  # noqa: E402,F401
-from . import nn  # noqa: E402,F401
-from . import optim  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - engine.bool as in torch.bool
 float = float32  # noqa: A001
@@ -111,10 +109,12 @@ def numel(t):
 
 
 def __getattr__(name):
-    """engine.func (torch.func) and engine.vmap load on first use: most programs never need them,
-    and every module imported at start-up is paid by every command."""
+    """engine.func (torch.func), engine.vmap, engine.nn and engine.optim load on first use: every
+    module imported at start-up is paid by every command, and most never need these."""
+    import importlib
     if name in ("func", "vmap"):
-        import importlib
         mod = importlib.import_module(".func", __name__)
         return mod if name == "func" else mod.vmap
+    if name in ("nn", "optim"):                   # torch.nn, torch.optim: loaded when first used
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'engine' has no attribute '{name}'")

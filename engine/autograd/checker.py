@@ -451,10 +451,10 @@ def second_order(func, inputs, names=None, grad_outputs=None, seed=0):
     inputs = tuple(inputs)
     n = len(inputs)
     diff = _float_inputs(inputs)
-    with no_grad():
-        outs = func(*inputs)
-    outs = outs if isinstance(outs, tuple) else (outs,)
     if grad_outputs is None:
+        with no_grad():
+            outs = func(*inputs)
+        outs = outs if isinstance(outs, tuple) else (outs,)
         rng = np.random.default_rng(seed)
         grad_outputs = tuple(Tensor._make(rng.standard_normal(o._data.shape).astype(o._data.dtype)).requires_grad_(True)
                              for o in outs)
@@ -468,7 +468,7 @@ def second_order(func, inputs, names=None, grad_outputs=None, seed=0):
                        allow_unused=True)
         return tuple(g if g is not None else xs[i] * 0.0 for g, i in zip(gs, diff))
     names = list(names) if names else [f"input{i}" for i in range(n)]
-    vnames = ["grad_output" if len(outs) == 1 else f"grad_output{k}" for k in range(len(outs))]
+    vnames = ["grad_output" if len(grad_outputs) == 1 else f"grad_output{k}" for k in range(len(grad_outputs))]
     first_order.__name__ = "first derivatives"
     return first_order, inputs + tuple(grad_outputs), names + vnames
 
@@ -647,19 +647,8 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
         grad_outputs = tuple(Tensor._make(draw(o)).requires_grad_(True) for o in outs)
     else:
         _, grad_outputs = functional.as_tuple(grad_outputs)
-    n = len(inputs)
-    diff = _float_inputs(inputs)
-
-    def first_order(*args):
-        xs, vs = args[:n], args[n:]
-        with enable_grad():       # the numerical side evaluates under no_grad; this needs a graph
-            ys = func(*xs)
-            ys = ys if isinstance(ys, tuple) else (ys,)
-            gs = _grad(list(ys), [xs[i] for i in diff], grad_outputs=list(vs), create_graph=True,
-                       allow_unused=True)
-        return tuple(g if g is not None else xs[i] * 0.0 for g, i in zip(gs, diff))
-
-    return gradcheck(first_order, inputs + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol,
+    first_order, all_inputs, _ = second_order(func, inputs, grad_outputs=tuple(grad_outputs))
+    return gradcheck(first_order, all_inputs, eps=eps, atol=atol, rtol=rtol,
                      raise_exception=raise_exception, fast_mode=fast_mode, nondet_tol=nondet_tol,
                      check_undefined_grad=check_undefined_grad, check_grad_dtypes=check_grad_dtypes,
                      check_batched_grad=check_batched_grad)

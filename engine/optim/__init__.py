@@ -26,6 +26,12 @@ class Optimizer:
     def zero_grad(self, set_to_none=True):
         zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
+    @staticmethod
+    def _direction(group, p, g):
+        """The gradient an update follows: negated under maximize, plus weight decay."""
+        g = -g if group["maximize"] else g
+        return g + group["weight_decay"] * p._data if group["weight_decay"] else g
+
     def _params(self):
         for group in self.param_groups:
             for p in group["params"]:
@@ -81,9 +87,7 @@ class Adam(Optimizer):
 
     def _step(self):
         for group, p, g in self._params():
-            g = -g if group["maximize"] else g
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p._data
+            g = self._direction(group, p, g)
             st = self.state.setdefault(id(p), {})
             if not st:
                 st["step"] = 0
@@ -135,9 +139,7 @@ class RMSprop(Optimizer):
 
     def _step(self):
         for group, p, g in self._params():
-            g = -g if group["maximize"] else g
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p._data
+            g = self._direction(group, p, g)
             st = self.state.setdefault(id(p), {})
             if not st:
                 st["step"] = 0
@@ -176,14 +178,12 @@ class Adagrad(Optimizer):
 
     def _step(self):
         for group, p, g in self._params():
-            g = -g if group["maximize"] else g
+            g = self._direction(group, p, g)
             st = self.state.setdefault(id(p), {})
             if not st:
                 st["step"] = 0
                 st["sum"] = np.full_like(p._data, group["initial_accumulator_value"])
             st["step"] += 1
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p._data
             clr = group["lr"] / (1 + (st["step"] - 1) * group["lr_decay"])
             st["sum"] += g * g
             p._data -= clr * g / (np.sqrt(st["sum"]) + group["eps"])
