@@ -80,3 +80,13 @@ def test_broadcasting_and_numbers_are_fitted_like_the_backward_loop_fits_them():
     s = engine.tensor(1.5, requires_grad=True)
     checks = locate(lambda x, b, s: ((x * b + s) * 2).sum(0).exp().mean(), (x, b, s))
     assert checks and all(c.passed for c in checks), [(c.node, c.max_abs_err) for c in checks]
+
+
+def test_local_verdicts_say_kink_and_suspicious():
+    doc = json.loads(runner.invoke(app, ["check", "sum(relu(x))", "--x", "-1,0,2", "--json"]).stdout)
+    by = {c["node"]: c["verdict"] for c in doc["locate"]}
+    assert by == {"ReluBackward0": "kink", "SumBackward0": "pass"}
+    import pathlib
+    example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "slightly_off.py"
+    doc = json.loads(runner.invoke(app, ["check", str(example), "--func", "Sin", "--x", "0.5,1,2", "--json"]).stdout)
+    assert doc["verdict"] == "suspicious" and [c["verdict"] for c in doc["locate"]] == ["suspicious"]

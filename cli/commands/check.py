@@ -79,8 +79,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         doc = {**target.json_fields(), **render.check_json(report)}
         if located is not None:
             doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
-                              "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed}
-                             for c in located]
+                              "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
+                              "verdict": c.verdict} for c in located]
         render.dump_json(doc)
     else:
         con = render.console()
@@ -152,18 +152,24 @@ def _locate(target, fn, inputs, eps, atol, rtol):
 
 def _show_located(con, checks, asked):
     from .. import render
-    wrong = [c for c in checks if not c.passed]
+    wrong = [c for c in checks if c.verdict in ("fail", "suspicious")]
     shown = checks if asked or len(checks) <= 12 else wrong
     t = render.table("each backward node against its own forward (local checks)",
                      ["node", "made at", "max abs err", "result"])
+    marks = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "suspicious": "[yellow]SUSPICIOUS[/yellow]",
+             "kink": "kink (not judged)"}
     for c in shown:
-        t.add_row(render.esc(c.node), render.esc(c.where or "-"), f"{c.max_abs_err:.3g}",
-                  "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+        t.add_row(render.esc(c.node), render.esc(c.where or "-"), f"{c.max_abs_err:.3g}", marks[c.verdict])
     render.show(con, t)
     if wrong:
         first = wrong[0]
         con.print(f"first wrong node in forward order: [bold]{render.esc(first.node)}[/bold]"
-                  + (f" at {render.esc(first.where)}" if first.where else ""))
+                  + (f" at {render.esc(first.where)}" if first.where else "")
+                  + (" (within tolerance, far beyond the finite-difference error)" if first.verdict == "suspicious"
+                     else ""))
+    elif any(c.verdict == "kink" for c in checks):
+        con.print("no node is wrong away from kinks: the mismatch is at a point where an op has no derivative "
+                  "(its subgradient choice), not a bug")
     else:
         con.print("every node passes on its own: look at how they are combined (or at the tolerances)")
 

@@ -28,6 +28,8 @@ class LocalCheck:
     passed: bool
     order: int               # position in forward order
     span: tuple = None       # (start, end) in an expression, when the front end knows it
+    verdict: str = ""        # "pass", "suspicious" (within tolerance, far beyond the finite-difference
+                             # error), "fail", or "kink" (an input within eps of a kink: not judged)
 
 
 class _Recorder:
@@ -73,10 +75,40 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
         res = _check_node(node, vals, attrs, eps, rng)
         if res is None:
             continue
-        err, rel, ok = res[0], res[1], _within(res[2], res[3], atol, rtol)
+        err, rel, ana, num, half = res
+        ok = _within(ana, num, atol, rtol)
+        if _near_kink(node, vals, attrs, eps):
+            verdict = "kink"
+            ok = True
+        elif not ok:
+            verdict = "fail"
+        else:
+            verdict = "suspicious" if _beyond_numerics(ana, num, half) else "pass"
         out.append(LocalCheck(node.name(), where, getattr(node, "_forward_cls", None) is not None, err, rel, ok, k,
-                              span))
+                              span, verdict))
     return out
+
+
+def _near_kink(node, vals, attrs, eps):
+    op = getattr(node, "op", None)
+    if op is None or op.kinks is None:
+        return False
+    arrays = [np.asarray(_arr(v), dtype=np.float64) for v in vals if _is_float(v)]
+    try:
+        return any(bool(np.any(np.abs(np.asarray(d)) <= eps)) for d in op.kinks(*arrays, **dict(getattr(node, "_attrs", None) or {})))
+    except Exception:  # noqa: BLE001 - a kink test that does not fit these values says nothing
+        return False
+
+
+def _beyond_numerics(ana, num, half, ratio=1000.0):
+    """The checker's suspicion test, per node: a gap far above the finite-difference error
+    (Richardson from steps eps and eps/2) and not round-off sized."""
+    for a, n, h in zip(ana, num, half):
+        gap = np.abs(a - n)
+        fd = 4.0 / 3.0 * np.abs(n - h) + 1e-13 * (1.0 + np.abs(n))
+        if np.any((gap > ratio * fd) & (gap > 1e-9 * (1.0 + np.abs(n)))):
+            return True
+    return False
 
 
 def _within(analytical, numerical, atol, rtol):
@@ -99,35 +131,42 @@ def _check_node(node, vals, attrs, eps, rng):
         grads = _backward(node, vs)
     except Exception:  # noqa: BLE001 - freed, or a backward that cannot run again: not checkable here
         return None
-    ana, num = [], []
+    ana, num, half = [], [], []
     tensor_pos = _tensor_positions(node, vals)
     for j, i in enumerate(tensor_pos):
         if i not in floats or j >= len(grads) or grads[j] is None:
             continue
         g = np.asarray(grads[j], dtype=np.float64)
         x = np.array(_arr(vals[i]), dtype=np.float64)
-        n = np.zeros_like(x)
-        flat = n.reshape(-1)
-        for e in range(x.size):
-            plus, minus = list(vals), list(vals)
-            xp_, xm_ = x.copy(), x.copy()
-            xp_.flat[e] += eps
-            xm_.flat[e] -= eps
-            plus[i], minus[i] = _like(vals[i], xp_), _like(vals[i], xm_)
-            with no_grad():
-                fp, fm = forward(plus), forward(minus)
-            flat[e] = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) * v))
-                          for a, b, v in zip(fp, fm, vs)) / (2 * eps)
+        n, h = (_differences(forward, vals, i, x, step, vs) for step in (eps, eps / 2))
         if g.shape != n.shape:
             g = _unbroadcast(g, n.shape)
         ana.append(g)
         num.append(n)
+        half.append(h)
     if not ana:
         return None
     err = max(float(np.max(np.abs(a - n))) if a.size else 0.0 for a, n in zip(ana, num))
     rel = max(float(np.max(np.abs(a - n) / np.maximum(np.abs(n), 1e-300))) if a.size else 0.0
               for a, n in zip(ana, num))
-    return err, rel, ana, num
+    return err, rel, ana, num, half
+
+
+def _differences(forward, vals, i, x, eps, vs):
+    """Central differences of v . forward with respect to input i, element by element."""
+    n = np.zeros_like(x)
+    flat = n.reshape(-1)
+    for e in range(x.size):
+        plus, minus = list(vals), list(vals)
+        xp_, xm_ = x.copy(), x.copy()
+        xp_.flat[e] += eps
+        xm_.flat[e] -= eps
+        plus[i], minus[i] = _like(vals[i], xp_), _like(vals[i], xm_)
+        with no_grad():
+            fp, fm = forward(plus), forward(minus)
+        flat[e] = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) * v))
+                      for a, b, v in zip(fp, fm, vs)) / (2 * eps)
+    return n
 
 
 def _unbroadcast(g, shape):
