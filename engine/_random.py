@@ -12,6 +12,7 @@ PyTorch's default dtype is float32 and the engine's is float64: a tensor made wi
 dtype follows PyTorch's float32 stream (then is widened), unless set_default_dtype chose
 float64 explicitly. Unseeded, the seed is random, as PyTorch's is.
 """
+from . import errors as _errors
 import numpy as np
 
 _MASK24 = np.uint64((1 << 24) - 1)
@@ -103,7 +104,7 @@ class Generator:
         n = int(np.prod(shape, dtype=np.int64))
         span = int(high) - int(low)
         if span <= 0:
-            raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+            raise _errors.EngineRuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
         draws = self._u64(n) if span >= 2 ** 32 else self._u32(n)
         return ((draws % np.uint64(span)).astype(np.int64) + int(low)).reshape(shape)
 

@@ -9,6 +9,7 @@ trick: u -> J^T u is linear, and its gradient with respect to u along t is J t),
 with a backward has them. vmap runs the function once per batch element and stacks the results (same
 values as PyTorch's batching rules, none of their speed).
 """
+from . import errors as _errors
 import contextlib
 
 from . import autograd as _autograd
@@ -33,7 +34,7 @@ def _nums(argnums, n):
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     for a in nums:
         if not -n <= a < n:
-            raise RuntimeError(f"Got argnums={argnums}, but only {n} positional inputs")
+            raise _errors.EngineRuntimeError(f"Got argnums={argnums}, but only {n} positional inputs")
     return tuple(a % n for a in nums)
 
 
@@ -49,7 +50,7 @@ def _flatten(obj):
         keys = None
         parts = [_flatten(v) for v in obj]
     else:
-        raise RuntimeError(f"Expected a Tensor, or a dict, list or tuple of Tensors, got {type(obj).__name__}")
+        raise _errors.EngineRuntimeError(f"Expected a Tensor, or a dict, list or tuple of Tensors, got {type(obj).__name__}")
     counts = [len(p[0]) for p in parts]
     leaves = [leaf for p in parts for leaf in p[0]]
 
@@ -107,14 +108,14 @@ def grad_and_value(func, argnums=0, has_aux=False):
             aux = None
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
-                    raise RuntimeError("grad_and_value(f)(*args): output of function f should be a tuple: "
+                    raise _errors.EngineRuntimeError("grad_and_value(f)(*args): output of function f should be a tuple: "
                                        "(output, aux) if has_aux is True")
                 out, aux = out
             if not isinstance(out, Tensor):
-                raise RuntimeError(f"grad_and_value(f)(*args): Expected f(*args) to return a Tensor, got "
+                raise _errors.EngineRuntimeError(f"grad_and_value(f)(*args): Expected f(*args) to return a Tensor, got "
                                    f"{type(out).__name__}")
             if out.numel() != 1:
-                raise RuntimeError(f"grad_and_value(f)(*args): Expected f(*args) to return a scalar Tensor, got "
+                raise _errors.EngineRuntimeError(f"grad_and_value(f)(*args): Expected f(*args) to return a scalar Tensor, got "
                                    f"tensor with {out.ndim} dims. Maybe you wanted to use the vjp or jacrev APIs "
                                    "instead?")
             ins = [t for flat in leaves for t in flat]
@@ -178,7 +179,7 @@ def jvp(func, primals, tangents, *, has_aux=False):
     """(func(*primals), J @ tangents), by differentiating v -> v^T J with respect to v."""
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
-        raise RuntimeError("jvp(f, primals, tangents): Expected primals and tangents to have the same python "
+        raise _errors.EngineRuntimeError("jvp(f, primals, tangents): Expected primals and tangents to have the same python "
                            "structure.")
     nums = tuple(range(len(primals)))
     keep = _carries_graph(primals, nums) or any(t.requires_grad for t in tangents)
@@ -305,7 +306,7 @@ def functional_call(module, parameter_and_buffer_dicts, args=(), kwargs=None, *,
             table = owner._parameters if leaf in owner._parameters else owner._buffers
             if leaf not in table:
                 if strict:
-                    raise RuntimeError(f"Unexpected key(s): '{name}'.")
+                    raise _errors.EngineRuntimeError(f"Unexpected key(s): '{name}'.")
                 continue
             saved.append((table, leaf, table[leaf]))
             table[leaf] = value

@@ -434,7 +434,36 @@ class _Compiler:
             return lambda env: Ellipsis
         if isinstance(node, ast.Constant) and node.value is None:
             return lambda env: None
-        return self._int_expr(node, depth)
+        if isinstance(node, ast.List):           # x[[0, 2]]: integer-list (advanced) indexing
+            items = [self._int_expr(e, depth) for e in node.elts]
+            return lambda env: np.array([i(env) for i in items], dtype=np.int64)
+        return self._int_or_index_tensor(node, depth)
+
+    def _int_or_index_tensor(self, node, depth):
+        """An index: a whole number, or a tensor of whole numbers (logp[[0, 1], t] with t the
+        class indices), as PyTorch takes them."""
+        inner = self.compile(node, depth)
+        span, text = self.span(node), self.text
+        lib = self.lib
+
+        def run(env):
+            v = inner(env)
+            if isinstance(v, Const):
+                if isinstance(v.value, bool) or not float(v.value).is_integer():
+                    raise ExpressionError("indices must be whole numbers (ints, slices, ...)", span, text)
+                return int(v.value)
+            if isinstance(v, lib.Tensor):
+                arr = np.asarray(v.detach().numpy())
+                if arr.dtype.kind == "b":
+                    return arr
+                if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
+                    arr = arr.astype(np.int64)     # values given as numbers on the command line
+                if arr.dtype.kind not in "iu":
+                    raise ExpressionError("indices must be whole numbers (ints, slices, or a tensor of whole numbers "
+                                          "or booleans)", span, text)
+                return arr.astype(np.int64)
+            raise ExpressionError("indices must be whole numbers (ints, slices, ...)", span, text)
+        return run
 
     def _int_expr(self, node, depth):
         inner = self.compile(node, depth)

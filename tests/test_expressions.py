@@ -254,3 +254,18 @@ def test_random_text_raises_only_expression_errors_and_fast(text):
 def test_carriage_returns_count_as_line_breaks(text, variables):
     """Python's tokenizer ends a line at \\r too; the spans must agree (hypothesis found '\\\\\\rA')."""
     assert compile_expression(text).variables == variables
+
+
+def test_integer_lists_and_index_tensors_select_as_in_pytorch():
+    """x[[0, 2]] and logp[[0, 1], t] (t: class indices, given as whole numbers on the command
+    line) pick what PyTorch picks; the gradient goes back to the picked places only."""
+    x = engine.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out = compile_expression("sum(x[[0, 2]] * 10)").run({"x": x})
+    out.backward()
+    assert out.item() == 40.0 and x.grad.tolist() == [10.0, 0.0, 10.0]
+    z = engine.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])
+    t = engine.tensor([1.0, 0.0])
+    picked = compile_expression("z[[0, 1], t]").run({"z": z, "t": t})
+    assert picked.tolist() == [0.7, 0.5]
+    with pytest.raises(ExpressionError, match="indices must be whole numbers"):
+        compile_expression("z[[0, 1], t / 3]").run({"z": z, "t": engine.tensor([1.0, 2.0])})

@@ -8,6 +8,7 @@ has a forward derivative, with the registry's rules as the single source. A cust
 that defines `jvp` gets it called with its inputs' tangents when it runs inside a level (its
 output becomes a dual with that tangent, as in PyTorch; such a Function needs no backward here).
 """
+from .. import errors as _errors
 import collections
 
 from ..grad_mode import enable_grad
@@ -38,14 +39,14 @@ class dual_level:  # noqa: N801 - PyTorch's name
 
 def enter_dual_level():
     if _LEVELS:
-        raise RuntimeError("Nested forward mode AD is not supported at the moment")
+        raise _errors.EngineRuntimeError("Nested forward mode AD is not supported at the moment")
     _LEVELS.append({})
     return len(_LEVELS) - 1
 
 
 def exit_dual_level(*, level=None):
     if not _LEVELS:
-        raise RuntimeError("Trying to exit a forward AD level that was not the last one that was created. "
+        raise _errors.EngineRuntimeError("Trying to exit a forward AD level that was not the last one that was created. "
                            "This is not supported.")
     _LEVELS.pop()
 
@@ -57,12 +58,12 @@ def active():
 def make_dual(tensor, tangent, *, level=None):
     """A tensor equal to `tensor` whose tangent (forward gradient) is `tangent`."""
     if not _LEVELS:
-        raise RuntimeError("To create a dual Tensor, you need to be inside a forward AD level (with "
+        raise _errors.EngineRuntimeError("To create a dual Tensor, you need to be inside a forward AD level (with "
                            "torch.autograd.forward_ad.dual_level():)")
     if not isinstance(tensor, Tensor) or not isinstance(tangent, Tensor):
         raise TypeError("make_dual expects Tensors for the primal and the tangent")
     if tuple(tangent.shape) != tuple(tensor.shape):
-        raise RuntimeError("Trying to set a forward gradient that has a different size than that of the original "
+        raise _errors.EngineRuntimeError("Trying to set a forward gradient that has a different size than that of the original "
                            f"Tensor, this is not supported. Tensor is of size {list(tensor.shape)} while the given "
                            f"forward gradient is of size {list(tangent.shape)}.")
     if not tensor.is_floating_point():

@@ -3,6 +3,7 @@
 As in PyTorch, `ctx` is the graph node itself: `MySquare.apply(x)` makes a `MySquareBackward`
 node that sits in the same graph and runs through the same backward loop as built-in ops.
 """
+from .. import errors as _errors
 import functools
 import threading
 import traceback
@@ -48,11 +49,11 @@ ACTIVE = _Transforms()
 def check_function(cls):
     """What PyTorch requires of a custom Function used inside torch.func transforms."""
     if not cls._setup_style:
-        raise RuntimeError("In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, "
+        raise _errors.EngineRuntimeError("In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, "
                            "...), it must override the setup_context staticmethod. For more details, please see "
                            "https://pytorch.org/docs/main/notes/extending.func.html")
     if ACTIVE.vmap and not (getattr(cls, "generate_vmap_rule", False) or "vmap" in vars(cls)):
-        raise RuntimeError(f"You tried to vmap over {cls.__name__}, but it does not have vmap support. Please override "
+        raise _errors.EngineRuntimeError(f"You tried to vmap over {cls.__name__}, but it does not have vmap support. Please override "
                            "and implement the vmap staticmethod or set generate_vmap_rule=True. For more details, "
                            "please see https://pytorch.org/docs/main/notes/extending.func.html")
 

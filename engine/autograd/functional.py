@@ -5,6 +5,7 @@ cotangent is the identity with a leading batch dimension, and every built-in rul
 dimension through (rules count dims from the end). Graphs holding a user Function that is not
 marked `batch_aware` fall back to one backward per row, with a warning, never a wrong answer.
 """
+from .. import errors as _errors
 import warnings
 
 import numpy as np
@@ -110,7 +111,7 @@ def _fill_in_zeros(grads, refs, strict, create_graph, stage):
     for i, (g, ref) in enumerate(zip(grads, refs)):
         if g is None:
             if strict:
-                raise RuntimeError({
+                raise _errors.EngineRuntimeError({
                     "back": f"The output of the user-provided function is independent of input {i}. This is "
                             "not allowed in strict mode.",
                     "back_trick": f"The gradient with respect to the input is independent of entry {i} in the "
@@ -122,7 +123,7 @@ def _fill_in_zeros(grads, refs, strict, create_graph, stage):
             g = Tensor._make(np.zeros_like(ref._data))
         elif strict and create_graph and not g.requires_grad:
             what = "hessian" if "double" in stage else "jacobian"
-            raise RuntimeError(f"The {what} of the user-provided function is independent of input {i}. This "
+            raise _errors.EngineRuntimeError(f"The {what} of the user-provided function is independent of input {i}. This "
                                "is not allowed in strict mode when create_graph=True.")
         res.append(g)
     return tuple(res)
@@ -140,7 +141,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, str
     if vectorize is None:
         vectorize = not strict
     if strict and vectorize:
-        raise RuntimeError("torch.autograd.functional.jacobian: `strict=True` and `vectorized=True` are not "
+        raise _errors.EngineRuntimeError("torch.autograd.functional.jacobian: `strict=True` and `vectorized=True` are not "
                            "supported together. Please either set `strict=False` or `vectorize=False`.")
     in_tuple, inputs = as_tuple(inputs)
     with enable_grad():
@@ -154,7 +155,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=None, str
         for j, (r, t) in enumerate(zip(rows, inputs)):
             if r is None:
                 if strict:
-                    raise RuntimeError(f"Output {k} of the user-provided function is independent of input {j}. "
+                    raise _errors.EngineRuntimeError(f"Output {k} of the user-provided function is independent of input {j}. "
                                        "This is not allowed in strict mode.")
                 entry.append(Tensor._make(np.zeros(o._data.shape + t._data.shape, t._data.dtype)))
             else:
@@ -171,7 +172,7 @@ def hessian(func, inputs, create_graph=False, strict=False, vectorize=True, oute
     def jac_func(*xs):
         out = func(*xs)
         if not isinstance(out, Tensor) or out._data.size != 1:
-            raise RuntimeError("The function given to hessian should return a single Tensor with a single element")
+            raise _errors.EngineRuntimeError("The function given to hessian should return a single Tensor with a single element")
         gs = _grad(out, xs, create_graph=True, allow_unused=True)
         return tuple(g if g is not None else x * 0.0 for g, x in zip(gs, xs))
 
@@ -215,7 +216,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         out_tuple, outs_t = as_tuple(outs)
         if v is None:
             if len(ins) != 1 or ins[0]._data.size != 1:
-                raise RuntimeError("The vector v can only be None if the input to the user-provided function "
+                raise _errors.EngineRuntimeError("The vector v can only be None if the input to the user-provided function "
                                    "is a single Tensor with a single element.")
             v = (Tensor._make(np.ones_like(ins[0]._data)),)
         _, vs = as_tuple(v)
@@ -246,7 +247,7 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
         ins = _prepare(ins, True)
         out = func(*ins)
         if not isinstance(out, Tensor) or out._data.size != 1:
-            raise RuntimeError("The function given to hvp should return a single Tensor with a single element")
+            raise _errors.EngineRuntimeError("The function given to hvp should return a single Tensor with a single element")
         gs = _grad(out, list(ins), create_graph=True, allow_unused=True)
         if strict:
             _fill_in_zeros(gs, ins, strict, create_graph, "back")

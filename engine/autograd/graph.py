@@ -5,6 +5,7 @@ given to pack at once, and backward uses unpack(what pack returned), called at e
 built-in ops and custom Functions alike (PyTorch's semantics). `save_on_cpu` is the same with
 hooks that keep the tensor as it is (the engine has only the CPU).
 """
+from .. import errors as _errors
 from ..graph import Node  # noqa: F401 - torch.autograd.graph.Node
 from ..grad_mode import STATE
 
@@ -15,7 +16,7 @@ class saved_tensors_hooks:  # noqa: N801 - PyTorch's name
 
     def __enter__(self):
         if getattr(STATE, "saved_hooks_disabled", None):
-            raise RuntimeError(STATE.saved_hooks_disabled)
+            raise _errors.EngineRuntimeError(STATE.saved_hooks_disabled)
         STATE.saved_hooks = tuple(STATE.saved_hooks) + ((self.pack_hook, self.unpack_hook),)
         return self
 
@@ -39,7 +40,7 @@ class disable_saved_tensors_hooks:  # noqa: N801
 
     def __enter__(self):
         if STATE.saved_hooks:
-            raise RuntimeError(self.error_message)
+            raise _errors.EngineRuntimeError(self.error_message)
         self.prev = getattr(STATE, "saved_hooks_disabled", None)
         STATE.saved_hooks_disabled = self.error_message
         return self

@@ -1,5 +1,6 @@
 """PyTorch's torch.nn.functional, written with engine ops (so every one is differentiable
 through the registry's rules, and its graph shows the ops it is made of)."""
+from .. import errors as _errors
 from .. import ops
 from ..ops import log_softmax, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
 from ..tensor import Tensor, arange
@@ -77,10 +78,10 @@ def one_hot(tensor, num_classes=-1):
     import numpy as np
     idx = tensor.numpy()
     if idx.dtype.kind not in "iu":
-        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+        raise _errors.EngineRuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
     n = int(idx.max()) + 1 if num_classes == -1 else int(num_classes)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise RuntimeError("Class values must be smaller than num_classes." if idx.max() >= n else
+        raise _errors.EngineRuntimeError("Class values must be smaller than num_classes." if idx.max() >= n else
                            "Class values must be non-negative.")
     return Tensor._make(np.eye(n, dtype=np.int64)[idx])
 
@@ -141,7 +142,7 @@ def _patches(x, kernel, stride, padding, dilation):
     oh = (h - dh * (kh - 1) - 1) // sh + 1
     ow = (w - dw * (kw - 1) - 1) // sw + 1
     if oh <= 0 or ow <= 0:
-        raise RuntimeError(f"Calculated output size: ({oh}x{ow}). Output size is too small")
+        raise _errors.EngineRuntimeError(f"Calculated output size: ({oh}x{ow}). Output size is too small")
     ki, kj = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
     oi, oj = np.meshgrid(np.arange(oh) * sh, np.arange(ow) * sw, indexing="ij")
     rows = ki.reshape(-1, 1) + oi.reshape(1, -1)
@@ -155,7 +156,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     unbatched = input.ndim == 3
     x = input.unsqueeze(0) if unbatched else input
     if x.ndim != 4 or weight.ndim != 4:
-        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+        raise _errors.EngineRuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
                            f"{list(input.shape)}")
     if isinstance(padding, str):
         if padding == "valid":
@@ -167,7 +168,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     n, c = x.shape[0], x.shape[1]
     o, cg, kh, kw = weight.shape
     if c != cg * groups:
-        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+        raise _errors.EngineRuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
                            f"{list(x.shape)} to have {cg * groups} channels, but got {c} channels instead")
     cols, oh, ow = _patches(x, (kh, kw), _pair(stride), _pair(padding), _pair(dilation))
     from ..ops import cat

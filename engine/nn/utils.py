@@ -1,4 +1,5 @@
 """torch.nn.utils on the engine: gradient clipping and parameters as one vector."""
+from .. import errors as _errors
 import math
 
 import numpy as np
@@ -24,7 +25,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     else:
         total = float(sum(float(np.sum(np.abs(a) ** norm_type)) for a in arrays) ** (1.0 / norm_type))
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"The total norm of order {float(norm_type)} for gradients from `parameters` is "
+        raise _errors.EngineRuntimeError(f"The total norm of order {float(norm_type)} for gradients from `parameters` is "
                            "non-finite, so it cannot be clipped. To disable this error and scale the gradients by "
                            "the non-finite norm anyway, set `error_if_nonfinite=False`")
     coef = min(max_norm / (total + 1e-6), 1.0)

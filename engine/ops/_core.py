@@ -20,6 +20,7 @@ are the rule's parameter names, `out` the result). A node saves the union over t
 need a gradient, so `x * w` with only x requiring grad saves w alone, and an in-place change of
 a value no rule reads never fails a backward.
 """
+from .. import errors as _errors
 import traceback
 
 import numpy as np
@@ -361,7 +362,7 @@ class SavedTensor:
     def register_hooks(self, pack_hook, unpack_hook):
         node = self._node
         if node._packed is not None and self._slot in node._packed:
-            raise RuntimeError("SavedTensor hooks have already been set")
+            raise _errors.EngineRuntimeError("SavedTensor hooks have already been set")
         if node._saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
         _pack_slot(node, self._slot, pack_hook, unpack_hook)

@@ -3,6 +3,7 @@
 Each entry is forward + one rule per input (vocabulary in engine/ops/_core.py). Broadcasting
 is undone by the backward loop, so rules here are written in the broadcast shape.
 """
+from .. import errors as _errors
 import numpy as np
 
 from ..tensor import Tensor
@@ -287,7 +288,7 @@ def softplus(x, beta=1.0, threshold=20.0):
 @export("clamp", "clip", op=CLAMP, keywords=("min", "max"))
 def clamp(x, min=None, max=None):  # noqa: A002
     if min is None and max is None:
-        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        raise _errors.EngineRuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     attrs = {}
     if min is not None:
         attrs["min"] = float(min)
@@ -312,7 +313,7 @@ def where(condition, x=None, y=None):
     if x is None and y is None:            # torch.where(cond): the indices where cond holds
         return tuple(Tensor._make(i.astype(np.int64)) for i in np.nonzero(cond))
     if cond.dtype != np.bool_:
-        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype {cond.dtype}")
+        raise _errors.EngineRuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype {cond.dtype}")
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):
         return _t(np.where(cond, x, y))
     return apply(WHERE, (x, y), {"condition": cond})
@@ -426,7 +427,7 @@ def atan2(x, other):
 @export("gelu", op=GELU, keywords=("approximate",))
 def gelu(x, approximate="none"):
     if approximate not in ("none", "tanh"):
-        raise RuntimeError(f"approximate argument must be either none or tanh.")
+        raise _errors.EngineRuntimeError(f"approximate argument must be either none or tanh.")
     return apply1(GELU, x, {} if approximate == "none" else {"approximate": approximate})
 
 

@@ -5,6 +5,7 @@ versions (engine/nn/functional.py) call these.
 reduction: "mean" (the default), "sum" or "none". Under "mean"/"sum" the output is a scalar,
 so a rule's cotangent is batch + (): `_spread` gives it trailing ones to meet the input.
 """
+from .. import errors as _errors
 import numpy as np
 
 from ..tensor import Tensor
@@ -121,7 +122,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     input = _t(input)  # noqa: A001
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
-        raise RuntimeError(f"expected scalar type Long but found {Tensor._make(t).dtype}")
+        raise _errors.EngineRuntimeError(f"expected scalar type Long but found {Tensor._make(t).dtype}")
     if input.ndim == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
     if input.ndim > 1 and t.shape != (input.shape[0],) + tuple(input.shape[2:]):
@@ -204,7 +205,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          f"({tuple(input.shape)}) is deprecated. Please ensure they have the same size.")
     d = input._data
     if np.any((d < 0) | (d > 1)):
-        raise RuntimeError("all elements of input should be between 0 and 1")
+        raise _errors.EngineRuntimeError("all elements of input should be between 0 and 1")
     attrs = {"w": _weights(weight, d.dtype)}
     if reduction != "mean":
         attrs["reduction"] = reduction

@@ -5,6 +5,7 @@ Dims in rules count from the end (negative), so a cotangent with leading batch d
 through unchanged (vectorized Jacobians); picking ops share indexing's adjoint
 (`xp.unindex`, a scatter-add), so their double backward is indexing again.
 """
+from .. import errors as _errors
 import numpy as np
 
 from ..tensor import Tensor, wrap_dim
@@ -69,7 +70,7 @@ def repeat(x, *repeats):
     if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)):
         repeats = tuple(repeats[0])
     if len(repeats) < x.ndim:
-        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of "
+        raise _errors.EngineRuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of "
                            "tensor")
     return apply1(REPEAT, x, {"repeats": tuple(int(r) for r in repeats), "in_shape": tuple(x.shape)})
 
@@ -112,21 +113,21 @@ DIAGONAL = defop("diagonal", lambda x, diagonal: np.diagonal(x, diagonal).copy()
 @export("tril", op=TRIL, keywords=("diagonal",))
 def tril(x, diagonal=0):
     if x.ndim < 2:
-        raise RuntimeError("tril: input tensor must have at least 2 dimensions")
+        raise _errors.EngineRuntimeError("tril: input tensor must have at least 2 dimensions")
     return apply1(TRIL, x, {"diagonal": int(diagonal)} if diagonal else {})
 
 
 @export("triu", op=TRIU, keywords=("diagonal",))
 def triu(x, diagonal=0):
     if x.ndim < 2:
-        raise RuntimeError("triu: input tensor must have at least 2 dimensions")
+        raise _errors.EngineRuntimeError("triu: input tensor must have at least 2 dimensions")
     return apply1(TRIU, x, {"diagonal": int(diagonal)} if diagonal else {})
 
 
 @export("trace", op=TRACE)
 def trace(x):
     if x.ndim != 2:
-        raise RuntimeError("trace: expected a matrix, but got tensor with dim " + str(x.ndim))
+        raise _errors.EngineRuntimeError("trace: expected a matrix, but got tensor with dim " + str(x.ndim))
     return apply1(TRACE, x)
 
 
@@ -137,7 +138,7 @@ def diag(x, diagonal=0):
         return apply1(DIAG_EMBED, x, {"diagonal": int(diagonal)})
     if x.ndim == 2:
         return apply1(DIAGONAL, x, {"diagonal": int(diagonal)})
-    raise RuntimeError("diag(): Supports 1D or 2D tensors. Got " + f"{x.ndim}D")
+    raise _errors.EngineRuntimeError("diag(): Supports 1D or 2D tensors. Got " + f"{x.ndim}D")
 
 
 DIAGONAL.func = lambda x, diagonal: diag(x, diagonal)
@@ -170,7 +171,7 @@ TOPK = defop("topk", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',),
 def _index_tensor(index):
     idx = index._data if isinstance(index, Tensor) else np.asarray(index)
     if idx.dtype.kind not in "iu":
-        raise RuntimeError("gather(): Expected dtype int64 for index")
+        raise _errors.EngineRuntimeError("gather(): Expected dtype int64 for index")
     return idx.astype(np.int64)
 
 
@@ -178,7 +179,7 @@ def _index_tensor(index):
 def gather(x, dim, index):
     idx = _index_tensor(index)
     if idx.ndim != x.ndim:
-        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+        raise _errors.EngineRuntimeError("Index tensor must have the same number of dimensions as input tensor")
     d = norm_dims(dim, x.ndim)[0] if x.ndim else 0
     return apply1(GATHER, x, {"key": _along(x.shape, d, idx), "in_shape": tuple(x.shape)})
 
@@ -205,7 +206,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     d = norm_dims(dim, x.ndim)[0] if x.ndim else 0
     n = x.shape[d] if x.ndim else 1
     if not 0 <= k <= n:
-        raise RuntimeError("selected index k out of range")
+        raise _errors.EngineRuntimeError("selected index k out of range")
     data = x._data if x.ndim else x._data.reshape(1)
     idx = np.take(np.argsort(-data if largest else data, axis=d, kind="stable"), np.arange(k), axis=d)
     return _picked(TOPK, x, d, idx)
@@ -242,10 +243,10 @@ MASKED_FILL = defop("masked_fill", lambda x, mask, value: np.where(mask, value, 
 def masked_fill(x, mask, value):
     m = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
     if m.dtype != np.bool_:
-        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {m.dtype}")
+        raise _errors.EngineRuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {m.dtype}")
     if isinstance(value, Tensor):
         if value.ndim != 0:
-            raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+            raise _errors.EngineRuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
                                f"{value.ndim} dimension(s).")
         value = value.item()
     m = np.broadcast_to(m, x.shape)
@@ -268,15 +269,15 @@ def einsum(equation, *operands):
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(operands):
-        raise RuntimeError("einsum(): more operands were provided than specified in the equation"
+        raise _errors.EngineRuntimeError("einsum(): more operands were provided than specified in the equation"
                            if len(operands) > len(terms) else
                            "einsum(): fewer operands were provided than specified in the equation")
     if "." in eq:
-        raise RuntimeError("einsum(): ellipsis (...) is not supported by the engine yet")
+        raise _errors.EngineRuntimeError("einsum(): ellipsis (...) is not supported by the engine yet")
     letters = []
     for t, x in zip(terms, operands):
         if len(t) != x.ndim:
-            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(t)}) does not match the "
+            raise _errors.EngineRuntimeError(f"einsum(): the number of subscripts in the equation ({len(t)}) does not match the "
                                f"number of dimensions ({x.ndim}) for operand {terms.index(t)} and no ellipsis was "
                                "given")
         for c in t:
@@ -289,11 +290,11 @@ def einsum(equation, *operands):
     for t, x in zip(terms, operands):
         x = _t(x)
         if len(set(t)) < len(t):
-            raise RuntimeError("einsum(): a subscript repeated within one operand (a diagonal) is not supported by "
+            raise _errors.EngineRuntimeError("einsum(): a subscript repeated within one operand (a diagonal) is not supported by "
                                "the engine yet")
         for c, s in zip(t, x.shape):
             if sizes.setdefault(c, s) != s and s != 1 and sizes[c] != 1:
-                raise RuntimeError(f"einsum(): operands do not broadcast with remapped shapes (original): "
+                raise _errors.EngineRuntimeError(f"einsum(): operands do not broadcast with remapped shapes (original): "
                                    f"subscript {c} has size {s} for one operand and {sizes[c]} for another")
             sizes[c] = max(sizes[c], s)
         order = [t.index(c) for c in letters if c in t]
@@ -330,7 +331,7 @@ def split(x, split_size_or_sections, dim=0):
     else:
         sizes = [int(s) for s in split_size_or_sections]
         if sum(sizes) != n:
-            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
+            raise _errors.EngineRuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
                                f"dimension {d}), but got split_sizes={sizes}")
     out, start = [], 0
     for s in sizes:
@@ -492,7 +493,7 @@ def movedim(x, source, destination):
     src = [source] if isinstance(source, int) else list(source)
     dst = [destination] if isinstance(destination, int) else list(destination)
     if len(src) != len(dst):
-        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) should contain the "
+        raise _errors.EngineRuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) should contain the "
                            f"same number of dims as destination ({dst} dims)")
     src = [wrap_dim(d, x.ndim) for d in src]
     dst = [wrap_dim(d, x.ndim) for d in dst]
