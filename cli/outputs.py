@@ -26,7 +26,7 @@ class Output:
         self.path, self.suffix = path, suffix
 
 
-def prepare(text):
+def prepare(text, graph=True):
     """Check an output path now, before any work; None stays None (stdout)."""
     if text is None:
         return None
@@ -34,7 +34,7 @@ def prepare(text):
     suffix = path.suffix.lower()
     if suffix not in RENDERED + TEXT:
         raise CliError(f"cannot tell the format of '{text}': use .dot, .gv, .svg, .png, .pdf or .mmd")
-    if suffix in RENDERED and shutil.which("dot") is None:
+    if graph and suffix in RENDERED and shutil.which("dot") is None:
         raise CliError(f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install it "
                        "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz), or write "
                        ".dot and render it elsewhere")
@@ -69,6 +69,12 @@ def write_graph(outs, tensors, output, *, rankdir="TB", timeout=None, **options)
         _atomic(output, lambda tmp: _run_dot(text, output, tmp, timeout or DOT_TIMEOUT))
     else:
         _atomic(output, lambda tmp: tmp.write_text(text))
+    return output
+
+
+def write_text(output, text):
+    """Text (an SVG) to a checked output path, atomically."""
+    _atomic(output, lambda tmp: tmp.write_text(text))
     return output
 
 

@@ -114,3 +114,24 @@ def test_a_target_that_computes_gradients_itself_is_checked(tmp_path):
 def test_a_step_outside_the_domain_is_said_plainly():
     r = runner.invoke(app, ["check", "sum(sqrt(x))", "--x", "1e-7,1"])
     assert r.exit_code == 1 and "left the function's domain at x[0]" in r.stdout
+
+
+def test_sweep_tells_convergence_from_a_flat_gap(tmp_path):
+    import xml.etree.ElementTree as ET
+    example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "slightly_off.py"
+    svg = tmp_path / "sweep.svg"
+    r = runner.invoke(app, ["check", str(example), "--func", "Sin", "--x", "0.5,1,2", "--sweep", "--plot", str(svg),
+                            "--json"])
+    doc = json.loads(r.stdout)
+    assert [p["eps"] for p in doc["sweep"]["points"]] == [10.0 ** -k for k in range(1, 13)]
+    assert doc["sweep"]["verdict"] == "wrong" and abs(doc["sweep"]["order"]) < 0.5
+    errs = [p["max_abs_err"] for p in doc["sweep"]["points"]]
+    assert max(errs[2:10]) / min(errs[2:10]) < 1.1                  # flat at the bug's size
+    root = ET.parse(svg).getroot()
+    assert len([e for e in root.iter() if e.tag.endswith("circle")]) == 12
+    doc = json.loads(runner.invoke(app, ["check", "sum(exp(x*x))", "--x", "0.5,1", "--sweep", "--json"]).stdout)
+    assert doc["sweep"]["verdict"] == "right" and 1.5 < doc["sweep"]["order"] < 2.5   # central differences: eps^2
+    errs = [p["max_abs_err"] for p in doc["sweep"]["points"]]
+    assert errs[3] / errs[4] > 50                                   # a step 10x smaller: ~100x less error
+    r = runner.invoke(app, ["check", "sum(x)", "--x", "1", "--plot", str(svg)])
+    assert r.exit_code == 2 and "add --sweep" in r.stderr

@@ -16,6 +16,9 @@ def check_command(
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on a suspicious verdict too (within tolerance, but far "
                                 "beyond the finite-difference error)"),
     order: int = typer.Option(1, "--order", min=1, max=2, help="2: check second derivatives too (gradgradcheck)"),
+    sweep: bool = typer.Option(False, "--sweep", help="Also the error for each eps from 1e-1 to 1e-12, its convergence "
+                               "order and what it says (right, or wrong)"),
+    plot: str = typer.Option(None, "--plot", help="With --sweep: write the error against eps as FILE.svg"),
     locate: bool = typer.Option(False, "--locate", help="Re-check every backward node on its own (done anyway when "
                                 "a check fails) and say where the wrong ones were made"),
     func: o.Func = "f",
@@ -33,7 +36,8 @@ def check_command(
     """
     from ..boundary import run
     run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out,
-                                          backend=backend, strict=strict, order=order, locate=locate))
+                                          backend=backend, strict=strict, order=order, locate=locate,
+                                          sweep=sweep, plot=plot))
 
 
 SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twice",
@@ -44,7 +48,7 @@ SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twic
 
 
 def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto", strict=False,
-           order=1, locate=False):
+           order=1, locate=False, sweep=False, plot=None):
     import warnings
 
     from engine.autograd.checker import check_gradients
@@ -53,6 +57,14 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     from ..options import check_dtype
     from ..targets import build_inputs, check_jacobian_size, load_target
     check_dtype(dtype)
+    if plot is not None:
+        from ..errors import CliError
+        if not sweep:
+            raise CliError("--plot draws the --sweep: add --sweep")
+        if not plot.lower().endswith(".svg"):
+            raise CliError(f"--plot writes SVG: name the file like sweep.svg, not '{plot}'")
+        from ..outputs import prepare
+        plot = prepare(plot, graph=False)      # an SVG written here, no Graphviz needed
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     if not fast:
@@ -72,11 +84,24 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         warnings.simplefilter("ignore")
         report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
                                  input_names=names, verdicts=True)
+    swept = None
+    if sweep:
+        from engine.autograd.checker import sweep as run_sweep
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            swept = run_sweep(fn, inputs, input_names=names)
+        if plot is not None:
+            from ..outputs import write_text
+            write_text(plot, _svg(swept))
     located = None
     if (locate or not report.passed or report.verdict == "suspicious") and target.backend == "engine" and order == 1:
         located = _locate(target, fn, inputs, eps, atol, rtol)
     if json_out:
         doc = {**target.json_fields(), **render.check_json(report)}
+        if swept is not None:
+            doc["sweep"] = {"points": [{"eps": e, "max_abs_err": v} for e, v in zip(swept.eps, swept.errors)],
+                            "order": swept.order, "best_eps": swept.best_eps, "verdict": swept.verdict,
+                            "message": swept.message}
         if located is not None:
             doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
                               "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
@@ -113,6 +138,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             render.warn(w)
         if not report.passed and report.suspects:
             con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
+        if swept is not None:
+            _show_sweep(con, swept)
         if located is not None:
             _show_located(con, located, locate)
         if report.verdict == "suspicious":
@@ -172,6 +199,53 @@ def _show_located(con, checks, asked):
                   "(its subgradient choice), not a bug")
     else:
         con.print("every node passes on its own: look at how they are combined (or at the tolerances)")
+
+
+def _show_sweep(con, s):
+    """The error for each eps as a table with a bar per row (longer is larger, on a log scale)."""
+    import math
+
+    from .. import render
+    logs = [math.log10(max(e, 1e-300)) for e in s.errors]
+    lo, hi = min(logs), max(logs)
+    t = render.table("finite-difference error against the step (the worst swept elements)",
+                     ["eps", "max abs err", "log scale"])
+    for e, err, lg in zip(s.eps, s.errors, logs):
+        bar = "#" * (1 + round(30 * (lg - lo) / (hi - lo))) if hi > lo else "#"
+        mark = " <- smallest" if e == s.best_eps else ""
+        t.add_row(f"{e:.0e}", f"{err:.2e}", bar + mark)
+    render.show(con, t)
+    color = {"right": "green", "wrong": "red"}.get(s.verdict, "yellow")
+    con.print(f"[{color}]sweep[/{color}]: {render.esc(s.message)}")
+
+
+def _svg(s, width=480, height=300):
+    """The sweep as a small SVG line plot: log10(eps) across, log10(error) up."""
+    import math
+    xs = [math.log10(e) for e in s.eps]
+    ys = [math.log10(max(v, 1e-300)) for v in s.errors]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    pad = 40
+
+    def px(x):
+        return pad + (x1 - x) / (x1 - x0) * (width - 2 * pad)     # larger eps on the left
+
+    def py(y):
+        return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
+    pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
+    labels = "".join(f'<text x="{px(x):.1f}" y="{height - pad + 16}" font-size="10" text-anchor="middle">'
+                     f"{s.eps[i]:.0e}</text>" for i, x in enumerate(xs) if i % 2 == 0)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="Helvetica,Arial,sans-serif">'
+            f'<rect width="100%" height="100%" fill="white"/>'
+            f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>'
+            + "".join(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="#1f77b4"/>' for x, y in zip(xs, ys))
+            + labels
+            + f'<text x="{width / 2}" y="{height - 6}" font-size="11" text-anchor="middle">eps</text>'
+            f'<text x="12" y="{height / 2}" font-size="11" transform="rotate(-90 12 {height / 2})" '
+            f'text-anchor="middle">max abs error (log, {10 ** y0:.0e} to {10 ** y1:.0e})</text>'
+            f'<text x="{width / 2}" y="16" font-size="12" text-anchor="middle">{s.verdict}: slope '
+            f'{s.order:.1f}</text></svg>\n')
 
 
 def _flat(idx, shape):

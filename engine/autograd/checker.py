@@ -652,3 +652,74 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                      raise_exception=raise_exception, fast_mode=fast_mode, nondet_tol=nondet_tol,
                      check_undefined_grad=check_undefined_grad, check_grad_dtypes=check_grad_dtypes,
                      check_batched_grad=check_batched_grad)
+
+
+SWEEP_EPS = tuple(10.0 ** -k for k in range(1, 13))       # 1e-1 ... 1e-12
+
+
+@dataclasses.dataclass
+class Sweep:
+    """The finite-difference error for each step size, and what its shape says."""
+    eps: list
+    errors: list               # max |analytical - numerical| over the swept elements, per eps
+    order: float               # the fitted slope of log(error) against log(eps) before round-off
+    best_eps: float
+    best_error: float
+    verdict: str               # "right", "wrong" or "unclear"
+    message: str
+
+
+def sweep(func, inputs, *, eps_grid=SWEEP_EPS, columns=8, input_names=None):
+    """Central differences at every step in eps_grid against the analytical Jacobian, on the
+    input elements where they differ most at eps=1e-6 (at most `columns` per input). Truncation
+    error falls as eps^2 and round-off grows as 1/eps, so a right gradient's error falls with
+    slope ~2 to a minimum near 1e-5..1e-8 and rises after; a wrong one is flat at the size of
+    the bug."""
+    _, inputs = functional.as_tuple(inputs)
+    inputs = tuple(inputs)
+    func = _with_grad_if_needed(func, inputs)
+    diff = _float_inputs(inputs)
+    outs, analytical = _analytical(func, inputs, diff)
+    picks = []
+    for i_pos, i in enumerate(diff):
+        n0 = _numerical_columns(func, inputs, i, 1e-6, range(inputs[i]._data.size))
+        gap = np.max([np.abs(analytical[k][i_pos] - n0[k]).max(axis=0) if n0[k].size else
+                      np.zeros(inputs[i]._data.size) for k in range(len(outs))], axis=0)
+        picks.append((i_pos, i, list(np.argsort(-gap)[:columns])))
+    errors = []
+    for e in eps_grid:
+        worst = 0.0
+        for i_pos, i, cols in picks:
+            num = _numerical_columns(func, inputs, i, e, cols)
+            for k in range(len(outs)):
+                a = analytical[k][i_pos][:, cols]
+                if a.size:
+                    worst = max(worst, float(np.nanmax(np.abs(a - num[k]))))
+        errors.append(worst)
+    return _read_sweep(list(eps_grid), errors, analytical)
+
+
+def _read_sweep(eps, errors, analytical):
+    scale = max((float(np.max(np.abs(a))) for row in analytical for a in row if a.size), default=1.0) or 1.0
+    errs = np.maximum(np.asarray(errors, dtype=np.float64), 1e-300)
+    k = int(np.argmin(errs))
+    left = slice(0, k + 1)
+    order = 0.0
+    if k >= 2:
+        order = float(np.polyfit(np.log10(eps[left]), np.log10(errs[left]), 1)[0])
+    best = float(errs[k])
+    rel = best / scale
+    if rel < 1e-7 and (order > 1.0 or k < 2):
+        verdict = "right"
+        message = (f"the error falls as eps^{order:.1f} down to {best:.1g} at eps={eps[k]:.0e} and then grows "
+                   "(round-off): your gradient is right" if k >= 2 and k < len(eps) - 1 else
+                   f"the error reaches {best:.1g} at eps={eps[k]:.0e}: your gradient is right")
+    elif abs(order) < 0.5 and rel > 1e-6:
+        verdict = "wrong"
+        message = (f"the error is flat at {best:.2g} for every eps (slope {order:.1f}): finite differences "
+                   "converge, the analytical gradient does not agree with them -- the gradient is wrong")
+    else:
+        verdict = "unclear"
+        message = (f"the smallest error is {best:.2g} at eps={eps[k]:.0e} (slope {order:.1f} before it): "
+                   "neither clean convergence nor a flat gap -- a kink, a step leaving the domain, or float32?")
+    return Sweep(list(eps), [float(e) for e in errors], order, float(eps[k]), best, verdict, message)
