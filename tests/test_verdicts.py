@@ -135,3 +135,20 @@ def test_sweep_tells_convergence_from_a_flat_gap(tmp_path):
     assert errs[3] / errs[4] > 50                                   # a step 10x smaller: ~100x less error
     r = runner.invoke(app, ["check", "sum(x)", "--x", "1", "--plot", str(svg)])
     assert r.exit_code == 2 and "add --sweep" in r.stderr
+
+
+def test_the_verdict_benchmark_meets_its_targets(capsys):
+    """benchmarks/verdicts.py: every bug torch's gradcheck catches, >= 90 % of those it misses
+    (with --strict --order 2), no false alarm on the correct set; without PyTorch, the same on
+    our own counts."""
+    from benchmarks import verdicts
+    doc = verdicts.main(["--json"])
+    capsys.readouterr()
+    assert doc["cases"]["bugs"] >= 40 and doc["cases"]["correct"] + doc["cases"]["hard but correct"] >= 40
+    for mode in ("ours", "ours --strict", "ours --strict --order 2"):
+        assert doc["systems"][mode]["false alarms"] == [], mode
+    best = doc["systems"]["ours --strict --order 2"]
+    if "torch gradcheck" in doc["systems"]:
+        assert doc["systems"]["ours"]["of the bugs torch catches"] == doc["cases"]["bugs torch catches"]
+        assert best["of the bugs torch misses"] >= 0.9 * doc["cases"]["bugs torch misses"]
+    assert best["bugs caught"] >= 0.95 * doc["cases"]["bugs"]

@@ -1,0 +1,265 @@
+"""A benchmark of verdicts: which wrong backwards each checker catches, and where it cries wolf.
+
+    python -m benchmarks.verdicts [--json]
+
+The catalog is custom Functions written once for both libraries (engine and torch share the
+API): correct ones, correct ones that are hard for finite differences (near kinks,
+ill-conditioned, large values, float32), and subtly wrong ones (scaled by 1.001 to 1.05, one
+element's sign flipped, wrong only for negative inputs, the wrong saved tensor, a transposed
+matrix, swapped gradients, a broadcast not reduced, wrong only in double backward). Each is
+run through our check (default: "fail" counts; --strict: "suspicious" counts too; --strict
+--order 2 adds second derivatives) and, with PyTorch installed, torch.autograd.gradcheck with
+its defaults. An exception while checking counts as caught (the checker refused the backward).
+JAX's check_grads is not in the table: its functions would have to be written again as
+jax.custom_vjp.
+"""
+import json
+import sys
+import warnings
+
+import numpy as np
+
+# -- the catalog: (name, forward(m, x), derivative(m, x, out)) for elementwise functions ---------
+BASES = [
+    ("sin", lambda m, x: x.sin(), lambda m, x, out: x.cos()),
+    ("exp", lambda m, x: x.exp(), lambda m, x, out: out),
+    ("cube", lambda m, x: x ** 3, lambda m, x, out: 3 * x ** 2),
+    ("tanh", lambda m, x: x.tanh(), lambda m, x, out: 1 - out * out),
+    ("softplus", lambda m, x: (x.exp() + 1).log(), lambda m, x, out: x.sigmoid()),
+    ("hypot1", lambda m, x: (x * x + 1).sqrt(), lambda m, x, out: x / out),
+    ("x_exp_x", lambda m, x: x * x.exp(), lambda m, x, out: (x + 1) * x.exp()),
+    ("cos2", lambda m, x: (2 * x).cos(), lambda m, x, out: -2 * (2 * x).sin()),
+]
+
+# a bug: (name, derivative -> wrong derivative) given (m, x, out, d)
+BUGS = [
+    ("x1.001", lambda m, x, out, d: d * 1.001),
+    ("x1.002", lambda m, x, out, d: d * 1.002),
+    ("x1.005", lambda m, x, out, d: d * 1.005),
+    ("x1.01", lambda m, x, out, d: d * 1.01),
+    ("x1.05", lambda m, x, out, d: d * 1.05),
+    ("one sign flipped", lambda m, x, out, d: d * _flip_first(m, d)),
+    ("wrong for x<0 only", lambda m, x, out, d: m.where(x < 0, d * 1.01, d)),
+    ("off by 1e-3 absolute", lambda m, x, out, d: d + 1e-3),
+]
+
+
+def _flip_first(m, d):
+    s = m.ones_like(d)
+    s[0] = -1.0
+    return s
+
+
+def elementwise(m, fwd, deriv, wrong=None, detach_in_backward=False):
+    """A custom Function computing fwd with backward g * deriv (or the wrong derivative)."""
+    class F(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out = fwd(m, x)
+            ctx.save_for_backward(x, out)
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            x, out = ctx.saved_tensors
+            if detach_in_backward:          # right first derivative, no second: a double-backward bug
+                x, out = x.detach(), out.detach()
+            d = deriv(m, x, out)
+            if wrong is not None:
+                d = wrong(m, x, out, d)
+            return g * d
+    return F.apply
+
+
+def matmul_fn(m, bug=None):
+    """f(X) = X @ A with the constant A; the bug transposes A in backward."""
+    A = m.tensor([[1.0, 2.0, -1.0], [0.5, -3.0, 2.0], [2.0, 1.0, 0.25]], dtype=m.float64)
+
+    class F(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x @ A
+
+        @staticmethod
+        def backward(ctx, g):
+            return g @ (A if bug == "transposed" else A.t())
+    return F.apply
+
+
+def product_fn(m, bug=None):
+    """f(x, y) = x * y; the bug swaps the two gradients."""
+    class F(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, y):
+            ctx.save_for_backward(x, y)
+            return x * y
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            return (g * x, g * y) if bug == "swapped" else (g * y, g * x)
+    return F.apply
+
+
+def bias_fn(m, bug=None):
+    """f(x, b) = x + b with b broadcast over rows; the bug does not sum b's gradient over the
+    rows (it keeps the first row: handing back the unreduced (rows, n) gradient would be summed
+    by PyTorch's engine, and by ours, so it is not a bug)."""
+    class F(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, b):
+            return x + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, (g[0] if bug == "not reduced" else g.sum(0))
+    return F.apply
+
+
+def wrong_saved_fn(m, bug=None):
+    """sin with backward reading the output where it needs the input (cos(sin x) for cos x)."""
+    class F(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out = x.sin()
+            ctx.save_for_backward(x, out)
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            x, out = ctx.saved_tensors
+            return g * (out.cos() if bug == "wrong saved" else x.cos())
+    return F.apply
+
+
+def catalog(m, rng_seed=0):
+    """[(name, kind, fn, inputs as numpy arrays, dtype name)]: kind is "correct", "hard" (correct
+    but hard for finite differences) or "bug"."""
+    rng = np.random.default_rng(rng_seed)
+    cases = []
+    points = [rng.uniform(-1.5, 1.5, 5) for _ in range(4)]
+    for name, fwd, deriv in BASES:
+        for k, x in enumerate(points):
+            cases.append((f"{name} #{k}", "correct", elementwise(m, fwd, deriv), [x], "float64"))
+        for bug, wrong in BUGS:
+            cases.append((f"{name}: {bug}", "bug", elementwise(m, fwd, deriv, wrong), [points[0]], "float64"))
+        cases.append((f"{name}: wrong only in double backward", "bug2",
+                      elementwise(m, fwd, deriv, detach_in_backward=True), [points[1]], "float64"))
+    X = rng.standard_normal((2, 3))
+    cases += [("matmul", "correct", matmul_fn(m), [X], "float64"),
+              ("matmul: transposed", "bug", matmul_fn(m, "transposed"), [X], "float64"),
+              ("product", "correct", product_fn(m), [points[0], points[1]], "float64"),
+              ("product: gradients swapped", "bug", product_fn(m, "swapped"), [points[0], points[1]], "float64"),
+              ("bias", "correct", bias_fn(m), [X, rng.standard_normal(3)], "float64"),
+              ("bias: broadcast not reduced", "bug", bias_fn(m, "not reduced"), [X, rng.standard_normal(3)], "float64"),
+              ("sin: wrong saved tensor", "bug", wrong_saved_fn(m, "wrong saved"), [points[2]], "float64"),
+              ("sin (saved right)", "correct", wrong_saved_fn(m), [points[2]], "float64")]
+    hard = [("abs near its kink", lambda m, x: x.abs(), lambda m, x, out: x.sign(), np.array([1e-4, -3e-4, 0.7])),
+            ("ill-conditioned sin(1e4 x)/1e4", lambda m, x: (x * 1e4).sin() * 1e-4,
+             lambda m, x, out: (x * 1e4).cos(), points[3]),
+            ("large values exp(x)*1e8", lambda m, x: x.exp() * 1e8, lambda m, x, out: out, points[3]),
+            ("log near 0", lambda m, x: x.log(), lambda m, x, out: 1 / x, np.array([1e-3, 5e-3, 0.5])),
+            ("relu away from 0", lambda m, x: x.relu(), lambda m, x, out: (x > 0).to(x.dtype), points[0])]
+    for name, fwd, deriv, x in hard:
+        cases.append((name, "hard", elementwise(m, fwd, deriv), [x], "float64"))
+    cases.append(("sin in float32", "hard", elementwise(m, BASES[0][1], BASES[0][2]), [points[0]], "float32"))
+    cases.append(("tanh in float32", "hard", elementwise(m, BASES[3][1], BASES[3][2]), [points[1]], "float32"))
+    return cases
+
+
+def _tensors(m, arrays, dtype):
+    dt = getattr(m, dtype)
+    return tuple(m.tensor(a, dtype=dt, requires_grad=True) for a in arrays)
+
+
+def ours(case, mode):
+    """Does our check flag the case? mode: "default", "strict", "strict+order2"."""
+    import engine
+    from engine.autograd.checker import check_gradients, second_order
+    name, kind, fn, arrays, dtype = case
+    inputs = _tensors(engine, arrays, dtype)
+    eps, atol, rtol = 1e-6, 1e-5, 1e-3            # the defaults, as for torch.autograd.gradcheck
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, verdicts=True)
+            flagged = r.verdict == "fail" or (mode != "default" and r.verdict == "suspicious")
+            if not flagged and mode == "strict+order2" and dtype == "float64":
+                f2, ins2, _ = second_order(fn, inputs)
+                r2 = check_gradients(f2, ins2, eps=eps, atol=atol, rtol=rtol, verdicts=True)
+                flagged = r2.verdict in ("fail", "suspicious")
+    except Exception:  # noqa: BLE001 - a refused backward counts as caught
+        return True
+    return flagged
+
+
+def torch_gradcheck(case):
+    import torch
+    name, kind, fn, arrays, dtype = case
+    inputs = _tensors(torch, arrays, dtype)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return not torch.autograd.gradcheck(fn, inputs, raise_exception=False)
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    import engine
+    cases = catalog(engine)
+    try:
+        import torch
+        torch_cases = catalog(torch)
+    except ImportError:
+        torch_cases = None
+    systems = {"ours": lambda i: ours(cases[i], "default"), "ours --strict": lambda i: ours(cases[i], "strict"),
+               "ours --strict --order 2": lambda i: ours(cases[i], "strict+order2")}
+    if torch_cases is not None:
+        systems["torch gradcheck"] = lambda i: torch_gradcheck(torch_cases[i])
+    flags = {s: [f(i) for i in range(len(cases))] for s, f in systems.items()}
+    kinds = [c[1] for c in cases]
+    bugs = [i for i, k in enumerate(kinds) if k in ("bug", "bug2")]
+    first = [i for i, k in enumerate(kinds) if k == "bug"]
+    good = [i for i, k in enumerate(kinds) if k in ("correct", "hard")]
+    summary = {}
+    for s, fl in flags.items():
+        summary[s] = {"bugs caught": sum(fl[i] for i in bugs), "first-order bugs caught": sum(fl[i] for i in first),
+                      "false alarms": [cases[i][0] for i in good if fl[i]]}
+    if "torch gradcheck" in flags:
+        t = flags["torch gradcheck"]
+        missed_by_torch = [i for i in bugs if not t[i]]
+        for s in flags:
+            summary[s]["of the bugs torch catches"] = sum(flags[s][i] for i in bugs if t[i])
+            summary[s]["of the bugs torch misses"] = sum(flags[s][i] for i in missed_by_torch)
+        totals = {"bugs torch catches": len(bugs) - len(missed_by_torch), "bugs torch misses": len(missed_by_torch)}
+    else:
+        totals = {}
+    doc = {"cases": {"bugs": len(bugs), "first-order bugs": len(first), "double-backward bugs": len(bugs) - len(first),
+                     "correct": sum(k == "correct" for k in kinds), "hard but correct": sum(k == "hard" for k in kinds),
+                     **totals},
+           "systems": summary,
+           "per_case": [{"case": c[0], "kind": c[1], **{s: bool(flags[s][i]) for s in flags}}
+                        for i, c in enumerate(cases)]}
+    if "--json" in argv:
+        print(json.dumps(doc, indent=2))
+        return doc
+    c = doc["cases"]
+    print(f"{c['bugs']} wrong backwards ({c['first-order bugs']} first-order, {c['double-backward bugs']} only in "
+          f"double backward), {c['correct']} correct, {c['hard but correct']} correct but hard for finite differences")
+    if totals:
+        print(f"torch.autograd.gradcheck (defaults) catches {totals['bugs torch catches']} of them and misses "
+              f"{totals['bugs torch misses']}")
+    print()
+    print(f"{'checker':26s} {'bugs caught':>12s} {'of torch-caught':>16s} {'of torch-missed':>16s}  false alarms")
+    for s, v in summary.items():
+        tc = f"{v.get('of the bugs torch catches', '-')}" + (f"/{totals['bugs torch catches']}" if totals else "")
+        tm = f"{v.get('of the bugs torch misses', '-')}" + (f"/{totals['bugs torch misses']}" if totals else "")
+        print(f"{s:26s} {v['bugs caught']:>8d}/{c['bugs']:<3d} {tc:>16s} {tm:>16s}  "
+              f"{len(v['false alarms'])}" + (f" ({', '.join(v['false alarms'])})" if v["false alarms"] else ""))
+    return doc
+
+
+if __name__ == "__main__":
+    main()
