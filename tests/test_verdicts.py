@@ -152,3 +152,25 @@ def test_the_verdict_benchmark_meets_its_targets(capsys):
         assert doc["systems"]["ours"]["of the bugs torch catches"] == doc["cases"]["bugs torch catches"]
         assert best["of the bugs torch misses"] >= 0.9 * doc["cases"]["bugs torch misses"]
     assert best["bugs caught"] >= 0.95 * doc["cases"]["bugs"]
+
+
+def test_a_failure_shows_the_jacobians_and_names_the_errors_shape(tmp_path):
+    example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "wrong_backward.py"
+    doc = json.loads(runner.invoke(app, ["check", str(example), "--func", "Cube", "--x", "1,2,3", "--json"]).stdout)
+    assert doc["pattern"] == "a constant factor: every element is x1.01 the numerical one (+1 %)"
+    np.testing.assert_allclose(doc["jacobians"]["analytical"], np.diag([3.03, 12.12, 27.27]))   # 3x^2 * 1.01
+    r = runner.invoke(app, ["check", str(example), "--func", "Cube", "--x", "1,2,3"])
+    assert "analytical" in r.stdout and "difference" in r.stdout and "the error's shape: a constant factor" in r.stdout
+    f = tmp_path / "t.py"
+    f.write_text("import engine as torch\nA = torch.tensor([[1.0, 2.0], [3.0, 4.0]])\n\n\n"
+                 "class M(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n"
+                 "        return A @ x\n\n    @staticmethod\n    def backward(ctx, g):\n        return A @ g\n")
+    doc = json.loads(runner.invoke(app, ["check", str(f), "--func", "M", "--x", "1,2", "--json"]).stdout)
+    assert doc["pattern"].startswith("a transpose")
+    doc = json.loads(runner.invoke(app, ["check", "sum(x*x)", "--x", "1,2", "--json"]).stdout)
+    assert "pattern" not in doc and "jacobians" not in doc                    # nothing failed
+    from engine.autograd.checker import pattern
+    big = np.arange(1.0, 5001.0).reshape(50, 100)
+    wrong = big.copy()
+    wrong[:, 7] *= -1
+    assert pattern(wrong, big).startswith("flipped signs: 50 elements")

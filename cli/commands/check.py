@@ -19,6 +19,7 @@ def check_command(
     sweep: bool = typer.Option(False, "--sweep", help="Also the error for each eps from 1e-1 to 1e-12, its convergence "
                                "order and what it says (right, or wrong)"),
     plot: str = typer.Option(None, "--plot", help="With --sweep: write the error against eps as FILE.svg"),
+    full: bool = typer.Option(False, "--full", help="On failure, show the whole Jacobians, not their corners"),
     locate: bool = typer.Option(False, "--locate", help="Re-check every backward node on its own (done anyway when "
                                 "a check fails) and say where the wrong ones were made"),
     func: o.Func = "f",
@@ -37,7 +38,7 @@ def check_command(
     from ..boundary import run
     run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out,
                                           backend=backend, strict=strict, order=order, locate=locate,
-                                          sweep=sweep, plot=plot))
+                                          sweep=sweep, plot=plot, full=full))
 
 
 SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twice",
@@ -48,7 +49,7 @@ SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twic
 
 
 def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto", strict=False,
-           order=1, locate=False, sweep=False, plot=None):
+           order=1, locate=False, sweep=False, plot=None, full=False):
     import warnings
 
     from engine.autograd.checker import check_gradients
@@ -93,11 +94,20 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         if plot is not None:
             from ..outputs import write_text
             write_text(plot, _svg(swept))
+    worst = _worst_failing_pair(report)
+    from engine.autograd.checker import pattern
+    shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) if worst is not None else ""
     located = None
     if (locate or not report.passed or report.verdict == "suspicious") and target.backend == "engine" and order == 1:
         located = _locate(target, fn, inputs, eps, atol, rtol)
     if json_out:
         doc = {**target.json_fields(), **render.check_json(report)}
+        if worst is not None:
+            doc["pattern"] = shape_of_error or None
+            if worst.analytical.size <= JSON_MATRIX_CAP:
+                doc["jacobians"] = {"output": worst.output_name, "input": worst.input_name,
+                                    "analytical": render.to_jsonable(worst.analytical),
+                                    "numerical": render.to_jsonable(worst.numerical)}
         if swept is not None:
             doc["sweep"] = {"points": [{"eps": e, "max_abs_err": v} for e, v in zip(swept.eps, swept.errors)],
                             "order": swept.order, "best_eps": swept.best_eps, "verdict": swept.verdict,
@@ -138,6 +148,10 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             render.warn(w)
         if not report.passed and report.suspects:
             con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
+        if worst is not None:
+            _show_heat(con, worst, atol, rtol, full)
+            if shape_of_error:
+                con.print(f"[bold]the error's shape[/bold]: {render.esc(shape_of_error)}")
         if swept is not None:
             _show_sweep(con, swept)
         if located is not None:
@@ -199,6 +213,51 @@ def _show_located(con, checks, asked):
                   "(its subgradient choice), not a bug")
     else:
         con.print("every node passes on its own: look at how they are combined (or at the tolerances)")
+
+
+JSON_MATRIX_CAP = 10_000      # elements of a Jacobian --json carries
+
+
+def _worst_failing_pair(report):
+    failing = [p for p in report.pairs if p.kind == "jacobian" and not p.passed and p.analytical.size]
+    return max(failing, key=lambda p: p.max_abs_error, default=None)
+
+
+def _show_heat(con, p, atol, rtol, full):
+    """The failing pair's analytical and numerical Jacobians and their difference, coloured by
+    how far each element is outside the tolerance (corners of a large one unless --full)."""
+    import numpy as np
+
+    from .. import render
+    from .jacobian import _num, _pick
+    a, n = p.analytical, p.numerical
+    rows, cols = _pick(a.shape[0], full, 4), _pick(a.shape[1], full, 3)
+    rlab, clab = render.labels(p.output_name, p.output_shape), render.labels(p.input_name, p.input_shape)
+    over = np.abs(a - n) / (atol + rtol * np.abs(n))
+    con.print(f"[bold]d{render.esc(p.output_name)}/d{render.esc(p.input_name)} where it fails[/bold] "
+              f"(rows: {render.esc(p.output_name)} elements, columns: {render.esc(p.input_name)} elements; "
+              "red: outside the tolerance)")
+    for title, m in (("analytical", a), ("numerical", n), ("difference", a - n)):
+        t = render.table(title, [""] + [clab[j] if j is not None else "..." for j in cols])
+        for i in rows:
+            if i is None:
+                t.add_row("...", *["..." for _ in cols])
+                continue
+            cells = []
+            for j in cols:
+                if j is None:
+                    cells.append("...")
+                    continue
+                text = _num(m[i, j])
+                if title == "difference":
+                    text = f"[red]{text}[/red]" if over[i, j] > 1 else f"[green]{text}[/green]"
+                elif over[i, j] > 1:
+                    text = f"[bold]{text}[/bold]"
+                cells.append(text)
+            t.add_row(rlab[i], *cells)
+        render.show(con, t)
+    if None in rows or None in cols:
+        render.note(f"corners of a {a.shape[0]} x {a.shape[1]} Jacobian; --full shows every element")
 
 
 def _show_sweep(con, s):

@@ -753,3 +753,46 @@ def _read_sweep(eps, errors, analytical):
         message = (f"the smallest error is {best:.2g} at eps={eps[k]:.0e} (slope {order:.1f} before it): "
                    "neither clean convergence nor a flat gap -- a kink, a step leaving the domain, or float32?")
     return Sweep(list(eps), [float(e) for e in errors], order, float(eps[k]), best, verdict, message)
+
+
+def pattern(analytical, numerical, atol=1e-5, rtol=1e-3):
+    """A recognisable shape of the error between two Jacobians (2-D arrays), in words, or "":
+    a constant factor, a transpose, flipped signs, zeros where the numerical one is not, or
+    the error confined to some rows or columns."""
+    a = np.asarray(analytical, dtype=np.float64)
+    n = np.asarray(numerical, dtype=np.float64)
+    if a.shape != n.shape or not a.size or not np.all(np.isfinite(a)) or not np.all(np.isfinite(n)):
+        return ""
+    tol = atol + rtol * np.abs(n)
+    bad = np.abs(a - n) > tol
+    if not bad.any():
+        return ""
+    big = np.abs(n) > max(10 * atol, 1e-3 * np.abs(n).max())
+    if big.sum() >= 2:
+        ratio = a[big] / n[big]
+        r = float(np.median(ratio))
+        if abs(r - 1) > rtol and np.allclose(ratio, r, rtol=1e-3, atol=0) and \
+                np.allclose(a[~big], r * n[~big], atol=10 * atol):
+            return (f"a constant factor: every element is x{r:.6g} the numerical one "
+                    f"({(r - 1) * 100:+.3g} %)")
+    if a.shape[0] == a.shape[1] and a.shape[0] > 1 and np.allclose(a, n.T, rtol=rtol, atol=atol) and \
+            not np.allclose(a, n, rtol=rtol, atol=atol):
+        return "a transpose: the analytical Jacobian is the numerical one transposed"
+    flipped = bad & (np.abs(a + n) <= tol) & big
+    if flipped.any() and not (bad & ~flipped).any():
+        k = int(flipped.sum())
+        return f"flipped signs: {k} element{'s' if k != 1 else ''} with the right size and the wrong sign"
+    zeros = bad & (a == 0)
+    if zeros.any() and not (bad & ~zeros).any():
+        k = int(zeros.sum())
+        return f"zeros where the numerical Jacobian is not zero ({k} element{'s' if k != 1 else ''}): a gradient not passed on"
+    rows = np.flatnonzero(bad.any(axis=1))
+    cols = np.flatnonzero(bad.any(axis=0))
+    if a.shape[0] > 1 and len(rows) < a.shape[0]:
+        return (f"the error is confined to {len(rows)} of {a.shape[0]} rows (output elements "
+                f"{', '.join(map(str, rows[:6]))}{', ...' if len(rows) > 6 else ''})")
+    if a.shape[1] > 1 and len(cols) < a.shape[1]:
+        return (f"the error is confined to {len(cols)} of {a.shape[1]} columns (input elements "
+                f"{', '.join(map(str, cols[:6]))}{', ...' if len(cols) > 6 else ''}): wrong for some inputs only "
+                "(a sign-dependent branch, or a broadcast not summed?)")
+    return ""
