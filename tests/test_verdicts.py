@@ -174,3 +174,17 @@ def test_a_failure_shows_the_jacobians_and_names_the_errors_shape(tmp_path):
     wrong = big.copy()
     wrong[:, 7] *= -1
     assert pattern(wrong, big).startswith("flipped signs: 50 elements")
+
+
+def test_progress_is_reported_and_ctrl_c_says_what_was_checked(tmp_path):
+    seen = []
+    x = engine.tensor(np.linspace(0, 1, 7), requires_grad=True)
+    y = engine.tensor(np.ones(3), requires_grad=True)
+    check_gradients(lambda a, b: (a.sin().sum() * b), (x, y), progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(k, 10) for k in range(1, 11)]
+    f = tmp_path / "slow.py"
+    f.write_text("CALLS = [0]\n\n\ndef f(x, y):\n    CALLS[0] += 1\n    if CALLS[0] > 20:\n"
+                 "        raise KeyboardInterrupt\n    return (x.sin() * 2).sum() + (y * y).sum()\n")
+    r = runner.invoke(app, ["check", str(f), "--x", "0.1,0.2,0.3", "--y", "1,2,3,4,5,6,7,8,9,10,11,12"])
+    assert r.exit_code == 130
+    assert "interrupted after differencing" in r.stderr and "output / x: pass" in r.stderr

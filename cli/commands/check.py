@@ -81,10 +81,15 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                            "--backend engine, or torch.autograd.gradgradcheck in the file")
         from engine.autograd.checker import second_order
         fn, inputs, names = second_order(fn, inputs, names)
-    with warnings.catch_warnings():
+    from engine.autograd.checker import CheckInterrupted
+    with warnings.catch_warnings(), _progress(json_out) as progress:
         warnings.simplefilter("ignore")
-        report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
-                                 input_names=names, verdicts=True)
+        try:
+            report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
+                                     input_names=names, verdicts=True, progress=progress)
+        except CheckInterrupted as e:
+            _say_interrupted(e)
+            raise KeyboardInterrupt from None
     swept = None
     if sweep:
         from engine.autograd.checker import sweep as run_sweep
@@ -216,6 +221,54 @@ def _show_located(con, checks, asked):
 
 
 JSON_MATRIX_CAP = 10_000      # elements of a Jacobian --json carries
+PROGRESS_AFTER = 1.0          # seconds: a check that has run this long shows a progress bar
+
+
+class _progress:
+    """A Rich progress bar with an ETA on stderr for a long check: only on a terminal, never with
+    --json, and only once the check has run PROGRESS_AFTER seconds (short checks stay quiet)."""
+
+    def __init__(self, json_out):
+        import sys
+        self.wanted = not json_out and sys.stderr is not None and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        import time
+        self.start = time.monotonic()
+        return self.update if self.wanted else None
+
+    def update(self, done, total):
+        import time
+        if self.bar is None:
+            if time.monotonic() - self.start < PROGRESS_AFTER or done >= total:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+            self.bar = Progress(TextColumn("finite differences"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("check", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+def _say_interrupted(e):
+    """What a Ctrl-C'd check had found (on stderr; the boundary then exits 130)."""
+    from .. import render
+    lines = [f"interrupted after differencing {e.done} of {e.total} input elements"]
+    for p in e.pairs:
+        if p.kind == "jacobian":
+            lines.append(f"  {p.output_name} / {p.input_name}: {'pass' if p.passed else 'FAIL'} "
+                         f"(max abs err {p.max_abs_error:.3g})")
+    if len(lines) == 1:
+        lines.append("  no input was finished: nothing to report yet")
+    for line in lines:
+        render.warn_line(line)
 
 
 def _worst_failing_pair(report):

@@ -115,8 +115,18 @@ def _eval(func, inputs):
     return tuple(Tensor._make(np.array(o._data, copy=True)) for o in out)
 
 
-def _numerical(func, inputs, idx, eps):
-    """Central differences, one column per input element: list over outputs of (out_n, in_n)."""
+class CheckInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a check: `.pairs` holds the (output, input) results finished before it,
+    `.done` and `.total` the input elements differenced so far and in all."""
+
+    def __init__(self, pairs, done, total):
+        super().__init__()
+        self.pairs, self.done, self.total = pairs, done, total
+
+
+def _numerical(func, inputs, idx, eps, tick=None):
+    """Central differences, one column per input element: list over outputs of (out_n, in_n).
+    tick(): called after each element (a progress bar)."""
     outs0 = _eval(func, inputs)
     cols = [[] for _ in outs0]
     x = inputs[idx]
@@ -133,6 +143,8 @@ def _numerical(func, inputs, idx, eps):
         flat[j] = old
         for k, (p, m) in enumerate(zip(plus, minus)):
             cols[k].append(((p._data.astype(np.float64) - m._data.astype(np.float64)) / (2 * eps)).reshape(-1))
+        if tick is not None:
+            tick()
     return [np.stack(c, axis=1) if c else np.zeros((o._data.size, 0)) for c, o in zip(cols, outs0)]
 
 
@@ -325,7 +337,7 @@ def _names(func, inputs, names):
 
 def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=False, nondet_tol=0.0,
                     input_names=None, output_names=None, seed=0, check_undefined_grad=True,
-                    check_batched_grad=False, check_grad_dtypes=False, verdicts=False):
+                    check_batched_grad=False, check_grad_dtypes=False, verdicts=False, progress=None):
     """Run the full check (or the fast v^T J u check) and return a GradcheckReport.
 
     verdicts=True also tells a bug from numerics: a check within tolerance whose discrepancy is
@@ -365,8 +377,18 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
     pairs = []
     failures = []
     numericals = []
+    total = sum(inputs[i]._data.size for i in diff)
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
     for i_pos, i in enumerate(diff):
-        numerical = _numerical(func, inputs, i, eps)
+        try:
+            numerical = _numerical(func, inputs, i, eps, tick)
+        except KeyboardInterrupt:
+            raise CheckInterrupted(pairs, done[0], total) from None
         numericals.append(numerical)
         for k, o in enumerate(outs):
             a = analytical[k][i_pos]
