@@ -85,6 +85,14 @@ def _atomic(output, make):
     tmp = pathlib.Path(tmp)
     try:
         make(tmp)
+        # mkstemp makes the file 0600: give it the mode a plain open() would (or the old file's)
+        if output.path.exists():
+            mode = output.path.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, output.path)
     except OSError as e:
         raise CliError(f"could not write '{output.path}': {e.strerror or e}") from None

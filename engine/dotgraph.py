@@ -14,7 +14,7 @@ from .graph import AccumulateGrad, accumulator, walk
 from .tensor import Tensor
 
 COLORS = {"leaf": "lightblue", "output": "darkolivegreen1", "saved": "orange", "op": "lightgrey",
-          "accumulate": "lightgrey", "note": "white"}
+          "accumulate": "lightgrey", "note": "white", "fail": "tomato"}
 MAX_VALUES = 6
 
 
@@ -109,12 +109,13 @@ class EngineView:
 
 
 def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved=False, forward=False,
-          max_nodes=1000, node_grads=None, output_names=None, view=EngineView):
+          max_nodes=1000, node_grads=None, output_names=None, view=EngineView, highlight=None):
     """The graph behind `outputs` (a Tensor or a sequence) as a _Graph.
 
     names: {id(tensor): name} for leaves (a leaf without one shows its shape and values only).
     node_grads: {node: [array per output]} gradients seen flowing into each node (--retain-grad).
     view: how the graph is read (EngineView; the CLI passes PyTorch's).
+    highlight: {node: reason} nodes painted red with the reason in their label (check --locate).
     """
     outs = [outputs] if isinstance(outputs, view.tensor_type) else list(outputs)
     names = names or {}
@@ -170,7 +171,10 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
             label = f"{fwd} -> {label}" if fwd else label
         if node_grads and node in node_grads:
             label += "\ngrad " + "; ".join(fmt_values(a) for a in node_grads[node] if a is not None)
-        g.nodes.append((nid, "op", label))
+        if highlight and node in highlight:
+            g.nodes.append((nid, "fail", f"{label}\n{highlight[node]}"))
+        else:
+            g.nodes.append((nid, "op", label))
         if show_saved:
             for sname, arr in view.saved(node):
                 sid = new_id()
@@ -240,8 +244,11 @@ def to_mermaid(outputs, names=None, *, rankdir="TB", **options):
         lines.append(f'  {g.note[0]}["{g.note[1]}"]')
     for src, dst, style in g.edges:
         lines.append(f"  {src} {'-.->' if style == 'dashed' else '-->'} {dst}")
+    used = {kind for _, kind, _ in g.nodes}
     for kind, color in COLORS.items():
-        css = {"darkolivegreen1": "#caff70", "lightblue": "#add8e6", "orange": "#ffa500",
+        if kind == "fail" and kind not in used:      # only check --dot paints nodes red
+            continue
+        css = {"darkolivegreen1": "#caff70", "lightblue": "#add8e6", "orange": "#ffa500", "tomato": "#ff6347",
                "lightgrey": "#d3d3d3", "white": "#ffffff"}[color]
         lines.append(f"  classDef {kind} fill:{css},stroke:#333")
     return "\n".join(lines) + "\n"

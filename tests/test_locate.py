@@ -90,3 +90,18 @@ def test_local_verdicts_say_kink_and_suspicious():
     example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "slightly_off.py"
     doc = json.loads(runner.invoke(app, ["check", str(example), "--func", "Sin", "--x", "0.5,1,2", "--json"]).stdout)
     assert doc["verdict"] == "suspicious" and [c["verdict"] for c in doc["locate"]] == ["suspicious"]
+
+
+def test_check_dot_paints_the_wrong_node_red(tmp_path):
+    import os
+    import stat
+    out = tmp_path / "g.dot"
+    r = runner.invoke(app, ["check", str(_file(tmp_path, 1.01)), "--x", "0.5,1,-1", "--w", "2", "--dot", str(out)])
+    assert r.exit_code == 1
+    text = out.read_text()
+    red = [line for line in text.splitlines() if "fillcolor=tomato" in line]
+    assert len(red) == 1 and "CubeBackward\\nFAIL: local check" in red[0]
+    assert "TanhBackward0" in text and "fillcolor=tomato" not in [ln for ln in text.splitlines() if "Tanh" in ln][0]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask          # not mkstemp's 0600

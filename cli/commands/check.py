@@ -20,6 +20,8 @@ def check_command(
                                "order and what it says (right, or wrong)"),
     plot: str = typer.Option(None, "--plot", help="With --sweep: write the error against eps as FILE.svg"),
     full: bool = typer.Option(False, "--full", help="On failure, show the whole Jacobians, not their corners"),
+    dot: str = typer.Option(None, "--dot", help="Write the graph to FILE (.dot/.svg/...) with the nodes whose local "
+                            "check fails painted red (implies --locate)"),
     locate: bool = typer.Option(False, "--locate", help="Re-check every backward node on its own (done anyway when "
                                 "a check fails) and say where the wrong ones were made"),
     func: o.Func = "f",
@@ -38,7 +40,7 @@ def check_command(
     from ..boundary import run
     run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out,
                                           backend=backend, strict=strict, order=order, locate=locate,
-                                          sweep=sweep, plot=plot, full=full))
+                                          sweep=sweep, plot=plot, full=full, dot=dot))
 
 
 SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twice",
@@ -49,7 +51,7 @@ SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twic
 
 
 def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto", strict=False,
-           order=1, locate=False, sweep=False, plot=None, full=False):
+           order=1, locate=False, sweep=False, plot=None, full=False, dot=None):
     import warnings
 
     from engine.autograd.checker import check_gradients
@@ -66,6 +68,10 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             raise CliError(f"--plot writes SVG: name the file like sweep.svg, not '{plot}'")
         from ..outputs import prepare
         plot = prepare(plot, graph=False)      # an SVG written here, no Graphviz needed
+    if dot is not None:
+        from ..outputs import prepare
+        dot = prepare(dot)
+        locate = True
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     if not fast:
@@ -104,7 +110,16 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) if worst is not None else ""
     located = None
     if (locate or not report.passed or report.verdict == "suspicious") and target.backend == "engine" and order == 1:
-        located = _locate(target, fn, inputs, eps, atol, rtol)
+        located, ran = _locate(target, fn, inputs, eps, atol, rtol)
+        if dot is not None:
+            from ..outputs import write_graph
+            marks = {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
+                     for c in located if c.verdict in ("fail", "suspicious")}
+            write_graph(ran, {n: t for n, t in zip(names, inputs)}, dot, highlight=marks, show_values=True)
+    elif dot is not None:
+        from ..errors import CliError
+        raise CliError("--dot marks the nodes a local check finds wrong, which runs on the engine: use "
+                       "--backend engine, or 'autograd graph' for PyTorch's graph")
     if json_out:
         doc = {**target.json_fields(), **render.check_json(report)}
         if worst is not None:
@@ -183,17 +198,18 @@ def _locate(target, fn, inputs, eps, atol, rtol):
     if target.kind == "expression":
         from expressions.compiler import CURRENT_SPAN
         span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
+    ran = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files={str(p) for p in _USER_FILES},
-                        span_of=span_of)
+                        span_of=span_of, outputs=ran)
     for c in checks:
         if c.span is not None:
             a, b = c.span
             c.where = f"'{target.text[a:b]}' (columns {a + 1}-{b})"
         elif c.where:
             c.where = c.where.rsplit("/", 1)[-1]
-    return checks
+    return checks, ran
 
 
 def _show_located(con, checks, asked):

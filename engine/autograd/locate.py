@@ -30,6 +30,7 @@ class LocalCheck:
     span: tuple = None       # (start, end) in an expression, when the front end knows it
     verdict: str = ""        # "pass", "suspicious" (within tolerance, far beyond the finite-difference
                              # error), "fail", or "kink" (an input within eps of a kink: not judged)
+    node_ref: object = dataclasses.field(default=None, repr=False, compare=False)   # the node itself
 
 
 class _Recorder:
@@ -58,17 +59,20 @@ def _where(user_files):
     return ""
 
 
-def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None):
+def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None, outputs=None):
     """[LocalCheck] for every node func's graph makes, in forward order (see the module doc).
     user_files: the paths whose frames say where a node was made; span_of(): the expression
-    span being evaluated now (the CLI's compiler), or None."""
+    span being evaluated now (the CLI's compiler), or None; outputs: a list that receives the
+    run's outputs (to draw the graph the checks name)."""
     rec = _Recorder(user_files, span_of)
     prev = STATE.recorder
     STATE.recorder = rec
     try:
-        func(*inputs)
+        res = func(*inputs)
     finally:
         STATE.recorder = prev
+    if outputs is not None:
+        outputs.extend(res if isinstance(res, tuple) else (res,))
     rng = np.random.default_rng(seed)
     out = []
     for k, (node, vals, attrs, where, span) in enumerate(rec.items):
@@ -85,7 +89,7 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
         else:
             verdict = "suspicious" if _beyond_numerics(ana, num, half) else "pass"
         out.append(LocalCheck(node.name(), where, getattr(node, "_forward_cls", None) is not None, err, rel, ok, k,
-                              span, verdict))
+                              span, verdict, node))
     return out
 
 
