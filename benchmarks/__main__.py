@@ -168,7 +168,9 @@ def _fmt(s):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("-w", "--workloads", default=",".join(W.WORKLOADS), help="comma-separated: " + ", ".join(W.WORKLOADS))
+    p.add_argument("-w", "--workloads", default=",".join(W.WORKLOADS),
+                   help="comma-separated: " + ", ".join(W.WORKLOADS) + ", verdicts (which wrong backwards each "
+                   "checker catches: benchmarks/verdicts.py; not run by default)")
     p.add_argument("-s", "--systems", default=None, help="comma-separated subset of: ours, numpy, torch, jax, hips")
     p.add_argument("--reps", type=int, default=7, help="repetitions per system (at least 7 for reported figures)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repetition, no warm-up (smoke test)")
@@ -177,6 +179,12 @@ def main(argv=None):
     p.add_argument("--from-json", metavar="FILE", help="render a saved --json run instead of measuring")
     a = p.parse_args(argv)
     names = [w.strip() for w in a.workloads.split(",") if w.strip()]
+    if "verdicts" in names:                       # not a timing: its own table (or JSON)
+        from . import verdicts
+        verdicts.main(["--json"] if a.json else [])
+        names.remove("verdicts")
+        if not names:
+            return 0
     bad = [w for w in names if w not in W.WORKLOADS]
     if bad:
         p.error(f"unknown workload {bad[0]!r}; choose from {', '.join(W.WORKLOADS)}")
