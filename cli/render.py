@@ -108,15 +108,43 @@ def table(title, columns):
         from rich.table import Table
         t = Table(box=box.SIMPLE_HEAD)
         for c in columns:
-            t.add_column(c, overflow="fold")
+            # never wrapped: a number split over two lines reads as two numbers, a tensor's repr
+            # re-wrapped mid-row as nonsense; what does not fit is cut with an ellipsis
+            t.add_column(c, no_wrap=True, overflow="ellipsis")
     t.heading = title          # printed on its own line by show(), never folded to the table's width
     return t
+
+
+def columns_that_fit(label_width, cell_width, width):
+    """How many value columns of cell_width fit beside a label column in `width` characters
+    (a Rich table pads each column by one on each side and draws an edge; one more per column
+    keeps it clear of cropping); unlimited (plain output) is 10**6."""
+    if not width:
+        return 10 ** 6
+    return max(1, (width - (label_width + 6)) // (cell_width + 3))
 
 
 def show(con, t):
     if getattr(t, "heading", None):
         con.print(f"[bold]{esc(t.heading)}[/bold]")
+    if not isinstance(t, _PlainTable):
+        _keep_narrow_columns(t)
     con.print(t)
+
+
+def _keep_narrow_columns(t):
+    """When a Rich table is too wide, only its widest column (a tensor's repr, a long label) is
+    cut; the others keep their full width, so names, shapes and numbers are never cropped."""
+    widths = []
+    for col in t.columns:
+        cells = [str(c) for c in getattr(col, "_cells", [])] + [str(col.header)]
+        widths.append(max(len(_TAG.sub("", line)) for cell in cells for line in (cell.split("\n") or [""])))
+    if len(widths) < 2:
+        return
+    widest = widths.index(max(widths))
+    for k, (col, w) in enumerate(zip(t.columns, widths)):
+        if k != widest:
+            col.min_width = w
 
 
 def shape_text(shape):

@@ -454,3 +454,31 @@ def test_small_cli_courtesies(tmp_path):
     assert doc["inputs"]["scale"]["value"] == 2.0 and doc["gradients"]["x"] == [2.0, 2.0]
     r = invoke("grad", "sum(w*x)", "--w", "1,2", "--x", "3,4", "--times", "2", "--zero-grad")
     assert "w.grad, x.grad were zeroed before each call" in r.stdout
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_tables_fit_the_terminal_without_splitting_numbers(monkeypatch, width):
+    """On a forced Rich terminal of 80 and 140 columns: no line is wider than the terminal, no
+    number is folded onto a second line or cut, names and shapes keep their width."""
+    import re
+    monkeypatch.setenv("AUTOGRAD_RICH", "1")
+    monkeypatch.setenv("COLUMNS", str(width))
+    monkeypatch.setenv("NO_COLOR", "1")
+    for argv in (["jacobian", "tanh(W @ x)", "--W", "randn(20,20)", "--x", "randn(20)", "--wrt", "x"],
+                 ["jacobian", "tanh(W @ x)", "--W", "randn(20,20)", "--x", "randn(20)", "--wrt", "x", "--full"],
+                 ["grad", "sum(tanh(W @ x))", "--W", "randn(6,6)", "--x", "randn(6)"],
+                 ["check", "examples/wrong_backward.py", "--func", "Cube", "--x", "1,2,3"]):
+        r = invoke(*argv)
+        lines = r.stdout.splitlines()
+        assert lines and max(len(line) for line in lines) <= width, (argv, max(len(line) for line in lines))
+        cells = [c for line in lines for c in re.split(r"\s{2,}", line.strip())]
+        numbers = [c for c in cells if re.fullmatch(r"-?\d+(\.\d+)?(e-?\d+)?", c)]
+        assert numbers or argv[0] == "grad"
+        assert not any(c.endswith("…") and re.fullmatch(r"-?[\d.e]+…", c) for c in cells), argv   # no cut number
+        if argv[0] == "jacobian":
+            J = [line for line in lines if line.strip().startswith("y[")]
+            assert all(re.fullmatch(r"\s*y\[\d+\](\s+(-?[\d.]+(e-?\d+)?|\.\.\.))+\s*", line) for line in J), J[:3]
+        if argv[0] == "grad":
+            assert any(re.match(r"\s*W\s+\(6, 6\)\s+True", line) for line in lines)
+        if argv[0] == "check":
+            assert sum("FAIL" in line for line in lines) >= 2           # the result column survives at 80

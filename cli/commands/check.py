@@ -142,7 +142,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         render.backend_line(con, target)
         con.print(f"[bold]gradient check[/bold] (eps={eps:g}, atol={atol:g}, rtol={rtol:g}"
                   f"{', fast mode' if fast else ''}): |analytical - numerical| <= atol + rtol*|numerical|")
-        t = render.table(None, ["input", "max abs err", "max rel err", "worst at", "analytical",
+        t = render.table(None, ["input", "abs err", "rel err", "worst at", "analytical",
                                 "numerical", "result"])
         for p in report.pairs:
             o_lab = render.labels(p.output_name, p.output_shape)

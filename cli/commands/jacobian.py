@@ -99,18 +99,31 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                          f"shown as {render.plural(arr.shape[0], 'row')} ({oname} elements) x "
                          f"{render.plural(arr.shape[1], 'column')} ({iname} elements)")
                 rows, cols = render.labels(oname, out.shape), render.labels(iname, x.shape)
-                r_idx, c_idx = _pick(arr.shape[0], full, 8), _pick(arr.shape[1], full, 4)
-                con = render.console(min_width=14 * (len(c_idx) + 1))
+                con = render.console()
                 con.print(f"[bold]{render.esc(title)}[/bold]")
-                t = render.table(None, [""] + [cols[j] if j is not None else "..." for j in c_idx])
-                for i in r_idx:
-                    if i is None:
-                        t.add_row("...", *["..." for _ in c_idx])
-                        continue
-                    t.add_row(rows[i], *[_num(arr[i, j]) if j is not None else "..." for j in c_idx])
-                render.show(con, t)
-                if None in r_idx or None in c_idx:
-                    render.note(f"large Jacobian: corners shown; pass --full to see all {arr.size} entries")
+                r_idx = _pick(arr.shape[0], full, 8)
+                shown = [i for i in r_idx if i is not None]
+                cell = max([len(_num(v)) for v in arr[shown].reshape(-1)] + [len(c) for c in cols] + [3])
+                label = max([len(rows[i]) for i in shown] + [3])
+                fit = render.columns_that_fit(label, cell, getattr(con, "width", None))
+                if full:
+                    blocks = [list(range(k, min(k + fit, arr.shape[1]))) for k in range(0, arr.shape[1], fit)]
+                else:   # corners: as many columns as the terminal holds, the same count from each end
+                    edge = max(1, min(4, fit // 2))
+                    blocks = [_pick(arr.shape[1], False, edge)]
+                for block in blocks:
+                    if len(blocks) > 1:
+                        con.print(f"columns {cols[block[0]]} to {cols[block[-1]]}")
+                    t = render.table(None, [""] + [cols[j] if j is not None else "..." for j in block])
+                    for i in r_idx:
+                        if i is None:
+                            t.add_row("...", *["..." for _ in block])
+                            continue
+                        t.add_row(rows[i], *[_num(arr[i, j]) if j is not None else "..." for j in block])
+                    render.show(con, t)
+                if None in r_idx or any(None in b for b in blocks):
+                    render.note(f"large Jacobian: corners shown (rows {rows[0]}.., columns {cols[0]}..); pass --full "
+                                f"to see all {arr.size} entries")
         if report is not None:
             render.check_line(con, report)
     if report is not None and not report.passed:
