@@ -10,6 +10,7 @@ import typer
 
 from . import options
 from .commands.check import check_command
+from .commands.explain import explain_command
 from .commands.functions import functions_command
 from .commands.grad import grad_command
 from .commands.graph import graph_command
@@ -41,7 +42,7 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
 
 
 for _name, _fn in (("grad", grad_command), ("jacobian", jacobian_command), ("check", check_command),
-                   ("graph", graph_command), ("functions", functions_command)):
+                   ("graph", graph_command), ("explain", explain_command), ("functions", functions_command)):
     app.command(_name, context_settings=options.EXTRA, help=_fn.__doc__)(_fn)
 
 

@@ -484,3 +484,30 @@ def test_tables_fit_the_terminal_without_splitting_numbers(monkeypatch, width):
             assert any(re.match(r"\s*W\s+\(6, 6\)\s+True", line) for line in lines)
         if argv[0] == "check":
             assert sum("FAIL" in line for line in lines) >= 2           # the result column survives at 80
+
+
+def test_explain_tells_the_backward_pass_step_by_step():
+    doc = json.loads(invoke("explain", "sum(w*x)", "--w", "1,2", "--x", "3,4", "--json").stdout)
+    assert [f["node"] for f in doc["forward"]] == ["MulBackward0", "SumBackward0"]
+    steps = doc["calls"][0]["steps"]
+    assert [s["node"] for s in steps][:2] == ["SumBackward0", "MulBackward0"]
+    mul = steps[1]
+    assert mul["received"] == "[1, 1]" and mul["sent"] == {"w": "[3, 4]", "x": "[1, 2]"}     # d/dw = x, d/dx = w
+    assert mul["rule"] == "grad_w = grad * x; grad_x = grad * w"
+    leaves = {s["leaf"]: s for s in steps if s["node"] == "AccumulateGrad"}
+    assert leaves["w"]["grad_before"] is None and leaves["w"]["grad_after"] == "[3, 4]"
+    assert doc["gradients"] == {"w": [3.0, 4.0], "x": [1.0, 2.0]}
+    doc = json.loads(invoke("explain", "sum(tanh(w*x))", "--w", "1,2", "--x", "3,4", "--times", "2", "--no-retain",
+                            "--json").stdout)
+    assert "Trying to backward through the graph a second time" in doc["calls"][1]["error"]
+    doc = json.loads(invoke("explain", "sum(w*x)", "--w", "1,2", "--x", "3,4", "--times", "2", "--json").stdout)
+    assert doc["gradients"] == {"w": [6.0, 8.0], "x": [2.0, 4.0]}                               # accumulated
+    doc = json.loads(invoke("explain", "sum(w*x)", "--w", "1,2", "--x", "3,4", "--times", "2", "--zero-grad",
+                            "--json").stdout)
+    assert doc["gradients"] == {"w": [3.0, 4.0], "x": [1.0, 2.0]}
+    doc = json.loads(invoke("explain", "sum(w*x)", "--w", "1,2", "--x", "3,4", "--no-grad", "--json").stdout)
+    assert "does not require grad" in doc["error"] and "no_grad" in doc["why"]
+    doc = json.loads(invoke("explain", "sum(w*x)", "--w", "1,2", "--x", "3,4", "--detach", "x", "--json").stdout)
+    assert doc["gradients"] == {"w": [3.0, 4.0], "x": None}
+    r = invoke("explain", "examples/my_square.py", "--func", "MySquare", "--x", "3")
+    assert "rule: your backward (MySquare.backward)" in r.stdout and "sent 6 to x" in r.stdout       # 2x at 3
