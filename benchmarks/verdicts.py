@@ -9,11 +9,12 @@ element's sign flipped, wrong only for negative inputs, the wrong saved tensor, 
 matrix, swapped gradients, a broadcast not reduced, wrong only in double backward). Each is
 run through our check (default: "fail" counts; --strict: "suspicious" counts too; --strict
 --order 2 adds second derivatives) and, with PyTorch installed, torch.autograd.gradcheck with
-its defaults. An exception while checking counts as caught (the checker refused the backward).
-JAX's check_grads is not in the table: its functions would have to be written again as
-jax.custom_vjp.
+its defaults, and JAX's jax.test_util.check_grads (order 1, reverse mode, its defaults) on the
+same Functions turned into jax.custom_vjp by a small adapter. An exception while checking
+counts as caught (the checker refused the backward).
 """
 import json
+import operator
 import sys
 import warnings
 
@@ -218,6 +219,11 @@ def main(argv=None):
                "ours --strict --order 2": lambda i: ours(cases[i], "strict+order2")}
     if torch_cases is not None:
         systems["torch gradcheck"] = lambda i: torch_gradcheck(torch_cases[i])
+    try:
+        jlib, jcases = jax_cases()
+        systems["jax check_grads"] = lambda i: jax_check_grads(jlib, jcases[i])
+    except ImportError:
+        pass
     flags = {s: [f(i) for i in range(len(cases))] for s, f in systems.items()}
     kinds = [c[1] for c in cases]
     bugs = [i for i, k in enumerate(kinds) if k in ("bug", "bug2")]
@@ -259,6 +265,164 @@ def main(argv=None):
         print(f"{s:26s} {v['bugs caught']:>8d}/{c['bugs']:<3d} {tc:>16s} {tm:>16s}  "
               f"{len(v['false alarms'])}" + (f" ({', '.join(v['false alarms'])})" if v["false alarms"] else ""))
     return doc
+
+
+
+# -- JAX: the same catalog through a small adapter (tensor methods on jnp arrays, Function as
+# jax.custom_vjp), checked by jax.test_util.check_grads(order=1, modes=["rev"]) ---------------
+class _JaxLib:
+    """The slice of the torch API the catalog uses, on JAX (float64 enabled)."""
+
+    def __init__(self):
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        self.jax, self.jnp = jax, jnp
+        self.float64, self.float32 = jnp.float64, jnp.float32
+        lib = self
+
+        class Function:
+            pass
+
+        class autograd:  # noqa: N801 - mirrors torch.autograd
+            pass
+        autograd.Function = Function
+        self.autograd = autograd
+
+        def apply_of(cls):
+            def apply(*xs):
+                n = len(xs)
+
+                @jax.custom_vjp
+                def f(*args):
+                    return _unwrap(cls.forward(_Ctx(), *[_T(a, lib) for a in args]))
+
+                def fwd(*args):
+                    ctx = _Ctx()
+                    out = cls.forward(ctx, *[_T(a, lib) for a in args])
+                    return _unwrap(out), (tuple(args), tuple(_unwrap(t) for t in ctx.saved_tensors))
+
+                def bwd(residuals, g):
+                    args, saved = residuals
+                    ctx = _Ctx()
+                    ctx.args = args
+                    ctx.saved_tensors = tuple(_T(t, lib) for t in saved)
+                    res = cls.backward(ctx, _T(g, lib))
+                    res = res if isinstance(res, tuple) else (res,)
+                    return tuple(_unwrap(r) if r is not None else jnp.zeros_like(a) for r, a in zip(res, ctx.args))[:n]
+                f.defvjp(fwd, bwd)
+                return f(*xs)
+            return apply
+        self.apply_of = apply_of
+
+    def tensor(self, data, dtype=None):
+        return _T(self.jnp.asarray(data, dtype=dtype), self)
+
+    def ones_like(self, t):
+        return _T(self.jnp.ones_like(_unwrap(t)), self)
+
+    def where(self, c, a, b):
+        return _T(self.jnp.where(_unwrap(c), _unwrap(a), _unwrap(b)), self)
+
+
+class _Ctx:
+    def __init__(self):
+        self.saved_tensors = ()
+        self.args = ()
+
+    def save_for_backward(self, *ts):
+        self.saved_tensors = ts
+
+
+def _unwrap(v):
+    return v.a if isinstance(v, _T) else v
+
+
+class _T:
+    """A jnp array with the tensor methods the catalog calls."""
+
+    def __init__(self, a, lib):
+        self.a, self.lib = a, lib
+
+    def _w(self, a):
+        return _T(a, self.lib)
+
+    def __getattr__(self, name):
+        jnp = self.lib.jnp
+        table = {"sin": jnp.sin, "cos": jnp.cos, "exp": jnp.exp, "tanh": jnp.tanh, "log": jnp.log, "sqrt": jnp.sqrt,
+                 "abs": jnp.abs, "sign": jnp.sign, "relu": lambda a: jnp.maximum(a, 0),
+                 "sigmoid": lambda a: 1 / (1 + jnp.exp(-a)), "detach": self.lib.jax.lax.stop_gradient,
+                 "t": lambda a: a.T}
+        if name in table:
+            return lambda: self._w(table[name](self.a))
+        if name == "sum":
+            return lambda dim=None: self._w(jnp.sum(self.a, axis=dim))
+        if name == "to":
+            return lambda dtype: self._w(self.a.astype(dtype))
+        if name == "dtype":
+            return self.a.dtype
+        raise AttributeError(name)
+
+    def __getitem__(self, k):
+        return self._w(self.a[k])
+
+    def __setitem__(self, k, v):
+        self.a = self.a.at[k].set(_unwrap(v))
+
+    def __neg__(self):
+        return self._w(-self.a)
+
+
+def _bin(op):
+    def f(self, other):
+        return self._w(op(self.a, _unwrap(other)))
+    return f
+
+
+def _rbin(op):
+    def f(self, other):
+        return self._w(op(_unwrap(other), self.a))
+    return f
+
+
+for _name, _fn in (("add", operator.add), ("sub", operator.sub), ("mul", operator.mul), ("truediv", operator.truediv),
+                   ("pow", operator.pow), ("matmul", operator.matmul), ("lt", operator.lt), ("gt", operator.gt)):
+    setattr(_T, f"__{_name}__", _bin(_fn))
+    if _name in ("add", "sub", "mul", "truediv"):
+        setattr(_T, f"__r{_name}__", _rbin(_fn))
+
+
+def jax_cases():
+    """The catalog built on JAX: Functions become jax.custom_vjp, their forward and backward the same code."""
+    lib = _JaxLib()
+
+    class _Meta(type):
+        def __init__(cls, name, bases, ns):
+            super().__init__(name, bases, ns)
+            cls.apply = staticmethod(lib.apply_of(cls))
+    lib.autograd.Function = _Meta("Function", (), {"forward": None, "backward": None})
+    # the custom_vjp bwd needs the forward's arguments to fill zeros for None gradients
+    return lib, catalog(lib)
+
+
+def _raw(fn):
+    def f(*args):
+        return _unwrap(fn(*args))
+    return f
+
+
+def jax_check_grads(lib, case):
+    from jax.test_util import check_grads
+    name, kind, fn, arrays, dtype = case
+    args = tuple(lib.jnp.asarray(a, dtype=getattr(lib, dtype)) for a in arrays)
+    fn = _raw(fn)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_grads(fn, args, order=1, modes=["rev"])
+        return False
+    except Exception:  # noqa: BLE001 - AssertionError on a mismatch; anything else: refused
+        return True
 
 
 if __name__ == "__main__":
