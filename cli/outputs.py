@@ -72,6 +72,12 @@ def write_graph(outs, tensors, output, *, rankdir="TB", timeout=None, **options)
     return output
 
 
+def write_with(output, make):
+    """make(tmp_path) writes the file; then it replaces output.path atomically."""
+    _atomic(output, make)
+    return output
+
+
 def write_text(output, text):
     """Text (an SVG) to a checked output path, atomically."""
     _atomic(output, lambda tmp: tmp.write_text(text))

@@ -188,3 +188,13 @@ def test_progress_is_reported_and_ctrl_c_says_what_was_checked(tmp_path):
     r = runner.invoke(app, ["check", str(f), "--x", "0.1,0.2,0.3", "--y", "1,2,3,4,5,6,7,8,9,10,11,12"])
     assert r.exit_code == 130
     assert "interrupted after differencing" in r.stderr and "output / x: pass" in r.stderr
+
+
+def test_sweep_png_needs_the_plot_extra(tmp_path):
+    import importlib.util
+    png = tmp_path / "sweep.png"
+    r = runner.invoke(app, ["check", "sum(exp(x*x))", "--x", "0.5,1", "--sweep", "--plot", str(png)])
+    if importlib.util.find_spec("matplotlib") is None:
+        assert r.exit_code == 2 and "needs matplotlib" in r.stderr and not png.exists()
+    else:
+        assert r.exit_code == 0 and png.read_bytes()[:4] == bytes([0x89]) + b"PNG"

@@ -64,8 +64,13 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         from ..errors import CliError
         if not sweep:
             raise CliError("--plot draws the --sweep: add --sweep")
-        if not plot.lower().endswith(".svg"):
-            raise CliError(f"--plot writes SVG: name the file like sweep.svg, not '{plot}'")
+        if not plot.lower().endswith((".svg", ".png")):
+            raise CliError(f"--plot writes .svg or .png: name the file like sweep.svg, not '{plot}'")
+        if plot.lower().endswith(".png"):
+            import importlib.util
+            if importlib.util.find_spec("matplotlib") is None:
+                raise CliError("writing .png needs matplotlib (pip install 'autograd-cli[plot]'), or write .svg, "
+                               "which needs nothing")
         from ..outputs import prepare
         plot = prepare(plot, graph=False)      # an SVG written here, no Graphviz needed
     if dot is not None:
@@ -103,8 +108,11 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             warnings.simplefilter("ignore")
             swept = run_sweep(fn, inputs, input_names=names)
         if plot is not None:
-            from ..outputs import write_text
-            write_text(plot, _svg(swept))
+            from ..outputs import write_text, write_with
+            if plot.suffix == ".png":
+                write_with(plot, lambda tmp: _png(swept, tmp))
+            else:
+                write_text(plot, _svg(swept))
     worst = _worst_failing_pair(report)
     from engine.autograd.checker import pattern
     shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) if worst is not None else ""
@@ -345,6 +353,22 @@ def _show_sweep(con, s):
     render.show(con, t)
     color = {"right": "green", "wrong": "red"}.get(s.verdict, "yellow")
     con.print(f"[{color}]sweep[/{color}]: {render.esc(s.message)}")
+
+
+def _png(s, path):
+    """The sweep drawn by matplotlib (the [plot] extra) into path, as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.loglog(s.eps, [max(e, 1e-300) for e in s.errors], "o-")
+    ax.invert_xaxis()
+    ax.set_xlabel("eps")
+    ax.set_ylabel("max abs error")
+    ax.set_title(f"{s.verdict}: slope {s.order:.1f}")
+    fig.tight_layout()
+    fig.savefig(str(path), format="png")
+    plt.close(fig)
 
 
 def _svg(s, width=480, height=300):
