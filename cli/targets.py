@@ -313,6 +313,14 @@ def _module_function(module, func_name, defaults):
     return fn, inputs + pnames
 
 
+def output_names(n_outputs, single, input_names):
+    """What the commands call a target's outputs: y (or y0, y1, ...), out/out0... when an input
+    is already called y -- the same in `check` and `jacobian`."""
+    import re
+    stem = "out" if any(n == "y" or re.fullmatch(r"y\d+", n) for n in input_names) else "y"
+    return [stem] if single else [f"{stem}{k}" for k in range(n_outputs)]
+
+
 MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
 
 

@@ -103,7 +103,7 @@ def test_check_passes_and_fails_with_exit_codes():
     assert x["numerical"] == pytest.approx(27.0, rel=1e-6) and x["analytical"] == pytest.approx(27.27)
     assert doc["custom_functions"] == ["CubeBackward"]
     r = invoke("check", EX / "wrong_backward.py", "--func", "Cube", "--x", "1,2,3")
-    assert r.exit_code == 1 and "FAIL" in r.stdout and "output[2], x[2]" in r.stdout
+    assert r.exit_code == 1 and "FAIL" in r.stdout and "y[2], x[2]" in r.stdout
     assert "custom Functions on this graph (the built-in ops are tested): CubeBackward" in r.stdout
 
 

@@ -511,3 +511,13 @@ def test_explain_tells_the_backward_pass_step_by_step():
     assert doc["gradients"] == {"w": [3.0, 4.0], "x": None}
     r = invoke("explain", "examples/my_square.py", "--func", "MySquare", "--x", "3")
     assert "rule: your backward (MySquare.backward)" in r.stdout and "sent 6 to x" in r.stdout       # 2x at 3
+
+
+def test_several_outputs_are_named_alike_in_check_and_jacobian(tmp_path):
+    f = tmp_path / "two.py"
+    f.write_text("def f(x):\n    return x.sin(), (x * x).sum()\n")
+    r = invoke("check", str(f), "--x", "1,2")
+    rows = [line.split()[0] for line in r.stdout.splitlines()[3:6]]
+    assert rows == ["dy0/dx", "dy1/dx", "x.grad"], r.stdout
+    r = invoke("jacobian", str(f), "--x", "1,2")
+    assert "dy0/dx: shape" in r.stdout and "dy1/dx: shape" in r.stdout

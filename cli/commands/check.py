@@ -58,7 +58,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
 
     from .. import render
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, load_target
+    from ..targets import build_inputs, check_jacobian_size, load_target, output_names
     check_dtype(dtype)
     if plot is not None:
         from ..errors import CliError
@@ -79,10 +79,12 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         locate = True
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    outs, single = target.call(tensors)      # one forward: the outputs' names and sizes
     if not fast:
         check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "
-                            "and one backward) or fewer inputs with --wrt")
+                            "and one backward) or fewer inputs with --wrt", outs=outs)
     names = list(tensors)
+    onames = output_names(len(outs), single, names)
     fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
     inputs = tuple(target.to_engine(t) for t in tensors.values())
     if order == 2:
@@ -97,7 +99,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         warnings.simplefilter("ignore")
         try:
             report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
-                                     input_names=names, verdicts=True, progress=progress)
+                                     input_names=names, output_names=onames if order == 1 else None,
+                                     verdicts=True, progress=progress)
         except CheckInterrupted as e:
             _say_interrupted(e)
             raise KeyboardInterrupt from None
@@ -161,7 +164,10 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                 where = "- (empty)"          # an empty input or output has no element to name
             else:
                 where = i_lab[ii] if len(o_lab) == 1 else f"{o_lab[oi]}, {i_lab[ii]}"
-            t.add_row(f"{p.input_name}.grad" if p.kind == "grad" else p.input_name, f"{p.max_abs_error:.3g}",
+            several = len({q.output for q in report.pairs if q.kind == "jacobian"}) > 1
+            label = (f"{p.input_name}.grad" if p.kind == "grad" else
+                     f"d{p.output_name}/d{p.input_name}" if several else p.input_name)   # as `jacobian` titles it
+            t.add_row(render.esc(label), f"{p.max_abs_error:.3g}",
                       f"{p.max_rel_error:.3g}", render.esc(where),
                       f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}",
                       "[green]pass[/green]" if p.passed else "[red]FAIL[/red]")

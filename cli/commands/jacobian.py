@@ -38,7 +38,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     from .. import render
     from ..errors import CheckFailed
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, load_target
+    from ..targets import build_inputs, check_jacobian_size, load_target, output_names
     check_dtype(dtype)
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
@@ -61,8 +61,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
         J = functional.jacobian(f, tuple(eng[n] for n in chosen), vectorize=False if target.backend == "torch" else None,
                                 _warn_rows=False)       # rows for a custom Function: how, not what
     # outputs are y, y0, y1...; "out" when an input is already called y (`dy/dy` told nothing)
-    stem = "out" if any(n == "y" or re.fullmatch(r"y\d+", n) for n in names) else "y"
-    out_names = [stem] if single else [f"{stem}{k}" for k in range(len(outs))]
+    out_names = output_names(len(outs), single, names)
     table = [J] if single else list(J)
     report = None
     if check:
