@@ -139,6 +139,13 @@ class Target:
     def no_grad(self):
         return self.lib.no_grad()
 
+    @property
+    def engine_graph(self):
+        """Whether the graph the checker sees is the target's own, node by node (the engine), so
+        that nodes can be re-checked one by one (--locate) and the Jacobian's rows pushed through
+        one batched backward; on PyTorch the checker sees one bridge node per call."""
+        return self.backend != "torch"
+
     def graph_view(self):
         """How engine.dotgraph reads this target's graph (None: the engine's own)."""
         if self.backend == "torch":

@@ -88,7 +88,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
     inputs = tuple(target.to_engine(t) for t in tensors.values())
     if order == 2:
-        if target.backend == "torch":
+        if not target.engine_graph:
             from ..errors import CliError
             raise CliError("--order 2 runs on the engine (PyTorch's backward is called once per row there): use "
                            "--backend engine, or torch.autograd.gradgradcheck in the file")
@@ -120,7 +120,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     from engine.autograd.checker import pattern
     shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) if worst is not None else ""
     located = None
-    if (locate or not report.passed or report.verdict == "suspicious") and target.backend == "engine" and order == 1:
+    if (locate or not report.passed or report.verdict == "suspicious") and target.engine_graph and order == 1:
         located, ran = _locate(target, fn, inputs, eps, atol, rtol)
         if dot is not None:
             from ..outputs import write_graph

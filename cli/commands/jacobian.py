@@ -58,7 +58,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                 full_args[p] = x
             return fn(*full_args)
         # PyTorch's backward runs once per row (the bridge takes no batched cotangents)
-        J = functional.jacobian(f, tuple(eng[n] for n in chosen), vectorize=False if target.backend == "torch" else None,
+        J = functional.jacobian(f, tuple(eng[n] for n in chosen), vectorize=None if target.engine_graph else False,
                                 _warn_rows=False)       # rows for a custom Function: how, not what
     # outputs are y, y0, y1...; "out" when an input is already called y (`dy/dy` told nothing)
     out_names = output_names(len(outs), single, names)
