@@ -175,6 +175,10 @@ def _rule(node, inputs):
     if op is None or op.vjps is None:
         return ""
     rules = (op.vjps,) * len(inputs) if op.variadic else op.vjps
+    if op.name == "matmul" and len(inputs) == 2:
+        a, b = inputs
+        return (f"grad_{a} = grad @ {b}^T; grad_{b} = {a}^T @ grad (transposes act on the last two dims; "
+                "a 1-D operand is a row or a column)")
     if op.name in _PLAIN:
         return f"grad_{inputs[0]} = {_PLAIN[op.name]}"
     parts = []
@@ -201,10 +205,10 @@ def _rule(node, inputs):
 # rules whose registry form calls a helper, said in words
 _PLAIN = {"sum": "grad, copied to every summed element", "mean": "grad / n, copied to every averaged element",
           "tanh": "grad * (1 - result^2)", "sigmoid": "grad * result * (1 - result)",
-          "softmax": "result * (grad - sum(grad * result))", "log_softmax": "grad - exp(result) * sum(grad)",
-          "matmul": "grad @ other^T for the left operand, self^T @ grad for the right"}
+          "softmax": "result * (grad - sum(grad * result))", "log_softmax": "grad - exp(result) * sum(grad)"}
 
 _SOURCES = {}
+_TEXTS = {}
 
 
 def _rule_text(rule, nth=0):
@@ -215,6 +219,8 @@ def _rule_text(rule, nth=0):
     if rule is None or rule.__name__ != "<lambda>":
         return None
     code = rule.__code__
+    if (code, nth) in _TEXTS:
+        return _TEXTS[code, nth]
     path = code.co_filename
     if path not in _SOURCES:
         try:
@@ -228,9 +234,9 @@ def _rule_text(rule, nth=0):
     params = list(code.co_varnames[:code.co_argcount])
     cands = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Lambda) and n.lineno == code.co_firstlineno
                     and [a.arg for a in n.args.args] == params), key=lambda n: n.col_offset)
-    if not cands:
-        return None
-    return ast.unparse(cands[min(nth, len(cands) - 1)].body)
+    text = ast.unparse(cands[min(nth, len(cands) - 1)].body) if cands else None
+    _TEXTS[code, nth] = text             # a graph of 10,000 nodes reads each rule once
+    return text
 
 
 def _rename(text, ren):
