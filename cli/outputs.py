@@ -14,7 +14,7 @@ import tempfile
 
 from .errors import CliError
 
-RENDERED = (".svg", ".png", ".pdf")
+RENDERED = (".svg", ".png", ".pdf", ".html")      # .html: the SVG in a page (cli/htmlpage.py)
 TEXT = (".dot", ".gv", ".mmd")
 DOT_TIMEOUT = 60.0         # seconds; --dot-timeout changes it
 
@@ -33,7 +33,7 @@ def prepare(text, graph=True):
     path = pathlib.Path(text).expanduser()
     suffix = path.suffix.lower()
     if suffix not in RENDERED + TEXT:
-        raise CliError(f"cannot tell the format of '{text}': use .dot, .gv, .svg, .png, .pdf or .mmd")
+        raise CliError(f"cannot tell the format of '{text}': use .dot, .gv, .svg, .png, .pdf, .html or .mmd")
     if graph and suffix in RENDERED and shutil.which("dot") is None:
         raise CliError(f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install it "
                        "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz), or write "
@@ -62,9 +62,22 @@ def write_graph(outs, tensors, output, *, rankdir="TB", timeout=None, **options)
     if output is not None and output.suffix == ".mmd":
         text = dotgraph.to_mermaid(list(outs), names, rankdir=rankdir, **options)
     else:
-        text = dotgraph.to_dot(list(outs), names, rankdir=rankdir, **options)
+        g = dotgraph.build(list(outs), names, **options)
+        text = dotgraph.dot_text(g, rankdir)
     if output is None:
         render.out().write(text)
+    elif output.suffix == ".html":
+        from .htmlpage import page
+
+        def make(tmp):
+            svg_tmp = tmp.with_suffix(".svg.tmp")
+            try:
+                _run_dot(text, _Svg(output), svg_tmp, timeout or DOT_TIMEOUT)
+                tmp.write_text(page(g, svg_tmp.read_text(), _rules(g, names)))
+            finally:
+                if svg_tmp.exists():
+                    svg_tmp.unlink()
+        _atomic(output, make)
     elif output.suffix in RENDERED:
         _atomic(output, lambda tmp: _run_dot(text, output, tmp, timeout or DOT_TIMEOUT))
     else:
@@ -82,6 +95,33 @@ def write_text(output, text):
     """Text (an SVG) to a checked output path, atomically."""
     _atomic(output, lambda tmp: tmp.write_text(text))
     return output
+
+
+def _rules(g, names):
+    """{node id: its local rule in plain math} for the page's panel (engine nodes; PyTorch's own
+    nodes have no registry entry, and a node whose rule cannot be read shows none)."""
+    from engine.graph import AccumulateGrad
+
+    from .commands.explain import _rule
+    rules = {}
+    for nid, node in g.objects.items():
+        nexts = getattr(node, "_next", ())
+        inputs = [names.get(id(n.variable), f"input{k}") if isinstance(n, AccumulateGrad)
+                  else ("input" if len(nexts) == 1 else f"input{k}") for k, n in enumerate(nexts)]
+        try:
+            text = _rule(node, inputs)
+        except Exception:  # noqa: BLE001 - a rule is a courtesy; the page is still right without it
+            text = ""
+        if text:
+            rules[nid] = text
+    return rules
+
+
+class _Svg:
+    """An output path with Graphviz's format svg (the page embeds it)."""
+
+    def __init__(self, output):
+        self.path, self.suffix = output.path, ".svg"
 
 
 def _atomic(output, make):

@@ -59,6 +59,8 @@ class _Graph:
         self.nodes = []      # (id, kind, label)
         self.edges = []      # (src, dst, style)
         self.note = None
+        self.objects = {}    # id -> the backward node drawn there (the HTML page asks it for its rule)
+        self.came_from = {}  # saved tensor's id -> the id of the leaf it is (the HTML page links them)
 
 
 def _tensor_label(name, arr, show_values, grad=None):
@@ -151,6 +153,8 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
             ids[node] = new_id()
 
     leaf_ids = {}
+    leaf_of_array = {}       # id(leaf's array) -> its node id, to say which leaf a saved tensor is
+    saved_arrays = []
     for node in order:
         nid = ids[node]
         var = view.variable(node)
@@ -163,6 +167,8 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
                 name = names.get(id(var)) or ""
                 grad = view.grad(var) if show_grad else None
                 g.nodes.append((lid, "leaf", _tensor_label(name, view.data(var), show_values, grad)))
+                data = view.data(var)
+                leaf_of_array[id(data)] = (lid, data)       # the array kept alive: its id stays its own
             g.edges.append((lid, nid, ""))
             continue
         label = node.name()
@@ -171,6 +177,7 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
             label = f"{fwd} -> {label}" if fwd else label
         if node_grads and node in node_grads:
             label += "\ngrad " + "; ".join(fmt_values(a) for a in node_grads[node] if a is not None)
+        g.objects[nid] = node
         if highlight and node in highlight:
             g.nodes.append((nid, "fail", f"{label}\n{highlight[node]}"))
         else:
@@ -180,9 +187,13 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
                 sid = new_id()
                 g.nodes.append((sid, "saved", f"{sname}\n{fmt_shape(arr.shape)} {arr.dtype.name}"))
                 g.edges.append((sid, nid, "dashed"))
+                saved_arrays.append((sid, arr))
         for nxt in view.children(node):
             if nxt is not None and nxt in ids:
                 g.edges.append((ids[nxt], nid, ""))
+    for sid, arr in saved_arrays:
+        if id(arr) in leaf_of_array:
+            g.came_from[sid] = leaf_of_array[id(arr)][0]
     if hidden:
         g.note = (new_id(), f"{hidden} more backward nodes not shown (raise --max-nodes to see them)")
     return g
@@ -209,7 +220,11 @@ _SHAPES = {"leaf": "box", "output": "box", "saved": "box", "op": "box", "accumul
 
 def to_dot(outputs, names=None, *, rankdir="TB", legend=True, **options):
     """DOT text for the backward graph of `outputs` (see `build` for the options)."""
-    g = build(outputs, names, **options)
+    return dot_text(build(outputs, names, **options), rankdir, legend)
+
+
+def dot_text(g, rankdir="TB", legend=True):
+    """A built graph (build) as DOT text."""
     lines = ["digraph autograd {",
              f'  graph [rankdir={rankdir}, fontname="Helvetica", fontsize=10];',
              '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',

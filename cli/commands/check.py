@@ -20,7 +20,7 @@ def check_command(
                                "order and what it says (right, or wrong)"),
     plot: str = typer.Option(None, "--plot", help="With --sweep: write the error against eps as FILE.svg"),
     full: bool = typer.Option(False, "--full", help="On failure, show the whole Jacobians, not their corners"),
-    dot: str = typer.Option(None, "--dot", help="Write the graph to FILE (.dot/.svg/...) with the nodes whose local "
+    dot: str = typer.Option(None, "--dot", help="Write the graph to FILE (.dot/.svg/.html/...) with the nodes whose local "
                             "check fails painted red (implies --locate)"),
     locate: bool = typer.Option(False, "--locate", help="Re-check every backward node on its own (done anyway when "
                                 "a check fails) and say where the wrong ones were made"),

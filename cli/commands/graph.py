@@ -8,7 +8,7 @@ from ..errors import CliError
 def graph_command(
     ctx: typer.Context,
     target: o.Target,
-    output: str = typer.Option(None, "-o", "--output", help="FILE: .dot/.gv (DOT), .svg/.png/.pdf (needs Graphviz), .mmd (Mermaid)"),
+    output: str = typer.Option(None, "-o", "--output", help="FILE: .dot/.gv (DOT), .svg/.png/.pdf (needs Graphviz), .html (an interactive page; needs Graphviz), .mmd (Mermaid)"),
     show_values: bool = typer.Option(False, "--show-values", help="Put leaf and output values on their nodes"),
     show_grad: bool = typer.Option(False, "--show-grad", help="Run backward and put each leaf's gradient on it"),
     retain_grad: bool = typer.Option(False, "--retain-grad", help="With --show-grad: also every intermediate gradient"),
