@@ -42,11 +42,16 @@ class DimensionError(EngineError, IndexError):
     """A `dim` out of range (PyTorch raises IndexError)."""
 
 
+class EngineTypeError(EngineError, TypeError):
+    """An argument of the wrong kind (PyTorch raises TypeError)."""
+
+
 # Show PyTorch's type names in tracebacks and `type(e).__name__` (a lesson prints them), while
 # `except EngineError` still catches every one of ours.
 EngineRuntimeError.__name__ = EngineRuntimeError.__qualname__ = "RuntimeError"
 ShapeError.__name__ = ShapeError.__qualname__ = "RuntimeError"
 DimensionError.__name__ = DimensionError.__qualname__ = "IndexError"
+EngineTypeError.__name__ = EngineTypeError.__qualname__ = "TypeError"
 
 
 class MissingDerivativeError(EngineError, NotImplementedError):

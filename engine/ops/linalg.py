@@ -43,7 +43,7 @@ def _matmul(x, y, xd, yd):
 
 MATMUL = defop("matmul", _matmul, (_mm_x, _mm_y),
                saves=("y", "x"), operators={"__matmul__": "call", "__rmatmul__": "reflected"},
-               nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0"),
+               nodes=("DotBackward0", "MvBackward0", "MmBackward0", "BmmBackward0", "VdotBackward0"),
                samples=[(((3,), (3,)), {}), (((2, 3), (3,)), {}), (((3,), (3, 2)), {}),
                         (((2, 3), (3, 4)), {}), (((2, 2, 3), (2, 3, 4)), {}), (((2, 2, 3), (3, 2)), {}),
                         (((3,), (2, 3, 4)), {}),
@@ -116,11 +116,38 @@ def addmm(input, mat1, mat2):  # noqa: A002
     return apply(ADDMM, (input, mat1, mat2))
 
 
-@export("dot", "inner", "vdot")
+@export("dot")
 def dot(x, y):
     if x.ndim != 1 or y.ndim != 1:
         raise errors.ShapeError(f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
     return matmul(x, y)
+
+
+@export("vdot")
+def vdot(x, y):
+    """dot of real vectors (conj(x) . y), recorded as PyTorch does: VdotBackward0."""
+    if x.ndim != 1 or y.ndim != 1:
+        raise errors.ShapeError(f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
+    if x.shape[0] != y.shape[0]:
+        raise errors.ShapeError(_matmul_error(x._data, y._data))
+    return apply(MATMUL, (x, y), {"xd": 1, "yd": 1}, v=4)
+
+
+@export("inner")
+def inner(x, y):
+    """Sum over the last dims of x and y: shape x.shape[:-1] + y.shape[:-1] (a number times a
+    tensor when either is 0-D), as torch.inner; recorded as PyTorch's tensordot records it (the
+    pieces flattened to matrices, one MmBackward0, the result viewed back: ViewBackward0)."""
+    if x.ndim == 0 or y.ndim == 0:
+        return x * y
+    if x.shape[-1] != y.shape[-1]:
+        raise errors.ShapeError(f"inner() the last dimension must match on both input tensors but got shapes "
+                                f"{list(x.shape)} and {list(y.shape)}")
+    k = x.shape[-1]
+    if x.ndim == 1 and y.ndim == 1:
+        return matmul(x, y).reshape(())
+    out = matmul(x.reshape(-1, k), y.reshape(-1, k).t())
+    return out.reshape(tuple(x.shape[:-1]) + tuple(y.shape[:-1]))
 
 
 

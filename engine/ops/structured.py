@@ -9,6 +9,8 @@ from .. import errors as _errors
 import numpy as np
 
 from ..tensor import Tensor, wrap_dim
+from ..grad_mode import STATE
+from ..graph import NODE_ATTRS, Node, producer as _producer, seed_attributes
 from ._core import apply, apply1, defop, export
 from .reduce import norm_dims
 
@@ -265,8 +267,21 @@ def einsum(equation, *operands):
     and view ops it lowers to)."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise _errors.EngineTypeError("einsum(): the first argument must be the equation, a string like "
+                                      "'ij,j->i' (einsum('ij,j->i', W, x))")
+    for i, c in enumerate(equation):
+        if not (c.isascii() and c.isalpha()) and c not in ",->. ":
+            raise _errors.EngineRuntimeError(f"einsum(): invalid subscript given at index {i} in the equation string, "
+                                             "subscripts must be in [a-zA-Z]")
     eq = equation.replace(" ", "")
     lhs, arrow, rhs = eq.partition("->")
+    for c in rhs:
+        if c.isalpha() and c not in lhs:
+            raise _errors.EngineRuntimeError(f"einsum(): output subscript {c} does not appear in the equation for any "
+                                             "input operand")
+        if c.isalpha() and rhs.count(c) > 1:
+            raise _errors.EngineRuntimeError(f"einsum(): output subscript {c} appears more than once in the output")
     terms = lhs.split(",")
     if len(terms) != len(operands):
         raise _errors.EngineRuntimeError("einsum(): more operands were provided than specified in the equation"
@@ -309,8 +324,9 @@ def einsum(equation, *operands):
     return out.permute(*perm) if perm != list(range(len(perm))) else out
 
 
-# -- splitting into pieces: slices of x (SliceBackward0 each; PyTorch records one SplitBackward0
-# node with several outputs) ------------------------------------------------------------------
+# -- splitting into pieces: one node with an output per piece, as PyTorch records them
+# (SplitBackward0, SplitWithSizesBackward0, UnbindBackward0); its backward joins the pieces'
+# gradients, zeros for pieces that got none ------------------------------------------------
 @export("narrow", keywords=("dim", "start", "length"))
 def narrow(x, dim, start, length):
     d = wrap_dim(dim, x.ndim)
@@ -318,6 +334,68 @@ def narrow(x, dim, start, length):
     if start < 0 or start + length > x.shape[d]:
         raise IndexError(f"start ({start}) + length ({length}) exceeds dimension size ({x.shape[d]}).")
     return x[(slice(None),) * d + (slice(start, start + int(length)),)]
+
+
+class _PiecesBackward(Node):
+    """The backward of split/chunk/unbind: one output per piece; the gradient of x is the
+    pieces' gradients joined along the dim (a piece that got none contributes zeros). Dims count
+    from the end, so batched cotangents (vectorized Jacobians) pass through."""
+
+    batch_aware = True
+    _stacked = False          # unbind: each piece lost the dim, so its gradient gets it back
+
+    def apply(self, grads, xp, create_graph):
+        k, ref = next((k, g) for k, g in enumerate(grads) if g is not None)
+        nd = len(self._meta[k][0])
+        batch = tuple(xp.shape(ref))[:len(xp.shape(ref)) - nd]
+        dim = self._dim                  # counted from the end of x's dims: batch dims pass
+        parts = []
+        for g, (shape, dtype) in zip(grads, self._meta):
+            if g is None:
+                g = xp.const(np.zeros(batch + tuple(shape), dtype))
+            parts.append(xp.expand_dims(g, dim) if self._stacked else g)
+        return [xp.concatenate(parts, axis=dim)]
+
+    # it saves no tensors (only shapes), so a second backward through it works, as in PyTorch
+
+
+class SplitBackward0(_PiecesBackward):
+    pass
+
+
+class SplitWithSizesBackward0(_PiecesBackward):
+    pass
+
+
+class UnbindBackward0(_PiecesBackward):
+    _stacked = True
+
+
+for _cls in (SplitBackward0, SplitWithSizesBackward0, UnbindBackward0):
+    seed_attributes(_cls, NODE_ATTRS + ("_nrs", "_meta", "_dim", "n_outputs"))
+
+
+def _pieces(x, arrays, node_cls, d):
+    """Tensors for the pieces (numpy views of x's data), under one node when x needs a gradient."""
+    outs = tuple(Tensor._make(a) for a in arrays)
+    if not (x._rg and STATE.enabled and x._data.dtype.kind in "fc"):
+        return outs
+    node = node_cls()
+    node._next = (_producer(x),)
+    if x._output_nr:
+        node._nrs = (x._output_nr,)
+    node._saved = ()
+    node._dim = d
+    node.n_outputs = len(outs)
+    node._meta = [(a.shape, a.dtype) for a in arrays]
+    if STATE.anomaly:
+        import traceback
+        node._trace = traceback.format_stack()[:-2]
+    for nr, t in enumerate(outs):
+        t.grad_fn = node
+        t._rg = True
+        t._output_nr = nr
+    return outs
 
 
 @export("split", keywords=("split_size_or_sections", "dim"))
@@ -328,16 +406,18 @@ def split(x, split_size_or_sections, dim=0):
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
         sizes = [min(step, n - i) for i in range(0, n, step)] if step > 0 else [n]
+        node_cls = SplitBackward0
     else:
         sizes = [int(s) for s in split_size_or_sections]
         if sum(sizes) != n:
             raise _errors.EngineRuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
                                f"dimension {d}), but got split_sizes={sizes}")
-    out, start = [], 0
+        node_cls = SplitWithSizesBackward0
+    arrays, start = [], 0
     for s in sizes:
-        out.append(x[(slice(None),) * d + (slice(start, start + s),)])
+        arrays.append(x._data[(slice(None),) * d + (slice(start, start + s),)])
         start += s
-    return tuple(out)
+    return _pieces(x, arrays, node_cls, d - x.ndim)
 
 
 @export("chunk", keywords=("chunks", "dim"))
@@ -350,7 +430,7 @@ def chunk(x, chunks, dim=0):
 @export("unbind", keywords=("dim",))
 def unbind(x, dim=0):
     d = wrap_dim(dim, x.ndim)
-    return tuple(x[(slice(None),) * d + (i,)] for i in range(x.shape[d]))
+    return _pieces(x, [x._data[(slice(None),) * d + (i,)] for i in range(x.shape[d])], UnbindBackward0, d - x.ndim)
 
 
 # -- new tensors shaped by the call, typed like x (Tensor.new_zeros and friends) ---------------
