@@ -43,6 +43,29 @@ def functions():
     return _FUNCS
 
 
+def _is_str(node):
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def _takes_string(name, keyword):
+    """Whether `keyword` of function `name` takes a string (its default is one: reduction="mean")."""
+    import inspect
+    try:
+        p = inspect.signature(functions()[name]).parameters.get(keyword)
+    except (TypeError, ValueError, KeyError):
+        return False
+    return p is not None and isinstance(p.default, str)
+
+
+def _first_param(name):
+    import inspect
+    try:
+        params = list(inspect.signature(functions()[name]).parameters)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return params[0] if params else None
+
+
 class EngineLibrary:
     """What a compiled expression calls at run time: the engine (the default). Another tensor
     library (the CLI's `--compare torch` passes PyTorch's) gives the same four things; names are
@@ -211,7 +234,10 @@ class _Compiler:
             if isinstance(v, int) and abs(v) > 2 ** 53:
                 v = float(v)
             return lambda env, v=v: Const(v)
-        kind = "strings" if isinstance(v, (str, bytes)) else type(v).__name__ + " values"
+        if isinstance(v, str):
+            raise self.error("a string is not allowed here: strings are only the values of keywords that take "
+                             "one (reduction='sum') and einsum's equation", node)
+        kind = "strings" if isinstance(v, bytes) else type(v).__name__ + " values"
         raise self.error(f"{kind} are not allowed in expressions", node)
 
     def c_name(self, node, depth):
@@ -320,10 +346,11 @@ class _Compiler:
         allowed = _keywords(name)
         span = self.span(node)
         args = []
-        for a in node.args:
+        takes_equation = _first_param(name) == "equation"
+        for i, a in enumerate(node.args):
             if isinstance(a, ast.Starred):
                 raise self.error("starred arguments (*args) are not allowed", a)
-            args.append(self._arg(a, depth))
+            args.append(self._string(a) if i == 0 and takes_equation and _is_str(a) else self._arg(a, depth))
         kwargs = {}
         for kw in node.keywords:
             if kw.arg is None:
@@ -334,7 +361,8 @@ class _Compiler:
                 hint = f"; {name} takes {', '.join(f'{k}=' for k in sorted(allowed))}" if allowed else \
                     f"; {name} takes no keyword arguments"
                 raise self.error(f"unknown keyword '{kw.arg}='{hint}", kw.value)
-            kwargs[kw.arg] = self._arg(kw.value, depth)
+            kwargs[kw.arg] = (self._string(kw.value) if _is_str(kw.value) and _takes_string(name, kw.arg)
+                              else self._arg(kw.value, depth))
 
         lib = self.lib
 
@@ -348,7 +376,7 @@ class _Compiler:
             if self_arg is not None:
                 s = _unconst(self_arg(env))
                 vals.insert(0, s if isinstance(s, lib.Tensor) else lib.tensor(s))
-            elif vals and not isinstance(vals[0], (lib.Tensor, list)):
+            elif vals and not isinstance(vals[0], (lib.Tensor, list, str)):
                 vals[0] = lib.tensor(np.asarray(vals[0], dtype=np.float64))
             if name in _PRODUCTS and len(vals) >= 2:          # results larger than their inputs
                 shape = _product_shape(name, _shape(vals[0]), _shape(vals[1]))
@@ -369,6 +397,14 @@ class _Compiler:
             hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
             what = "method" if method else "function"
             raise self.error(f"unknown {what} '{name}'{hint}", node)
+
+    def _string(self, node):
+        """A string given as data to an engine function (reduction='sum', einsum's equation):
+        passed as is, never evaluated; the function says when it is not one it takes."""
+        v = node.value
+        if len(v) > 100:
+            raise self.error("a string argument is limited to 100 characters", node)
+        return lambda env, v=v: Const(v)
 
     def _arg(self, node, depth):
         if isinstance(node, (ast.Tuple, ast.List)):

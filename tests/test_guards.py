@@ -58,8 +58,27 @@ def test_string_constants_are_rejected_where_they_stand(text):
 def test_the_string_rejection_points_at_the_string():
     with pytest.raises(ExpressionError) as e:
         compile_expression('sum(x, dim="0")')
-    assert e.value.message == "strings are not allowed in expressions"
+    assert e.value.message == ("a string is not allowed here: strings are only the values of keywords that take "
+                               "one (reduction='sum') and einsum's equation")
     assert e.value.span == (11, 14)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("mse_loss(x, 2 * x, reduction='sum')", 15.0),          # sum((x - 2x)^2) = 1 + 4 + 9 + 1
+    ("einsum('i,i->', x, x)", 15.0),
+    ("sum(einsum('i,j->ij', x, x))", 49.0),
+])
+def test_strings_are_data_where_a_function_takes_one(text, want):
+    prog = compile_expression(text)
+    out = prog.run({"x": engine.tensor([1.0, 2.0, 3.0, 1.0])})
+    assert float(out.item()) == want
+
+
+def test_a_string_a_keyword_does_not_take_is_rejected():
+    with pytest.raises(ExpressionError, match="not allowed"):
+        compile_expression("sum(x, dim='0')")
+    with pytest.raises(ExpressionError, match="100 characters"):
+        compile_expression("mse_loss(x, x, reduction='" + "a" * 101 + "')")
 
 
 # -- nothing is recorded with grad mode off ------------------------------------------------------

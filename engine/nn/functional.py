@@ -35,23 +35,7 @@ binary_cross_entropy = ops.binary_cross_entropy
 binary_cross_entropy_with_logits = ops.binary_cross_entropy_with_logits
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,  # noqa: A002
-                  reduction="mean", label_smoothing=0.0):
-    """nll_loss(log_softmax(input, dim=1), target), as PyTorch composes it, for class indices;
-    for class probabilities (a float target shaped like input), -(target * log_softmax).sum(1)."""
-    dim = 1 if input.ndim >= 2 else 0
-    logp = log_softmax(input, dim)
-    if isinstance(target, Tensor) and target.is_floating_point():
-        if label_smoothing:
-            n = input.shape[dim]
-            target = target * (1.0 - label_smoothing) + label_smoothing / n
-        loss = -(logp * target).sum(dim)
-        if weight is not None:
-            raise NotImplementedError("cross_entropy with class probabilities and weight= is not in the engine yet")
-        return {"mean": loss.mean, "sum": loss.sum}.get(reduction, lambda: loss)() if reduction != "none" else loss
-    if label_smoothing:
-        raise NotImplementedError("cross_entropy(label_smoothing=...) with class indices is not in the engine yet")
-    return nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+cross_entropy = ops.cross_entropy
 
 
 silu = ops.silu
