@@ -105,6 +105,38 @@ class Const:
         self.value = value
 
 
+class Pieces:
+    """What a function that returns several tensors gives (split, chunk, unbind, meshgrid; max,
+    sort, topk with a dim give (values, indices)), as in PyTorch: pick one with [i] (or .values /
+    .indices); a sequence argument (stack, cat) takes them all. Used as one tensor, it is an
+    error that says so."""
+
+    __slots__ = ("items", "named", "seg", "span")
+
+    def __init__(self, items, seg, span):
+        self.items = tuple(items)
+        self.named = hasattr(items, "values") and hasattr(items, "indices")
+        self.seg, self.span = seg, span
+
+    def message(self):
+        pick = f"{self.seg}[0]" + (f" or {self.seg}.values" if self.named else "")
+        what = "(values, indices)" if self.named else f"{len(self.items)} tensors"
+        return f"'{self.seg}' gives {what}, not one tensor: pick one, as in {pick}"
+
+    def _refuse(self, *args):
+        raise TypeError(self.message())
+
+    @property
+    def shape(self):
+        raise TypeError(self.message())
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__pow__", "__rpow__", "__matmul__", "__rmatmul__", "__neg__", "__pos__", "__abs__", "__lt__",
+              "__le__", "__gt__", "__ge__", "__array__", "__float__", "__bool__", "__len__"):
+    setattr(Pieces, _name, Pieces._refuse)
+
+
 class Program:
     """A compiled expression: `variables` in order of first use, `run(values)` builds the graph."""
 
@@ -124,6 +156,8 @@ class Program:
             if name not in values:
                 raise ExpressionError(f"'{name}' has no value: pass --{name} VALUES", self._spans[name], self.text)
         out = self._root(values)
+        if isinstance(out, Pieces):
+            raise ExpressionError(out.message(), out.span, self.text)
         if isinstance(out, Const):
             return self.lib.tensor(np.asarray(out.value, dtype=np.float64))
         return out
@@ -271,7 +305,7 @@ class _Compiler:
         sym = _OP_TEXT[type(node.op)]
 
         def run(env):
-            a, b = left(env), right(env)
+            a, b = _one(left(env), self.text), _one(right(env), self.text)
             if isinstance(a, Const) and isinstance(b, Const):
                 return Const(_fold(name, a.value, b.value))
             a = a.value if isinstance(a, Const) else a
@@ -297,7 +331,7 @@ class _Compiler:
         span = self.span(node)
         if isinstance(node.op, ast.USub):
             def run(env):
-                v = operand(env)
+                v = _one(operand(env), self.text)
                 CURRENT_SPAN[0] = span
                 return Const(-v.value) if isinstance(v, Const) else -v
             return run
@@ -318,7 +352,7 @@ class _Compiler:
         cmp = lib.compare(op)
 
         def fn(env):
-            a, b = left(env), right(env)
+            a, b = _one(left(env), self.text), _one(right(env), self.text)
             a = a.value if isinstance(a, Const) else a
             b = b.value if isinstance(b, Const) else b
             if not isinstance(a, lib.Tensor):
@@ -366,15 +400,22 @@ class _Compiler:
 
         lib = self.lib
 
+        seg = self.segment(node)
+
         def call(env):
             vals = [a(env) for a in args]
             vals = [_unconst(v) for v in vals]
+            for k, v in enumerate(vals):
+                if isinstance(v, Pieces):
+                    if not takes_tensors:
+                        raise ExpressionError(v.message(), v.span, self.text)
+                    vals[k] = list(v.items)           # stack(chunk(x, 2)): a sequence of them
             if not takes_tensors and any(isinstance(v, list) for v in vals):
                 raise ExpressionError(f"{name}() takes tensors, not a list: to join several tensors use "
                                       f"stack([...]) or cat([...])", span, self.text)
             kv = {k: _unconst(v(env)) for k, v in kwargs.items()}
             if self_arg is not None:
-                s = _unconst(self_arg(env))
+                s = _unconst(_one(self_arg(env), self.text))
                 vals.insert(0, s if isinstance(s, lib.Tensor) else lib.tensor(s))
             elif vals and not isinstance(vals[0], (lib.Tensor, list, str)):
                 vals[0] = lib.tensor(np.asarray(vals[0], dtype=np.float64))
@@ -385,7 +426,7 @@ class _Compiler:
             CURRENT_SPAN[0] = span
             out = fn(*vals, **kv)
             if isinstance(out, tuple) and not isinstance(out, lib.Tensor):
-                out = out[0]                     # max(x, dim=0): (values, indices) -> values
+                return Pieces(out, seg, span)        # chunk(x, 2)[1], max(x, dim=0).values
             return out
         return self.guarded(node, call)
 
@@ -427,11 +468,23 @@ class _Compiler:
         return (start, self.span(node)[1])
 
     def c_attribute(self, node, depth):
+        if node.attr in ("values", "indices"):
+            value = self.compile(node.value, depth)
+            attr = node.attr
+
+            def pick(env):
+                v = value(env)
+                if not (isinstance(v, Pieces) and v.named):
+                    raise ExpressionError(f"'.{attr}' is only on what max, min, sort, topk, kthvalue, median and "
+                                          "mode return with a dim", self.attr_span(node), self.text)
+                return v.items[0 if attr == "values" else 1]
+            return self.guarded(node, pick)
         if node.attr != "T":
             if node.attr in functions():
                 raise ExpressionError(f"'.{node.attr}' is a method: call it, as in x.{node.attr}()",
                                       self.attr_span(node), self.text)
-            raise ExpressionError(f"attribute '.{node.attr}' is not allowed; only .T (transpose) is",
+            raise ExpressionError(f"attribute '.{node.attr}' is not allowed; only .T (transpose), .values and "
+                                  ".indices are",
                                   self.attr_span(node), self.text)
         value = self.compile(node.value, depth)
 
@@ -451,6 +504,14 @@ class _Compiler:
             if isinstance(v, Const):
                 raise ExpressionError("a number cannot be indexed", self.span(node), self.text)
             k = key(env)
+            if isinstance(v, Pieces):
+                if not isinstance(k, int):
+                    raise ExpressionError(f"pick one of '{v.seg}' with a whole number, as in {v.seg}[0]",
+                                          self.span(node), self.text)
+                if not -len(v.items) <= k < len(v.items):
+                    raise ExpressionError(f"'{v.seg}' gives {len(v.items)} tensors: [{k}] is out of range",
+                                          self.span(node), self.text)
+                return v.items[k]
             CURRENT_SPAN[0] = self.span(node)
             return v[k]
         return self.guarded(node, run)
@@ -514,6 +575,13 @@ class _Compiler:
 
     def c_tuple(self, node, depth):
         raise self.error("a tuple is only allowed as a function argument, like reshape(x, (2, 3))", node)
+
+
+def _one(v, text):
+    """v, which must be one value (not what chunk() or max(x, dim=0) return)."""
+    if isinstance(v, Pieces):
+        raise ExpressionError(v.message(), v.span, text)
+    return v
 
 
 def _unconst(v):
@@ -601,6 +669,8 @@ def _takes_sequence(fn):
 
 
 def _shape(v):
+    if isinstance(v, Pieces):
+        return max((tuple(np.shape(t)) for t in v.items), key=lambda s: int(np.prod(s)), default=())
     return tuple(np.shape(v))          # a Tensor's .shape, or a number's ()
 
 

@@ -31,7 +31,10 @@ CONSTRUCTS = [
     ("logsumexp(W @ x)", lambda v: engine.logsumexp(v["W"] @ v["x"])),
     ("x.sum(dim=0)", lambda v: v["P"].sum(dim=0)),
     ("P.sum(dim=1, keepdim=True)", lambda v: v["P"].sum(dim=1, keepdim=True)),
-    ("max(P, dim=0)", lambda v: engine.max(v["P"], dim=0)[0]),
+    ("max(P, dim=0)[0]", lambda v: engine.max(v["P"], dim=0)[0]),
+    ("max(P, dim=0).values", lambda v: engine.max(v["P"], dim=0).values),
+    ("chunk(P, 2, dim=1)[1]", lambda v: engine.chunk(v["P"], 2, dim=1)[1]),
+    ("stack(unbind(P), dim=1)", lambda v: engine.stack(engine.unbind(v["P"]), dim=1)),
     ("P.T[0, 1:]", lambda v: v["P"].T[0, 1:]),
     ("P[-1]", lambda v: v["P"][-1]),
     ("P[..., ::2]", lambda v: v["P"][..., ::2]),
@@ -269,3 +272,24 @@ def test_integer_lists_and_index_tensors_select_as_in_pytorch():
     assert picked.tolist() == [0.7, 0.5]
     with pytest.raises(ExpressionError, match="indices must be whole numbers"):
         compile_expression("z[[0, 1], t / 3]").run({"z": z, "t": engine.tensor([1.0, 2.0])})
+
+
+@pytest.mark.parametrize("text,message,at", [
+    ("sum(chunk(P, 2))", "'chunk(P, 2)' gives 2 tensors, not one tensor: pick one, as in chunk(P, 2)[0]",
+     "chunk(P, 2)"),
+    ("chunk(P, 2) * 2", "'chunk(P, 2)' gives 2 tensors, not one tensor", "chunk(P, 2)"),
+    ("-unbind(P)", "'unbind(P)' gives 2 tensors, not one tensor", "unbind(P)"),
+    ("max(P, dim=0)", "'max(P, dim=0)' gives (values, indices), not one tensor: pick one, as in max(P, dim=0)[0] "
+                      "or max(P, dim=0).values", "max(P, dim=0)"),
+    ("chunk(P, 2).sum()", "'chunk(P, 2)' gives 2 tensors", "chunk(P, 2)"),
+    ("chunk(P, 2)[2]", "'chunk(P, 2)' gives 2 tensors: [2] is out of range", "chunk(P, 2)[2]"),
+    ("P.values", "'.values' is only on what max, min, sort, topk", ".values"),
+])
+def test_several_tensors_are_picked_from_as_in_pytorch(text, message, at):
+    """A function returning several tensors gives them all, as PyTorch does ([i], .values,
+    stack(...)); using them as one tensor says how to pick one (it once silently took the first)."""
+    prog = compile_expression(text)
+    with pytest.raises(ExpressionError) as e:
+        prog.run({"P": engine.tensor([[1.0, 5.0], [3.0, 2.0]])})
+    assert e.value.message.startswith(message)
+    assert text[e.value.span[0]:e.value.span[1]] == at
