@@ -452,6 +452,7 @@ def _judged_in_float64(func, inputs, diff, report, eps, atol, rtol, input_names,
     return r64
 
 
+_EPS64 = float(np.finfo(np.float64).eps)
 SUSPICION_RATIO = 1000.0      # discrepancy / finite-difference error that is not numerics
 COLUMNS_RESAMPLED = 4         # input elements per pair re-differenced with eps/2
 
@@ -463,9 +464,12 @@ def _suspicion(func, inputs, pairs, eps):
     if any(isinstance(t, Tensor) and t.requires_grad and t._data.dtype != np.float64 for t in inputs):
         return ""
     worst = None
+    outs0 = None
     for p in pairs:
         if p.kind != "jacobian" or not p.analytical.size:
             continue
+        if outs0 is None:
+            outs0 = _eval(func, inputs)
         diff = np.abs(p.analytical - p.numerical)
         if not np.isfinite(diff).all():
             continue
@@ -473,7 +477,13 @@ def _suspicion(func, inputs, pairs, eps):
         half = _numerical_columns(func, inputs, p.input, eps / 2, cols)[p.output]
         fd_err = 4.0 / 3.0 * np.abs(p.numerical[:, cols] - half)      # Richardson: error of the eps result
         scale = np.abs(p.numerical[:, cols])
-        floor = 1e-13 * (1.0 + scale)                                  # float64 round-off at best
+        # float64 round-off at best, plus what rounding does to a difference: the outputs'
+        # last bits over the step (a sum of thousands: 1e-9 and up) and x + eps not being
+        # exactly eps away from x (x = 40: a relative step error of ~1e-9)
+        f_mag = np.abs(outs0[p.output]._data.astype(np.float64).reshape(-1))[:, None]
+        x_c = np.abs(inputs[p.input]._data.astype(np.float64).reshape(-1)[cols])[None, :]
+        floor = (1e-13 * (1.0 + scale) + 8 * _EPS64 * (1.0 + f_mag) / eps
+                 + scale * np.spacing(x_c + eps) / eps)
         gap = diff[:, cols]
         ratio = gap / (fd_err + floor)
         real = gap > 1e-9 * (1.0 + scale)                              # not a round-off-sized gap

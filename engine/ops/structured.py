@@ -358,6 +358,14 @@ class _PiecesBackward(Node):
 
     # it saves no tensors (only shapes), so a second backward through it works, as in PyTorch
 
+    def forward_arrays(self, x):
+        """The pieces of array x this node's forward made (check --locate re-runs it)."""
+        d = self._dim % x.ndim
+        if self._stacked:
+            return [np.take(x, i, axis=d) for i in range(x.shape[d])]
+        bounds = np.cumsum([shape[d] for shape, _ in self._meta])[:-1]
+        return np.split(x, bounds, axis=d)
+
 
 class SplitBackward0(_PiecesBackward):
     pass
@@ -391,6 +399,8 @@ def _pieces(x, arrays, node_cls, d):
     if STATE.anomaly:
         import traceback
         node._trace = traceback.format_stack()[:-2]
+    if STATE.recorder is not None:
+        STATE.recorder(node, (x,), None)
     for nr, t in enumerate(outs):
         t.grad_fn = node
         t._rg = True
