@@ -117,3 +117,14 @@ def test_round_off_of_large_values_is_not_called_suspicious(x):
         checks = locate(lambda t: (t ** 2).sum() + (t * 3).sum(), (t,), seed=seed)
         assert [c.verdict for c in checks] == ["pass"] * len(checks), [(c.node, c.max_abs_err, c.verdict)
                                                                         for c in checks]
+
+
+@pytest.mark.parametrize("expr,node", [("sum(chunk(x, 2)[1] ** 2)", "SplitBackward0"),
+                                       ("sum(unbind(reshape(x, (2, 2)), 1)[0] * 3)", "UnbindBackward0")])
+def test_a_wrong_multi_output_node_is_found(monkeypatch, expr, node):
+    from engine.ops.structured import _PiecesBackward
+    real = _PiecesBackward.apply
+    assert locate(lambda t: engine.chunk(t, 2)[1].sum(), (engine.tensor([1.0, 2, 3, 4], requires_grad=True),))
+    monkeypatch.setattr(_PiecesBackward, "apply", lambda self, g, xp, cg: [r * 1.01 for r in real(self, g, xp, cg)])
+    doc = json.loads(runner.invoke(app, ["check", expr, "--x", "1,2,3,4", "--json"]).stdout)
+    assert [c["node"] for c in doc["locate"] if not c["passed"]] == [node]
