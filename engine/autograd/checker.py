@@ -502,7 +502,7 @@ def _suspicion(func, inputs, pairs, eps):
     rel = f", {abs(a - n) / abs(n):.2g} relative" if n else ""
     return (f"within tolerance, but at {name(p.output_name, at_out)} / {name(p.input_name, at_in)} the analytical "
             f"{a:.10g} and numerical {n:.10g} differ by {gap:.3g}{rel}, {ratio:.3g} times the finite-difference "
-            f"error itself (~{err:.2g}, from steps eps and eps/2): numerics do not explain it, the gradient is "
+            f"error itself (~{err:.2g}, from steps eps and eps/2 and round-off): numerics do not explain it, the gradient is "
             "probably wrong")
 
 
