@@ -23,7 +23,7 @@ app = typer.Typer(
     help="See and check derivatives: values, gradients, Jacobians, a finite-difference verdict, and "
          "the backward graph, from a formula on the command line or a .py file. " + options.VALUES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

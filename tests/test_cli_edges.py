@@ -521,3 +521,23 @@ def test_several_outputs_are_named_alike_in_check_and_jacobian(tmp_path):
     assert rows == ["dy0/dx", "dy1/dx", "x.grad"], r.stdout
     r = invoke("jacobian", str(f), "--x", "1,2")
     assert "dy0/dx: shape" in r.stdout and "dy1/dx: shape" in r.stdout
+
+
+@pytest.mark.parametrize("words,cword,want", [
+    ("autograd gr", "1", ["grad", "graph"]),
+    ("autograd check --st", "2", ["--strict"]),
+    ("autograd ex", "1", ["explain"]),
+])
+def test_shell_completion_completes_commands_and_options(words, cword, want):
+    """autograd --install-completion installs Typer's completion; this is the call the
+    installed script makes on Tab."""
+    from typer.testing import CliRunner as _Runner
+    r = _Runner().invoke(app, [], prog_name="autograd",
+                         env={"_AUTOGRAD_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword})
+    assert r.exit_code == 0 and r.stdout.split() == want
+
+
+def test_show_completion_prints_the_script():
+    from typer.testing import CliRunner as _Runner
+    r = _Runner().invoke(app, ["--show-completion", "bash"], prog_name="autograd")
+    assert r.exit_code == 0 and "_autograd_completion()" in r.stdout and "complete_bash" in r.stdout
