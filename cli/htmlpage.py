@@ -35,7 +35,7 @@ function show(id) {
       "<li><a href='#' data-go='" + i + "'>" + esc(INFO[i] ? INFO[i].title : i) + "</a></li>").join("") + "</ul>" : "";
   document.getElementById("panel").innerHTML = "<h3 id='node-title'>" + esc(d.title) + "</h3><p>" + esc(d.kind) +
       "</p><pre id='node-label'>" + esc(d.label) + "</pre>" + (d.note ? "<p id='node-note'>" + esc(d.note) + "</p>" : "") +
-      (d.rule ? "<h4>rule</h4><pre id='node-rule'>" + esc(d.rule) + "</pre>" : "") +
+      (d.rule ? "<h4>op and rule</h4><pre id='node-rule'>" + esc(d.rule) + "</pre>" : "") +
       list("saved for backward", d.saved) + list("this saved tensor is", d.is) + list("gradient flows from", d.from) + list("gradient flows to", d.to);
   document.querySelectorAll("#panel a[data-go]").forEach(a => a.onclick = e => { e.preventDefault(); pick(a.dataset.go, true); });
 }

@@ -108,13 +108,25 @@ def _rules(g, names):
         nexts = getattr(node, "_next", ())
         inputs = [names.get(id(n.variable), f"input{k}") if isinstance(n, AccumulateGrad)
                   else ("input" if len(nexts) == 1 else f"input{k}") for k, n in enumerate(nexts)]
+        fwd = dotgraph_forward(node)
         try:
             text = _rule(node, inputs)
         except Exception:  # noqa: BLE001 - a rule is a courtesy; the page is still right without it
             text = ""
+        if fwd:
+            text = f"forward: {fwd}" + (f"\n{text}" if text else "")
         if text:
             rules[nid] = text
     return rules
+
+
+def dotgraph_forward(node):
+    """The forward op that made a backward node (mul for MulBackward0; a Function's class)."""
+    from engine.dotgraph import EngineView
+    try:
+        return EngineView.forward_name(node)
+    except Exception:  # noqa: BLE001 - a node of another autograd (PyTorch's) has no registry op
+        return ""
 
 
 class _Svg:

@@ -47,10 +47,10 @@ def test_the_page_shows_a_clicked_node_and_finds_nodes(tmp_path):
         assert driver.find_element(By.ID, "node-title").text == "TanhBackward0"
         panel = driver.find_element(By.ID, "panel").text
         assert "saved for backward" in panel and "gradient flows to" in panel
-        assert driver.find_element(By.ID, "node-rule").text == "grad_input = grad * (1 - result^2)"
+        assert driver.find_element(By.ID, "node-rule").text == "forward: tanh\ngrad_input = grad * (1 - result^2)"
         mul = next(n for n in nodes if "MulBackward0" in n.text)
         mul.click()
-        assert driver.find_element(By.ID, "node-rule").text == "grad_w = grad * x; grad_x = grad * w"
+        assert driver.find_element(By.ID, "node-rule").text == "forward: mul\ngrad_w = grad * x; grad_x = grad * w"
         saved = {a.text: a for a in driver.find_elements(By.CSS_SELECTOR, "#panel a[data-go]")}
         assert {"self", "other"} <= set(saved)                       # what MulBackward0 saved, as links
         saved["other"].click()
