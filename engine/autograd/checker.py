@@ -127,25 +127,7 @@ class CheckInterrupted(KeyboardInterrupt):
 def _numerical(func, inputs, idx, eps, tick=None):
     """Central differences, one column per input element: list over outputs of (out_n, in_n).
     tick(): called after each element (a progress bar)."""
-    outs0 = _eval(func, inputs)
-    cols = [[] for _ in outs0]
-    x = inputs[idx]
-    data = x._data
-    flat = data.reshape(-1)        # a view: perturbs x in place
-    if not np.shares_memory(flat, data):
-        flat = data.flat           # a strided input: its flat iterator writes in place too
-    for j in range(data.size):
-        old = flat[j]
-        flat[j] = old + eps
-        plus = _eval(func, inputs)
-        flat[j] = old - eps
-        minus = _eval(func, inputs)
-        flat[j] = old
-        for k, (p, m) in enumerate(zip(plus, minus)):
-            cols[k].append(((p._data.astype(np.float64) - m._data.astype(np.float64)) / (2 * eps)).reshape(-1))
-        if tick is not None:
-            tick()
-    return [np.stack(c, axis=1) if c else np.zeros((o._data.size, 0)) for c, o in zip(cols, outs0)]
+    return _numerical_columns(func, inputs, idx, eps, range(inputs[idx]._data.size), tick)
 
 
 def _analytical(func, inputs, diff):
@@ -535,9 +517,10 @@ def second_order(func, inputs, names=None, grad_outputs=None, seed=0):
     return first_order, inputs + tuple(grad_outputs), names + vnames
 
 
-def _numerical_columns(func, inputs, idx, eps, cols):
+def _numerical_columns(func, inputs, idx, eps, cols, tick=None):
     """Central differences for the given flat elements of input idx: list over outputs of
-    (out_n, len(cols)) arrays."""
+    (out_n, len(cols)) arrays. The input is perturbed in place (a strided one through its flat
+    iterator) and restored."""
     outs0 = _eval(func, inputs)
     res = [np.zeros((o._data.size, len(cols))) for o in outs0]
     data = inputs[idx]._data
@@ -553,6 +536,8 @@ def _numerical_columns(func, inputs, idx, eps, cols):
         flat[c] = old
         for k, (pl, mi) in enumerate(zip(plus, minus)):
             res[k][:, j] = ((pl._data.astype(np.float64) - mi._data.astype(np.float64)) / (2 * eps)).reshape(-1)
+        if tick is not None:
+            tick()
     return res
 
 

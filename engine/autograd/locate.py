@@ -104,12 +104,11 @@ def _near_kink(node, vals, attrs, eps):
         return False
 
 
-def _beyond_numerics(ana, num, half, noise=None, ratio=1000.0):
+def _beyond_numerics(ana, num, half, noise, ratio=1000.0):
     """The checker's suspicion test, per node: a gap far above the finite-difference error
     (Richardson from steps eps and eps/2) and not round-off sized. noise: the round-off of a
     central difference of v . forward (machine epsilon x |v| . |output| / eps): large values
     (sum of [9, 16]) make differences noisy at 1e-9 where the gradient is exact."""
-    noise = noise if noise is not None else [0.0] * len(ana)
     for a, n, h, z in zip(ana, num, half, noise):
         gap = np.abs(a - n)
         fd = 4.0 / 3.0 * np.abs(n - h) + 1e-13 * (1.0 + np.abs(n))
@@ -118,10 +117,9 @@ def _beyond_numerics(ana, num, half, noise=None, ratio=1000.0):
     return False
 
 
-def _within(analytical, numerical, atol, rtol, noise=None):
+def _within(analytical, numerical, atol, rtol, noise):
     """Within tolerance, or within what round-off does to the differences (10x noise): a node
     whose values are in the thousands cannot be judged at rtol=1e-3 by a step of 1e-6."""
-    noise = noise if noise is not None else [0.0] * len(analytical)
     return all(bool(np.all(np.abs(a - n) <= atol + rtol * np.abs(n) + 10.0 * z))
                for a, n, z in zip(analytical, numerical, noise))
 
