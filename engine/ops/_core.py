@@ -20,7 +20,6 @@ are the rule's parameter names, `out` the result). A node saves the union over t
 need a gradient, so `x * w` with only x requiring grad saves w alone, and an in-place change of
 a value no rule reads never fails a backward.
 """
-from .. import errors as _errors
 import traceback
 
 import numpy as np
@@ -362,7 +361,7 @@ class SavedTensor:
     def register_hooks(self, pack_hook, unpack_hook):
         node = self._node
         if node._packed is not None and self._slot in node._packed:
-            raise _errors.EngineRuntimeError("SavedTensor hooks have already been set")
+            raise errors.EngineRuntimeError("SavedTensor hooks have already been set")
         if node._saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
         _pack_slot(node, self._slot, pack_hook, unpack_hook)
@@ -781,10 +780,11 @@ def _record(op, v, args, attrs, out):
     if keep_out:
         node._out = out
         node._ovc = vc_of(t)
-    if STATE.saved_hooks:
-        pack_saved(node)
-    if STATE.recorder is not None:
-        STATE.recorder(node, tuple(a._data if isinstance(a, Tensor) else a for a in args), attrs)
+    if OFF_DEFAULT[0]:               # both count a thread as off its defaults (grad_mode)
+        if STATE.saved_hooks:
+            pack_saved(node)
+        if STATE.recorder is not None:
+            STATE.recorder(node, tuple(a._data if isinstance(a, Tensor) else a for a in args), attrs)
     return t
 
 
