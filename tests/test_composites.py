@@ -180,3 +180,38 @@ def test_einsum_rejects_a_bad_equation_with_pytorchs_message(equation, message):
         engine.einsum(equation, engine.ones(2, 3))
     assert str(e.value) == message
 
+
+
+@pytest.mark.parametrize("n", [6, 10000])
+def test_pieces_match_plain_slicing_across_the_size_threshold(n):
+    """Above 4096 elements sum() hands back one value (Uniform); the pieces' node gets it through
+    the loop's general branch. Its gradients equal those of plain slices (x[:h], x[h:]) exactly,
+    with backward(), autograd.grad and create_graph alike."""
+    x0 = np.random.default_rng(n).standard_normal(n)
+    h = n // 2
+    w = np.random.default_rng(1).standard_normal((2, h))
+
+    def loss(x, pieces):
+        a, b = engine.chunk(x, 2) if pieces else (x[:h], x[h:])
+        u = engine.unbind(x.reshape(2, h)) if pieces else (x.reshape(2, h)[0], x.reshape(2, h)[1])
+        return b.sum() + a.mean() + (u[1] * engine.tensor(w[1])).sum()
+
+    grads = []
+    for pieces in (True, False):
+        x = engine.tensor(x0, requires_grad=True)
+        loss(x, pieces).backward()
+        g1 = x.grad.numpy().copy()
+        g2, = engine.autograd.grad(loss(x, pieces), x)
+        g3, = engine.autograd.grad(loss(x, pieces), x, create_graph=True)
+        np.testing.assert_array_equal(g1, g2.numpy())
+        np.testing.assert_allclose(g1, g3.detach().numpy(), rtol=1e-15)
+        grads.append(g1)
+    np.testing.assert_array_equal(grads[0], grads[1])
+    want = np.concatenate([np.full(h, 1.0 / h), np.ones(h)]) + np.concatenate([np.zeros(h), w[1]])
+    np.testing.assert_allclose(grads[0], want, rtol=1e-14)
+
+
+def test_pieces_made_in_inference_mode_are_inference_tensors():
+    with engine.inference_mode():
+        a, b = engine.chunk(engine.ones(4, requires_grad=True), 2)
+    assert a.is_inference() and b.is_inference()

@@ -387,6 +387,9 @@ def _pieces(x, arrays, node_cls, d):
     """Tensors for the pieces (numpy views of x's data), under one node when x needs a gradient."""
     outs = tuple(Tensor._make(a) for a in arrays)
     if not (x._rg and STATE.enabled and x._data.dtype.kind in "fc"):
+        if STATE.inference:
+            for t in outs:
+                t._inference = True
         return outs
     node = node_cls()
     node._next = (_producer(x),)
