@@ -100,6 +100,7 @@ def write_text(output, text):
 def _rules(g, names):
     """{node id: its local rule in plain math} for the page's panel (engine nodes; PyTorch's own
     nodes have no registry entry, and a node whose rule cannot be read shows none)."""
+    from engine.dotgraph import EngineView
     from engine.graph import AccumulateGrad
 
     from .commands.explain import _rule
@@ -108,7 +109,7 @@ def _rules(g, names):
         nexts = getattr(node, "_next", ())
         inputs = [names.get(id(n.variable), f"input{k}") if isinstance(n, AccumulateGrad)
                   else ("input" if len(nexts) == 1 else f"input{k}") for k, n in enumerate(nexts)]
-        fwd = dotgraph_forward(node)
+        fwd = EngineView.forward_name(node)
         try:
             text = _rule(node, inputs)
         except Exception:  # noqa: BLE001 - a rule is a courtesy; the page is still right without it
@@ -118,15 +119,6 @@ def _rules(g, names):
         if text:
             rules[nid] = text
     return rules
-
-
-def dotgraph_forward(node):
-    """The forward op that made a backward node (mul for MulBackward0; a Function's class)."""
-    from engine.dotgraph import EngineView
-    try:
-        return EngineView.forward_name(node)
-    except Exception:  # noqa: BLE001 - a node of another autograd (PyTorch's) has no registry op
-        return ""
 
 
 class _Svg:

@@ -123,19 +123,6 @@ class Pieces:
         what = "(values, indices)" if self.named else f"{len(self.items)} tensors"
         return f"'{self.seg}' gives {what}, not one tensor: pick one, as in {pick}"
 
-    def _refuse(self, *args):
-        raise TypeError(self.message())
-
-    @property
-    def shape(self):
-        raise TypeError(self.message())
-
-
-for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
-              "__pow__", "__rpow__", "__matmul__", "__rmatmul__", "__neg__", "__pos__", "__abs__", "__lt__",
-              "__le__", "__gt__", "__ge__", "__array__", "__float__", "__bool__", "__len__"):
-    setattr(Pieces, _name, Pieces._refuse)
-
 
 class Program:
     """A compiled expression: `variables` in order of first use, `run(values)` builds the graph."""
@@ -455,7 +442,7 @@ class _Compiler:
                     raise self.error("starred arguments (*args) are not allowed", e)
 
             def seq(env):
-                vals = [i(env) for i in items]
+                vals = [_one(i(env), self.text) for i in items]
                 if all(isinstance(v, Const) for v in vals):
                     return Const(tuple(_int_if_whole(v.value) for v in vals))
                 return [v.value if isinstance(v, Const) else v for v in vals]

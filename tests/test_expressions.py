@@ -284,6 +284,7 @@ def test_integer_lists_and_index_tensors_select_as_in_pytorch():
     ("chunk(P, 2).sum()", "'chunk(P, 2)' gives 2 tensors", "chunk(P, 2)"),
     ("chunk(P, 2)[2]", "'chunk(P, 2)' gives 2 tensors: [2] is out of range", "chunk(P, 2)[2]"),
     ("P.values", "'.values' is only on what max, min, sort, topk", ".values"),
+    ("stack([chunk(P, 2), P])", "'chunk(P, 2)' gives 2 tensors", "chunk(P, 2)"),
 ])
 def test_several_tensors_are_picked_from_as_in_pytorch(text, message, at):
     """A function returning several tensors gives them all, as PyTorch does ([i], .values,
