@@ -2,8 +2,15 @@
 Graphviz drew it (SVG), with pan and zoom, a search box, and a side panel that shows, for the
 node under the pointer or clicked, what its label says (op, shape, dtype, values, gradient), the
 tensors it saved and the nodes it feeds and is fed by. Nodes painted red (check --dot) stay red.
+
+The page is built by construction, in one place (`page`): the template is cut into its fixed
+pieces first, and each value is then put between them escaped for the context it lands in --
+Graphviz's SVG as markup (Graphviz escapes every label as XML text), the node data as JSON made
+safe inside <script> (`script_json`). Nothing is substituted into the page after a value is in
+it, so a name that looks like a marker, a tag or a comment is only ever text.
 """
 import json
+import re
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>autograd graph</title>
@@ -17,14 +24,14 @@ body{margin:0;font:13px Helvetica,Arial,sans-serif;display:flex;height:100vh}
 .hit polygon,.hit path,.hit ellipse{stroke:#d00!important;stroke-width:3px!important}
 .picked polygon,.picked path{stroke:#00f!important;stroke-width:3px!important}
 </style></head><body>
-<div id="view">__SVG__</div>
+<div id="view">\x00SVG\x00</div>
 <div id="side"><input id="search" placeholder="search nodes (name, op, value)">
 <button id="fit" title="show the whole graph (or double-click it)">Whole graph</button>
 <div id="count"></div><div id="panel"><p>Point at or click a node.</p></div>
 <p style="color:#777">Drag to pan, wheel to zoom, double-click for the whole graph.
 Enter in the search box goes to the next match; a node's links go to that node.</p></div>
 <script>
-const INFO = __INFO__;
+const INFO = \x00INFO\x00;
 const svg = document.querySelector("#view svg");
 const nodes = Array.from(svg.querySelectorAll("g.node"));
 const byId = {};
@@ -32,14 +39,14 @@ nodes.forEach(g => { const t = g.querySelector("title"); if (t) { byId[t.textCon
 function show(id) {
   const d = INFO[id]; if (!d) return;
   const list = (title, ids) => ids.length ? "<h4>" + title + "</h4><ul>" + ids.map(i =>
-      "<li><a href='#' data-go='" + i + "'>" + esc(INFO[i] ? INFO[i].title : i) + "</a></li>").join("") + "</ul>" : "";
+      "<li><a href='#' data-go='" + esc(i) + "'>" + esc(INFO[i] ? INFO[i].title : i) + "</a></li>").join("") + "</ul>" : "";
   document.getElementById("panel").innerHTML = "<h3 id='node-title'>" + esc(d.title) + "</h3><p>" + esc(d.kind) +
       "</p><pre id='node-label'>" + esc(d.label) + "</pre>" + (d.note ? "<p id='node-note'>" + esc(d.note) + "</p>" : "") +
       (d.rule ? "<h4>op and rule</h4><pre id='node-rule'>" + esc(d.rule) + "</pre>" : "") +
       list("saved for backward", d.saved) + list("this saved tensor is", d.is) + list("gradient flows from", d.from) + list("gradient flows to", d.to);
   document.querySelectorAll("#panel a[data-go]").forEach(a => a.onclick = e => { e.preventDefault(); pick(a.dataset.go, true); });
 }
-function esc(s) { return String(s).replace(/[&<>]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;"}[c])); }
+function esc(s) { return String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c])); }
 let picked = null;
 function pick(id, centre) { if (picked) picked.classList.remove("picked"); picked = byId[id];
   if (picked) { picked.classList.add("picked"); if (centre) focus(picked); } show(id); }
@@ -101,6 +108,18 @@ def page(g, svg, rules=None):
             else:                  # an edge runs from a node's input side to it: gradients flow dst -> src
                 info[src]["from"].append(dst)
                 info[dst]["to"].append(src)
-    body = svg[svg.index("<svg"):]
-    return PAGE.replace("__SVG__", body).replace("__INFO__", json.dumps(info).replace("</", "<\\/"))
+    return _HEAD + svg[svg.index("<svg"):] + _MIDDLE + script_json(info) + _TAIL
+
+
+# The template's fixed pieces, cut once at markers (NUL bytes) that no value can reach: the values
+# go between them, never into the template by substitution.
+_HEAD, _MIDDLE, _TAIL = (PAGE.split("\x00SVG\x00")[0], *PAGE.split("\x00SVG\x00")[1].split("\x00INFO\x00"))
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value):
+    """JSON text that is safe inside an HTML <script> element: every <, > and & is a \\u escape
+    (so no </script>, <!--, or <script> can end or change the script's parsing), and so are
+    U+2028 and U+2029 (line terminators in older JavaScript); the value JavaScript reads is the same."""
+    return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_UNSAFE[m.group()], json.dumps(value))
 

@@ -48,8 +48,18 @@ def fmt_shape(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+# characters that end a line for str.splitlines, and other control characters: in a DOT string
+# the first become the label's own line break, the rest U+FFFD, so one node is always one line
+_DOT_CONTROL = {**{c: "\\n" for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"},
+                **{chr(c): "\ufffd" for c in range(32) if chr(c) not in "\n\r\t\x0b\x0c\x1c\x1d\x1e"},
+                "\x7f": "\ufffd", "\\": "\\\\", '"': '\\"'}
+_DOT_TABLE = str.maketrans(_DOT_CONTROL)
+
+
 def _esc(s):
-    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Text as the inside of a quoted DOT string: quotes and backslashes escaped (so Graphviz's
+    own escapes like \\N and \\l cannot be reached), line breaks as \\n, no raw control character."""
+    return s.translate(_DOT_TABLE)
 
 
 class _Graph:
@@ -248,15 +258,25 @@ def dot_text(g, rankdir="TB", legend=True):
     return "\n".join(lines) + "\n"
 
 
+_MERMAID_PLAIN = frozenset(" _.,:()+-*/=^[]!?%@~")
+
+
+def mermaid_text(label):
+    """A label as the text of a Mermaid node ["..."]: letters, digits and plain punctuation as they
+    are, every other character (quotes, <, >, &, #, backticks, U+2028 ...) as Mermaid's entity code
+    #NNN; so that no name can close the string, start markup or an entity; lines joined by <br/>."""
+    return "<br/>".join("".join(c if c.isalnum() or c in _MERMAID_PLAIN else f"#{ord(c)};" for c in line)
+                        for line in label.split("\n"))
+
+
 def to_mermaid(outputs, names=None, *, rankdir="TB", **options):
     """A Mermaid flowchart of the same graph (renders in GitHub markdown)."""
     g = build(outputs, names, **options)
     lines = [f"flowchart {'LR' if rankdir == 'LR' else 'TB'}"]
     for nid, kind, label in g.nodes:
-        text = label.replace('"', "'").replace("\n", "<br/>")
-        lines.append(f'  {nid}["{text}"]:::{kind}')
+        lines.append(f'  {nid}["{mermaid_text(label)}"]:::{kind}')
     if g.note:
-        lines.append(f'  {g.note[0]}["{g.note[1]}"]')
+        lines.append(f'  {g.note[0]}["{mermaid_text(g.note[1])}"]')
     for src, dst, style in g.edges:
         lines.append(f"  {src} {'-.->' if style == 'dashed' else '-->'} {dst}")
     used = {kind for _, kind, _ in g.nodes}

@@ -379,6 +379,7 @@ def _png(s, path):
 
 def _svg(s, width=480, height=300):
     """The sweep as a small SVG line plot: log10(eps) across, log10(error) up."""
+    import html
     import math
     xs = [math.log10(e) for e in s.eps]
     ys = [math.log10(max(v, 1e-300)) for v in s.errors]
@@ -402,7 +403,7 @@ def _svg(s, width=480, height=300):
             + f'<text x="{width / 2}" y="{height - 6}" font-size="11" text-anchor="middle">eps</text>'
             f'<text x="12" y="{height / 2}" font-size="11" transform="rotate(-90 12 {height / 2})" '
             f'text-anchor="middle">max abs error (log, {10 ** y0:.0e} to {10 ** y1:.0e})</text>'
-            f'<text x="{width / 2}" y="16" font-size="12" text-anchor="middle">{s.verdict}: slope '
+            f'<text x="{width / 2}" y="16" font-size="12" text-anchor="middle">{html.escape(s.verdict)}: slope '
             f'{s.order:.1f}</text></svg>\n')
 
 
