@@ -128,3 +128,58 @@ def test_a_wrong_multi_output_node_is_found(monkeypatch, expr, node):
     monkeypatch.setattr(_PiecesBackward, "apply", lambda self, g, xp, cg: [r * 1.01 for r in real(self, g, xp, cg)])
     doc = json.loads(runner.invoke(app, ["check", expr, "--x", "1,2,3,4", "--json"]).stdout)
     assert [c["node"] for c in doc["locate"] if not c["passed"]] == [node]
+
+
+def test_a_target_given_by_a_relative_path_says_where_its_nodes_were_made(tmp_path, monkeypatch):
+    _file(tmp_path, 1.01)
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["check", "mixed.py", "--x", "0.5,1,-1", "--w", "2", "--json"])
+    wrong = [c for c in json.loads(r.stdout)["locate"] if not c["passed"]]
+    assert [(c["node"], c["where"]) for c in wrong] == [("CubeBackward", "mixed.py:18")]
+
+
+LAYOUTS = {
+    "contiguous": lambda a: a,
+    "transposed (.T of a copy)": lambda a: np.ascontiguousarray(a.T).T,
+    "fortran": np.asfortranarray,
+    "strided [:, ::2]": lambda a: np.repeat(a, 2, axis=1)[:, ::2],
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("expr", ["sin(W).sum()", "(W.T @ W).sum()", "(W.t() * 2).exp().sum()",
+                                  "W[:, ::2].tanh().sum()", "(W.T[::2] ** 2).sum()"])
+def test_local_verdicts_do_not_depend_on_an_inputs_memory_layout(layout, expr):
+    """Every built-in node passes locally whatever the layout of the arrays it received (a
+    transposed input once made every node after it FAIL: its differences were written into a
+    copy and stayed zero)."""
+    W = engine.tensor(LAYOUTS[layout](np.random.default_rng(1).standard_normal((4, 6))), requires_grad=True)
+    fn = {"sin(W).sum()": lambda W: W.sin().sum(), "(W.T @ W).sum()": lambda W: (W.T @ W).sum(),
+          "(W.t() * 2).exp().sum()": lambda W: (W.t() * 2).exp().sum(),
+          "W[:, ::2].tanh().sum()": lambda W: W[:, ::2].tanh().sum(),
+          "(W.T[::2] ** 2).sum()": lambda W: (W.T[::2] ** 2).sum()}[expr]
+    checks = locate(fn, (W,))
+    assert checks and all(c.verdict == "pass" for c in checks), [(c.node, c.max_abs_err) for c in checks]
+
+
+def test_nn_linear_nodes_pass_locally_and_only_the_wrong_function_fails():
+    class Scale(engine.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 3
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3.03
+
+    lin = engine.nn.Linear(5, 3).double()
+    x = engine.tensor(np.random.default_rng(2).standard_normal((4, 5)), requires_grad=True)
+    checks = locate(lambda x: Scale.apply(engine.tanh(lin(x))).sum(), (x,))
+    assert [c.node for c in checks if c.verdict != "pass"] == ["ScaleBackward"]
+    assert {"AddmmBackward0", "TBackward0", "TanhBackward0"} <= {c.node for c in checks if c.verdict == "pass"}
+
+
+def test_the_cli_locates_nothing_wrong_in_a_transposed_input():
+    r = runner.invoke(app, ["check", "sum(sin(W.T))", "--W", "randn(6,4)", "--locate", "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["locate"] and all(c["verdict"] == "pass" for c in doc["locate"])

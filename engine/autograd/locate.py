@@ -9,6 +9,8 @@ itself, whatever the rest of the graph does; the first such node in forward orde
 look first.
 """
 import dataclasses
+import functools
+import os
 import traceback
 
 import numpy as np
@@ -50,13 +52,20 @@ _OWN = __file__.rsplit("/autograd/", 1)[0]      # the engine package: not "where
 
 
 def _where(user_files):
-    """file:line of the innermost frame in the user's code (in user_files when given)."""
+    """file:line of the innermost frame in the user's code (in user_files when given: resolved
+    paths, matched against each frame's resolved file name, since a target loaded by a relative
+    path -- `autograd check ste.py` -- has relative names in its frames)."""
     for frame in reversed(traceback.extract_stack()[:-3]):
         if frame.filename.startswith(_OWN):
             continue
-        if user_files is None or frame.filename in user_files:
+        if user_files is None or _resolved(frame.filename) in user_files:
             return f"{frame.filename}:{frame.lineno}"
     return ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved(filename):
+    return os.path.realpath(filename)
 
 
 def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None, outputs=None):
@@ -169,7 +178,10 @@ def _check_node(node, vals, attrs, eps, rng):
 
 def _differences(forward, vals, i, x, eps, vs):
     """Central differences of v . forward with respect to input i, element by element."""
-    n = np.zeros_like(x)
+    # C-ordered, whatever the recorded input's layout: reshape(-1) of a transposed or Fortran-
+    # ordered array is a copy, so writing into it would leave the differences all zero
+    x = np.ascontiguousarray(x)
+    n = np.zeros(x.shape, dtype=np.float64)
     flat = n.reshape(-1)
     for e in range(x.size):
         plus, minus = list(vals), list(vals)
