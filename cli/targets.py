@@ -129,6 +129,17 @@ class Target:
             return torch_backend.engine_function(self.function(names))
         return self.function(names)
 
+    def second_order(self, fn, inputs, names, seed=0):
+        """(first_order, inputs + grad_outputs, names) whose check is a check of fn's second
+        derivatives (gradgradcheck); fn and inputs as engine_function and to_engine give them. On
+        PyTorch the first derivatives are torch.autograd.grad(create_graph=True) of the target,
+        so their backward is PyTorch's double backward (the user's backward differentiated)."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.second_order(self.function(names), inputs, names, seed=seed)
+        from engine.autograd.checker import second_order
+        return second_order(fn, inputs, names, seed=seed)
+
     def to_engine(self, t):
         """One of this target's input tensors as an engine tensor (the same one on the engine)."""
         if self.backend == "torch":
@@ -331,12 +342,16 @@ def output_names(n_outputs, single, input_names):
 MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
 
 
-def check_jacobian_size(target, tensors, chosen, hint, outs=None):
+def check_jacobian_size(target, tensors, chosen, hint, outs=None, order=1):
     """Refuse, before any work, a dense Jacobian that would not fit: one forward gives the output
-    sizes (`jacobian 'x*2' --x 'randn(100000)'` asked for 74.5 GiB and died of MemoryError)."""
+    sizes (`jacobian 'x*2' --x 'randn(100000)'` asked for 74.5 GiB and died of MemoryError).
+    order=2: the second-order check's too, whose outputs are the first derivatives (one per
+    input element) and whose inputs are the inputs and one grad_output per output element."""
     if outs is None:            # with grad mode on: a target may compute gradients itself
         outs, _ = target.call(tensors)
-    n = sum(o.numel() for o in outs) * sum(tensors[c].numel() for c in chosen)
+    n_out = sum(o.numel() for o in outs)
+    n_in = sum(tensors[c].numel() for c in chosen)
+    n = n_out * n_in if order == 1 else max(n_out * n_in, n_in * (n_in + n_out))
     if n > MAX_JACOBIAN:
         raise CliError(f"the Jacobian would have {n:,} elements ({n * 8 / 2 ** 30:.1f} GiB in float64); the limit is "
                        f"{MAX_JACOBIAN:,}: {hint}")

@@ -228,3 +228,40 @@ class NoCounterpart(LookupError):
 def node_names(roots, view):
     """The names of the nodes on a graph, in walk order (AccumulateGrad without namespace)."""
     return [n.name().replace("torch::autograd::", "") for n in view.walk(roots)]
+
+
+def second_order(fn, inputs, names, seed=0):
+    """The second-order check on PyTorch (the engine's checker.second_order, with PyTorch's
+    autograd underneath): first_order(*xs, *vs) = torch.autograd.grad(fn(xs), xs, vs,
+    create_graph=True), made an engine function by engine_function, so the checker's backward of
+    it is PyTorch's double backward. Returns (first_order, inputs + grad_outputs, names)."""
+    import engine
+    t = torch()
+    inputs = tuple(inputs)
+    n = len(inputs)
+    diff = [i for i, x in enumerate(inputs) if isinstance(x, engine.Tensor) and x.requires_grad]
+    with t.no_grad():
+        outs = fn(*[_to_torch(x) for x in inputs])
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    rng = np.random.default_rng(seed)
+    vs = tuple(engine.tensor(rng.standard_normal(tuple(o.shape)).astype(o.detach().numpy().dtype)).requires_grad_(True)
+               for o in outs)
+
+    def first_order(*args):
+        xs, gs_in = list(args[:n]), args[n:]
+        outer = t.is_grad_enabled()             # the bridge's backward (on) or finite differences (off)
+        with t.enable_grad():
+            for i in diff:                      # under the checker's no_grad (finite differences)
+                if not xs[i].requires_grad:     # the inputs come plain: make them leaves
+                    xs[i] = xs[i].detach().requires_grad_(True)
+            ys = fn(*xs)
+            ys = ys if isinstance(ys, (tuple, list)) else (ys,)
+            pairs = [(y, g) for y, g in zip(ys, gs_in) if y.requires_grad]
+            gs = t.autograd.grad([y for y, _ in pairs], [xs[i] for i in diff], [g for _, g in pairs],
+                                 create_graph=outer, allow_unused=True) if pairs else [None] * len(diff)
+        res = tuple(g if g is not None else t.zeros_like(xs[i]) for g, i in zip(gs, diff))
+        if not outer:
+            res = tuple(r.detach() for r in res)
+        return res
+    vnames = ["grad_output" if len(vs) == 1 else f"grad_output{k}" for k in range(len(vs))]
+    return engine_function(first_order), inputs + vs, list(names) + vnames

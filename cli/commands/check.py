@@ -82,25 +82,23 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     outs, single = target.call(tensors)      # one forward: the outputs' names and sizes
     if not fast:
         check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "
-                            "and one backward) or fewer inputs with --wrt", outs=outs)
+                            "and one backward) or fewer inputs with --wrt", outs=outs, order=order)
     names = list(tensors)
     onames = output_names(len(outs), single, names)
     fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
     inputs = tuple(target.to_engine(t) for t in tensors.values())
-    if order == 2:
-        if not target.engine_graph:
-            from ..errors import CliError
-            raise CliError("--order 2 runs on the engine (PyTorch's backward is called once per row there): use "
-                           "--backend engine, or torch.autograd.gradgradcheck in the file")
-        from engine.autograd.checker import second_order
-        fn, inputs, names = second_order(fn, inputs, names)
     from engine.autograd.checker import CheckInterrupted
     with warnings.catch_warnings(), _progress(json_out) as progress:
         warnings.simplefilter("ignore")
         try:
             report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
-                                     input_names=names, output_names=onames if order == 1 else None,
-                                     verdicts=True, progress=progress)
+                                     input_names=names, output_names=onames, verdicts=True, progress=progress)
+            second = None
+            if order == 2:       # second order adds to the first: both are checked, both reported
+                fn2, inputs2, names2 = target.second_order(fn, inputs, names, seed=seed)
+                second = check_gradients(fn2, inputs2, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
+                                         input_names=names2, verdicts=True, progress=progress,
+                                         output_names=[f"grad_{n}" for n, x in zip(names, inputs) if x.requires_grad])
         except CheckInterrupted as e:
             _say_interrupted(e)
             raise KeyboardInterrupt from None
@@ -120,7 +118,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     from engine.autograd.checker import pattern
     shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) if worst is not None else ""
     located = None
-    if (locate or not report.passed or report.verdict == "suspicious") and target.engine_graph and order == 1:
+    if (locate or not report.passed or report.verdict == "suspicious") and target.engine_graph:
         located, ran = _locate(target, fn, inputs, eps, atol, rtol)
         if dot is not None:
             from ..outputs import write_graph
@@ -133,6 +131,12 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                        "--backend engine, or 'autograd graph' for PyTorch's graph")
     if json_out:
         doc = {**target.json_fields(), **render.check_json(report)}
+        if second is not None:
+            doc["order"] = 2
+            doc["first_order"] = {"passed": report.passed, "verdict": doc["verdict"]}
+            doc["second_order"] = render.check_json(second)
+            doc["passed"] = report.passed and second.passed
+            doc["verdict"] = _combined(report, second)
         if worst is not None:
             doc["pattern"] = shape_of_error or None
             if worst.analytical.size <= JSON_MATRIX_CAP:
@@ -153,31 +157,15 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         render.backend_line(con, target)
         con.print(f"[bold]gradient check[/bold] (eps={eps:g}, atol={atol:g}, rtol={rtol:g}"
                   f"{', fast mode' if fast else ''}): |analytical - numerical| <= atol + rtol*|numerical|")
-        t = render.table(None, ["input", "abs err", "rel err", "worst at", "analytical",
-                                "numerical", "result"])
-        for p in report.pairs:
-            o_lab = render.labels(p.output_name, p.output_shape)
-            i_lab = render.labels(p.input_name, p.input_shape)
-            oi = _flat(p.worst_index[0], p.output_shape)
-            ii = _flat(p.worst_index[1], p.input_shape)
-            if not i_lab or not o_lab:
-                where = "- (empty)"          # an empty input or output has no element to name
-            else:
-                where = i_lab[ii] if len(o_lab) == 1 else f"{o_lab[oi]}, {i_lab[ii]}"
-            several = len({q.output for q in report.pairs if q.kind == "jacobian"}) > 1
-            label = (f"{p.input_name}.grad" if p.kind == "grad" else
-                     f"d{p.output_name}/d{p.input_name}" if several else p.input_name)   # as `jacobian` titles it
-            t.add_row(render.esc(label), f"{p.max_abs_error:.3g}",
-                      f"{p.max_rel_error:.3g}", render.esc(where),
-                      f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}",
-                      "[green]pass[/green]" if p.passed else "[red]FAIL[/red]")
-        if report.pairs:
-            render.show(con, t)
-        elif fast:
-            con.print(f"fast check: {'passed' if report.passed else 'failed'}")
-        for k, ok in report.checks.items():
-            if not ok:
-                con.print(f"[red]side check failed[/red]: {SIDE_CHECKS.get(k, k)}")
+        if second is not None:
+            con.print("[bold]first order[/bold]: the gradients")
+        _show_pairs(con, report, fast)
+        if second is not None:
+            con.print("[bold]second order[/bold] (gradgradcheck): the gradients of the first derivatives "
+                      "v . dy/dx with respect to the inputs and v")
+            _show_pairs(con, second, fast)
+            for w in second.warnings:
+                render.warn(w)
         for w in report.warnings:
             render.warn(w)
         if not report.passed and report.suspects:
@@ -190,14 +178,58 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             _show_sweep(con, swept)
         if located is not None:
             _show_located(con, located, locate)
-        if report.verdict == "suspicious":
-            con.print(f"[yellow]SUSPICIOUS[/yellow]: {render.esc(report.suspicion)}"
+        verdict = _combined(report, second)
+        # the report that decides: a failing one first, else a suspicious one (first order first)
+        deciding = next((r for r in (report, second) if r is not None and r.verdict == verdict), report)
+        which = "" if second is None else (" (first order)" if deciding is report else " (second order)")
+        if verdict == "suspicious":
+            con.print(f"[yellow]SUSPICIOUS[/yellow]{which}: {render.esc(deciding.suspicion)}"
                       + ("" if strict else " (exit 0; --strict makes this exit 1)"))
+        elif verdict == "pass":
+            con.print("[green]passed[/green]" + (" (first and second order)" if second is not None else ""))
         else:
-            con.print("[green]passed[/green]" if report.passed else
-                      f"[red]FAILED[/red]: {render.esc(report.failures[0]) if report.failures else ''}")
-    if not report.passed or (strict and report.verdict == "suspicious"):
+            con.print(f"[red]FAILED[/red]{which}: {render.esc(deciding.failures[0]) if deciding.failures else ''}")
+    verdict = _combined(report, second)
+    if verdict == "fail" or (strict and verdict == "suspicious"):
         raise CheckFailed()
+
+
+def _combined(first, second):
+    """One verdict for a first-order report and a second-order one (or None): the worse of the two."""
+    verdicts = {first.verdict} | ({second.verdict} if second is not None else set())
+    for v in ("fail", "suspicious"):
+        if v in verdicts:
+            return v
+    return "pass"
+
+
+def _show_pairs(con, report, fast):
+    """The table of (output, input) results of one report, and its failed side checks."""
+    from .. import render
+    t = render.table(None, ["input", "abs err", "rel err", "worst at", "analytical", "numerical", "result"])
+    for p in report.pairs:
+        o_lab = render.labels(p.output_name, p.output_shape)
+        i_lab = render.labels(p.input_name, p.input_shape)
+        oi = _flat(p.worst_index[0], p.output_shape)
+        ii = _flat(p.worst_index[1], p.input_shape)
+        if not i_lab or not o_lab:
+            where = "- (empty)"          # an empty input or output has no element to name
+        else:
+            where = i_lab[ii] if len(o_lab) == 1 else f"{o_lab[oi]}, {i_lab[ii]}"
+        several = len({q.output for q in report.pairs if q.kind == "jacobian"}) > 1
+        label = (f"{p.input_name}.grad" if p.kind == "grad" else
+                 f"d{p.output_name}/d{p.input_name}" if several else p.input_name)   # as `jacobian` titles it
+        t.add_row(render.esc(label), f"{p.max_abs_error:.3g}",
+                  f"{p.max_rel_error:.3g}", render.esc(where),
+                  f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}",
+                  "[green]pass[/green]" if p.passed else "[red]FAIL[/red]")
+    if report.pairs:
+        render.show(con, t)
+    elif fast:
+        con.print(f"fast check: {'passed' if report.passed else 'failed'}")
+    for k, ok in report.checks.items():
+        if not ok:
+            con.print(f"[red]side check failed[/red]: {SIDE_CHECKS.get(k, k)}")
 
 
 def _locate(target, fn, inputs, eps, atol, rtol):
