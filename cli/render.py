@@ -232,6 +232,8 @@ def check_line(con, report):
     err = f" (max abs error {worst.max_abs_error:.3g})" if worst else ""
     if report.verdict == "suspicious":
         con.print(f"[yellow]gradient check SUSPICIOUS[/yellow]: {esc(report.suspicion)}")
+    elif report.verdict == "inconclusive":
+        con.print(f"[yellow]gradient check INCONCLUSIVE[/yellow]: {esc(report.inconclusive)}")
     elif report.passed:
         con.print(f"[green]gradient check passed[/green]{err}")
     else:
@@ -244,7 +246,14 @@ def check_json(report):
     """A gradient check report as JSON (check --json, and the "check" entry of grad/jacobian --json)."""
     inputs = {}
     grads = {}
+    reference = {}
     for p in report.pairs:
+        if p.kind == "float64":       # a float32 gradient against the float64 one of the same computation
+            key = f"{p.input_name}.grad" if p.output_name == "backward()" else f"d{p.output_name}/d{p.input_name}"
+            reference[key] = {"max_abs_error": p.max_abs_error, "worst_index": [list(p.worst_index[0]),
+                              list(p.worst_index[1])], "float32": p.worst_analytical, "float64": p.worst_numerical,
+                              "passed": p.passed}
+            continue
         if p.kind == "grad":          # the .grad an ordinary backward() left, vs v^T J numerical
             grads[p.input_name] = {"max_abs_error": p.max_abs_error, "max_rel_error": p.max_rel_error,
                                    "worst_index": list(p.worst_index[1]), "grad": p.worst_analytical,
@@ -259,6 +268,7 @@ def check_json(report):
         elif not p.passed:
             cur["passed"] = False
     return {"passed": report.passed, "verdict": report.verdict or ("pass" if report.passed else "fail"),
-            "suspicion": report.suspicion or None, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
+            "suspicion": report.suspicion or None, "inconclusive": report.inconclusive or None, "eps": report.eps, "atol": report.atol, "rtol": report.rtol,
             "fast_mode": report.fast_mode, "inputs": inputs, "backward_grad": grads, "checks": report.checks,
-            "failures": report.failures, "warnings": report.warnings, "custom_functions": report.suspects}
+            "failures": report.failures, "warnings": report.warnings, "custom_functions": report.suspects,
+            **({"float64_reference": reference} if reference else {})}

@@ -183,3 +183,53 @@ def test_the_cli_locates_nothing_wrong_in_a_transposed_input():
     r = runner.invoke(app, ["check", "sum(sin(W.T))", "--W", "randn(6,4)", "--locate", "--json"])
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["locate"] and all(c["verdict"] == "pass" for c in doc["locate"])
+
+
+L2 = """import engine as torch
+
+
+class L2(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w):
+        ctx.save_for_backward(w)
+        return 1e-4 * (w * w).sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        w, = ctx.saved_tensors
+        return g * 1e-4 * w * FACTOR
+
+
+def f(w, x):
+    return ((x @ w) ** 2).sum() * 50 + L2.apply(w)
+"""
+
+
+@pytest.mark.parametrize("factor,verdict", [(1.0, "suspicious"), (2.0, "pass")])
+def test_a_node_wrong_on_its_own_makes_a_passing_verdict_say_why(tmp_path, factor, verdict):
+    """An L2 penalty whose backward returns w for 2w hides within rtol of the data gradient: the
+    whole passes, the node fails its local check -- and the verdict says so instead of 'passed'."""
+    p = tmp_path / "l2.py"
+    p.write_text(L2.replace("FACTOR", repr(factor)))
+    argv = ["check", str(p), "--w", "randn(3)", "--x", "randn(4,3)", "--locate"]
+    doc = json.loads(runner.invoke(app, argv + ["--json"]).stdout)
+    assert doc["verdict"] == verdict
+    failing = [c["node"] for c in doc["locate"] if c["verdict"] == "fail"]
+    assert failing == (["L2Backward"] if factor == 1.0 else [])
+    if verdict == "suspicious":
+        assert "L2Backward at l2.py:17 fails its own local check" in doc["suspicion"]
+        assert runner.invoke(app, argv + ["--strict"]).exit_code == 1
+
+
+def test_an_in_place_function_is_checked_on_the_inputs_it_received(tmp_path):
+    """A correct in-place ReLU (mark_dirty): its node was re-checked on its output (the input as
+    forward left it), so every negative input sat on the kink and the node FAILED."""
+    p = tmp_path / "relu_ip.py"
+    p.write_text("import engine as torch\n\n\nclass InplaceReLU(torch.autograd.Function):\n    @staticmethod\n"
+                 "    def forward(ctx, x):\n        ctx.mark_dirty(x)\n        x.clamp_(min=0)\n"
+                 "        ctx.save_for_backward(x)\n        return x\n\n    @staticmethod\n    def backward(ctx, g):\n"
+                 "        out, = ctx.saved_tensors\n        return g * (out > 0).to(g.dtype)\n\n\n"
+                 "def f(x):\n    return InplaceReLU.apply(x * 1.0).sum()\n")
+    doc = json.loads(runner.invoke(app, ["check", str(p), "--x", "0.5,-1,2,-0.3", "--locate", "--json"]).stdout)
+    assert doc["verdict"] == "pass"
+    assert {c["node"]: c["verdict"] for c in doc["locate"]}["InplaceReLUBackward"] == "pass"

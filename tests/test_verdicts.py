@@ -112,8 +112,14 @@ def test_a_target_that_computes_gradients_itself_is_checked(tmp_path):
 
 
 def test_a_step_outside_the_domain_is_said_plainly():
-    r = runner.invoke(app, ["check", "sum(sqrt(x))", "--x", "1e-7,1"])
-    assert r.exit_code == 1 and "left the function's domain at x[0]" in r.stdout
+    # eps=1e-6 leaves sqrt's domain at x = 1e-7; steps of 1e-9 and 1e-10 stay inside and agree
+    r = runner.invoke(app, ["check", "sum(sqrt(x))", "--x", "1e-7,1", "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["verdict"] == "pass" and "x at eps 1e-10" in " ".join(doc["warnings"])
+    # at x = 1e-13 every step tried leaves it: inconclusive, the domain named, never "wrong"
+    r = runner.invoke(app, ["check", "sum(sqrt(x))", "--x", "1e-13,1"])
+    assert r.exit_code == 1 and "INCONCLUSIVE" in r.stdout and "leave the function's domain" in r.stdout
+    assert "step leaves the domain (not judged)" in r.stdout and "wrong" not in r.stdout.lower()
 
 
 def test_sweep_tells_convergence_from_a_flat_gap(tmp_path):

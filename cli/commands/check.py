@@ -116,10 +116,13 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                 write_text(plot, _svg(swept))
     worst = _worst_failing_pair(report)
     from engine.autograd.checker import pattern
-    shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) if worst is not None else ""
+    # an error's shape only where the verdict says the gradient is wrong (not finite differences)
+    shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) \
+        if worst is not None and report.verdict == "fail" else ""
     located = None
     if (locate or not report.passed or report.verdict == "suspicious") and target.engine_graph:
         located, ran = _locate(target, fn, inputs, eps, atol, rtol)
+        _agree(report, located)
         if dot is not None:
             from ..outputs import write_graph
             marks = {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
@@ -177,7 +180,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         if swept is not None:
             _show_sweep(con, swept)
         if located is not None:
-            _show_located(con, located, locate)
+            _show_located(con, located, locate, report.verdict)
         verdict = _combined(report, second)
         # the report that decides: a failing one first, else a suspicious one (first order first)
         deciding = next((r for r in (report, second) if r is not None and r.verdict == verdict), report)
@@ -185,19 +188,22 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         if verdict == "suspicious":
             con.print(f"[yellow]SUSPICIOUS[/yellow]{which}: {render.esc(deciding.suspicion)}"
                       + ("" if strict else " (exit 0; --strict makes this exit 1)"))
+        elif verdict == "inconclusive":
+            con.print(f"[yellow]INCONCLUSIVE[/yellow]{which}: {render.esc(deciding.inconclusive)} (exit 1: the "
+                      "gradient is not vouched for)")
         elif verdict == "pass":
             con.print("[green]passed[/green]" + (" (first and second order)" if second is not None else ""))
         else:
             con.print(f"[red]FAILED[/red]{which}: {render.esc(deciding.failures[0]) if deciding.failures else ''}")
     verdict = _combined(report, second)
-    if verdict == "fail" or (strict and verdict == "suspicious"):
+    if verdict in ("fail", "inconclusive") or (strict and verdict == "suspicious"):
         raise CheckFailed()
 
 
 def _combined(first, second):
     """One verdict for a first-order report and a second-order one (or None): the worse of the two."""
-    verdicts = {first.verdict} | ({second.verdict} if second is not None else set())
-    for v in ("fail", "suspicious"):
+    verdicts = {r.verdict or ("pass" if r.passed else "fail") for r in (first, second) if r is not None}
+    for v in ("fail", "inconclusive", "suspicious"):
         if v in verdicts:
             return v
     return "pass"
@@ -219,10 +225,15 @@ def _show_pairs(con, report, fast):
         several = len({q.output for q in report.pairs if q.kind == "jacobian"}) > 1
         label = (f"{p.input_name}.grad" if p.kind == "grad" else
                  f"d{p.output_name}/d{p.input_name}" if several else p.input_name)   # as `jacobian` titles it
+        if p.kind == "float64":                  # analytical float32 against analytical float64
+            label = f"{p.input_name}.grad vs float64" if p.output_name == "backward()" else f"{label} vs float64"
+        result = "[green]pass[/green]" if p.passed else "[red]FAIL[/red]"
+        if p.note:
+            result = (f"[green]{p.note}[/green]" if p.note.startswith("pass") else
+                      f"[red]FAIL[/red] ({p.note})" if p.note.startswith("wrong") else f"[yellow]{p.note}[/yellow]")
         t.add_row(render.esc(label), f"{p.max_abs_error:.3g}",
                   f"{p.max_rel_error:.3g}", render.esc(where),
-                  f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}",
-                  "[green]pass[/green]" if p.passed else "[red]FAIL[/red]")
+                  f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}", result)
     if report.pairs:
         render.show(con, t)
     elif fast:
@@ -258,14 +269,30 @@ def _locate(target, fn, inputs, eps, atol, rtol):
     return checks, ran
 
 
-def _show_located(con, checks, asked):
+def _agree(report, located):
+    """The verdict and the local checks agree, or the report says why: a node that fails on its own
+    while the whole passes makes the verdict suspicious (its error is within tolerance at the
+    outputs -- small beside the rest of the gradient, or cancelled by it -- and still a bug)."""
+    wrong = [c for c in located if c.verdict == "fail"]
+    if report.verdict != "pass" or not wrong:
+        return
+    c = wrong[0]
+    where = f" at {c.where}" if c.where else ""
+    report.verdict = "suspicious"
+    report.suspicion = (f"the whole is within tolerance, but {c.node}{where} fails its own local check (max abs error "
+                        f"{c.max_abs_err:.3g} against its own forward): its error is too small to show at the outputs "
+                        "(within atol + rtol*|gradient| there) or is cancelled by the rest of the graph; it is still a "
+                        "wrong backward")
+
+
+def _show_located(con, checks, asked, verdict="fail"):
     from .. import render
     wrong = [c for c in checks if c.verdict in ("fail", "suspicious")]
     shown = checks if asked or len(checks) <= 12 else wrong
     t = render.table("each backward node against its own forward (local checks)",
                      ["node", "made at", "max abs err", "result"])
     marks = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "suspicious": "[yellow]SUSPICIOUS[/yellow]",
-             "kink": "kink (not judged)"}
+             "kink": "kink (not judged)", "domain": "step leaves the domain (not judged)"}
     for c in shown:
         t.add_row(render.esc(c.node), render.esc(c.where or "-"), f"{c.max_abs_err:.3g}", marks[c.verdict])
     render.show(con, t)
@@ -279,7 +306,8 @@ def _show_located(con, checks, asked):
         con.print("no node is wrong away from kinks: the mismatch is at a point where an op has no derivative "
                   "(its subgradient choice), not a bug")
     else:
-        con.print("every node passes on its own: look at how they are combined (or at the tolerances)")
+        con.print("every node passes on its own, as the whole does" if verdict == "pass" else
+                  "every node passes on its own: look at how they are combined (or at the tolerances)")
 
 
 JSON_MATRIX_CAP = 10_000      # elements of a Jacobian --json carries
@@ -334,6 +362,9 @@ def _say_interrupted(e):
 
 
 def _worst_failing_pair(report):
+    """The failing pair to show (heat map, pattern), when the verdict is that the gradient is wrong."""
+    if report.verdict not in ("fail", ""):
+        return None
     failing = [p for p in report.pairs if p.kind == "jacobian" and not p.passed and p.analytical.size]
     return max(failing, key=lambda p: p.max_abs_error, default=None)
 
@@ -380,11 +411,15 @@ def _show_sweep(con, s):
     import math
 
     from .. import render
-    logs = [math.log10(max(e, 1e-300)) for e in s.errors]
-    lo, hi = min(logs), max(logs)
+    logs = [math.log10(max(e, 1e-300)) if math.isfinite(e) else None for e in s.errors]
+    known = [v for v in logs if v is not None] or [0.0]
+    lo, hi = min(known), max(known)
     t = render.table("finite-difference error against the step (the worst swept elements)",
                      ["eps", "max abs err", "log scale"])
     for e, err, lg in zip(s.eps, s.errors, logs):
+        if lg is None:                 # x +- eps left the function's domain (or reached its pole)
+            t.add_row(f"{e:.0e}", f"{err:.2e}", "(left the domain)")
+            continue
         bar = "#" * (1 + round(30 * (lg - lo) / (hi - lo))) if hi > lo else "#"
         mark = " <- smallest" if e == s.best_eps else ""
         t.add_row(f"{e:.0e}", f"{err:.2e}", bar + mark)
@@ -396,10 +431,11 @@ def _show_sweep(con, s):
 def _png(s, path):
     """The sweep drawn by matplotlib (the [plot] extra) into path, as PNG."""
     import matplotlib
+    import numpy as np
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-    ax.loglog(s.eps, [max(e, 1e-300) for e in s.errors], "o-")
+    ax.loglog(s.eps, [max(e, 1e-300) if np.isfinite(e) else np.nan for e in s.errors], "o-")
     ax.invert_xaxis()
     ax.set_xlabel("eps")
     ax.set_ylabel("max abs error")
@@ -413,8 +449,9 @@ def _svg(s, width=480, height=300):
     """The sweep as a small SVG line plot: log10(eps) across, log10(error) up."""
     import html
     import math
-    xs = [math.log10(e) for e in s.eps]
-    ys = [math.log10(max(v, 1e-300)) for v in s.errors]
+    kept = [(e, v) for e, v in zip(s.eps, s.errors) if math.isfinite(v)] or [(s.eps[0], 1.0)]   # left the domain
+    xs = [math.log10(e) for e, _ in kept]
+    ys = [math.log10(max(v, 1e-300)) for _, v in kept]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
     pad = 40
 
@@ -425,7 +462,7 @@ def _svg(s, width=480, height=300):
         return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
     pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
     labels = "".join(f'<text x="{px(x):.1f}" y="{height - pad + 16}" font-size="10" text-anchor="middle">'
-                     f"{s.eps[i]:.0e}</text>" for i, x in enumerate(xs) if i % 2 == 0)
+                     f"{kept[i][0]:.0e}</text>" for i, x in enumerate(xs) if i % 2 == 0)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'font-family="Helvetica,Arial,sans-serif">'
             f'<rect width="100%" height="100%" fill="white"/>'

@@ -53,9 +53,14 @@ class PairResult:
     worst_analytical: float
     worst_numerical: float
     passed: bool
-    kind: str = "jacobian"      # "grad": the .grad an ordinary backward() left, vs v^T J numerical
+    kind: str = "jacobian"      # "grad": the .grad an ordinary backward() left, vs v^T J numerical;
+                                # "float64": a float32 gradient against the float64 one (analytical, numerical)
+    note: str = ""              # how the verdict re-judged this pair ("pass at eps 1e-08", "unresolved")
+    bound: object = None        # "float64" pairs: the allowed error, per element
 
     def describe(self):
+        if self.kind == "float64":
+            return self._describe_float32()
         if np.isnan(self.worst_numerical) and not np.isnan(self.worst_analytical):
             at = ", ".join(map(str, self.worst_index[1]))
             where = f"{self.input_name}[{at}]" if at else self.input_name
@@ -64,6 +69,19 @@ class PairResult:
                     "(sqrt, log or a fractional power near 0?), so central differences cannot judge this "
                     "element; check at a point further inside the domain, or with a smaller --eps")
         return self._describe()
+
+    def _describe_float32(self):
+        o, i = self.worst_index
+        at = f"{self.input_name}[{', '.join(map(str, i))}]" if i else self.input_name
+        what = "the .grad after backward()" if self.output_name == "backward()" else f"d{self.output_name}/d{self.input_name}"
+        if np.isnan(self.worst_analytical) or np.isinf(self.worst_analytical):
+            return (f"the float32 gradient holds {self.worst_analytical} at {at} ({what}) where the float64 one of the "
+                    f"same computation is {self.worst_numerical:.10g}: a float32-only bug (an overflow, exp of a large "
+                    "value, or a division by a number that rounds to 0 in float32)")
+        return (f"the float32 gradient ({what}) differs from the float64 one of the same computation: worst at {at}: "
+                f"float32 {self.worst_analytical:.10g}, float64 {self.worst_numerical:.10g} (abs error "
+                f"{self.max_abs_error:.3g}, more than {FLOAT32_K:g} times float32's own error there): a float32-only "
+                "bug (precision lost in a cancellation, or a step done at lower precision)")
 
     def _describe(self):
         o, i = self.worst_index
@@ -91,8 +109,9 @@ class GradcheckReport:
     warnings: list
     failures: list
     suspects: list = dataclasses.field(default_factory=list)   # custom Functions on the graph
-    verdict: str = ""            # "pass", "suspicious" or "fail" (check_gradients(verdicts=True))
+    verdict: str = ""            # "pass", "suspicious", "fail" or "inconclusive" (check_gradients(verdicts=True))
     suspicion: str = ""          # why a passing check is suspicious
+    inconclusive: str = ""       # why finite differences could not judge it (verdict "inconclusive")
 
     def __bool__(self):
         return self.passed
@@ -343,6 +362,7 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
     if fast_mode:
         report = _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names)
         if report.passed:
+            report.verdict = "pass" if verdicts else ""
             return report
         full = check_gradients(func, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=False,
                                nondet_tol=nondet_tol, input_names=input_names, output_names=output_names,
@@ -352,6 +372,8 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         full.checks["fast"] = False
         full.failures.insert(0, report.failures[0])
         full.passed = False
+        if verdicts:
+            full.verdict = "fail"
         return full
     outs, analytical = _analytical(func, inputs, diff)
     onames = list(output_names) if output_names else [f"output{k}" if len(outs) > 1 else "output"
@@ -399,39 +421,179 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
     if failures and suspects:
         failures.append(f"custom Functions on this graph (the built-in ops are tested): {', '.join(suspects)}")
     report = GradcheckReport(not failures, eps, atol, rtol, False, pairs, checks, warns, failures, suspects)
-    if verdicts and failures and any(inputs[i]._data.dtype != np.float64 for i in diff):
-        report = _judged_in_float64(func, inputs, diff, report, eps, atol, rtol, input_names, output_names, seed)
-    if verdicts:
-        report.verdict = "fail" if report.failures else "pass"
-        if not failures:
-            report.suspicion = _suspicion(func, inputs, pairs, eps)
-            if report.suspicion:
-                report.verdict = "suspicious"
+    if not verdicts:
+        return report
+    report.verdict = "fail" if failures else "pass"
+    if failures and not msgs:         # only finite-difference mismatches: are they the gradient's?
+        if any(inputs[i]._data.dtype != np.float64 for i in diff):
+            _against_float64(func, inputs, diff, report, eps, atol, rtol, input_names, output_names, seed)
+        else:
+            _rejudge_steps(func, inputs, report, outs, atol, rtol, seed)
+    if not failures:
+        report.suspicion = _suspicion(func, inputs, pairs, eps)
+        if report.suspicion:
+            report.verdict = "suspicious"
     return report
 
 
-def _judged_in_float64(func, inputs, diff, report, eps, atol, rtol, input_names, output_names, seed):
-    """A check that fails on float32 inputs, run again on float64 copies: when that passes, the
-    failure is float32's finite differences, not the gradient -- say so and pass; otherwise the
-    float64 failures stand."""
+FLOAT32_K = 64.0              # a float32 gradient may differ from float64 by this times float32's own error
+STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)   # the steps a failing element is re-judged at
+COLUMNS_REJUDGED = 8          # input elements per failing pair re-differenced at every step
+
+
+def _against_float64(func, inputs, diff, report, eps, atol, rtol, input_names, output_names, seed):
+    """A float32 check whose finite differences fail, judged against a float64 reference of the
+    same computation (the report is amended, never replaced): the float64 copies are checked
+    against their own finite differences (with every verdict of a float64 check), and each
+    float32 gradient must lie within FLOAT32_K times float32's own error of the float64 one --
+    float32's resolution, or the float32 forward's measured error when that is larger. A NaN or
+    inf in the float32 gradient where the float64 one is finite is a failure. The float32 rows
+    stay in the report, marked as not judged by their finite differences."""
     ins64 = tuple(Tensor._make(inputs[i]._data.astype(np.float64)).requires_grad_(True) if i in diff else inputs[i]
                   for i in range(len(inputs)))
     try:
         r64 = check_gradients(func, ins64, eps=eps, atol=atol, rtol=rtol, input_names=input_names,
-                              output_names=output_names, seed=seed)
-    except Exception:  # noqa: BLE001 - the function may not take float64: keep the float32 verdict
-        return report
-    worst = max((p.max_abs_error for p in report.pairs), default=0.0)
-    if r64.passed:
+                              output_names=output_names, seed=seed, verdicts=True)
+        out32, out64 = _eval(func, inputs), _eval(func, ins64)
+    except Exception:  # noqa: BLE001 - the function may not take float64: the float32 verdict stands
+        report.warnings.append("the function does not run on float64 copies of the float32 inputs, so the float32 "
+                               "finite differences could not be judged against a float64 reference")
+        return
+    scale = max((float(np.max(np.abs(o._data))) for o in out64 if o._data.size), default=0.0) or 1.0
+    err_f = max((float(np.max(np.abs(a._data.astype(np.float64) - b._data))) for a, b in zip(out32, out64)
+                 if a._data.size), default=0.0) / scale
+    u = max(float(np.finfo(np.float32).eps) / 2, err_f)
+    refs = []
+    p64 = {(p.kind, p.output, p.input): p for p in r64.pairs}
+    for p in report.pairs:
+        q = p64.get((p.kind, p.output, p.input))
+        if q is None or p.kind not in ("jacobian", "grad"):
+            continue
+        a, ref = p.analytical.astype(np.float64), q.analytical
+        bound = FLOAT32_K * u * (np.abs(ref) + (float(np.max(np.abs(ref))) if ref.size else 0.0)) + 1e-30
+        err = np.abs(a - ref)
+        bad = ~(err <= bound)                                   # NaN and inf are outside every bound
+        w = int(np.argmax(np.where(bad, np.inf, err - bound))) if a.size else 0
+        wi = np.unravel_index(w, a.shape) if a.size else (0, 0)
+        o_idx = tuple(int(v) for v in np.unravel_index(wi[0], p.output_shape)) if p.output_shape else ()
+        i_idx = tuple(int(v) for v in np.unravel_index(wi[1], p.input_shape)) if p.input_shape else ()
+        finite = err[np.isfinite(err)]
+        refs.append(PairResult(p.output, p.input, p.output_name, p.input_name, p.output_shape, p.input_shape, a, ref,
+                               float(np.max(finite)) if finite.size else float("nan"),
+                               float(np.max(finite / np.maximum(np.abs(ref[np.isfinite(err)]), 1e-300)))
+                               if finite.size else float("nan"),
+                               (o_idx, i_idx), float(a[wi]) if a.size else 0.0, float(ref[wi]) if a.size else 0.0,
+                               not bool(bad.any()), kind="float64", bound=bound))
+        if not p.passed:
+            p.note = "not judged (float32 steps)"
+    report.pairs.extend(refs)
+    wrong = [r.describe() for r in refs if not r.passed]
+    if r64.verdict == "fail" or r64.verdict == "inconclusive":
+        report.verdict = r64.verdict
+        report.inconclusive = r64.inconclusive
+        report.failures = [f"on float64 copies of the float32 inputs: {f}" for f in r64.failures] + wrong
+        return
+    if wrong:
+        report.failures = wrong
+        return
+    worst = max((p.max_abs_error for p in report.pairs if p.kind == "jacobian"), default=0.0)
+    report.warnings.append(
+        f"float32 finite differences cannot resolve this gradient (max abs error {worst:.3g}); judged instead "
+        f"against a float64 reference of the same computation: the float64 gradient passes its own check, and the "
+        f"float32 one is within {FLOAT32_K:g} times float32's error of it (float32's error here: {u:.2g} relative)")
+    report.failures = []
+    report.passed = True
+    report.verdict = "pass"
+
+
+def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed):
+    """Failing float64 elements judged again at every step in STEPS (the report is amended): an
+    element passes when finite differences agree with the analytical value at two adjacent steps;
+    it is wrong when they settle (two adjacent steps agree with each other to a tenth of the gap)
+    on a value the analytical one does not match; otherwise finite differences did not converge
+    there and the verdict is "inconclusive", with the reason in words."""
+    failing = [p for p in report.pairs if p.kind == "jacobian" and not p.passed and p.analytical.size]
+    if not failing:
+        return
+    cols = {}
+    for p in failing:
+        bad = ~(np.abs(p.analytical - p.numerical) <= atol + rtol * np.abs(p.numerical))
+        gap = np.where(bad, np.nan_to_num(np.abs(p.analytical - p.numerical), nan=np.inf), -1.0).max(axis=0)
+        picked = [int(c) for c in np.argsort(-gap)[:COLUMNS_REJUDGED] if gap[c] >= 0]
+        cols[p.input] = sorted(set(cols.get(p.input, [])) | set(picked))
+    steps = sorted(set(STEPS) | {report.eps}, reverse=True)
+    nums = {i: [_numerical_columns(func, inputs, i, h, c) for h in steps] for i, c in cols.items()}
+    verdicts, best, nan_seen = [], {}, False
+    for p in failing:
+        c = cols[p.input]
+        a = p.analytical[:, c]
+        n = np.stack([nums[p.input][k][p.output] for k in range(len(steps))])          # (steps, rows, cols)
+        bad = ~(np.abs(a - p.numerical[:, c]) <= atol + rtol * np.abs(p.numerical[:, c]))
+        nan_seen |= bool(np.isnan(n[:, bad]).any())
+        gap = np.abs(a - n)
+        agree = gap <= atol + rtol * np.abs(n)
+        ok = agree[:-1] & agree[1:]                                                    # two adjacent steps
+        settled = (np.abs(n[:-1] - n[1:]) <= 0.1 * np.minimum(gap[:-1], gap[1:])) & ~agree[:-1] & ~agree[1:]
+        passed, wrong = ok.any(axis=0) & bad, settled.any(axis=0) & ~ok.any(axis=0) & bad
+        if wrong.any():
+            verdicts.append("fail")
+            p.note = "wrong at every step"
+        elif passed.sum() == bad.sum():
+            verdicts.append("pass")
+            okb = ok[:, bad]                         # (adjacent step pairs, failing elements)
+            every = okb.all(axis=1)
+            k = int(np.argmax(every)) if every.any() else int(np.argmax(okb.sum(axis=1)))
+            best[p.input_name] = steps[k + 1]
+            p.note = f"pass at eps {steps[k + 1]:.0e}"
+        else:
+            verdicts.append("inconclusive")
+            p.note = "unresolved"
+    if "fail" in verdicts:
+        return
+    # the .grad rows: backward()'s .grad must be v^T J of the analytical Jacobian the steps vouch for
+    vs = _cotangents(outs, seed)
+    table = {(p.output, p.input): p.analytical for p in report.pairs if p.kind == "jacobian"}
+    for p in report.pairs:
+        if p.kind != "grad" or p.passed:
+            continue
+        vta = sum(v.reshape(-1) @ table[(k, p.input)] for k, v in enumerate(vs) if (k, p.input) in table)
+        vta = np.asarray(vta, dtype=np.float64).reshape(-1)
+        if not np.all(np.abs(p.analytical.reshape(-1) - vta) <= report.atol + report.rtol * np.abs(vta)):
+            return                        # backward() disagrees with the Jacobian rows: a real failure
+        p.note = "pass (= v^T J)"
+    if all(v == "pass" for v in verdicts):
+        for p in report.pairs:
+            if p.note.startswith("pass"):
+                p.passed = True
+        at = ", ".join(f"{name} at eps {h:.0e}" for name, h in best.items())
         report.warnings.append(
-            f"the check fails in float32 (max abs error {worst:.3g}) and passes on float64 copies of the same "
-            "inputs: float32 finite differences cannot resolve this gradient, which is right (for float32, "
-            "eps ~1e-3 with atol and rtol ~1e-2 would pass)")
+            f"finite differences with eps={report.eps:g} were untrustworthy here (a step too large for how fast the "
+            f"function changes, round-off, or a step leaving the domain); at smaller or larger steps they agree with "
+            f"the analytical gradient ({at}), so it is right")
         report.failures = []
         report.passed = True
-        return report
-    r64.warnings = report.warnings + ["judged on float64 copies of the float32 inputs, which fail too"]
-    return r64
+        report.verdict = "pass"
+        return
+    report.verdict = "inconclusive"
+    report.inconclusive = _why_unresolved(func, inputs, nan_seen)
+    report.failures.insert(0, f"inconclusive: {report.inconclusive}")
+
+
+def _why_unresolved(func, inputs, nan_seen):
+    """The reason, in words, that finite differences converged at no step."""
+    if nan_seen:
+        return ("finite differences leave the function's domain at some steps and do not settle at the others "
+                "(sqrt, log or a fractional power near 0?): check at a point further inside the domain")
+    outs = _eval(func, inputs)
+    vals = [o._data for o in outs if o._data.dtype == np.float64 and o._data.size]
+    if vals and all(np.array_equal(v, v.astype(np.float32).astype(np.float64)) for v in vals) and \
+            any(not np.array_equal(v, np.round(v)) for v in vals):
+        return ("f computes in float32 inside (its float64 outputs hold only float32 values), so its differences "
+                "carry float32's round-off (~1e-7 relative) over the step: no step resolves the gradient to the "
+                "tolerance; compute in float64 inside f, or check with --dtype float32 and its tolerances")
+    return ("no step makes finite differences converge: they change with the step by more than the gap between "
+            "analytical and numerical (round-off, or a function that varies faster than a step can resolve: "
+            "ill-conditioned), so they cannot say whether the gradient is right")
 
 
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -747,29 +909,51 @@ def sweep(func, inputs, *, eps_grid=SWEEP_EPS, columns=8, input_names=None):
 
 
 def _read_sweep(eps, errors, analytical):
+    """What the error-against-step curve says. "wrong" only when it is flat -- the same error,
+    within a factor of 3, at every step from 1e-3 to 1e-8 -- since only then do finite
+    differences agree with each other and not with the gradient; a curve that spans decades
+    is finite differences at work (truncation falling, round-off growing), never a verdict on
+    the gradient. Steps that left the function's domain (NaN) are named and left out."""
     scale = max((float(np.max(np.abs(a))) for row in analytical for a in row if a.size), default=1.0) or 1.0
-    errs = np.maximum(np.asarray(errors, dtype=np.float64), 1e-300)
+    raw = np.asarray(errors, dtype=np.float64)
+    raw = np.where(np.isfinite(raw), raw, np.nan)          # inf: a step reached a pole (log at 0)
+    out = [e for e, v in zip(eps, raw) if np.isnan(v)]
+    note = (f" (steps {', '.join(f'{e:.0e}' for e in out)} left the function's domain)" if out else "")
+    keep = ~np.isnan(raw)
+    if not keep.any():
+        return Sweep(list(eps), [float(e) for e in errors], 0.0, float(eps[0]), float("nan"), "unclear",
+                     "every step left the function's domain: check at a point further inside it")
+    e_ok = np.asarray(eps, dtype=np.float64)[keep]
+    errs = np.maximum(raw[keep], 1e-300)
     k = int(np.argmin(errs))
-    left = slice(0, k + 1)
     order = 0.0
     if k >= 2:
-        order = float(np.polyfit(np.log10(eps[left]), np.log10(errs[left]), 1)[0])
+        order = float(np.polyfit(np.log10(e_ok[:k + 1]), np.log10(errs[:k + 1]), 1)[0])
     best = float(errs[k])
     rel = best / scale
+    window = errs[(e_ok <= 1e-3) & (e_ok >= 1e-8)]
+    flat = window.size >= 3 and float(window.max() / window.min()) <= 3.0
+    best_eps = float(e_ok[k])
     if rel < 1e-7 and (order > 1.0 or k < 2):
         verdict = "right"
-        message = (f"the error falls as eps^{order:.1f} down to {best:.1g} at eps={eps[k]:.0e} and then grows "
-                   "(round-off): your gradient is right" if k >= 2 and k < len(eps) - 1 else
-                   f"the error reaches {best:.1g} at eps={eps[k]:.0e}: your gradient is right")
-    elif abs(order) < 0.5 and rel > 1e-6:
+        message = (f"the error falls as eps^{order:.1f} down to {best:.1g} at eps={best_eps:.0e} and then grows "
+                   "(round-off): your gradient is right" if 2 <= k < len(errs) - 1 else
+                   f"the error reaches {best:.1g} at eps={best_eps:.0e}: your gradient is right")
+    elif flat and abs(order) < 0.5 and rel > 1e-6:
         verdict = "wrong"
-        message = (f"the error is flat at {best:.2g} for every eps (slope {order:.1f}): finite differences "
-                   "converge, the analytical gradient does not agree with them -- the gradient is wrong")
+        message = (f"the error is flat at {best:.2g} for every eps from 1e-3 to 1e-8 (slope {order:.1f}): finite "
+                   "differences converge, the analytical gradient does not agree with them -- the gradient is wrong")
+    elif k < len(errs) - 1 and float(errs[k + 1:].max()) > 30 * best:
+        verdict = "unclear"
+        message = (f"the error is smallest, {best:.2g}, at eps={best_eps:.0e} and grows "
+                   f"{float(errs[k + 1:].max()) / best:.2g}-fold at smaller steps: round-off dominates (float32 "
+                   "inside f, or large values), so finite differences agree with the gradient to that much and "
+                   "can say no more")
     else:
         verdict = "unclear"
-        message = (f"the smallest error is {best:.2g} at eps={eps[k]:.0e} (slope {order:.1f} before it): "
+        message = (f"the smallest error is {best:.2g} at eps={best_eps:.0e} (slope {order:.1f} before it): "
                    "neither clean convergence nor a flat gap -- a kink, a step leaving the domain, or float32?")
-    return Sweep(list(eps), [float(e) for e in errors], order, float(eps[k]), best, verdict, message)
+    return Sweep(list(eps), [float(e) for e in errors], order, best_eps, best, verdict, message + note)
 
 
 def pattern(analytical, numerical, atol=1e-5, rtol=1e-3):

@@ -251,6 +251,10 @@ class Function(metaclass=FunctionMeta):
         tensor_pos = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
         record = STATE.enabled and any(ctx.needs_input_grad)
+        # the recorder (locate) gets the inputs as forward received them: a forward that works in
+        # place (mark_dirty) has changed them by the time the node exists
+        received = tuple(Tensor._make(np.array(a._data, copy=True)) if isinstance(a, Tensor) else a for a in args) \
+            if record and STATE.recorder is not None else args
         with no_grad():
             if cls._setup_style:
                 result = cls.forward(*args, **kwargs)
@@ -311,7 +315,7 @@ class Function(metaclass=FunctionMeta):
         ctx._saved = tuple(saved)
         ctx.to_save = ()
         if STATE.recorder is not None:
-            STATE.recorder(ctx, args, kwargs)
+            STATE.recorder(ctx, received, kwargs)
         if STATE.anomaly:
             ctx._trace = traceback.format_stack()[:-1]
         return wrapped[0] if single else tuple(wrapped)

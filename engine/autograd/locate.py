@@ -31,7 +31,8 @@ class LocalCheck:
     order: int               # position in forward order
     span: tuple = None       # (start, end) in an expression, when the front end knows it
     verdict: str = ""        # "pass", "suspicious" (within tolerance, far beyond the finite-difference
-                             # error), "fail", or "kink" (an input within eps of a kink: not judged)
+                             # error), "fail", "kink" (an input within eps of a kink: not judged) or
+                             # "domain" (a step x +- eps left the forward's domain: not judged)
     node_ref: object = dataclasses.field(default=None, repr=False, compare=False)   # the node itself
 
 
@@ -92,6 +93,9 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
         ok = _within(ana, num, atol, rtol, noise)
         if _near_kink(node, vals, attrs, eps):
             verdict = "kink"
+            ok = True
+        elif any(bool(np.any(np.isnan(n) & np.isfinite(a))) for a, n in zip(ana, num)):
+            verdict = "domain"        # a step left the forward's domain: finite differences cannot judge
             ok = True
         elif not ok:
             verdict = "fail"
@@ -238,6 +242,9 @@ def _forward_of(node, vals, attrs):
     cls = getattr(node, "_forward_cls", None)
     if cls is not None:
         def run(args):
+            # fresh copies each call: a forward that works in place (mark_dirty) must not change
+            # the recorded inputs the next difference starts from
+            args = [Tensor._make(np.array(a._data, copy=True)) if isinstance(a, Tensor) else a for a in args]
             res = cls.apply(*args, **attrs)
             res = res if isinstance(res, tuple) else (res,)
             return [r._data if isinstance(r, Tensor) else np.asarray(r) for r in res]
