@@ -214,3 +214,70 @@ def test_sweep_survives_steps_that_leave_the_domain(tmp_path):
     assert "nan" not in svg.read_text() and "inf" not in svg.read_text()
     r = runner.invoke(app, ["check", "sum(log(x))", "--x", "1e-7,1", "--sweep", "--json"])
     assert json.loads(r.stdout)["sweep"]["verdict"] == "right"
+
+
+STATEFUL = '''import {lib} as torch
+
+
+class Sq(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        ctx.calls = 0
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        ctx.calls += 1            # state kept between calls: right once, wrong after
+        return g * 2 * x * (1.0 if ctx.calls == 1 else {later})
+
+
+def f(x):
+    return Sq.apply(x).sum()
+'''
+
+NOISY = '''import {lib} as torch
+
+_state = [0]
+
+
+class Sq(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        _state[0] += 1            # a backward that differs call to call (atomics, a random choice)
+        return g * 2 * x + 1e-12 * (_state[0] % 3)
+
+
+def f(x):
+    return Sq.apply(x).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("later", ["1.5", "1.0"])
+def test_a_backward_wrong_only_on_later_calls_is_caught(tmp_path, backend, later):
+    f = _write(tmp_path, backend, STATEFUL.replace("{later}", later), "stateful.py")
+    r = runner.invoke(app, ["check", str(f), "--x", "1,2,3", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    if later == "1.0":                                   # the same on every call: nothing to report
+        assert r.exit_code == 0 and doc["checks"]["deterministic"] is True
+        return
+    assert r.exit_code == 1 and doc["verdict"] == "fail" and doc["checks"]["deterministic"] is False
+    said = next(f for f in doc["failures"] if "not reentrant" in f)
+    spread = float(said.split("differ by up to ")[1].split(".)")[0].rstrip("."))
+    assert 0.1 < spread < 10                          # half of 2x times a standard normal cotangent, not round-off
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_nondeterministic_backward_shows_its_spread(tmp_path, backend):
+    f = _write(tmp_path, backend, NOISY, "noisy.py")
+    r = runner.invoke(app, ["check", str(f), "--x", "1,2,3", "--backend", backend])
+    assert r.exit_code == 1 and "side check failed: backward gives the same gradients when run twice" in r.stdout
+    assert "differ by up to 1e-12" in r.stdout or "differ by up to 2e-12" in r.stdout
