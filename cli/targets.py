@@ -85,6 +85,7 @@ class Target:
         self.label = label or text
         self.backend = backend
         self.torch_api = False        # a file that imports torch, run on the engine's PyTorch API
+        self.module_roots = []        # (name, object) pairs where the target's nn.Modules may be found
 
     @property
     def lib(self):
@@ -291,6 +292,13 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
     target.names, target._call, target.defaults = params, call, defaults
     target.torch_api = shim
+    # where nn.Modules live, to name the module a node was made in (locate): the file's globals
+    # by their names, and a module target itself (its submodules by their qualified names)
+    target.module_roots = [(k, v) for k, v in vars(module).items() if not k.startswith("_")]
+    if isinstance(obj, lib.nn.Module):
+        target.module_roots.insert(0, ("", obj))
+    elif isinstance(obj, type) and issubclass(obj, lib.nn.Module):
+        target.module_roots.insert(0, ("", instance))
     return target
 
 

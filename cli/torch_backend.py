@@ -265,3 +265,99 @@ def second_order(fn, inputs, names, seed=0):
         return res
     vnames = ["grad_output" if len(vs) == 1 else f"grad_output{k}" for k in range(len(vs))]
     return engine_function(first_order), inputs + vs, list(names) + vnames
+
+
+MAX_LOCAL_ELEMENTS = 4096     # input elements differenced per argument of one Function application
+
+
+def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0):
+    """Where a PyTorch target's gradient goes wrong: every custom Function application, checked
+    on its own. The target runs once with `torch.autograd.Function.apply` wrapped (for this run
+    only), which records each application -- its class, copies of the inputs it received, whether
+    each needed a gradient, where in the user's code it was made and in which nn.Module -- nested
+    applications (inside another Function's forward, inside modules, applied twice) included.
+    Each is then re-checked by the engine's local check (engine.autograd.locate.local_check): its
+    backward on random cotangents against central differences of its own forward. Built-in PyTorch
+    ops are trusted (PyTorch tests them). Returns ([LocalCheck] in forward order, outputs)."""
+    from torch.autograd.function import Function
+
+    from engine.autograd.locate import LocalCheck, _where, judge, module_of_stack
+    t = torch()
+    original = Function.__dict__["apply"]
+    records = []
+    state = {"depth": 0, "off": False}
+
+    def apply(cls, *args, **kwargs):
+        if state["off"]:                                   # the local checks' own calls
+            return original.__func__(cls, *args, **kwargs)
+        rec = {"cls": cls, "kwargs": kwargs, "where": _where(user_files, skip=2), "nested": state["depth"] > 0,
+               "module": module_of_stack(module_names or {}, t.nn.Module), "node": None,
+               "args": [a.detach().clone() if isinstance(a, t.Tensor) else a for a in args],
+               "needs": [isinstance(a, t.Tensor) and a.requires_grad and a.is_floating_point() for a in args]}
+        records.append(rec)
+        state["depth"] += 1
+        try:
+            out = original.__func__(cls, *args, **kwargs)
+        finally:
+            state["depth"] -= 1
+        rec["node"] = next((o.grad_fn for o in (out if isinstance(out, (tuple, list)) else (out,))
+                            if isinstance(o, t.Tensor) and o.grad_fn is not None), None)
+        return out
+    Function.apply = classmethod(apply)
+    try:
+        with t.enable_grad():
+            outs = fn(*inputs)
+    finally:
+        Function.apply = original
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    rng = np.random.default_rng(seed)
+    checks = []
+    state["off"] = True
+    try:
+        for k, rec in enumerate(records):
+            res = _local(rec, eps, rng)
+            if res is None:
+                continue
+            err, rel, ok, verdict = judge(res, atol, rtol)
+            where = rec["where"]
+            c = LocalCheck(f"{rec['cls'].__name__}Backward", where, True, err, rel, ok, k, None, verdict, rec["node"])
+            c.module = rec["module"]
+            c.nested = rec["nested"]
+            checks.append(c)
+    finally:
+        state["off"] = False
+    return checks, list(outs)
+
+
+def _local(rec, eps, rng):
+    """engine.autograd.locate.local_check of one recorded Function application, on PyTorch."""
+    from engine.autograd.locate import local_check
+    t = torch()
+    cls, kwargs, args = rec["cls"], rec["kwargs"], rec["args"]
+    pos = [i for i, need in enumerate(rec["needs"]) if need]
+    if not pos:
+        return None
+    # the values local_check differences: numpy copies of the float inputs that needed a gradient
+    vals = [a.numpy().copy() if i in pos else a for i, a in enumerate(args)]
+
+    def call(vs, grad):
+        xs = [t.from_numpy(np.array(v, copy=True)).requires_grad_(grad) if i in pos else
+              (v.clone() if isinstance(v, t.Tensor) else v) for i, v in enumerate(vs)]
+        with t.enable_grad() if grad else t.no_grad():
+            out = cls.apply(*xs, **kwargs)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return xs, [o for o in out if isinstance(o, t.Tensor) and o.is_floating_point()]
+
+    def forward(vs):
+        return [o.detach().numpy().astype(np.float64) for o in call(vs, False)[1]]
+
+    def backward(vs):
+        xs, outs = call(vals, True)
+        live = [(o, v) for o, v in zip(outs, vs) if o.requires_grad]
+        if not live:
+            return [None] * len(pos)
+        gs = t.autograd.grad([o for o, _ in live], [xs[i] for i in pos],
+                             [t.from_numpy(np.asarray(v, dtype=np.float64)).to(o.dtype) for o, v in live],
+                             allow_unused=True)
+        return [None if g is None else g.detach().numpy() for g in gs]
+    return local_check(forward, backward, vals, pos, eps, rng, max_elements=MAX_LOCAL_ELEMENTS)

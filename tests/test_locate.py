@@ -233,3 +233,136 @@ def test_an_in_place_function_is_checked_on_the_inputs_it_received(tmp_path):
     doc = json.loads(runner.invoke(app, ["check", str(p), "--x", "0.5,-1,2,-0.3", "--locate", "--json"]).stdout)
     assert doc["verdict"] == "pass"
     assert {c["node"]: c["verdict"] for c in doc["locate"]}["InplaceReLUBackward"] == "pass"
+
+
+NET = '''import {lib} as torch
+import {lib}.nn as nn
+
+
+class Scale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, s):
+        ctx.s = s
+        return x * s
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.s, None
+
+
+class BadNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x - x.mean(-1, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g            # forgets the mean's gradient: should be g - g.mean(-1, keepdim=True)
+
+
+class Inner(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 3
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 3.3      # wrong, though its forward runs only inside Outer's
+
+
+class Outer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return Inner.apply(x) + 1
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 3
+
+
+class Norm(nn.Module):
+    def forward(self, x):
+        return BadNorm.apply(x)
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.norm = Norm()
+
+    def forward(self, x):
+        return Scale.apply(self.norm(torch.tanh(self.lin(x))), 2.0)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block1 = Block()
+        self.block2 = Block()
+
+    def forward(self, x):
+        return Outer.apply(self.block2(self.block1(x))).sum()
+
+
+torch.manual_seed(0)
+net = Net().double()
+
+
+def f(x):
+    return net(x)
+
+
+def right(x):
+    lin = net.block1.lin
+    return torch.tanh(lin(x.t()[:, ::2])).sum() + Scale.apply(x.t(), 2.0).sum()
+'''
+
+
+def _net(tmp_path, backend):
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    p = tmp_path / "net.py"
+    p.write_text(NET.format(lib="torch" if backend == "torch" else "engine"))
+    return p
+
+
+@pytest.mark.parametrize("backend", ["engine", "torch"])
+def test_the_wrong_function_inside_nested_modules_is_located_first_with_its_module(tmp_path, backend, monkeypatch):
+    _net(tmp_path, backend)
+    monkeypatch.chdir(tmp_path)                      # as users run it: a relative path
+    r = runner.invoke(app, ["check", "net.py", "--x", "randn(3,4)", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "fail"
+    wrong = [c for c in doc["locate"] if c["verdict"] == "fail"]
+    assert wrong[0]["node"] == "BadNormBackward" and wrong[0]["where"] == "net.py:48"
+    assert wrong[0]["module"] == "net.block1.norm"
+    assert [c["module"] for c in wrong if c["node"] == "BadNormBackward"] == ["net.block1.norm", "net.block2.norm"]
+    passing = {c["node"] for c in doc["locate"] if c["verdict"] == "pass"}
+    assert "ScaleBackward" in passing and "OuterBackward" in passing
+    if backend == "torch":               # nested inside Outer's forward: recorded, checked, and wrong on its own
+        inner = [c for c in doc["locate"] if c["node"] == "InnerBackward"]
+        assert inner and inner[0]["verdict"] == "fail"
+        assert "built-in PyTorch ops are trusted" in doc["locate_scope"]
+    r = runner.invoke(app, ["check", "net.py", "--x", "randn(3,4)", "--backend", backend])
+    assert "first wrong node in forward order: BadNormBackward at net.py:48 in net.block1.norm" in r.stdout
+
+
+@pytest.mark.parametrize("backend", ["engine", "torch"])
+def test_correct_linear_layers_on_transposed_inputs_pass_locally(tmp_path, backend):
+    f = _net(tmp_path, backend)
+    r = runner.invoke(app, ["check", str(f), "--func", "right", "--x", "randn(8,4)", "--backend", backend,
+                            "--locate", "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["verdict"] == "pass", doc
+    assert doc["locate"] and all(c["verdict"] == "pass" for c in doc["locate"])
+
+
+@pytest.mark.parametrize("backend", ["engine", "torch"])
+def test_check_dot_paints_the_located_nodes_on_both_backends(tmp_path, backend):
+    f = _net(tmp_path, backend)
+    out = tmp_path / "located.dot"
+    r = runner.invoke(app, ["check", str(f), "--x", "randn(3,4)", "--backend", backend, "--dot", str(out)])
+    assert r.exit_code == 1, r.stderr
+    red = [line for line in out.read_text().splitlines() if "fillcolor=tomato" in line]
+    assert len(red) == 2 and all("BadNormBackward" in line and "FAIL: local check" in line for line in red)

@@ -140,8 +140,6 @@ def _browser():
 def test_no_name_runs_in_chromium_and_the_page_still_works(tmp_path, lib, command):
     if lib == "torch":
         pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
-        if command == "check":
-            pytest.skip("check --dot paints located nodes; on the torch backend it draws after locate does")
     if command == "graph":
         f = _target(tmp_path, lib)
         argv = ["graph", str(f), "--func", "M", "--a__INFO__b", "1,2", "--show-values", "--show-saved",

@@ -120,18 +120,19 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) \
         if worst is not None and report.verdict == "fail" else ""
     located = None
-    if (locate or not report.passed or report.verdict == "suspicious") and target.engine_graph:
-        located, ran = _locate(target, fn, inputs, eps, atol, rtol)
+    if locate or not report.passed or report.verdict == "suspicious":
+        if target.engine_graph:
+            located, ran = _locate(target, fn, inputs, eps, atol, rtol)
+            leaves = {n: t for n, t in zip(names, inputs)}
+        else:                         # PyTorch: every custom Function application, re-checked
+            located, ran = _locate_torch(target, tensors, names, eps, atol, rtol, seed)
+            leaves = tensors
         _agree(report, located)
         if dot is not None:
             from ..outputs import write_graph
             marks = {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
-                     for c in located if c.verdict in ("fail", "suspicious")}
-            write_graph(ran, {n: t for n, t in zip(names, inputs)}, dot, highlight=marks, show_values=True)
-    elif dot is not None:
-        from ..errors import CliError
-        raise CliError("--dot marks the nodes a local check finds wrong, which runs on the engine: use "
-                       "--backend engine, or 'autograd graph' for PyTorch's graph")
+                     for c in located if c.verdict in ("fail", "suspicious") and c.node_ref is not None}
+            write_graph(ran, leaves, dot, highlight=marks, show_values=True, view=target.graph_view())
     if json_out:
         doc = {**target.json_fields(), **render.check_json(report)}
         if second is not None:
@@ -153,7 +154,9 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         if located is not None:
             doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
                               "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
-                              "verdict": c.verdict} for c in located]
+                              "verdict": c.verdict, **({"module": c.module} if c.module else {})} for c in located]
+            if not target.engine_graph:
+                doc["locate_scope"] = "custom Functions (built-in PyTorch ops are trusted)"
         render.dump_json(doc)
     else:
         con = render.console()
@@ -180,7 +183,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         if swept is not None:
             _show_sweep(con, swept)
         if located is not None:
-            _show_located(con, located, locate, report.verdict)
+            _show_located(con, located, locate, report.verdict, torch=not target.engine_graph)
         verdict = _combined(report, second)
         # the report that decides: a failing one first, else a suspicious one (first order first)
         deciding = next((r for r in (report, second) if r is not None and r.verdict == verdict), report)
@@ -248,7 +251,8 @@ def _locate(target, fn, inputs, eps, atol, rtol):
     file:line in a .py target, the part of an expression."""
     import warnings
 
-    from engine.autograd.locate import locate
+    from engine.autograd.locate import locate, module_names
+    from engine.nn import Module
 
     from ..targets import _USER_FILES
     span_of = None
@@ -259,7 +263,8 @@ def _locate(target, fn, inputs, eps, atol, rtol):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files={str(p) for p in _USER_FILES},
-                        span_of=span_of, outputs=ran)
+                        span_of=span_of, outputs=ran,
+                        module_names=module_names(target.module_roots, Module) if target.module_roots else None)
     for c in checks:
         if c.span is not None:
             a, b = c.span
@@ -285,21 +290,58 @@ def _agree(report, located):
                         "wrong backward")
 
 
-def _show_located(con, checks, asked, verdict="fail"):
+def _locate_torch(target, tensors, names, eps, atol, rtol, seed):
+    """On PyTorch: the target run once with every custom Function application recorded, each
+    re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted."""
+    import warnings
+
+    from engine.autograd.locate import module_names
+
+    from .. import torch_backend
+    from ..targets import _USER_FILES
+    t_lib = target.lib
+    leaves = [t.detach().clone().requires_grad_(t.requires_grad) for t in tensors.values()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checks, outs = torch_backend.locate(target.function(names), leaves, eps=eps, atol=atol, rtol=rtol,
+                                            user_files={str(p) for p in _USER_FILES}, seed=seed,
+                                            module_names=module_names(target.module_roots, t_lib.nn.Module))
+    for c in checks:
+        if c.where:
+            c.where = c.where.rsplit("/", 1)[-1]
+    return checks, outs
+
+
+def _made_at(c):
+    """file:line, with the nn.Module it was made in and whether it ran inside another Function."""
+    where = c.where or "-"
+    if c.module:
+        where += f" in {c.module}"
+    if c.nested:
+        where += " (inside another Function's forward)"
+    return where
+
+
+def _show_located(con, checks, asked, verdict="fail", torch=False):
     from .. import render
     wrong = [c for c in checks if c.verdict in ("fail", "suspicious")]
     shown = checks if asked or len(checks) <= 12 else wrong
-    t = render.table("each backward node against its own forward (local checks)",
+    t = render.table("each custom Function application against its own forward (local checks; built-in "
+                     "PyTorch ops are trusted)" if torch else "each backward node against its own forward (local checks)",
                      ["node", "made at", "max abs err", "result"])
     marks = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "suspicious": "[yellow]SUSPICIOUS[/yellow]",
              "kink": "kink (not judged)", "domain": "step leaves the domain (not judged)"}
     for c in shown:
-        t.add_row(render.esc(c.node), render.esc(c.where or "-"), f"{c.max_abs_err:.3g}", marks[c.verdict])
-    render.show(con, t)
+        t.add_row(render.esc(c.node), render.esc(_made_at(c)), f"{c.max_abs_err:.3g}", marks[c.verdict])
+    if checks:
+        render.show(con, t)
+    elif torch:
+        con.print("no custom Function is applied: the graph is PyTorch's own ops, which are trusted")
+        return
     if wrong:
         first = wrong[0]
         con.print(f"first wrong node in forward order: [bold]{render.esc(first.node)}[/bold]"
-                  + (f" at {render.esc(first.where)}" if first.where else "")
+                  + (f" at {render.esc(_made_at(first))}" if first.where or first.module else "")
                   + (" (within tolerance, far beyond the finite-difference error)" if first.verdict == "suspicious"
                      else ""))
     elif any(c.verdict == "kink" for c in checks):

@@ -34,29 +34,59 @@ class LocalCheck:
                              # error), "fail", "kink" (an input within eps of a kink: not judged) or
                              # "domain" (a step x +- eps left the forward's domain: not judged)
     node_ref: object = dataclasses.field(default=None, repr=False, compare=False)   # the node itself
+    module: str = ""         # the nn.Module it was made in (its qualified name), when known
+    nested: bool = False     # applied inside another Function's forward (it makes no node there)
 
 
 class _Recorder:
-    def __init__(self, user_files, span_of):
+    def __init__(self, user_files, span_of, module_names=None):
         self.items = []
         self.user_files = user_files
         self.span_of = span_of
+        self.module_names = module_names
 
     def __call__(self, node, args, attrs):
         vals = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else
                      (Tensor._make(np.array(a._data, copy=True)) if isinstance(a, Tensor) else a) for a in args)
+        module = ""
+        if self.module_names is not None:
+            from ..nn import Module
+            module = module_of_stack(self.module_names, Module)
         self.items.append((node, vals, dict(attrs or {}), _where(self.user_files),
-                           self.span_of() if self.span_of else None))
+                           self.span_of() if self.span_of else None, module))
+
+
+def module_of_stack(names, module_type):
+    """The qualified name (from names: {id(module): name}, else its class name) of the innermost
+    module_type instance whose method is on the stack, or ""."""
+    import sys
+    frame = sys._getframe(1)
+    while frame is not None:
+        me = frame.f_locals.get("self")
+        if isinstance(me, module_type):
+            return names.get(id(me)) or type(me).__name__
+        frame = frame.f_back
+    return ""
+
+
+def module_names(roots, module_type):
+    """{id(module): qualified name} for every module under the (prefix, object) roots given."""
+    names = {}
+    for prefix, root in roots:
+        if isinstance(root, module_type):
+            for qual, m in root.named_modules():
+                names.setdefault(id(m), ".".join(p for p in (prefix, qual) if p) or type(root).__name__)
+    return names
 
 
 _OWN = __file__.rsplit("/autograd/", 1)[0]      # the engine package: not "where" a user made a node
 
 
-def _where(user_files):
+def _where(user_files, skip=3):
     """file:line of the innermost frame in the user's code (in user_files when given: resolved
     paths, matched against each frame's resolved file name, since a target loaded by a relative
     path -- `autograd check ste.py` -- has relative names in its frames)."""
-    for frame in reversed(traceback.extract_stack()[:-3]):
+    for frame in reversed(traceback.extract_stack()[:-skip]):     # not this frame nor the recorder's
         if frame.filename.startswith(_OWN):
             continue
         if user_files is None or _resolved(frame.filename) in user_files:
@@ -69,12 +99,14 @@ def _resolved(filename):
     return os.path.realpath(filename)
 
 
-def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None, outputs=None):
+def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None, outputs=None,
+           module_names=None):
     """[LocalCheck] for every node func's graph makes, in forward order (see the module doc).
     user_files: the paths whose frames say where a node was made; span_of(): the expression
     span being evaluated now (the CLI's compiler), or None; outputs: a list that receives the
-    run's outputs (to draw the graph the checks name)."""
-    rec = _Recorder(user_files, span_of)
+    run's outputs (to draw the graph the checks name); module_names: {id(nn.Module): qualified
+    name}, to say which module each node was made in."""
+    rec = _Recorder(user_files, span_of, module_names)
     prev = STATE.recorder
     STATE.recorder = rec
     try:
@@ -85,25 +117,28 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
         outputs.extend(res if isinstance(res, tuple) else (res,))
     rng = np.random.default_rng(seed)
     out = []
-    for k, (node, vals, attrs, where, span) in enumerate(rec.items):
+    for k, (node, vals, attrs, where, span, module) in enumerate(rec.items):
         res = _check_node(node, vals, attrs, eps, rng)
         if res is None:
             continue
-        err, rel, ana, num, half, noise = res
-        ok = _within(ana, num, atol, rtol, noise)
-        if _near_kink(node, vals, attrs, eps):
-            verdict = "kink"
-            ok = True
-        elif any(bool(np.any(np.isnan(n) & np.isfinite(a))) for a, n in zip(ana, num)):
-            verdict = "domain"        # a step left the forward's domain: finite differences cannot judge
-            ok = True
-        elif not ok:
-            verdict = "fail"
-        else:
-            verdict = "suspicious" if _beyond_numerics(ana, num, half, noise) else "pass"
+        err, rel, ok, verdict = judge(res, atol, rtol, kink=_near_kink(node, vals, attrs, eps))
         out.append(LocalCheck(node.name(), where, getattr(node, "_forward_cls", None) is not None, err, rel, ok, k,
-                              span, verdict, node))
+                              span, verdict, node, module))
     return out
+
+
+def judge(res, atol, rtol, kink=False):
+    """(max abs err, max rel err, passed, verdict) of one local check's numbers (local_check):
+    the same reading for an engine node and for a PyTorch Function (cli/torch_backend.py)."""
+    err, rel, ana, num, half, noise = res
+    ok = _within(ana, num, atol, rtol, noise)
+    if kink:
+        return err, rel, True, "kink"
+    if any(bool(np.any(np.isnan(n) & np.isfinite(a))) for a, n in zip(ana, num)):
+        return err, rel, True, "domain"     # a step left the forward's domain: finite differences cannot judge
+    if not ok:
+        return err, rel, False, "fail"
+    return err, rel, True, "suspicious" if _beyond_numerics(ana, num, half, noise) else "pass"
 
 
 def _near_kink(node, vals, attrs, eps):
@@ -138,31 +173,47 @@ def _within(analytical, numerical, atol, rtol, noise):
 
 
 def _check_node(node, vals, attrs, eps, rng):
-    """(max abs err, max rel err, analytical grads, numerical grads) of one node, or None when
-    it has nothing to check (no float input, or its backward is gone)."""
+    """local_check of one engine node (its forward from the registry or its Function), or None."""
     forward = _forward_of(node, vals, attrs)
     if forward is None:
         return None
+
+    def run(args):
+        with no_grad():
+            return forward(args)
+    return local_check(run, lambda vs: _backward(node, vs), vals, _tensor_positions(node, vals), eps, rng)
+
+
+def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None):
+    """(max abs err, max rel err, analytical grads, numerical grads, eps/2 grads, noise) of one
+    application, or None when it has nothing to check (no float input, or a backward that
+    cannot run again). forward(vals) -> list of output arrays; backward(vs) -> one gradient per
+    position in tensor_pos (None where there is none); vals: the inputs it received (arrays or
+    engine tensors; anything else passed as is). max_elements: difference at most that many
+    elements of an input (a seeded sample; the rest are taken as they are)."""
     floats = [i for i, v in enumerate(vals) if _is_float(v)]
     if not floats:
         return None
-    with no_grad():
-        outs = forward(list(vals))
+    outs = forward(list(vals))
     vs = [rng.standard_normal(np.shape(o)) for o in outs]
     try:
-        grads = _backward(node, vs)
+        grads = backward(vs)
     except Exception:  # noqa: BLE001 - freed, or a backward that cannot run again: not checkable here
         return None
     ana, num, half, xs = [], [], [], []
-    tensor_pos = _tensor_positions(node, vals)
     for j, i in enumerate(tensor_pos):
         if i not in floats or j >= len(grads) or grads[j] is None:
             continue
         g = np.asarray(grads[j], dtype=np.float64)
         x = np.array(_arr(vals[i]), dtype=np.float64)
-        n, h = (_differences(forward, vals, i, x, step, vs) for step in (eps, eps / 2))
+        picked = None
+        if max_elements is not None and x.size > max_elements:
+            picked = np.sort(rng.choice(x.size, max_elements, replace=False))
+        n, h = (_differences(forward, vals, i, x, step, vs, picked) for step in (eps, eps / 2))
         if g.shape != n.shape:
             g = _unbroadcast(g, n.shape)
+        if picked is not None:          # compare only the sampled elements
+            g, n, h, x = (np.ascontiguousarray(a).reshape(-1)[picked] for a in (g, n, h, x))
         ana.append(g)
         num.append(n)
         half.append(h)
@@ -180,14 +231,15 @@ def _check_node(node, vals, attrs, eps, rng):
     return err, rel, ana, num, half, noise
 
 
-def _differences(forward, vals, i, x, eps, vs):
-    """Central differences of v . forward with respect to input i, element by element."""
+def _differences(forward, vals, i, x, eps, vs, picked=None):
+    """Central differences of v . forward with respect to input i, element by element (only the
+    flat elements in `picked` when given; the others stay 0)."""
     # C-ordered, whatever the recorded input's layout: reshape(-1) of a transposed or Fortran-
     # ordered array is a copy, so writing into it would leave the differences all zero
     x = np.ascontiguousarray(x)
     n = np.zeros(x.shape, dtype=np.float64)
     flat = n.reshape(-1)
-    for e in range(x.size):
+    for e in (range(x.size) if picked is None else picked):
         plus, minus = list(vals), list(vals)
         xp_, xm_ = x.copy(), x.copy()
         xp_.flat[e] += eps
