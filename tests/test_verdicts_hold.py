@@ -281,3 +281,32 @@ def test_a_nondeterministic_backward_shows_its_spread(tmp_path, backend):
     r = runner.invoke(app, ["check", str(f), "--x", "1,2,3", "--backend", backend])
     assert r.exit_code == 1 and "side check failed: backward gives the same gradients when run twice" in r.stdout
     assert "differ by up to 1e-12" in r.stdout or "differ by up to 2e-12" in r.stdout
+
+
+LINEAR = '''import {lib} as torch
+
+
+class Lin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, W):
+        ctx.save_for_backward(x, W)
+        return x @ W.t()
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        return g @ W, (g.t() @ x).t()       # the bug: grad_W transposed
+
+
+def f(x, W):
+    return Lin.apply(x, W)
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_transposed_weight_gradient_is_called_a_transpose(tmp_path, backend):
+    """It was "confined to 6 of 9 columns": the diagonal of a transposed square matrix is right."""
+    f = _write(tmp_path, backend, LINEAR, "lin.py")
+    r = runner.invoke(app, ["check", str(f), "--x", "randn(2,3)", "--W", "randn(3,3)", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["pattern"].startswith("a transpose: the gradient of the matrix input"), doc["pattern"]

@@ -117,7 +117,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     worst = _worst_failing_pair(report)
     from engine.autograd.checker import pattern
     # an error's shape only where the verdict says the gradient is wrong (not finite differences)
-    shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol) \
+    shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol, worst.input_shape) \
         if worst is not None and report.verdict == "fail" else ""
     located = None
     if locate or not report.passed or report.verdict == "suspicious":

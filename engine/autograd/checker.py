@@ -983,10 +983,11 @@ def _read_sweep(eps, errors, analytical):
     return Sweep(list(eps), [float(e) for e in errors], order, best_eps, best, verdict, message + note)
 
 
-def pattern(analytical, numerical, atol=1e-5, rtol=1e-3):
+def pattern(analytical, numerical, atol=1e-5, rtol=1e-3, input_shape=None):
     """A recognisable shape of the error between two Jacobians (2-D arrays), in words, or "":
-    a constant factor, a transpose, flipped signs, zeros where the numerical one is not, or
-    the error confined to some rows or columns."""
+    a constant factor, a transpose (of the whole Jacobian, or of a square matrix input's
+    gradient: input_shape (k, k), the backward returning grad_W.T), flipped signs, zeros where
+    the numerical one is not, or the error confined to some rows or columns."""
     a = np.asarray(analytical, dtype=np.float64)
     n = np.asarray(numerical, dtype=np.float64)
     if a.shape != n.shape or not a.size or not np.all(np.isfinite(a)) or not np.all(np.isfinite(n)):
@@ -1006,6 +1007,13 @@ def pattern(analytical, numerical, atol=1e-5, rtol=1e-3):
     if a.shape[0] == a.shape[1] and a.shape[0] > 1 and np.allclose(a, n.T, rtol=rtol, atol=atol) and \
             not np.allclose(a, n, rtol=rtol, atol=atol):
         return "a transpose: the analytical Jacobian is the numerical one transposed"
+    if input_shape is not None and len(input_shape) == 2 and input_shape[0] == input_shape[1] > 1 and \
+            a.shape[1] == input_shape[0] * input_shape[1]:
+        k = input_shape[0]
+        swapped = a.reshape(a.shape[0], k, k).transpose(0, 2, 1).reshape(a.shape)
+        if np.all(np.abs(swapped - n) <= tol):
+            return ("a transpose: the gradient of the matrix input is its numerical gradient transposed (the "
+                    "backward returns grad.T, or multiplies in the wrong order)")
     flipped = bad & (np.abs(a + n) <= tol) & big
     if flipped.any() and not (bad & ~flipped).any():
         k = int(flipped.sum())
