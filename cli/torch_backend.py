@@ -267,9 +267,6 @@ def second_order(fn, inputs, names, seed=0):
     return engine_function(first_order), inputs + vs, list(names) + vnames
 
 
-MAX_LOCAL_ELEMENTS = 4096     # input elements differenced per argument of one Function application
-
-
 def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0):
     """Where a PyTorch target's gradient goes wrong: every custom Function application, checked
     on its own. The target runs once with `torch.autograd.Function.apply` wrapped (for this run
@@ -331,7 +328,7 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
 
 def _local(rec, eps, rng):
     """engine.autograd.locate.local_check of one recorded Function application, on PyTorch."""
-    from engine.autograd.locate import local_check
+    from engine.autograd.locate import MAX_LOCAL_ELEMENTS, local_check
     t = torch()
     cls, kwargs, args = rec["cls"], rec["kwargs"], rec["args"]
     pos = [i for i, need in enumerate(rec["needs"]) if need]

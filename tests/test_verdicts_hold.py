@@ -310,3 +310,51 @@ def test_a_transposed_weight_gradient_is_called_a_transpose(tmp_path, backend):
     r = runner.invoke(app, ["check", str(f), "--x", "randn(2,3)", "--W", "randn(3,3)", "--backend", backend, "--json"])
     doc = json.loads(r.stdout)
     assert r.exit_code == 1 and doc["pattern"].startswith("a transpose: the gradient of the matrix input"), doc["pattern"]
+
+
+SOFTMAX = '''import {lib} as torch
+
+
+class SM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.softmax(x, -1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return y * (g - (g * y).sum(-1, keepdim=True)) * FACTOR
+
+
+def f(x):
+    return SM.apply(x)
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("factor", ["1.005", "1.0"])
+def test_fast_catches_a_half_percent_bug_at_256x256_in_bounded_memory(tmp_path, backend, factor):
+    """At 256 x 256 a projection onto unit directions is ~4e-5, so PyTorch's atol (1e-5) swamped
+    a 0.5 % bug; and the follow-up asked for a 65536 x 65536 dense Jacobian. The right one passes."""
+    f = _write(tmp_path, backend, SOFTMAX.replace("FACTOR", factor), "sm.py")
+    r = runner.invoke(app, ["check", str(f), "--x", "randn(256,256)", "--fast", "--backend", backend, "--json"])
+    assert "out of memory" not in r.stderr
+    doc = json.loads(r.stdout)
+    if factor == "1.0":
+        assert r.exit_code == 0 and doc["verdict"] == "pass", doc["failures"]
+        return
+    assert r.exit_code == 1 and doc["verdict"] == "fail"
+    assert doc["failures"][0].startswith("fast check failed") and "0.005 relative" in doc["failures"][0]
+    found = doc["failures"][1]
+    assert "blocks of x's 65536 elements; one wrong element: x[" in found
+    at = found.split("one wrong element: x[")[1].split("]")[0]
+    assert doc["backward_grad"]["x"]["worst_index"] == [int(k) for k in at.split(", ")]
+
+
+def test_fast_on_a_small_target_still_reruns_the_full_check_to_say_where(tmp_path):
+    f = _write(tmp_path, "engine", SOFTMAX.replace("FACTOR", "1.01"), "sm.py")
+    doc = json.loads(runner.invoke(app, ["check", str(f), "--x", "randn(3,4)", "--fast", "--json"]).stdout)
+    assert doc["verdict"] == "fail" and any("worst at" in f for f in doc["failures"])
+    assert doc["pattern"].startswith("a constant factor")

@@ -172,6 +172,9 @@ def _within(analytical, numerical, atol, rtol, noise):
                for a, n, z in zip(analytical, numerical, noise))
 
 
+MAX_LOCAL_ELEMENTS = 1024     # input elements differenced per argument of one node (a seeded sample beyond)
+
+
 def _check_node(node, vals, attrs, eps, rng):
     """local_check of one engine node (its forward from the registry or its Function), or None."""
     forward = _forward_of(node, vals, attrs)
@@ -181,7 +184,8 @@ def _check_node(node, vals, attrs, eps, rng):
     def run(args):
         with no_grad():
             return forward(args)
-    return local_check(run, lambda vs: _backward(node, vs), vals, _tensor_positions(node, vals), eps, rng)
+    return local_check(run, lambda vs: _backward(node, vs), vals, _tensor_positions(node, vals), eps, rng,
+                       max_elements=MAX_LOCAL_ELEMENTS)
 
 
 def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None):
