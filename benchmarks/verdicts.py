@@ -16,6 +16,7 @@ counts as caught (the checker refused the backward).
 import json
 import operator
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -165,7 +166,114 @@ def catalog(m, rng_seed=0):
         cases.append((name, "hard", elementwise(m, fwd, deriv), [x], "float64"))
     cases.append(("sin in float32", "hard", elementwise(m, BASES[0][1], BASES[0][2]), [points[0]], "float32"))
     cases.append(("tanh in float32", "hard", elementwise(m, BASES[3][1], BASES[3][2]), [points[1]], "float32"))
+    cases.append(("ill-conditioned sin(5e5 x)/5e5", "hard", elementwise(m, lambda m, x: (x * 5e5).sin() / 5e5,
+                                                                       lambda m, x, out: (x * 5e5).cos()),
+                  [points[3]], "float64"))
+    big = np.array([1.0, 90.0, -3.0])              # exp(90) is inf in float32: inf / inf
+    cases.append(("softplus: NaN only in float32", "bug",
+                  elementwise(m, lambda m, x: (x.exp() + 1).log() if x.dtype == m.float64 else
+                              ((-x.abs()).exp() + 1).log() + x.relu(),
+                              lambda m, x, out: x.exp() / (x.exp() + 1)), [big], "float32"))
+    cases += real_code_cases(m, rng)
     return cases
+
+
+def real_code_cases(m, rng):
+    """Cases of the kinds engineers write and the elementwise catalog lacks: float32 inside a
+    float64 f, a backward that keeps state between calls, Functions inside nn.Modules, inputs
+    used transposed. Engine and torch only (JAX's adapter has no nn, no float32 casts, no
+    ctx kept between calls): there the function is None and the case is not counted."""
+    def mk(name, kind, build, arrays, dtype="float64"):
+        return (name, kind, build() if getattr(m, "nn", None) is not None else None, arrays, dtype)
+    X = rng.standard_normal((4, 3))
+    W = rng.standard_normal((3, 3))
+    return [mk("gelu computed in float32 inside f", "hard", lambda: gelu32_fn(m), [rng.standard_normal(6)]),
+            mk("backward keeps state: wrong from its second call", "bug", lambda: stateful_fn(m, 1.5),
+               [rng.standard_normal(5)]),
+            mk("backward keeps state, harmlessly", "correct", lambda: stateful_fn(m, 1.0), [rng.standard_normal(5)]),
+            mk("Function inside an nn.Module", "correct", lambda: module_fn(m, W, None), [X]),
+            mk("Function inside an nn.Module: x1.01", "bug", lambda: module_fn(m, W, 1.01), [X]),
+            mk("Function inside an nn.Module: mean's gradient dropped", "bug", lambda: module_fn(m, W, "mean"), [X]),
+            mk("matmul on a transposed input", "correct", lambda: transposed_fn(m, None), [X.T.copy()]),
+            mk("matmul on a transposed input: x1.002", "bug", lambda: transposed_fn(m, 1.002), [X.T.copy()])]
+
+
+def gelu32_fn(m):
+    """A right Function whose forward computes in float32 inside a float64 f (its backward too)."""
+    class Gelu32(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            h = x.float()
+            return (0.5 * h * (1 + (0.7978845608 * (h + 0.044715 * h ** 3)).tanh())).double()
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            h = x.float()
+            t = (0.7978845608 * (h + 0.044715 * h ** 3)).tanh()
+            d = 0.5 * (1 + t) + 0.5 * h * (1 - t * t) * 0.7978845608 * (1 + 3 * 0.044715 * h * h)
+            return g * d.double()
+    return Gelu32.apply
+
+
+def stateful_fn(m, later):
+    class Sq(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            ctx.calls = 0
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            ctx.calls += 1
+            return g * 2 * x * (1.0 if ctx.calls == 1 else later)
+    return Sq.apply
+
+
+def module_fn(m, W, bug):
+    """f(x) = sum(Center(tanh(Linear(x)))): a centring Function in a module, after a real layer."""
+    class Center(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x - x.mean(-1, keepdim=True)
+
+        @staticmethod
+        def backward(ctx, g):
+            if bug == "mean":
+                return g
+            return (g - g.mean(-1, keepdim=True)) * (bug or 1.0)
+
+    class Block(m.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = m.nn.Linear(3, 3).double()
+            with m.no_grad():
+                self.lin.weight.copy_(m.tensor(W, dtype=m.float64))
+                self.lin.bias.copy_(m.tensor(np.linspace(-0.5, 0.5, 3), dtype=m.float64))
+
+        def forward(self, x):
+            return (Center.apply(self.lin(x).tanh()) ** 2).sum()
+    return Block()
+
+
+def transposed_fn(m, factor):
+    A = m.tensor([[1.0, 2.0, -1.0], [0.5, -3.0, 2.0], [2.0, 1.0, 0.25]], dtype=m.float64)
+
+    class MatA(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x @ A
+
+        @staticmethod
+        def backward(ctx, g):
+            return g @ A.t() * (factor or 1.0)
+
+    def f(xt):
+        return MatA.apply(xt.t()).sin()            # the Function receives a non-contiguous view
+    return f
 
 
 def _tensors(m, arrays, dtype):
@@ -173,35 +281,82 @@ def _tensors(m, arrays, dtype):
     return tuple(m.tensor(a, dtype=dt, requires_grad=True) for a in arrays)
 
 
-def ours(case, mode):
-    """Does our check flag the case? mode: "default", "strict", "strict+order2"."""
+def ours(case, mode, backend="engine"):
+    """Does our check flag the case? mode: "default", "strict", "strict+order2". backend
+    "torch": the case's torch Function through the checker as the CLI runs it on PyTorch (the
+    bridge, PyTorch's double backward for order 2). None where the case cannot run there."""
     import engine
     from engine.autograd.checker import check_gradients, second_order
     name, kind, fn, arrays, dtype = case
+    if fn is None:
+        return None
     inputs = _tensors(engine, arrays, dtype)
+    if backend == "torch":
+        from cli import torch_backend
+        fn_t = fn
+        fn = torch_backend.engine_function(fn_t)
     eps, atol, rtol = 1e-6, 1e-5, 1e-3            # the defaults, as for torch.autograd.gradcheck
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, verdicts=True)
-            flagged = r.verdict == "fail" or (mode != "default" and r.verdict == "suspicious")
-            if not flagged and mode == "strict+order2" and dtype == "float64":
-                f2, ins2, _ = second_order(fn, inputs)
+            flagged = r.verdict in ("fail", "inconclusive") or (mode != "default" and r.verdict == "suspicious")
+            if mode == "strict+order2" and dtype == "float64" and not flagged:
+                if backend == "torch":
+                    f2, ins2, _ = torch_backend.second_order(fn_t, inputs, ["x"] * len(inputs))
+                else:
+                    f2, ins2, _ = second_order(fn, inputs)
                 r2 = check_gradients(f2, ins2, eps=eps, atol=atol, rtol=rtol, verdicts=True)
-                flagged = r2.verdict in ("fail", "suspicious")
+                flagged = r2.verdict in ("fail", "suspicious", "inconclusive")
     except Exception:  # noqa: BLE001 - a refused backward counts as caught
         return True
     return flagged
 
 
-def torch_gradcheck(case):
+def located_first(case, backend="engine"):
+    """For a first-order bug: does locate name the case's own Function first among the failing
+    nodes? The case runs between built-in ops (x * 1.0 before, * 1.0 after) so that there is
+    something else to blame. None where it does not apply."""
+    name, kind, fn, arrays, dtype = case
+    if fn is None or kind != "bug":
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if backend == "torch":
+            import torch
+
+            from cli import torch_backend
+            ins = _tensors(torch, arrays, dtype)
+            checks, _ = torch_backend.locate(lambda *xs: _wrapped(fn, xs), ins, eps=1e-6, atol=1e-5, rtol=1e-3,
+                                             user_files=None)
+        else:
+            import engine
+            from engine.autograd.locate import locate
+            checks = locate(lambda *xs: _wrapped(fn, xs), _tensors(engine, arrays, dtype))
+    wrong = [c for c in checks if c.verdict in ("fail", "suspicious")]
+    return bool(wrong) and wrong[0].custom and not wrong[0].node.startswith(("Mul", "Sin", "Add"))
+
+
+def _wrapped(fn, xs):
+    out = fn(*[x * 1.0 for x in xs])
+    return out * 1.0
+
+
+def torch_gradcheck(case, mode="default"):
+    """torch.autograd.gradcheck with its defaults (mode "fast": fast_mode=True; "gradgradcheck":
+    gradcheck, then gradgradcheck where gradcheck passes)."""
     import torch
     name, kind, fn, arrays, dtype = case
+    if fn is None:
+        return None
     inputs = _tensors(torch, arrays, dtype)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return not torch.autograd.gradcheck(fn, inputs, raise_exception=False)
+            bad = not torch.autograd.gradcheck(fn, inputs, raise_exception=False, fast_mode=mode == "fast")
+            if not bad and mode == "gradgradcheck":
+                bad = not torch.autograd.gradgradcheck(fn, inputs, raise_exception=False)
+            return bad
     except Exception:  # noqa: BLE001
         return True
 
@@ -218,35 +373,58 @@ def main(argv=None):
     systems = {"ours": lambda i: ours(cases[i], "default"), "ours --strict": lambda i: ours(cases[i], "strict"),
                "ours --strict --order 2": lambda i: ours(cases[i], "strict+order2")}
     if torch_cases is not None:
-        systems["torch gradcheck"] = lambda i: torch_gradcheck(torch_cases[i])
+        systems.update({
+            "ours on torch": lambda i: ours(torch_cases[i], "default", "torch"),
+            "ours on torch --strict": lambda i: ours(torch_cases[i], "strict", "torch"),
+            "ours on torch --strict --order 2": lambda i: ours(torch_cases[i], "strict+order2", "torch"),
+            "torch gradcheck": lambda i: torch_gradcheck(torch_cases[i]),
+            "torch gradcheck fast_mode": lambda i: torch_gradcheck(torch_cases[i], "fast"),
+            "torch gradcheck + gradgradcheck": lambda i: torch_gradcheck(torch_cases[i], "gradgradcheck")})
     try:
         jlib, jcases = jax_cases()
         systems["jax check_grads"] = lambda i: jax_check_grads(jlib, jcases[i])
     except ImportError:
         pass
-    flags = {s: [f(i) for i in range(len(cases))] for s, f in systems.items()}
+    flags, seconds = {}, {}
+    for s, f in systems.items():
+        t0 = time.perf_counter()
+        flags[s] = [f(i) for i in range(len(cases))]
+        seconds[s] = (time.perf_counter() - t0) / max(1, sum(v is not None for v in flags[s]))
     kinds = [c[1] for c in cases]
+    runs = lambda s, idx: [i for i in idx if flags[s][i] is not None]  # noqa: E731 - the cases system s ran
     bugs = [i for i, k in enumerate(kinds) if k in ("bug", "bug2")]
     first = [i for i, k in enumerate(kinds) if k == "bug"]
     good = [i for i, k in enumerate(kinds) if k in ("correct", "hard")]
     summary = {}
     for s, fl in flags.items():
-        summary[s] = {"bugs caught": sum(fl[i] for i in bugs), "first-order bugs caught": sum(fl[i] for i in first),
-                      "false alarms": [cases[i][0] for i in good if fl[i]]}
+        summary[s] = {"bugs caught": sum(fl[i] for i in runs(s, bugs)), "bugs run": len(runs(s, bugs)),
+                      "first-order bugs caught": sum(fl[i] for i in runs(s, first)),
+                      "false alarms": [cases[i][0] for i in runs(s, good) if fl[i]],
+                      "ms per check (in-process)": round(seconds[s] * 1e3, 2)}
+    located = {"engine": [located_first(c) for c in cases]}
+    if torch_cases is not None:
+        located["torch"] = [located_first(c, "torch") for c in torch_cases]
+    for b, ls in located.items():
+        name = "ours" if b == "engine" else "ours on torch"
+        done = [v for v in ls if v is not None]
+        summary[name]["locate: the wrong Function first"] = f"{sum(done)}/{len(done)}"
     if "torch gradcheck" in flags:
         t = flags["torch gradcheck"]
-        missed_by_torch = [i for i in bugs if not t[i]]
+        missed_by_torch = [i for i in bugs if t[i] is False]
+        caught_by_torch = [i for i in bugs if t[i]]
         for s in flags:
-            summary[s]["of the bugs torch catches"] = sum(flags[s][i] for i in bugs if t[i])
-            summary[s]["of the bugs torch misses"] = sum(flags[s][i] for i in missed_by_torch)
-        totals = {"bugs torch catches": len(bugs) - len(missed_by_torch), "bugs torch misses": len(missed_by_torch)}
+            summary[s]["of the bugs torch catches"] = sum(bool(flags[s][i]) for i in caught_by_torch)
+            summary[s]["of the bugs torch misses"] = sum(bool(flags[s][i]) for i in missed_by_torch)
+        totals = {"bugs torch catches": len(caught_by_torch), "bugs torch misses": len(missed_by_torch)}
+        if "--cli" in argv:
+            totals["ms per check through the CLI"] = cli_times()
     else:
         totals = {}
     doc = {"cases": {"bugs": len(bugs), "first-order bugs": len(first), "double-backward bugs": len(bugs) - len(first),
                      "correct": sum(k == "correct" for k in kinds), "hard but correct": sum(k == "hard" for k in kinds),
                      **totals},
            "systems": summary,
-           "per_case": [{"case": c[0], "kind": c[1], **{s: bool(flags[s][i]) for s in flags}}
+           "per_case": [{"case": c[0], "kind": c[1], **{s: flags[s][i] for s in flags}}
                         for i, c in enumerate(cases)]}
     if "--json" in argv:
         print(json.dumps(doc, indent=2))
@@ -258,13 +436,60 @@ def main(argv=None):
         print(f"torch.autograd.gradcheck (defaults) catches {totals['bugs torch catches']} of them and misses "
               f"{totals['bugs torch misses']}")
     print()
-    print(f"{'checker':26s} {'bugs caught':>12s} {'of torch-caught':>16s} {'of torch-missed':>16s}  false alarms")
+    print(f"{'checker':34s} {'bugs caught':>12s} {'of torch-caught':>16s} {'of torch-missed':>16s} {'ms/check':>9s}"
+          f" {'locate':>7s}  false alarms")
     for s, v in summary.items():
         tc = f"{v.get('of the bugs torch catches', '-')}" + (f"/{totals['bugs torch catches']}" if totals else "")
         tm = f"{v.get('of the bugs torch misses', '-')}" + (f"/{totals['bugs torch misses']}" if totals else "")
-        print(f"{s:26s} {v['bugs caught']:>8d}/{c['bugs']:<3d} {tc:>16s} {tm:>16s}  "
+        print(f"{s:34s} {v['bugs caught']:>8d}/{v['bugs run']:<3d} {tc:>16s} {tm:>16s} "
+              f"{v['ms per check (in-process)']:>9.1f} {v.get('locate: the wrong Function first', '-'):>7s}  "
               f"{len(v['false alarms'])}" + (f" ({', '.join(v['false alarms'])})" if v["false alarms"] else ""))
+    if totals.get("ms per check through the CLI"):
+        print("\nthrough the CLI (one process per check, median of 3): " +
+              ", ".join(f"{k} {v:.0f} ms" for k, v in totals["ms per check through the CLI"].items()))
     return doc
+
+
+CLI_CASE = """import {lib} as torch
+
+
+class Cube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * 3 * x ** 2 * 1.01
+
+
+def f(x):
+    return Cube.apply(x).sum()
+"""
+
+
+def cli_times(reps=3):
+    """Wall time of one `autograd check` process on a small wrong Function, each backend."""
+    import pathlib
+    import shutil
+    import statistics
+    import subprocess
+    import tempfile
+    exe = shutil.which("autograd") or str(pathlib.Path(sys.executable).parent / "autograd")
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for backend, lib in (("engine", "engine"), ("torch", "torch")):
+            p = pathlib.Path(d) / f"cube_{backend}.py"
+            p.write_text(CLI_CASE.format(lib=lib))
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                subprocess.run([exe, "check", str(p), "--x", "0.5,1,2", "--backend", backend], capture_output=True)
+                times.append(time.perf_counter() - t0)
+            out[f"ours on {backend}"] = statistics.median(times) * 1e3
+    return out
 
 
 
@@ -414,6 +639,8 @@ def _raw(fn):
 def jax_check_grads(lib, case):
     from jax.test_util import check_grads
     name, kind, fn, arrays, dtype = case
+    if fn is None:
+        return None
     args = tuple(lib.jnp.asarray(a, dtype=getattr(lib, dtype)) for a in arrays)
     fn = _raw(fn)
     try:

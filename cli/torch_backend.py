@@ -270,7 +270,9 @@ def second_order(fn, inputs, names, seed=0):
 def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0):
     """Where a PyTorch target's gradient goes wrong: every custom Function application, checked
     on its own. The target runs once with `torch.autograd.Function.apply` wrapped (for this run
-    only), which records each application -- its class, copies of the inputs it received, whether
+    only, and each Function subclass's own forward, which PyTorch looks up at every call, so a
+    `fn = MyFunction.apply` bound before the run is seen too), which records each application --
+    its class, copies of the inputs it received, whether
     each needed a gradient, where in the user's code it was made and in which nn.Module -- nested
     applications (inside another Function's forward, inside modules, applied twice) included.
     Each is then re-checked by the engine's local check (engine.autograd.locate.local_check): its
@@ -280,36 +282,72 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
 
     from engine.autograd.locate import LocalCheck, _where, judge, module_of_stack
     t = torch()
-    original = Function.__dict__["apply"]
     records = []
     state = {"depth": 0, "off": False}
+    patched = {}                       # class -> its own forward / setup_context attributes, restored after
 
-    def apply(cls, *args, **kwargs):
-        if state["off"]:                                   # the local checks' own calls
-            return original.__func__(cls, *args, **kwargs)
-        rec = {"cls": cls, "kwargs": kwargs, "where": _where(user_files, skip=2), "nested": state["depth"] > 0,
-               "module": module_of_stack(module_names or {}, t.nn.Module), "node": None,
+    def record(cls, args, ctx):
+        rec = {"cls": cls, "kwargs": {}, "where": _where(user_files, skip=3), "nested": state["depth"] > 0,
+               "module": module_of_stack(module_names or {}, t.nn.Module), "node": ctx,
                "args": [a.detach().clone() if isinstance(a, t.Tensor) else a for a in args],
                "needs": [isinstance(a, t.Tensor) and a.requires_grad and a.is_floating_point() for a in args]}
         records.append(rec)
-        state["depth"] += 1
-        try:
-            out = original.__func__(cls, *args, **kwargs)
-        finally:
-            state["depth"] -= 1
-        rec["node"] = next((o.grad_fn for o in (out if isinstance(out, (tuple, list)) else (out,))
-                            if isinstance(o, t.Tensor) and o.grad_fn is not None), None)
-        return out
+
+    def patch(cls):
+        """Wrap cls's own forward (and setup_context) for this run: `fn = MyFunction.apply`, bound
+        before the run, still reaches them, as PyTorch looks forward up on every call."""
+        if cls in patched or "forward" not in vars(cls):
+            return
+        own = {k: vars(cls)[k] for k in ("forward", "setup_context") if k in vars(cls)}
+        patched[cls] = own
+        fwd = own["forward"].__func__ if isinstance(own["forward"], staticmethod) else own["forward"]
+        setup = "setup_context" in own
+
+        def forward(*args, **kwargs):
+            if not state["off"]:
+                record(cls, args if setup else args[1:], None if setup else args[0])
+            state["depth"] += 1
+            try:
+                return fwd(*args, **kwargs)
+            finally:
+                state["depth"] -= 1
+        cls.forward = staticmethod(forward)
+        if setup:
+            own_sc = own["setup_context"]
+            sc = own_sc.__func__ if isinstance(own_sc, staticmethod) else own_sc
+
+            def setup_context(ctx, inputs, output):
+                if not state["off"]:
+                    last = next((r for r in reversed(records) if r["cls"] is cls and r["node"] is None), None)
+                    if last is not None:
+                        last["node"] = ctx
+                return sc(ctx, inputs, output)
+            cls.setup_context = staticmethod(setup_context)
+
+    def every_subclass(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from every_subclass(sub)
+    original = Function.__dict__["apply"]
+
+    def apply(cls, *args, **kwargs):              # a Function class made while the target runs
+        patch(cls)
+        return original.__func__(cls, *args, **kwargs)
+    for cls in list(every_subclass(Function)):
+        patch(cls)
     Function.apply = classmethod(apply)
     try:
         with t.enable_grad():
             outs = fn(*inputs)
     finally:
         Function.apply = original
+        for cls, own in patched.items():
+            for k, v in own.items():
+                setattr(cls, k, v)
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
     rng = np.random.default_rng(seed)
     checks = []
-    state["off"] = True
+    state["off"] = True                     # the classes are restored: nothing records now
     try:
         for k, rec in enumerate(records):
             res = _local(rec, eps, rng)
@@ -348,13 +386,17 @@ def _local(rec, eps, rng):
     def forward(vs):
         return [o.detach().numpy().astype(np.float64) for o in call(vs, False)[1]]
 
+    graph = []                         # one graph, its backward called as often as asked (retained)
+
     def backward(vs):
-        xs, outs = call(vals, True)
+        if not graph:
+            graph.append(call(vals, True))
+        xs, outs = graph[0]
         live = [(o, v) for o, v in zip(outs, vs) if o.requires_grad]
         if not live:
             return [None] * len(pos)
         gs = t.autograd.grad([o for o, _ in live], [xs[i] for i in pos],
                              [t.from_numpy(np.asarray(v, dtype=np.float64)).to(o.dtype) for o, v in live],
-                             allow_unused=True)
+                             allow_unused=True, retain_graph=True)
         return [None if g is None else g.detach().numpy() for g in gs]
     return local_check(forward, backward, vals, pos, eps, rng, max_elements=MAX_LOCAL_ELEMENTS)

@@ -130,8 +130,10 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
 def judge(res, atol, rtol, kink=False):
     """(max abs err, max rel err, passed, verdict) of one local check's numbers (local_check):
     the same reading for an engine node and for a PyTorch Function (cli/torch_backend.py)."""
-    err, rel, ana, num, half, noise = res
+    err, rel, ana, num, half, noise, spread = res
     ok = _within(ana, num, atol, rtol, noise)
+    if spread > 0 and not np.isnan(spread):       # two calls with the same cotangent differ
+        return max(err, spread), rel, False, "fail"
     if kink:
         return err, rel, True, "kink"
     if any(bool(np.any(np.isnan(n) & np.isfinite(a))) for a, n in zip(ana, num)):
@@ -202,8 +204,12 @@ def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None
     vs = [rng.standard_normal(np.shape(o)) for o in outs]
     try:
         grads = backward(vs)
+        again = backward(vs)          # a second call with the same cotangents: the same, or not reentrant
     except Exception:  # noqa: BLE001 - freed, or a backward that cannot run again: not checkable here
         return None
+    spread = max((float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0))
+                  for a, b in zip(grads, again) if a is not None and b is not None and np.shape(a) == np.shape(b)),
+                 default=0.0)
     ana, num, half, xs = [], [], [], []
     for j, i in enumerate(tensor_pos):
         if i not in floats or j >= len(grads) or grads[j] is None:
@@ -229,10 +235,13 @@ def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None
               for a, n in zip(ana, num))
     # round-off in a central difference of v . forward: the outputs' last bits over the step,
     # and x + eps not being exactly eps away from x
-    out_noise = np.finfo(np.float64).eps * sum(float(np.sum(np.abs(v) * np.abs(np.asarray(o, dtype=np.float64))))
-                                                for v, o in zip(vs, outs)) / eps
+    # (at the outputs' own precision: float32 outputs carry float32's round-off)
+    res_eps = max((float(np.finfo(np.asarray(o).dtype).eps) for o in outs if np.asarray(o).dtype.kind == "f"),
+                  default=float(np.finfo(np.float64).eps))
+    out_noise = res_eps * sum(float(np.sum(np.abs(v) * np.abs(np.asarray(o, dtype=np.float64))))
+                              for v, o in zip(vs, outs)) / eps
     noise = [out_noise + np.abs(n) * np.spacing(np.abs(x) + eps) / eps for n, x in zip(num, xs)]
-    return err, rel, ana, num, half, noise
+    return err, rel, ana, num, half, noise, spread
 
 
 def _differences(forward, vals, i, x, eps, vs, picked=None):
