@@ -3,18 +3,22 @@ imports no command).
 
 Exit codes: 0 success, 1 a gradient check failed, 2 a usage or input error (the user's own
 code raising included), 3 an internal error (one line; the traceback with --debug), 130 Ctrl-C,
-141 a closed stdout (the usual code of a process ended by SIGPIPE). Nothing else escapes.
+141 a closed stdout (the usual code of a process ended by SIGPIPE), 143 SIGTERM and 129 SIGHUP
+(128 + the signal, once every temporary file is removed: cli/interrupts.py). Nothing else
+escapes.
 
 While a command runs, `sys.stdout` is the user's stderr: whatever a .py target prints goes there,
 and the command's own data (tables, JSON, DOT) goes to the real stdout through `render.out()`.
 """
 import errno
 import os
+import signal
 import sys
 import warnings
 
 import typer
 
+from . import interrupts
 from .errors import CheckFailed, CliError, UserCodeError
 
 EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE = 1, 2, 3, 130, 141
@@ -36,6 +40,7 @@ def run(ctx, debug, body):
     render.set_stdout(real_stdout)
     code = 0
     try:
+        interrupts.command_started()       # from here a signal is an exception the code below sees
         with warnings.catch_warnings():
             # numpy's own warnings (with its install paths) are not the user's business
             warnings.filterwarnings("ignore", module=r"numpy(\.|$)")
@@ -48,9 +53,11 @@ def run(ctx, debug, body):
     except typer.Exit:
         raise
     except BaseException as e:  # noqa: BLE001 - the boundary: nothing escapes it
+        interrupts.reporting()
         sys.stdout = real_stdout
         code = report(e, debug)
     finally:
+        interrupts.command_ended()
         sys.stdout = real_stdout
         render.set_stdout(None)
         np.seterr(**old)
@@ -71,18 +78,25 @@ def report(exc, debug=False):
     """Print `exc` to stderr as the user should see it and return the exit code. Never raises."""
     try:
         return _report(exc, debug)
+    except KeyboardInterrupt:           # Ctrl-C while reporting (no handlers installed: a test)
+        _say("interrupted")
+        return EXIT_INTERRUPTED
     except BaseException:  # noqa: BLE001 - a failure to report is still one line and exit 3
         _say("error: internal error while reporting an error (run again with --debug)")
         return EXIT_INTERNAL
 
 
 def _report(exc, debug):
-    from engine.errors import EngineError
-    from expressions import ExpressionError
-
-    from .targets import user_traceback
     if isinstance(exc, CheckFailed):
         return EXIT_CHECK_FAILED
+    signum = interrupts.received()
+    if isinstance(exc, interrupts.Terminated) or (signum is not None and signum != signal.SIGINT):
+        signum = getattr(exc, "signum", signum)
+        _say(f"terminated by {signal.Signals(signum).name}")
+        return 128 + signum
+    if signum == signal.SIGINT and not isinstance(exc, KeyboardInterrupt):
+        _say("interrupted")                  # the user's code wrapped the KeyboardInterrupt in its own error
+        return EXIT_INTERRUPTED
     if isinstance(exc, BrokenPipeError):
         _drop_stdout()                   # the reader went away (| head): stop quietly
         return EXIT_PIPE
@@ -93,16 +107,20 @@ def _report(exc, debug):
     if debug:
         import traceback
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    if isinstance(exc, KeyboardInterrupt):      # before any import: Ctrl-C may have cut one short
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    from engine.errors import EngineError
+    from expressions import ExpressionError
+
+    from .targets import user_traceback
     if isinstance(exc, UserCodeError):
         _say(exc.message)
         return EXIT_USAGE
     mine = user_traceback(exc)          # raised inside the user's .py file (forward, backward, ...)
-    if mine is not None and not isinstance(exc, KeyboardInterrupt):
+    if mine is not None:
         _say(mine)
         return EXIT_USAGE
-    if isinstance(exc, KeyboardInterrupt):
-        _say("interrupted")
-        return EXIT_INTERRUPTED
     if isinstance(exc, (CliError, ExpressionError)):
         _say(f"error: {exc.message}")
         text, span = exc.text, exc.span

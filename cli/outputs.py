@@ -3,8 +3,8 @@
 A path is checked before any work (format, Graphviz present, its folder exists and is
 writable, it is not a folder) and resolved then, so a target's os.chdir cannot move it. The
 file is written to a temporary file beside it and renamed into place only when complete: a
-full disk, a failing or timed-out `dot`, or Ctrl-C leaves the previous file as it was and no
-partial file. Graphviz runs with a timeout and dies with us.
+full disk, a failing or timed-out `dot`, Ctrl-C, SIGTERM or SIGHUP leaves the previous file as
+it was and no partial file. Graphviz runs with a timeout and dies with us.
 """
 import os
 import pathlib
@@ -130,10 +130,13 @@ class _Svg:
 
 def _atomic(output, make):
     """make(tmp_path) writes the whole file; then it replaces output.path in one rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.path.name}.", suffix=".tmp", dir=output.path.parent)
-    os.close(fd)
-    tmp = pathlib.Path(tmp)
+    from .interrupts import blocked
+    tmp = None
     try:
+        with blocked():            # a signal now would leave a temporary file nobody knows of
+            fd, name = tempfile.mkstemp(prefix=f".{output.path.name}.", suffix=".tmp", dir=output.path.parent)
+            tmp = pathlib.Path(name)
+        os.close(fd)
         make(tmp)
         # mkstemp makes the file 0600: give it the mode a plain open() would (or the old file's)
         if output.path.exists():
@@ -146,8 +149,8 @@ def _atomic(output, make):
         os.replace(tmp, output.path)
     except OSError as e:
         raise CliError(f"could not write '{output.path}': {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
+    finally:                       # also on Ctrl-C, SIGTERM or SIGHUP (cli/interrupts.py)
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 

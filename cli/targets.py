@@ -253,6 +253,8 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         except TypeError as e:
             raise CliError(f"'{func_name}' in {path} is an nn.Module class that cannot be made without arguments "
                            f"({e}): make an instance in the file and name it with --func") from None
+        except KeyboardInterrupt:
+            raise                            # Ctrl-C is 130, not the user's error
         except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
         fn, params = _module_function(instance, func_name, defaults)

@@ -541,3 +541,135 @@ def test_show_completion_prints_the_script():
     from typer.testing import CliRunner as _Runner
     r = _Runner().invoke(app, ["--show-completion", "bash"], prog_name="autograd")
     assert r.exit_code == 0 and "_autograd_completion()" in r.stdout and "complete_bash" in r.stdout
+
+
+# -- signals, as a real process (issue 22) ---------------------------------------------------------
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status (Linux)")
+
+
+def _start(*argv, cwd=None):
+    return subprocess.Popen([SCRIPT, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd)
+
+
+def _handlers_installed(p, timeout=20):
+    """Wait until the process catches SIGTERM (cli/entry.py installs its handlers before it imports
+    the app): from then on a signal is ours to handle; before it, it is Python's own start-up."""
+    import signal
+    bit = 1 << (signal.SIGTERM - 1)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            status = pathlib.Path(f"/proc/{p.pid}/status").read_text()
+        except OSError:
+            return False
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught & bit:
+            return True
+    return False
+
+
+def _children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    kids = []
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def _finish(p, timeout=30):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        pytest.fail(f"autograd did not end within {timeout} s: {err[-500:]}")
+    return p.returncode, out, err
+
+
+SLOW = "import time\ndef f(x):\n    time.sleep(0.2)\n    return (x * x).sum()\n"
+
+
+@linux_only
+def test_ctrl_c_during_start_up_is_130_and_one_line(tmp_path):
+    import signal
+    slow = write(tmp_path, "slow.py", SLOW)
+    for _ in range(3):
+        p = _start("check", slow, "--x", "1,2,3")
+        assert _handlers_installed(p)
+        p.send_signal(signal.SIGINT)               # at once: the app and its imports are still loading
+        code, out, err = _finish(p)
+        assert (code, out, err) == (130, "", "interrupted\n")
+
+
+@linux_only
+@pytest.mark.parametrize("gap", [0.005, 0.05])
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.5, 1.2])
+def test_two_ctrl_cs_in_quick_succession_are_one_interrupt(tmp_path, delay, gap):
+    """timeout -s INT signals the process and then its group; a person presses Ctrl-C twice.
+    The second one must not cut the first one's report short (exit 3, a traceback, or death by
+    SIGINT during Python's shutdown)."""
+    import signal
+    slow = write(tmp_path, "slow.py", SLOW)
+    p = _start("check", slow, "--x", "1,2,3,4,5,6,7,8")
+    assert _handlers_installed(p)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    p.send_signal(signal.SIGINT)
+    code, out, err = _finish(p)
+    assert code == 130, (code, err)
+    assert "Traceback" not in err and err.splitlines()[-1] == "interrupted", err
+    assert "internal error" not in err
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
+def test_timeout_s_int_is_130(tmp_path):
+    slow = write(tmp_path, "slow.py", SLOW)
+    r = subprocess.run(["timeout", "--preserve-status", "-s", "INT", "1", SCRIPT, "check", str(slow), "--x",
+                        "1,2,3,4,5,6,7,8"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and "Traceback" not in r.stderr and r.stderr.splitlines()[-1] == "interrupted"
+
+
+def _wait_for_child(p, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and p.poll() is None:
+        kids = _children(p.pid)
+        if kids:
+            return kids
+        time.sleep(0.02)
+    return []
+
+
+@linux_only
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+@pytest.mark.parametrize("signame,code", [("SIGTERM", 143), ("SIGHUP", 129)])
+@pytest.mark.parametrize("suffix", [".svg", ".html"])
+def test_sigterm_or_sighup_during_a_render_leaves_no_temporary_file(tmp_path, signame, code, suffix):
+    """dot needs seconds for this chain: the signal arrives while it renders. The temporary file
+    beside the output is removed, the previous output is untouched, dot is stopped."""
+    import signal
+    chain = write(tmp_path, "chain.py", "def f(x):\n    for _ in range(12000):\n        x = x * 1.0001\n"
+                                        "    return x.sum()\n")
+    out = tmp_path / f"g{suffix}"
+    out.write_text("OLD")
+    p = _start("graph", chain, "--x", "1", "--max-nodes", "100000", "-o", out)
+    kids = _wait_for_child(p)
+    if not kids:
+        p.kill()
+        pytest.skip("dot finished before it could be observed")
+    time.sleep(0.3)                                    # dot has its input and renders
+    p.send_signal(getattr(signal, signame))
+    rc, _, err = _finish(p)
+    assert rc == code and err.splitlines() == [f"terminated by {signame}"], (rc, err)
+    assert out.read_text() == "OLD"
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["chain.py", out.name]     # no temporary file
+    time.sleep(0.2)
+    assert not [k for k in kids if pathlib.Path(f"/proc/{k}").exists()
+                and "Z" not in pathlib.Path(f"/proc/{k}/stat").read_text().split(")")[1][:3]], "dot still runs"
