@@ -36,7 +36,8 @@ def run(ctx, debug, body):
         _say("error: cannot write the output: standard output is closed")
         raise typer.Exit(EXIT_USAGE)
     old = np.seterr(all="ignore")     # inf/nan are results to show, not warnings to print
-    real_stdout = sys.stdout
+    given_stdout = sys.stdout
+    real_stdout = _whole_writes(given_stdout)
     render.set_stdout(real_stdout)
     code = 0
     try:
@@ -58,18 +59,38 @@ def run(ctx, debug, body):
         code = report(e, debug)
     finally:
         interrupts.command_ended()
-        sys.stdout = real_stdout
+        sys.stdout = given_stdout
+        if real_stdout is not given_stdout:
+            _flush(real_stdout, quiet=True)
         render.set_stdout(None)
         np.seterr(**old)
     if code:
         raise typer.Exit(code)
 
 
-def _flush(stream):
+def _whole_writes(stream):
+    """`stream`, or one that writes whole: PYTHONUNBUFFERED=1 (python -u) makes stdout's binary
+    layer the raw file, whose write returns short when a pipe's reader goes away mid-write (or
+    a disk fills), and TextIOWrapper drops the rest without an error -- `| head -c1` exited 0 and
+    output was lost. A BufferedWriter on the same descriptor retries short writes and raises
+    the error (BrokenPipeError: 141); line buffering keeps the output as prompt as unbuffered."""
+    import io
+    if not isinstance(getattr(stream, "buffer", None), io.RawIOBase):
+        return stream
+    try:
+        stream.flush()
+        return open(stream.fileno(), "w", encoding=stream.encoding, errors=stream.errors, buffering=1,
+                    closefd=False)
+    except (OSError, ValueError, AttributeError):
+        return stream
+
+
+def _flush(stream, quiet=False):
     try:
         stream.flush()
     except BrokenPipeError:
-        raise
+        if not quiet:
+            raise
     except (OSError, ValueError):
         pass
 

@@ -673,3 +673,25 @@ def test_sigterm_or_sighup_during_a_render_leaves_no_temporary_file(tmp_path, si
     time.sleep(0.2)
     assert not [k for k in kids if pathlib.Path(f"/proc/{k}").exists()
                 and "Z" not in pathlib.Path(f"/proc/{k}/stat").read_text().split(")")[1][:3]], "dot still runs"
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize("argv", [["grad", "sum(x)", "--x", "randn(30000)", "--json"],
+                                  ["jacobian", "x*2", "--x", "randn(300)", "--full"]])
+def test_output_larger_than_the_pipe_into_head_is_141_also_unbuffered(argv, unbuffered):
+    """PYTHONUNBUFFERED=1 made stdout's binary layer the raw file: the write the pipe took only
+    part of returned short, the rest was dropped without an error, and the command said 0."""
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    cmd = " ".join(f"'{a}'" for a in [SCRIPT, *argv])
+    r = subprocess.run(["bash", "-c", f"{cmd} | (head -c1 > /dev/null; sleep 0.3); exit ${{PIPESTATUS[0]}}"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 141 and r.stderr == "", (r.returncode, r.stderr)
+
+
+def test_unbuffered_output_is_written_whole(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [SCRIPT, "grad", "sum(x)", "--x", "randn(30000)", "--json"]
+    whole = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+    r = subprocess.run(["bash", "-c", " ".join(f"'{a}'" for a in argv) + " | (sleep 0.5; cat)"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.stdout == whole and json.loads(r.stdout)["gradients"]["x"] == [1.0] * 30000
