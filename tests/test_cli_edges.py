@@ -695,3 +695,100 @@ def test_unbuffered_output_is_written_whole(tmp_path):
     r = subprocess.run(["bash", "-c", " ".join(f"'{a}'" for a in argv) + " | (sleep 0.5; cat)"],
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.stdout == whole and json.loads(r.stdout)["gradients"]["x"] == [1.0] * 30000
+
+
+# -- shell completion (issue 22) --------------------------------------------------------------------
+def _completion(*args, env=None):
+    from typer.testing import CliRunner as _Runner
+    return _Runner().invoke(app, list(args), prog_name="autograd", env=env)
+
+
+@pytest.mark.parametrize("shell,fragments", [
+    ("bash", ["_autograd_completion()", "_AUTOGRAD_COMPLETE=complete_bash", "complete -o default -F"]),
+    ("zsh", ["#compdef autograd", "_AUTOGRAD_COMPLETE=complete_zsh", "compdef _autograd_completion autograd"]),
+    ("fish", ["complete --command autograd", "_AUTOGRAD_COMPLETE=complete_fish"]),
+    ("powershell", ["Register-ArgumentCompleter", '"complete_powershell"']),
+    ("pwsh", ["Register-ArgumentCompleter", '"complete_powershell"']),
+])
+def test_show_completion_prints_the_named_shells_script(shell, fragments):
+    for argv in (["--show-completion", shell], [f"--show-completion={shell}"]):
+        r = _completion(*argv)
+        assert r.exit_code == 0 and r.stderr == "", (r.exit_code, r.stderr)
+        assert all(f in r.stdout for f in fragments), r.stdout
+        others = {"bash": "complete_bash", "zsh": "complete_zsh", "fish": "complete_fish"}
+        assert not any(v in r.stdout for k, v in others.items() if k != shell), r.stdout
+
+
+def test_an_unknown_shell_is_a_usage_error():
+    for argv in (["--show-completion", "tcsh"], ["--install-completion", "tcsh"]):
+        r = _completion(*argv)
+        assert r.exit_code == 2 and r.stdout == "", (r.exit_code, r.stdout)
+        assert r.stderr.strip() == ("error: autograd has no completion for the shell 'tcsh': name one of bash, "
+                                    "zsh, fish, powershell, pwsh")
+
+
+def test_install_completion_never_creates_a_missing_home(tmp_path, monkeypatch):
+    home = tmp_path / "no" / "home"
+    for run in (lambda: _completion("--install-completion", "bash", env={"HOME": str(home)}),
+                lambda: subprocess.run([SCRIPT, "--install-completion", "bash"], capture_output=True, text=True,
+                                       timeout=60, env={**os.environ, "HOME": str(home)})):
+        r = run()
+        code = getattr(r, "exit_code", getattr(r, "returncode", None))
+        assert code == 2 and "Traceback" not in r.stderr, (code, r.stderr)
+        assert r.stderr.strip().splitlines() == [
+            f"error: cannot install completion: the home folder '{home}' (HOME) does not exist: set HOME to your "
+            "home folder, or print the script with 'autograd --show-completion SHELL' and install it by hand"]
+        assert not (tmp_path / "no").exists()
+    monkeypatch.chdir(tmp_path)                    # an empty HOME is not the current folder
+    r = _completion("--install-completion", "bash", env={"HOME": ""})
+    assert r.exit_code == 2 and "HOME is empty" in r.stderr and sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.fixture
+def read_only_home(tmp_path):
+    """A home folder nobody may write in: a read-only tmpfs when this runs as root (root writes
+    through file modes), else a folder of mode 555."""
+    home = tmp_path / "home"
+    home.mkdir()
+    if os.geteuid() == 0:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(home)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip("running as root and cannot mount a read-only tmpfs")
+        yield home
+        subprocess.run(["umount", str(home)])
+    else:
+        home.chmod(0o555)
+        yield home
+        home.chmod(0o755)
+
+
+def test_install_completion_into_a_read_only_home_is_exit_2(read_only_home):
+    for shell in ("bash", "zsh", "fish"):
+        r = subprocess.run([SCRIPT, "--install-completion", shell], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "HOME": str(read_only_home)})
+        assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+        assert r.stderr.strip().splitlines() == [
+            f"error: cannot install completion: no permission to write in the home folder '{read_only_home}' "
+            "(HOME): print the script with 'autograd --show-completion SHELL' and install it by hand"]
+        assert list(read_only_home.iterdir()) == []
+
+
+def test_install_completion_writes_the_named_shells_files(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    r = _completion("--install-completion", "zsh", env={"HOME": str(home)})
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[0] == f"zsh completion installed in {home / '.zfunc' / '_autograd'}"
+    assert "#compdef autograd" in (home / ".zfunc" / "_autograd").read_text()
+    assert "fpath+=~/.zfunc" in (home / ".zshrc").read_text()
+    r = _completion("--install-completion=bash", env={"HOME": str(home)})
+    assert r.exit_code == 0 and "complete_bash" in (home / ".bash_completions" / "autograd.sh").read_text()
+
+
+def test_a_file_in_the_way_of_completion_is_exit_2(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".zfunc").write_text("not a folder")
+    r = _completion("--install-completion", "zsh", env={"HOME": str(home)})
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"error: cannot install completion: could not write '{home / '.zfunc'}") , r.stderr
