@@ -792,3 +792,58 @@ def test_a_file_in_the_way_of_completion_is_exit_2(tmp_path):
     r = _completion("--install-completion", "zsh", env={"HOME": str(home)})
     assert r.exit_code == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith(f"error: cannot install completion: could not write '{home / '.zfunc'}") , r.stderr
+
+
+# -- explain (issue 22) -------------------------------------------------------------------------------
+BAD_BACKWARD = ("import engine\nclass C(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n"
+                "        return x * 2\n    @staticmethod\n    def backward(ctx, g):\n        {body}\n"
+                "def f(x):\n    return C.apply(x).sum()\n")
+
+
+@pytest.mark.parametrize("body,lines", [
+    ("raise RuntimeError('boom in backward')", ["Traceback (in your file):", "raise RuntimeError('boom in backward')",
+                                                "RuntimeError: boom in backward"]),
+    ("raise ValueError('boom in backward')", ["Traceback (in your file):", "ValueError: boom in backward"]),
+    ("return g.sum()", ["error: Function CBackward returned an invalid gradient at index 0 - got [] but expected "
+                        "shape compatible with [2]"]),
+    ("return g, g", ["error: function CBackward returned an incorrect number of gradients (expected 1, got 2)"]),
+], ids=["runtime_error", "value_error", "wrong_shape", "wrong_count"])
+@pytest.mark.parametrize("json_out", [False, True])
+def test_explain_a_backward_that_raises_or_returns_wrong_is_exit_2(tmp_path, body, lines, json_out):
+    """As grad says it (exit 2); explain told the RuntimeError as a step of the story and said 0."""
+    target = write(tmp_path, "eb.py", BAD_BACKWARD.format(body=body))
+    r = invoke("explain", target, "--x", "1,2", *(["--json"] if json_out else []))
+    assert r.exit_code == 2 and r.stdout == "", (r.exit_code, r.stdout, r.stderr)
+    no_traceback(r)
+    assert all(line in r.stderr for line in lines), r.stderr
+    g = invoke("grad", target, "--x", "1,2")
+    assert g.exit_code == 2 and g.stderr == r.stderr                  # the same words as grad
+
+
+def test_explain_still_tells_a_second_backward_without_retain_graph():
+    doc = json.loads(invoke("explain", "sum(exp(x))", "--x", "1,2", "--times", "2", "--no-retain", "--json").stdout)
+    assert "Trying to backward through the graph a second time" in doc["calls"][1]["error"]
+
+
+@pytest.mark.parametrize("value,seeded,grad1,grad2", [("3", "1", "1", "2"), ("3,4", "[1, 1]", "[1, 1]", "[2, 2]")])
+def test_explain_an_output_that_is_its_own_leaf(value, seeded, grad1, grad2):
+    """PyTorch: x.backward() on a leaf that requires grad gives x.grad = 1 (ones for a tensor,
+    seeded with ones as explain seeds every output)."""
+    doc = json.loads(invoke("explain", "x", "--x", value, "--times", "2", "--json").stdout)
+    assert "error" not in doc, doc
+    calls = [c["steps"] for c in doc["calls"]]
+    assert calls[0] == [{"node": "AccumulateGrad", "leaf": "x", "received": seeded, "grad_before": None,
+                         "grad_after": grad1}]
+    assert calls[1][0]["grad_before"] == grad1 and calls[1][0]["grad_after"] == grad2
+    r = invoke("explain", "x", "--x", value)
+    assert r.exit_code == 0 and f"AccumulateGrad for x: received {seeded}; x.grad None -> {grad1}" in r.stdout
+    doc = json.loads(invoke("explain", "x", "--x", value, "--detach", "x", "--json").stdout)
+    assert "does not require grad" in doc["error"]
+
+
+def test_explain_a_leaf_output_agrees_with_pytorch():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    x.backward()
+    doc = json.loads(invoke("explain", "x", "--x", "3", "--json").stdout)
+    assert doc["gradients"] == {"x": x.grad.item()}
