@@ -179,8 +179,11 @@ class Target:
         return None
 
 
-def load_target(text, func_name="f", given=(), backend="auto"):
-    """TARGET as a Target. given: the variable names the command line has values for."""
+def load_target(text, func_name="f", given=(), backend="auto", engine_only=None):
+    """TARGET as a Target. given: the variable names the command line has values for.
+    engine_only: what to say (CliError) when the target would run on PyTorch -- an option that
+    needs the engine's graph -- before the file is loaded, or, when only loading it shows that
+    it reaches real PyTorch through a helper, before f runs."""
     from . import backends
     path = pathlib.Path(text)
     if text.lower().endswith(".py"):
@@ -191,15 +194,17 @@ def load_target(text, func_name="f", given=(), backend="auto"):
         except OSError as e:
             raise CliError(f"cannot read '{text}': {e.strerror}") from None
         chosen = backends.choose(backend, path, source)
+        if chosen == "torch" and engine_only:
+            raise CliError(engine_only)
         return _load_file(path, func_name, backend=chosen, requested=backend,
-                          shim=chosen == "engine" and backends.imports_torch(source))
+                          shim=chosen == "engine" and backends.imports_torch(source), engine_only=engine_only)
     backends.choose_expression(backend)
     from expressions import compile_expression
     program = compile_expression(text, variables=given)
     return Target("expression", text, list(program.variables), program.run, program=program)
 
 
-def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
+def _load_file(path, func_name, backend="engine", shim=False, requested="auto", engine_only=None):
     import importlib.util
     module_name = "__autograd_target__"
     from importlib.machinery import SourceFileLoader
@@ -235,6 +240,8 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
                            "--backend torch, or import torch in the file itself to run it on the engine")
         if via:
             backend = "torch"         # loaded against real PyTorch: it runs there, never on engine tensors
+            if engine_only:
+                raise CliError(engine_only)
     target = Target("file", str(path), [], None, label=f"{path.name}:{func_name}", backend=backend)
     lib = target.lib
     defaults = getattr(module, "inputs", {}) or {}

@@ -847,3 +847,58 @@ def test_explain_a_leaf_output_agrees_with_pytorch():
     x.backward()
     doc = json.loads(invoke("explain", "x", "--x", "3", "--json").stdout)
     assert doc["gradients"] == {"x": x.grad.item()}
+
+
+# -- refused before any work (issue 22) ----------------------------------------------------------------
+def _marked(tmp_path, name="t.py", imports_torch=False):
+    """A target that leaves a marker file when its module loads and another when f runs."""
+    load, run = tmp_path / "loaded.marker", tmp_path / "ran.marker"
+    head = "import torch\n" if imports_torch else ""
+    return write(tmp_path, name, f"{head}import pathlib\npathlib.Path({str(load)!r}).write_text('x')\n"
+                                 f"def f(x):\n    pathlib.Path({str(run)!r}).write_text('x')\n"
+                                 "    return (x * x).sum()\n"), load, run
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["graph", "{t}", "-o", "{d}/nodir/g.svg"], "the folder"),
+    (["graph", "{t}", "-o", "{d}/g.txt"], "cannot tell the format"),
+    (["grad", "{t}", "--dot", "{d}/nodir/g.dot"], "the folder"),
+    (["check", "{t}", "--dot", "{d}/nodir/g.dot"], "the folder"),
+    (["check", "{t}", "--dot", "{d}"], "cannot tell the format"),
+    (["check", "{t}", "--sweep", "--plot", "{d}/nodir/s.svg"], "the folder"),
+    (["check", "{t}", "--plot", "{d}/s.svg"], "--plot draws the --sweep: add --sweep"),
+    (["check", "{t}", "--order", "2", "--dot", "{d}/g.dot"], "--dot marks the nodes of f's own graph"),
+    (["check", "{t}", "--order", "2", "--locate"], "--locate checks the nodes of f's own graph"),
+])
+def test_a_refused_option_is_refused_before_the_target_loads(tmp_path, args, fragment):
+    target, loaded, ran = _marked(tmp_path)
+    r = invoke(*[a.format(t=target, d=tmp_path) for a in args], "--x", "1,2")
+    one_error(r, 2, fragment)
+    assert not loaded.exists() and not ran.exists()
+
+
+@pytest.mark.parametrize("option,fragment", [
+    (["--dot", "{d}/g.dot"], "--dot marks the nodes a local check finds wrong, which runs on the engine"),
+    (["--locate"], "--locate re-checks every node of the engine's graph on its own"),
+    (["--order", "2"], "--order 2 runs on the engine"),
+])
+def test_an_engine_only_check_option_on_pytorch_is_refused_before_the_target_loads(tmp_path, option, fragment):
+    pytest.importorskip("torch")
+    target, loaded, ran = _marked(tmp_path, imports_torch=True)
+    r = invoke("check", target, "--x", "1,2", *[a.format(d=tmp_path) for a in option])
+    one_error(r, 2, fragment)
+    assert not loaded.exists() and not ran.exists() and not (tmp_path / "g.dot").exists()
+    r = invoke("check", target, "--x", "1,2", "--backend", "engine", *[a.format(d=tmp_path) for a in option])
+    assert r.exit_code == 0 and ran.exists(), r.stderr           # on the engine each of them works
+
+
+def test_a_helper_that_brings_real_torch_is_refused_before_f_runs(tmp_path):
+    pytest.importorskip("torch")
+    write(tmp_path, "torchy_helper_22.py", "import torch\ndef sq(x):\n    return x * x\n")
+    ran = tmp_path / "ran.marker"
+    target = write(tmp_path, "t.py", f"import pathlib\nfrom torchy_helper_22 import sq, torch\n"
+                                     f"def f(x):\n    pathlib.Path({str(ran)!r}).write_text('x')\n"
+                                     "    return sq(x).sum()\n")
+    r = invoke("check", target, "--x", "1,2", "--dot", tmp_path / "g.dot")
+    one_error(r, 2, "--dot marks the nodes a local check finds wrong, which runs on the engine")
+    assert not ran.exists() and not (tmp_path / "g.dot").exists()

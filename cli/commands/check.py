@@ -73,11 +73,17 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                                "which needs nothing")
         from ..outputs import prepare
         plot = prepare(plot, graph=False)      # an SVG written here, no Graphviz needed
+    if order == 2 and (dot is not None or locate):
+        from ..errors import CliError
+        what = "--dot marks" if dot is not None else "--locate checks"
+        raise CliError(f"{what} the nodes of f's own graph, each against its own forward (a first-order check); "
+                       "--order 2 checks the graph of f's gradient: run them one at a time")
     if dot is not None:
         from ..outputs import prepare
         dot = prepare(dot)
+    target = load_target(target_text, func, given=values, backend=backend, engine_only=_engine_only(dot, locate, order))
+    if dot is not None:
         locate = True
-    target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)      # one forward: the outputs' names and sizes
     if not fast:
@@ -88,10 +94,6 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
     inputs = tuple(target.to_engine(t) for t in tensors.values())
     if order == 2:
-        if not target.engine_graph:
-            from ..errors import CliError
-            raise CliError("--order 2 runs on the engine (PyTorch's backward is called once per row there): use "
-                           "--backend engine, or torch.autograd.gradgradcheck in the file")
         from engine.autograd.checker import second_order
         fn, inputs, names = second_order(fn, inputs, names)
     from engine.autograd.checker import CheckInterrupted
@@ -127,10 +129,6 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             marks = {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
                      for c in located if c.verdict in ("fail", "suspicious")}
             write_graph(ran, {n: t for n, t in zip(names, inputs)}, dot, highlight=marks, show_values=True)
-    elif dot is not None:
-        from ..errors import CliError
-        raise CliError("--dot marks the nodes a local check finds wrong, which runs on the engine: use "
-                       "--backend engine, or 'autograd graph' for PyTorch's graph")
     if json_out:
         doc = {**target.json_fields(), **render.check_json(report)}
         if worst is not None:
@@ -198,6 +196,21 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                       f"[red]FAILED[/red]: {render.esc(report.failures[0]) if report.failures else ''}")
     if not report.passed or (strict and report.verdict == "suspicious"):
         raise CheckFailed()
+
+
+def _engine_only(dot, locate, order):
+    """What to say when the target would run on PyTorch, for the options that need the engine's
+    own graph (said before the target loads: cli/targets.py load_target), or None."""
+    if dot is not None:
+        return ("--dot marks the nodes a local check finds wrong, which runs on the engine: use --backend engine, "
+                "or 'autograd graph' for PyTorch's graph")
+    if locate:
+        return ("--locate re-checks every node of the engine's graph on its own; on PyTorch the checker sees one "
+                "node per call of f: use --backend engine")
+    if order == 2:
+        return ("--order 2 runs on the engine (PyTorch's backward is called once per row there): use --backend "
+                "engine, or torch.autograd.gradgradcheck in the file")
+    return None
 
 
 def _locate(target, fn, inputs, eps, atol, rtol):
