@@ -8,9 +8,10 @@ import sys
 
 import typer
 from typer.completion import completion_init
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from . import completion, options
+from .boundary import AFTER_DASHDASH
 from .commands.check import check_command
 from .commands.explain import explain_command
 from .commands.functions import functions_command
@@ -28,6 +29,16 @@ class _Group(TyperGroup):
         asked = completion.requested(args)
         if asked is not None:
             raise typer.Exit(completion.run(*asked, prog_name=ctx.info_name or "autograd"))
+        return super().parse_args(ctx, args)
+
+
+class _Command(TyperCommand):
+    """A command that remembers how many of its arguments came after `--` (Click drops the `--`):
+    there every --NAME is a variable, `-- --max-nodes 3` too (cli/targets.py)."""
+
+    def parse_args(self, ctx, args):
+        if "--" in args:
+            ctx.meta[AFTER_DASHDASH] = len(args) - args.index("--") - 1
         return super().parse_args(ctx, args)
 
 
@@ -72,7 +83,7 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
 
 for _name, _fn in (("grad", grad_command), ("jacobian", jacobian_command), ("check", check_command),
                    ("graph", graph_command), ("explain", explain_command), ("functions", functions_command)):
-    app.command(_name, context_settings=options.EXTRA, help=_fn.__doc__)(_fn)
+    app.command(_name, cls=_Command, context_settings=options.EXTRA, help=_fn.__doc__)(_fn)
 
 
 def main():

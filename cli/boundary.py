@@ -22,6 +22,7 @@ from . import interrupts
 from .errors import CheckFailed, CliError, UserCodeError
 
 EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE = 1, 2, 3, 130, 141
+AFTER_DASHDASH = "autograd.after_dashdash"    # ctx.meta: how many leftover tokens came after `--`
 
 
 def run(ctx, debug, body):
@@ -29,9 +30,9 @@ def run(ctx, debug, body):
     import numpy as np
 
     from . import render
-    from .targets import parse_variable_args
-    known = {p.name for p in ctx.command.params} | {o.lstrip("-") for p in ctx.command.params
-                                                     for o in getattr(p, "opts", []) if o.startswith("--")}
+    from .targets import forget_paths, parse_variable_args
+    # the command's option spellings (max-nodes, eps): a variable named like one comes after --
+    known = {o[2:] for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("--")}
     if sys.stdout is None:            # started with stdout closed (>&-): nowhere to put results
         _say("error: cannot write the output: standard output is closed")
         raise typer.Exit(EXIT_USAGE)
@@ -46,7 +47,7 @@ def run(ctx, debug, body):
             # numpy's own warnings (with its install paths) are not the user's business
             warnings.filterwarnings("ignore", module=r"numpy(\.|$)")
             sys.stdout = sys.stderr if sys.stderr is not None else real_stdout
-            values = parse_variable_args(list(ctx.args), known)
+            values = parse_variable_args(list(ctx.args), known, ctx.meta.get(AFTER_DASHDASH, 0))
             values.known_options = known
             body(values)
             sys.stdout = real_stdout
@@ -58,6 +59,7 @@ def run(ctx, debug, body):
         sys.stdout = real_stdout
         code = report(e, debug)
     finally:
+        forget_paths()
         interrupts.command_ended()
         sys.stdout = given_stdout
         if real_stdout is not given_stdout:

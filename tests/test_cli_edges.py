@@ -902,3 +902,67 @@ def test_a_helper_that_brings_real_torch_is_refused_before_f_runs(tmp_path):
     r = invoke("check", target, "--x", "1,2", "--dot", tmp_path / "g.dot")
     one_error(r, 2, "--dot marks the nodes a local check finds wrong, which runs on the engine")
     assert not ran.exists() and not (tmp_path / "g.dot").exists()
+
+
+# -- the target's folder and its variables (issue 22) ----------------------------------------------
+def test_a_lazy_import_inside_f_finds_the_targets_folder(tmp_path, monkeypatch):
+    """`python ste.py` finds a module beside it at any time; autograd took the folder off
+    sys.path once the file was loaded, so an import inside f (or a backward) failed."""
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    write(folder, "lazyhelper22a.py", "def sq(x):\n    return x * x\n")
+    write(folder, "lazyhelper22b.py", "def twice(g):\n    return 2 * g\n")
+    target = write(folder, "ste.py",
+                   "import engine\n"
+                   "class Sq(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n"
+                   "        ctx.save_for_backward(x)\n        return x * x\n    @staticmethod\n"
+                   "    def backward(ctx, g):\n        import lazyhelper22b\n        x, = ctx.saved_tensors\n"
+                   "        return lazyhelper22b.twice(g) * x\n"
+                   "def f(x):\n    import lazyhelper22a\n    return (lazyhelper22a.sq(x) + Sq.apply(x)).sum()\n")
+    before = list(sys.path)
+    try:
+        doc = json.loads(invoke("grad", target, "--x", "1,2", "--json").stdout)
+        assert doc["gradients"]["x"] == [4.0, 8.0]                      # d/dx 2 x^2 = 4x
+        monkeypatch.chdir(folder)                                       # a relative path, from the folder
+        r = invoke("check", "ste.py", "--x", "1,2")
+        assert r.exit_code == 0 and "passed" in r.stdout, r.stderr
+        assert sys.path == before                                       # put back when the command ends
+    finally:
+        for m in ("lazyhelper22a", "lazyhelper22b"):
+            sys.modules.pop(m, None)
+
+
+OPTION_NAMED = "def f(x, max_nodes, grad_output, dot_timeout):\n    return (x * max_nodes + grad_output + dot_timeout).sum()\n"
+
+
+@pytest.mark.parametrize("spelling", ["_", "-"])
+def test_variables_named_like_dashed_options_take_their_values_after_the_double_dash(tmp_path, spelling):
+    target = write(tmp_path, "opt.py", OPTION_NAMED)
+    names = [n.replace("_", spelling) for n in ("max_nodes", "grad_output", "dot_timeout")]
+    tail = ["--", f"--{names[0]}", "3", f"--{names[1]}", "10", f"--{names[2]}", "100"]
+    r = invoke("grad", target, "--x", "1,2", "--json", *tail)
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["output"]["value"] == (1 * 3 + 10 + 100) + (2 * 3 + 10 + 100)
+    assert doc["gradients"]["x"] == [3.0, 3.0] and doc["gradients"]["grad_output"] == 2.0
+    r = invoke("graph", target, "--x", "1,2", "--show-values", "--max-nodes", "50", "--dot-timeout", "5", *tail)
+    assert r.exit_code == 0 and "229" in r.stdout, r.stderr              # the option 50, the variable 3
+
+
+def test_a_dashed_options_variable_before_the_double_dash_says_where_it_goes(tmp_path):
+    target = write(tmp_path, "opt.py", OPTION_NAMED)
+    r = invoke("grad", target, "--x", "1,2", "--grad_output", "1", "--max_nodes", "2", "--dot_timeout", "3")
+    one_error(r, 2, "the variable 'grad_output' is named like the option --grad-output: give its value after --, "
+                    "as in `-- --grad_output VALUES`")
+    r = invoke("graph", target, "--x", "1,2", "--grad_output", "1", "--", "--max_nodes", "2", "--dot_timeout", "3")
+    assert r.exit_code == 0, r.stderr                      # graph has no --grad-output: a plain variable
+    r = invoke("graph", target, "--x", "1,2", "--grad_output", "1", "--", "--max_nodes", "2")
+    one_error(r, 2, "the variable 'dot_timeout' is named like the option --dot-timeout: give its value after --, "
+                    "as in `-- --dot_timeout VALUES`")
+    r = invoke("graph", target, "--x", "1,2", "--max_nodes", "2", "--grad_output", "1", "--", "--dot_timeout", "3")
+    one_error(r, 2, "the variable 'max_nodes' is named like the option --max-nodes: give its value after --")
+    # a misspelt option where no variable has that name is still a misspelt option
+    one_error(invoke("grad", "sum(x)", "--x", "1,2", "--grad_output", "1"), 2,
+              "no such option: --grad_output (did you mean --grad-output?)")
+    one_error(invoke("grad", target, "--x", "1,2", "--", "--max-nodes", "3", "--grad_output", "1"), 2,
+              "'dot_timeout' has no value: pass --dot_timeout VALUES")
