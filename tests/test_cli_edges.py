@@ -266,9 +266,30 @@ def test_graphviz_runs_with_a_timeout_and_leaves_the_previous_file(tmp_path):
     r = invoke("graph", chain, "--x", "1", "--max-nodes", "100000", "-o", out, "--dot-timeout", "0.1")
     one_error(r, 2, "did not finish rendering g.svg within 0.1 s")
     assert out.read_text() == "OLD" and sorted(p.name for p in tmp_path.iterdir()) == ["chain.py", "g.svg"]
-    time.sleep(0.2)
-    ps = subprocess.run(["pgrep", "-f", f"dot -Tsvg -o {tmp_path}"], capture_output=True, text=True)
-    assert ps.stdout.strip() == ""                          # the timed-out dot was stopped
+    if sys.platform.startswith("linux"):
+        time.sleep(0.2)
+        assert not _live_dots(os.getpid())                  # the timed-out dot was stopped
+
+
+def _live_dots(pid):
+    """The running (not zombie) `dot` processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for k in _children(pid):
+        try:
+            stat = pathlib.Path(f"/proc/{k}/stat").read_text()
+        except OSError:
+            continue
+        if stat.split("(", 1)[1].split(")", 1)[0] == "dot" and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.append(k)
+    return found
+
+
+def _alive(pid):
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.skipif(shutil.which("dot") is None or not sys.platform.startswith("linux"),
@@ -280,20 +301,23 @@ def test_a_killed_autograd_leaves_no_dot_running(tmp_path):
     out = tmp_path / "big.svg"
     p = subprocess.Popen([SCRIPT, "graph", str(chain), "--x", "1", "--max-nodes", "100000", "-o", str(out)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pattern = f"dot -Tsvg -o {tmp_path}"
-    for _ in range(200):                                  # wait until dot runs
-        if subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip():
+    dots = []
+    for _ in range(600):                                  # wait until dot runs
+        dots = _live_dots(p.pid)
+        if dots or p.poll() is not None:
             break
         time.sleep(0.05)
-    else:
+    if not dots:
         p.kill()
+        p.wait()
         pytest.skip("dot finished before it could be observed")
     time.sleep(1.0)                  # dot has read its input and is rendering (it takes seconds)
     p.kill()                                              # SIGKILL: no handler of ours runs
     p.wait()
     time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip()
-    subprocess.run(["pkill", "-f", pattern])
+    left = [d for d in dots if _alive(d)]
+    for d in left:
+        os.kill(d, 9)
     assert not left, "dot kept running after autograd was killed"
     assert not out.exists()
 
@@ -966,3 +990,57 @@ def test_a_dashed_options_variable_before_the_double_dash_says_where_it_goes(tmp
               "no such option: --grad_output (did you mean --grad-output?)")
     one_error(invoke("grad", target, "--x", "1,2", "--", "--max-nodes", "3", "--grad_output", "1"), 2,
               "'dot_timeout' has no value: pass --dot_timeout VALUES")
+
+
+# -- a full disk, overflow, warnings (issue 22) ------------------------------------------------------
+@pytest.fixture
+def full_dir(tmp_path):
+    """A folder on a 64 KiB tmpfs, filled up but for an old g.* of each format (root only: mount)."""
+    d = tmp_path / "full"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); test_a_full_disk_simulated covers the message")
+    try:
+        for s in (".svg", ".png", ".pdf", ".html", ".dot", ".mmd"):
+            (d / f"g{s}").write_text("OLD")
+        with open(d / "filler", "wb", buffering=0) as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 4096)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)])
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+@pytest.mark.parametrize("suffix", [".svg", ".png", ".pdf", ".html", ".dot", ".mmd"])
+def test_a_full_disk_says_no_space_left(full_dir, tmp_path, suffix):
+    chain = write(tmp_path, "chain.py", "def f(x):\n    for _ in range(300):\n        x = x * 1.0001\n"
+                                        "    return x.sum()\n")
+    out = full_dir / f"g{suffix}"
+    r = invoke("graph", chain, "--x", "1", "-o", out)
+    assert r.exit_code == 2 and r.stdout == "", (r.exit_code, r.stderr)
+    assert r.stderr.splitlines() == [f"error: could not write '{out}': No space left on device"]
+    assert out.read_text() == "OLD"
+    assert sorted(p.name for p in full_dir.iterdir()) == sorted(
+        ["filler"] + [f"g{s}" for s in (".svg", ".png", ".pdf", ".html", ".dot", ".mmd")])
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+def test_a_full_disk_simulated(tmp_path, monkeypatch):
+    """Without root: the write of the rendered bytes fails as a full disk makes it fail."""
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.name.startswith(".g.svg."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    out = tmp_path / "g.svg"
+    out.write_text("OLD")
+    r = invoke("graph", "sum(x*x)", "--x", "1", "-o", out)
+    assert r.exit_code == 2 and r.stderr.splitlines() == [f"error: could not write '{out}': No space left on device"]
+    assert out.read_text() == "OLD" and [p.name for p in tmp_path.iterdir()] == ["g.svg"]
