@@ -1044,3 +1044,17 @@ def test_a_full_disk_simulated(tmp_path, monkeypatch):
     r = invoke("graph", "sum(x*x)", "--x", "1", "-o", out)
     assert r.exit_code == 2 and r.stderr.splitlines() == [f"error: could not write '{out}': No space left on device"]
     assert out.read_text() == "OLD" and [p.name for p in tmp_path.iterdir()] == ["g.svg"]
+
+
+@pytest.mark.parametrize("argv,where", [(["x*10", "--x", "1e308"], "x"), (["exp(x)", "--x", "1000"], "x"),
+                                        (["sum(exp(x))", "--x", "1000,1"], "x[0]")])
+def test_check_calls_an_overflow_an_overflow(argv, where):
+    r = invoke("check", *argv)
+    assert r.exit_code == 1 and r.stderr == "", r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"FAILED: the function overflowed at {where} ("), last
+    assert "domain" not in r.stdout and "sqrt, log" not in r.stdout
+    doc = json.loads(invoke("check", *argv, "--json").stdout)
+    assert doc["failures"][0].startswith(f"the function overflowed at {where}")
+    r = invoke("check", "sum(sqrt(x))", "--x", "0,1")                   # leaving the domain is still that
+    assert "left the function's domain at x[0]" in r.stdout and "overflow" not in r.stdout
