@@ -12,6 +12,7 @@ and the command's own data (tables, JSON, DOT) goes to the real stdout through `
 """
 import errno
 import os
+import pathlib
 import signal
 import sys
 import warnings
@@ -41,11 +42,13 @@ def run(ctx, debug, body):
     real_stdout = _whole_writes(given_stdout)
     render.set_stdout(real_stdout)
     code = 0
+    render.forget_warnings()
     try:
         interrupts.command_started()       # from here a signal is an exception the code below sees
         with warnings.catch_warnings():
             # numpy's own warnings (with its install paths) are not the user's business
             warnings.filterwarnings("ignore", module=r"numpy(\.|$)")
+            warnings.showwarning = _show_warning
             sys.stdout = sys.stderr if sys.stderr is not None else real_stdout
             values = parse_variable_args(list(ctx.args), known, ctx.meta.get(AFTER_DASHDASH, 0))
             values.known_options = known
@@ -68,6 +71,31 @@ def run(ctx, debug, body):
         np.seterr(**old)
     if code:
         raise typer.Exit(code)
+
+
+_TOOL = tuple(str(pathlib.Path(__file__).resolve().parent.parent / d) + os.sep for d in ("cli", "engine", "expressions"))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning while a command runs. A warning raised in the tool's own code (an op
+    warning as PyTorch does, reached through an expression) is one clean line, `warning: ...`,
+    once per text -- Python printed `expressions/compiler.py:414: UserWarning` and the source
+    line under it. Any other (the user's own code: their file and line help them) is printed as
+    Python prints it."""
+    try:
+        path = os.path.realpath(filename) if filename else ""
+        if path.startswith(_TOOL) or not filename:
+            text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+            if category is not UserWarning:
+                text = f"{category.__name__}: {text}"
+            from . import render
+            render.warn_once(text)
+            return
+        stream = file if file is not None else sys.stderr
+        if stream is not None:
+            stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+    except Exception:  # noqa: BLE001 - a warning that cannot be shown is not worth an error
+        pass
 
 
 def _whole_writes(stream):

@@ -410,6 +410,25 @@ def user_traceback(e):
     return _format(e, frames) if frames else None
 
 
+def _default_array(target, name, np):
+    """A default value (the file's `inputs`, f's keyword defaults, a module's parameter) as a
+    float64 array; complex or non-numeric values are the user's error, said before numpy casts
+    (a ComplexWarning with this file's line, or a TypeError: exit 3)."""
+    v = target.defaults[name]
+    where = pathlib.Path(target.text).name
+    try:
+        arr = np.asarray(v.detach().numpy() if hasattr(v, "detach") else v)
+    except Exception:  # noqa: BLE001 - whatever the value is, it is not an array of numbers
+        arr = None
+    if arr is not None and arr.dtype.kind == "c":
+        raise CliError(f"the default value of '{name}' given in {where} is complex: the engine computes with real "
+                       f"numbers; make it real, or pass --{name} VALUES")
+    if arr is None or arr.dtype.kind not in "biuf":
+        raise CliError(f"the default value of '{name}' given in {where} is not numbers "
+                       f"({type(v).__name__}): make it a number, a list of numbers or an array, or pass --{name} VALUES")
+    return arr.astype(np.float64)
+
+
 def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
     """{name: Tensor} for the target's variables; those in `wrt` (default: all) require grad."""
     import numpy as np
@@ -439,8 +458,7 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
         if name in raw:
             arr = parse_value(raw[name], rng, name=name)
         elif name in target.defaults:
-            v = target.defaults[name]
-            arr = np.array(v.detach().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
+            arr = _default_array(target, name, np)
         else:
             span = target.program.span_of(name) if target.program else None
             raise CliError(f"'{name}' has no value: pass --{name} VALUES", span=span, text=target.text)

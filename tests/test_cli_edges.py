@@ -1058,3 +1058,32 @@ def test_check_calls_an_overflow_an_overflow(argv, where):
     assert doc["failures"][0].startswith(f"the function overflowed at {where}")
     r = invoke("check", "sum(sqrt(x))", "--x", "0,1")                   # leaving the domain is still that
     assert "left the function's domain at x[0]" in r.stdout and "overflow" not in r.stdout
+
+
+@pytest.mark.parametrize("command", ["grad", "check", "jacobian", "graph", "explain"])
+def test_a_warning_from_the_tools_own_code_is_one_clean_line(command):
+    """mse_loss with a broadcasting target warns (PyTorch's words); Python printed it with the
+    tool's own source line: 'expressions/compiler.py:414: UserWarning' and the code under it."""
+    r = invoke(command, "mse_loss(x, y)", "--x", "1,2", "--y", "1")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "warning: Using a target size (()) that is different to the input size ((2,)). This will likely lead to "
+        "incorrect results due to broadcasting. Please ensure they have the same size."], r.stderr
+
+
+def test_a_warning_from_the_users_own_code_keeps_their_line(tmp_path):
+    target = write(tmp_path, "wu.py", "import warnings\ndef f(x):\n    warnings.warn('mind the gap')\n"
+                                      "    return (x * x).sum()\n")
+    r = invoke("grad", target, "--x", "1")
+    assert r.exit_code == 0 and "wu.py:3: UserWarning: mind the gap" in r.stderr
+
+
+@pytest.mark.parametrize("inputs", ["np.array([1 + 2j, 3])", "[1 + 2j, 3]", "1j"])
+def test_complex_default_values_are_a_clear_error(tmp_path, inputs):
+    target = write(tmp_path, "cx.py", f"import numpy as np\ninputs = {{'x': {inputs}}}\n"
+                                      "def f(x):\n    return (x * x).sum()\n")
+    r = invoke("grad", target)
+    one_error(r, 2, "the default value of 'x' given in cx.py is complex: the engine computes with real numbers")
+    assert "Warning" not in r.stderr and "targets.py" not in r.stderr
+    target = write(tmp_path, "cd.py", "def f(x, s=2j):\n    return (x * s).sum()\n")
+    one_error(invoke("grad", target, "--x", "1", "--s", "1j"), 2, "--s")
