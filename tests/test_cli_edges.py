@@ -8,10 +8,12 @@ import errno
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -395,38 +397,141 @@ def test_closed_or_full_streams():
 
 
 # -- the whole surface, fuzzed ---------------------------------------------------------------------
-COMMANDS = ["grad", "jacobian", "check", "graph"]
+COMMANDS = ["grad", "jacobian", "check", "graph", "explain"]
 GOOD_EXPRS = ["sum(w*x)", "w*x", "sum(tanh(w) + x)", "sum(w @ x)", "sum(w, dim=0) * x", "w[0] * x",
               "sum(log(w*w + 1) + x)", "max(w) + sum(x)", "w * x.T", "exp(w) ** 300 + x", "sum(sqrt(w - 10) + x)",
-              "where(w > 0, x, 2*x)", "sum(w / x)", "relu(w) * abs(x)"]
+              "where(w > 0, x, 2*x)", "sum(w / x)", "relu(w) * abs(x)", "mse_loss(w, x[0])", "x * 10 + w"]
 BAD_EXPRS = ["sum(", "__import__('os')", "sum(x.expand(10**9)) + w", "", "'s'", "sum(w*x, dim=(0, 0))",
              "sum([w, x])", "w.__class__ + x", "lambda: w"]
+# .py targets ({dir} is the fuzz folder): the engine, real PyTorch (the engine's API without it), wrong backwards
+FILES = {
+    "engine.py": "def f(w, x):\n    return (w * x).sum()\n",
+    "torchy.py": "import torch\ndef f(w, x):\n    return (torch.tanh(w) * x).sum()\n",
+    "wrong.py": ("import engine\nclass Cube(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, w):\n"
+                 "        ctx.save_for_backward(w)\n        return w ** 3\n    @staticmethod\n    def backward(ctx, g):\n"
+                 "        w, = ctx.saved_tensors\n        return g * 3 * w ** 2 * 1.01\n"
+                 "def f(w, x):\n    return (Cube.apply(w) * x).sum()\n"),
+    "wrong_torch.py": ("import torch\nclass Cube(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, w):\n"
+                       "        ctx.save_for_backward(w)\n        return w ** 3\n    @staticmethod\n"
+                       "    def backward(ctx, g):\n        w, = ctx.saved_tensors\n        return g * 3 * w ** 2 * 1.01\n"
+                       "def f(w, x):\n    return (Cube.apply(w) * x).sum()\n"),
+    "raising.py": ("import engine\nclass Boom(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, w):\n"
+                   "        return w * 2\n    @staticmethod\n    def backward(ctx, g):\n"
+                   "        raise RuntimeError('boom in backward')\n"
+                   "def f(w, x):\n    return (Boom.apply(w) * x).sum()\n"),
+}
+TOOL_LINE = re.compile(r"(cli|engine|expressions)/\w+\.py[:\"]")     # a source line of the tool's own code
 GOOD_VALUES = ["1,2", "3", "-1,0.5", "randn(2)", "nan,1", "inf", "rand(2)", "0,0", "1e300,1", "-2,-3"]
 BAD_VALUES = ["zeros(0)", "1;2", "[[1,2]]", "@nofile.npy", "abc", "1,,2", "rand(2,3)", "eye(2)", "@/dev/zero",
               "ones(10**9)"]
 OPTIONS = [[], ["--json"], ["--wrt", "w"], ["--wrt", "zz"], ["--eps", "0"], ["--eps", "1e-3"], ["--fast"],
            ["--times", "3"], ["--seed", "-1"], ["--chek"], ["--full"], ["--check"], ["--dtype", "float32"],
            ["--dtype", "int8"], ["--grad-output", "1,1"], ["--rtol", "nan"], ["-o", "/nonexistent/g.dot"],
-           ["--show-grad"], ["--zero-grad"], ["--func", "g"], ["--atol", "0"], ["--debug"]]
-exprs = st.one_of(*[st.sampled_from(GOOD_EXPRS)] * 4, st.sampled_from(BAD_EXPRS))
+           ["--show-grad"], ["--zero-grad"], ["--func", "g"], ["--atol", "0"], ["--debug"],
+           # issue 22: the newer surface
+           ["-o", "{dir}/g.html"], ["-o", "{dir}/g.svg"], ["--dot", "{dir}/c.dot"], ["--dot", "{dir}/c.html"],
+           ["--order", "2"], ["--sweep"], ["--sweep", "--plot", "{dir}/s.svg"], ["--plot", "{dir}/s.svg"], ["--locate"],
+           ["--backend", "engine"], ["--backend", "torch"], ["--backend", "auto"], ["--backend", "jax"],
+           ["--compare", "torch"], ["--compare", "jax"], ["--strict"], ["--no-retain"], ["--detach", "w"],
+           ["--no-grad"], ["--forward"], ["--show-saved"], ["--retain-grad"], ["--max-nodes", "1"]]
+exprs = st.one_of(*[st.sampled_from(GOOD_EXPRS)] * 3, st.sampled_from(["{dir}/" + n for n in FILES]),
+                  st.sampled_from(BAD_EXPRS))
 values = st.one_of(*[st.sampled_from(GOOD_VALUES)] * 4, st.sampled_from(BAD_VALUES))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(COMMANDS), exprs, values, values, st.lists(st.sampled_from(OPTIONS), max_size=3))
-def test_fuzzed_argv_never_tracebacks(command, expr, w, x, opts):
-    argv = [command, expr, "--w", w, "--x", x] + [a for o in opts for a in o]
+def _command_options():
+    """{command: its option spellings}, read from the app itself."""
+    import typer.main
+    return {name: {o for p in cmd.params for o in getattr(p, "opts", [])}
+            for name, cmd in typer.main.get_command(app).commands.items()}
+
+
+OPTS_OF = _command_options()
+
+
+@st.composite
+def fuzz_argv(draw):
+    """A command, a target, w and x, and up to three options: mostly the command's own (so the
+    run gets past the parser), sometimes any (another command's, misspelt, invalid)."""
+    command = draw(st.sampled_from(COMMANDS))
+    own = [o for o in OPTIONS if o and o[0] in OPTS_OF[command]]
+    opts = draw(st.lists(st.one_of(*[st.sampled_from(own)] * 3, st.sampled_from(OPTIONS)), max_size=3))
+    return [command, draw(exprs), "--w", draw(values), "--x", draw(values)] + [a for o in opts for a in o]
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    for name, text in FILES.items():
+        (d / name).write_text(text)
+    return d
+
+
+def _as_python_shows(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _fuzz_run(argv, folder=None):
     t0 = time.perf_counter()
-    r = runner.invoke(app, argv)
+    with warnings.catch_warnings():       # as a real process shows warnings (pytest would record them)
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        warnings.showwarning = _as_python_shows
+        r = runner.invoke(app, argv)
     elapsed = time.perf_counter() - t0
     out = r.stdout + r.stderr
-    assert "Traceback" not in out or "--debug" in argv, argv
+    # a user's .py target that raises shows "Traceback (in your file)": Python's own never
+    assert "Traceback (most recent call last)" not in out or "--debug" in argv, (argv, out[-800:])
     assert r.exit_code in (0, 1, 2), (argv, r.exit_code, out[-500:])
-    if r.exit_code == 1:
-        assert command == "check" or "--check" in argv, argv       # 1 only for a failed check
+    if r.exit_code == 1:                                  # 1 only for a failed check (or a --compare that differs)
+        assert command_checks(argv), argv
     if r.exit_code == 2:
-        assert out.strip(), argv                                     # an error always says something
+        assert r.stderr.strip(), argv                    # an error always says something, on stderr
+    if "--debug" not in argv:
+        assert not TOOL_LINE.search(r.stderr), (argv, r.stderr[-800:])    # no warning with the tool's source line
+    if argv[1].endswith("raising.py") and r.exit_code == 0:               # its backward raises: never a success
+        assert ((argv[0] == "graph" and "--show-grad" not in argv)
+                or (argv[0] == "explain" and ("--no-grad" in argv or "--detach" in argv))), argv
+    if folder is not None:
+        assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")], argv   # no temporary file left
     assert elapsed < 20, argv
+    return r
+
+
+def command_checks(argv):
+    return argv[0] == "check" or "--check" in argv or (argv[0] == "grad" and "--compare" in argv)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fuzz_argv())
+def test_fuzzed_argv_never_tracebacks(fuzz_dir, argv):
+    _fuzz_run([a.replace("{dir}", str(fuzz_dir)) for a in argv], fuzz_dir)
+
+
+def test_the_fuzz_grammar_names_real_options():
+    """Every option the fuzz grammar uses on purpose exists on some command (a renamed option
+    would leave the fuzz throwing only 'no such option' at it)."""
+    deliberate_misses = {"--chek"}
+    every = set().union(*OPTS_OF.values())
+    assert {o[0] for o in OPTIONS if o} - every == deliberate_misses
+    assert set(COMMANDS) == set(OPTS_OF) - {"functions"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", "sum(w*x)"], ["graph", "sum(w*x)", "-o", "{dir}/g.html"], ["check", "sum(w*x)", "--order", "2"],
+    ["check", "sum(w*x)", "--sweep", "--plot", "{dir}/s.svg"], ["check", "{dir}/wrong.py", "--locate", "--dot",
+                                                                  "{dir}/c.dot"],
+    ["check", "{dir}/engine.py", "--backend", "engine"], ["check", "{dir}/torchy.py", "--backend", "auto"],
+    ["check", "{dir}/torchy.py", "--backend", "torch"], ["grad", "sum(w*x)", "--compare", "torch"],
+    ["explain", "{dir}/engine.py", "--times", "2", "--no-retain"], ["grad", "mse_loss(w, x[0])"],
+])
+def test_the_fuzzed_grammars_new_surface_is_reachable(fuzz_dir, argv):
+    """Each new piece of the fuzz grammar can succeed, so the fuzz reaches past the parser."""
+    if "torch" in argv and "--backend" in argv and argv[argv.index("--backend") + 1] == "torch" or "--compare" in argv:
+        pytest.importorskip("torch")
+    argv = [a.replace("{dir}", str(fuzz_dir)) for a in argv] + ["--w", "1,2", "--x", "3,4"]
+    r = _fuzz_run(argv, fuzz_dir)
+    assert r.exit_code == (1 if "wrong.py" in argv[1] else 0), (argv, r.stderr)
 
 
 def test_a_variable_named_like_an_option_takes_its_value_after_the_double_dash(tmp_path):
