@@ -7,8 +7,11 @@ and the rest inside its body.
 import sys
 
 import typer
+from typer.completion import completion_init
+from typer.core import TyperCommand, TyperGroup
 
-from . import options
+from . import completion, options
+from .boundary import AFTER_DASHDASH
 from .commands.check import check_command
 from .commands.explain import explain_command
 from .commands.functions import functions_command
@@ -18,12 +21,36 @@ from .commands.jacobian import jacobian_command
 
 __version__ = "0.1.0"
 
+class _Group(TyperGroup):
+    """The root command: --show-completion / --install-completion [SHELL] are ours (cli/completion.py),
+    read before Click parses anything, since Click has no option with an optional value."""
+
+    def parse_args(self, ctx, args):
+        asked = completion.requested(args)
+        if asked is not None:
+            raise typer.Exit(completion.run(*asked, prog_name=ctx.info_name or "autograd"))
+        return super().parse_args(ctx, args)
+
+
+class _Command(TyperCommand):
+    """A command that remembers how many of its arguments came after `--` (Click drops the `--`):
+    there every --NAME is a variable, `-- --max-nodes 3` too (cli/targets.py)."""
+
+    def parse_args(self, ctx, args):
+        if "--" in args:
+            ctx.meta[AFTER_DASHDASH] = len(args) - args.index("--") - 1
+        return super().parse_args(ctx, args)
+
+
+completion_init()          # Typer's completion classes answer Tab (_AUTOGRAD_COMPLETE=complete_bash ...)
+
 app = typer.Typer(
     name="autograd",
+    cls=_Group,
     help="See and check derivatives: values, gradients, Jacobians, a finite-difference verdict, and "
          "the backward graph, from a formula on the command line or a .py file. " + options.VALUES_HELP,
     no_args_is_help=True,
-    add_completion=True,
+    add_completion=False,      # its --show/--install-completion are flags: ours take the shell
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -35,15 +62,28 @@ def _version(value: bool):
         raise typer.Exit()
 
 
+def _completion(ctx, param, value):
+    """Reached only when the option is not first (`--version --show-completion zsh`)."""
+    if value is not None and not ctx.resilient_parsing:
+        raise typer.Exit(completion.run(param.opts[0], value, prog_name=ctx.find_root().info_name or "autograd"))
+
+
 @app.callback()
 def main_callback(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                               help="Show the version and exit")):
+                                               help="Show the version and exit"),
+                  install_completion: str = typer.Option(
+                      None, "--install-completion", metavar="[SHELL]", callback=_completion, is_eager=True,
+                      expose_value=False, help="Install completion for SHELL (bash, zsh, fish, powershell, pwsh; "
+                      "default: this shell)"),
+                  show_completion: str = typer.Option(
+                      None, "--show-completion", metavar="[SHELL]", callback=_completion, is_eager=True,
+                      expose_value=False, help="Print the completion script for SHELL (default: this shell)")):
     """See and check derivatives from the command line."""
 
 
 for _name, _fn in (("grad", grad_command), ("jacobian", jacobian_command), ("check", check_command),
                    ("graph", graph_command), ("explain", explain_command), ("functions", functions_command)):
-    app.command(_name, context_settings=options.EXTRA, help=_fn.__doc__)(_fn)
+    app.command(_name, cls=_Command, context_settings=options.EXTRA, help=_fn.__doc__)(_fn)
 
 
 def main():

@@ -3,8 +3,8 @@
 A path is checked before any work (format, Graphviz present, its folder exists and is
 writable, it is not a folder) and resolved then, so a target's os.chdir cannot move it. The
 file is written to a temporary file beside it and renamed into place only when complete: a
-full disk, a failing or timed-out `dot`, or Ctrl-C leaves the previous file as it was and no
-partial file. Graphviz runs with a timeout and dies with us.
+full disk, a failing or timed-out `dot`, Ctrl-C, SIGTERM or SIGHUP leaves the previous file as
+it was and no partial file. Graphviz runs with a timeout and dies with us.
 """
 import os
 import pathlib
@@ -70,16 +70,12 @@ def write_graph(outs, tensors, output, *, rankdir="TB", timeout=None, **options)
         from .htmlpage import page
 
         def make(tmp):
-            svg_tmp = tmp.with_suffix(".svg.tmp")
-            try:
-                _run_dot(text, _Svg(output), svg_tmp, timeout or DOT_TIMEOUT)
-                tmp.write_text(page(g, svg_tmp.read_text(), _rules(g, names)))
-            finally:
-                if svg_tmp.exists():
-                    svg_tmp.unlink()
+            svg = _run_dot(text, "svg", output.path.name, timeout or DOT_TIMEOUT).decode("utf-8", errors="replace")
+            tmp.write_text(page(g, svg, _rules(g, names)))
         _atomic(output, make)
     elif output.suffix in RENDERED:
-        _atomic(output, lambda tmp: _run_dot(text, output, tmp, timeout or DOT_TIMEOUT))
+        _atomic(output, lambda tmp: tmp.write_bytes(_run_dot(text, output.suffix[1:], output.path.name,
+                                                             timeout or DOT_TIMEOUT)))
     else:
         _atomic(output, lambda tmp: tmp.write_text(text))
     return output
@@ -121,19 +117,15 @@ def _rules(g, names):
     return rules
 
 
-class _Svg:
-    """An output path with Graphviz's format svg (the page embeds it)."""
-
-    def __init__(self, output):
-        self.path, self.suffix = output.path, ".svg"
-
-
 def _atomic(output, make):
     """make(tmp_path) writes the whole file; then it replaces output.path in one rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.path.name}.", suffix=".tmp", dir=output.path.parent)
-    os.close(fd)
-    tmp = pathlib.Path(tmp)
+    from .interrupts import blocked
+    tmp = None
     try:
+        with blocked():            # a signal now would leave a temporary file nobody knows of
+            fd, name = tempfile.mkstemp(prefix=f".{output.path.name}.", suffix=".tmp", dir=output.path.parent)
+            tmp = pathlib.Path(name)
+        os.close(fd)
         make(tmp)
         # mkstemp makes the file 0600: give it the mode a plain open() would (or the old file's)
         if output.path.exists():
@@ -146,8 +138,8 @@ def _atomic(output, make):
         os.replace(tmp, output.path)
     except OSError as e:
         raise CliError(f"could not write '{output.path}': {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
+    finally:                       # also on Ctrl-C, SIGTERM or SIGHUP (cli/interrupts.py)
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 
@@ -161,14 +153,18 @@ def _die_with_parent():
         pass
 
 
-def _run_dot(text, output, tmp, timeout):
+def _run_dot(text, fmt, name, timeout):
+    """The graph rendered by `dot -T<fmt>`, as bytes. dot writes to a pipe and we write the file:
+    a full disk is then our own write's error ("No space left on device"), not Graphviz's
+    "gvwrite_no_z problem 8" -- nor a PDF cut short that dot reported as done."""
     try:
-        r = subprocess.run(["dot", f"-T{output.suffix[1:]}", "-o", str(tmp)], input=text.encode(),
-                           capture_output=True, timeout=timeout, preexec_fn=_die_with_parent)
+        r = subprocess.run(["dot", f"-T{fmt}"], input=text.encode(), capture_output=True, timeout=timeout,
+                           preexec_fn=_die_with_parent)
     except subprocess.TimeoutExpired:
-        raise CliError(f"Graphviz did not finish rendering {output.path.name} within {timeout:g} s (it was "
+        raise CliError(f"Graphviz did not finish rendering {name} within {timeout:g} s (it was "
                        "stopped): write .dot instead, cut the graph with --max-nodes, or raise "
                        "--dot-timeout") from None
-    if r.returncode != 0:
-        raise CliError(f"Graphviz could not render {output.path.name}: "
-                       f"{r.stderr.decode(errors='replace').strip().splitlines()[0] if r.stderr else 'exit ' + str(r.returncode)}")
+    if r.returncode != 0 or not r.stdout:
+        said = r.stderr.decode(errors="replace").strip().splitlines() if r.stderr else []
+        raise CliError(f"Graphviz could not render {name}: {said[0] if said else 'exit ' + str(r.returncode)}")
+    return r.stdout

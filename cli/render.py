@@ -211,6 +211,20 @@ def warn(text):
     console(stderr=True).print(f"[yellow]warning:[/yellow] {esc(text)}")
 
 
+_WARNED = set()         # the warnings said while this command runs (the boundary clears it)
+
+
+def warn_once(text):
+    """warn(text), unless this command already said it (a target run twice warns twice)."""
+    if text not in _WARNED:
+        _WARNED.add(text)
+        warn(text)
+
+
+def forget_warnings():
+    _WARNED.clear()
+
+
 def inputs_table(tensors):
     t = table("inputs", ["name", "shape", "requires_grad", "value"])
     for name, x in tensors.items():

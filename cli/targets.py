@@ -13,26 +13,36 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")    # net.0.weig
 
 
 class Values(dict):
-    """{name: value text}, plus the command's option names (a variable may not reuse one)."""
+    """{name: value text}, plus the command's option spellings (max-nodes, eps, ...) and the
+    names given before `--` in an option's underscore spelling (--max_nodes), which build_inputs
+    judges once the target's variables are known: the variable, told to come after `--`, or a
+    misspelt option."""
 
     known_options = frozenset()
+    option_like = frozenset()
 
 
-def parse_variable_args(args, known_options):
-    """`--w 1,2 --x=-1,2` (the tokens Click left over) -> {"w": "1,2", "x": "-1,2"}."""
+def parse_variable_args(args, known_options, after_dashdash=0):
+    """`--w 1,2 --x=-1,2` (the tokens Click left over) -> {"w": "1,2", "x": "-1,2"}.
+    after_dashdash: how many of the last tokens came after `--`, where every --NAME is a
+    variable, an option's own spelling too: `-- --max-nodes 3` gives the variable max_nodes."""
     values = Values()
+    option_like = set()
+    first_after = len(args) - min(after_dashdash, len(args))
     i = 0
     while i < len(args):
+        after = i >= first_after
         tok = args[i]
         if not tok.startswith("--") or len(tok) == 2:
             raise CliError(f"unexpected argument '{tok}': give variable values as --NAME VALUES after the "
                            "target, like --w 1,2 (a variable named like one of the command's options takes "
                            "its value after --, as in -- --eps 0.5)")
-        name, eq, value = tok[2:].partition("=")
+        spelt, eq, value = tok[2:].partition("=")
+        name = spelt.replace("-", "_") if after else spelt     # -- --max-nodes 3: the variable max_nodes
         if not eq:
             if i + 1 >= len(args) or (args[i + 1].startswith("--") and not _looks_numeric(args[i + 1])):
-                if name in known_options and "_" not in name:      # an option's own spelling
-                    raise CliError(f"--{name} comes after --, where every --NAME is a variable: put the "
+                if spelt in known_options:      # an option's own spelling, with no value: a misplaced option
+                    raise CliError(f"--{spelt} comes after --, where every --NAME is a variable: put the "
                                    "command's options before --")
                 near = near_option(name, known_options)
                 if near:
@@ -47,14 +57,23 @@ def parse_variable_args(args, known_options):
         if not _NAME.match(name):
             raise CliError(f"'--{name}' is not a variable name: names start with a letter and use letters, "
                            "digits and _ (and dots for a module's parameters, like net.0.weight)")
-        if "_" in name and name.replace("_", "-") in known_options:
-            raise CliError(f"no such option: --{name} (did you mean --{name.replace('_', '-')}?)")
+        if not after and "_" in name and name.replace("_", "-") in known_options:
+            option_like.add(name)            # the variable, or a misspelt option: the target says which
         # a name like one of the command's options reaches here only from after `--` (Click takes
         # it as the option anywhere else): `check f.py -- --eps 0.5` gives the variable eps a value
         if name in values:
             raise CliError(f"--{name} is given twice: give each variable once")
         values[name] = value
+    values.option_like = frozenset(option_like)
     return values
+
+
+def option_spelling(name, known_options):
+    """The command option a variable `name` is named like (max_nodes -> max-nodes), or None."""
+    for spelling in (name, name.replace("_", "-")):
+        if spelling in known_options:
+            return spelling
+    return None
 
 
 def near_option(name, known_options):
@@ -220,7 +239,7 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
                                                   loader=SourceFileLoader(module_name, str(path)))
     module = importlib.util.module_from_spec(spec)
     _USER_FILES.add(path.resolve())
-    sys.path.insert(0, str(path.resolve().parent))
+    _on_path(path.resolve().parent)
     from .backends import torch_on_engine
     try:
         with torch_on_engine(shim):          # `import torch` is the engine's, while it loads
@@ -231,8 +250,6 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         raise CliError(f"{path} called exit({e.code}) while being loaded") from None
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
         raise UserCodeError(user_traceback(e) or _format(e, [])) from None
-    finally:
-        sys.path.pop(0)
     if not hasattr(module, func_name):
         found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
                        and getattr(v, "__module__", None) == module_name)
@@ -265,6 +282,8 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         except TypeError as e:
             raise CliError(f"'{func_name}' in {path} is an nn.Module class that cannot be made without arguments "
                            f"({e}): make an instance in the file and name it with --func") from None
+        except KeyboardInterrupt:
+            raise                            # Ctrl-C is 130, not the user's error
         except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
         fn, params = _module_function(instance, func_name, defaults)
@@ -366,6 +385,25 @@ def check_jacobian_size(target, tensors, chosen, hint, outs=None, order=1):
 
 
 _USER_FILES = set()       # the .py targets loaded in this process (resolved paths)
+_ADDED_PATHS = []         # folders put first on sys.path for the command that runs now
+
+
+def _on_path(folder):
+    """Put the target's folder first on sys.path, as `python target.py` does, for the whole
+    command: f, a Function's backward and the checker's calls may import a module beside the
+    file at any time (an `import helper` inside f). forget_paths() takes it off again."""
+    sys.path.insert(0, str(folder))
+    _ADDED_PATHS.append(str(folder))
+
+
+def forget_paths():
+    """Take the folders _on_path added off sys.path (the boundary calls this when a command ends)."""
+    while _ADDED_PATHS:
+        folder = _ADDED_PATHS.pop()
+        try:
+            sys.path.remove(folder)
+        except ValueError:                    # the target took it off itself
+            pass
 
 
 def _mine(e):
@@ -388,16 +426,40 @@ def user_traceback(e):
     return _format(e, frames) if frames else None
 
 
+def _default_array(target, name, np):
+    """A default value (the file's `inputs`, f's keyword defaults, a module's parameter) as a
+    float64 array; complex or non-numeric values are the user's error, said before numpy casts
+    (a ComplexWarning with this file's line, or a TypeError: exit 3)."""
+    v = target.defaults[name]
+    where = pathlib.Path(target.text).name
+    try:
+        arr = np.asarray(v.detach().numpy() if hasattr(v, "detach") else v)
+    except Exception:  # noqa: BLE001 - whatever the value is, it is not an array of numbers
+        arr = None
+    if arr is not None and arr.dtype.kind == "c":
+        raise CliError(f"the default value of '{name}' given in {where} is complex: the engine computes with real "
+                       f"numbers; make it real, or pass --{name} VALUES")
+    if arr is None or arr.dtype.kind not in "biuf":
+        raise CliError(f"the default value of '{name}' given in {where} is not numbers "
+                       f"({type(v).__name__}): make it a number, a list of numbers or an array, or pass --{name} VALUES")
+    return arr.astype(np.float64)
+
+
 def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
     """{name: Tensor} for the target's variables; those in `wrt` (default: all) require grad."""
     import numpy as np
 
     from expressions import parse_value
     from expressions.values import LazyGenerator
+    known = getattr(raw, "known_options", ())
     for n in target.names:
-        if n in getattr(raw, "known_options", ()) and n not in raw and n not in target.defaults:
-            raise CliError(f"the variable '{n}' is named like the option --{n}: give its value after --, as in "
-                           f"`-- --{n} VALUES` (before --, --{n} sets the option)")
+        spelling = option_spelling(n, known)
+        if spelling and (n in getattr(raw, "option_like", ()) or (n not in raw and n not in target.defaults)):
+            raise CliError(f"the variable '{n}' is named like the option --{spelling}: give its value after --, as in "
+                           f"`-- --{n} VALUES` (before --, --{spelling} sets the option)")
+    for n in sorted(getattr(raw, "option_like", ())):
+        if n not in target.names:
+            raise CliError(f"no such option: --{n} (did you mean --{n.replace('_', '-')}?)")
     unknown = [n for n in raw if n not in target.names]
     if unknown:
         near = near_option(unknown[0], getattr(raw, "known_options", ()))
@@ -412,8 +474,7 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
         if name in raw:
             arr = parse_value(raw[name], rng, name=name)
         elif name in target.defaults:
-            v = target.defaults[name]
-            arr = np.array(v.detach().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
+            arr = _default_array(target, name, np)
         else:
             span = target.program.span_of(name) if target.program else None
             raise CliError(f"'{name}' has no value: pass --{name} VALUES", span=span, text=target.text)

@@ -33,3 +33,25 @@ def test_both_modes_accept_exactly_the_central_error(fast):
     x = engine.tensor(1.0, requires_grad=True)
     assert check_gradients(cube, (x,), eps=EPS, atol=2e-4, rtol=0.0, fast_mode=fast).passed
     assert not check_gradients(cube, (x,), eps=EPS, atol=5e-5, rtol=0.0, fast_mode=fast).passed
+
+
+@pytest.mark.parametrize("fn,values,where", [
+    (lambda x: x * 10, 1e308, "x"),                       # x*10 is inf at x +- eps: inf - inf is NaN
+    (lambda x: x.exp(), 1000.0, "x"),
+    (lambda x: x.exp().sum(), [1000.0, 1.0], "x[0]"),
+    (lambda x: (x * x).sum(), [1e200, 1.0], "x[0]"),
+])
+def test_an_overflow_is_called_an_overflow_not_the_domain(fn, values, where):
+    x = engine.tensor(values, requires_grad=True)
+    assert not np.all(np.isfinite(fn(x).detach().numpy()))               # the value itself overflowed
+    report = check_gradients(fn, (x,), input_names=["x"])
+    assert not report.passed
+    first = report.failures[0]
+    assert first.startswith(f"the function overflowed at {where}"), first
+    assert "beyond the largest float64 number (1.8e+308)" in first and "domain" not in first
+
+
+@pytest.mark.parametrize("fn,values", [(lambda x: x.sqrt().sum(), [0.0, 1.0]), (lambda x: x.log(), 0.0)])
+def test_leaving_the_domain_is_still_the_domain(fn, values):
+    report = check_gradients(fn, (engine.tensor(values, requires_grad=True),), input_names=["x"])
+    assert "left the function's domain" in report.failures[0] and "overflow" not in report.failures[0]

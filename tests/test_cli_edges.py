@@ -8,10 +8,12 @@ import errno
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -266,9 +268,30 @@ def test_graphviz_runs_with_a_timeout_and_leaves_the_previous_file(tmp_path):
     r = invoke("graph", chain, "--x", "1", "--max-nodes", "100000", "-o", out, "--dot-timeout", "0.1")
     one_error(r, 2, "did not finish rendering g.svg within 0.1 s")
     assert out.read_text() == "OLD" and sorted(p.name for p in tmp_path.iterdir()) == ["chain.py", "g.svg"]
-    time.sleep(0.2)
-    ps = subprocess.run(["pgrep", "-f", f"dot -Tsvg -o {tmp_path}"], capture_output=True, text=True)
-    assert ps.stdout.strip() == ""                          # the timed-out dot was stopped
+    if sys.platform.startswith("linux"):
+        time.sleep(0.2)
+        assert not _live_dots(os.getpid())                  # the timed-out dot was stopped
+
+
+def _live_dots(pid):
+    """The running (not zombie) `dot` processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for k in _children(pid):
+        try:
+            stat = pathlib.Path(f"/proc/{k}/stat").read_text()
+        except OSError:
+            continue
+        if stat.split("(", 1)[1].split(")", 1)[0] == "dot" and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.append(k)
+    return found
+
+
+def _alive(pid):
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.skipif(shutil.which("dot") is None or not sys.platform.startswith("linux"),
@@ -280,20 +303,23 @@ def test_a_killed_autograd_leaves_no_dot_running(tmp_path):
     out = tmp_path / "big.svg"
     p = subprocess.Popen([SCRIPT, "graph", str(chain), "--x", "1", "--max-nodes", "100000", "-o", str(out)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pattern = f"dot -Tsvg -o {tmp_path}"
-    for _ in range(200):                                  # wait until dot runs
-        if subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip():
+    dots = []
+    for _ in range(600):                                  # wait until dot runs
+        dots = _live_dots(p.pid)
+        if dots or p.poll() is not None:
             break
         time.sleep(0.05)
-    else:
+    if not dots:
         p.kill()
+        p.wait()
         pytest.skip("dot finished before it could be observed")
     time.sleep(1.0)                  # dot has read its input and is rendering (it takes seconds)
     p.kill()                                              # SIGKILL: no handler of ours runs
     p.wait()
     time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip()
-    subprocess.run(["pkill", "-f", pattern])
+    left = [d for d in dots if _alive(d)]
+    for d in left:
+        os.kill(d, 9)
     assert not left, "dot kept running after autograd was killed"
     assert not out.exists()
 
@@ -371,38 +397,141 @@ def test_closed_or_full_streams():
 
 
 # -- the whole surface, fuzzed ---------------------------------------------------------------------
-COMMANDS = ["grad", "jacobian", "check", "graph"]
+COMMANDS = ["grad", "jacobian", "check", "graph", "explain"]
 GOOD_EXPRS = ["sum(w*x)", "w*x", "sum(tanh(w) + x)", "sum(w @ x)", "sum(w, dim=0) * x", "w[0] * x",
               "sum(log(w*w + 1) + x)", "max(w) + sum(x)", "w * x.T", "exp(w) ** 300 + x", "sum(sqrt(w - 10) + x)",
-              "where(w > 0, x, 2*x)", "sum(w / x)", "relu(w) * abs(x)"]
+              "where(w > 0, x, 2*x)", "sum(w / x)", "relu(w) * abs(x)", "mse_loss(w, x[0])", "x * 10 + w"]
 BAD_EXPRS = ["sum(", "__import__('os')", "sum(x.expand(10**9)) + w", "", "'s'", "sum(w*x, dim=(0, 0))",
              "sum([w, x])", "w.__class__ + x", "lambda: w"]
+# .py targets ({dir} is the fuzz folder): the engine, real PyTorch (the engine's API without it), wrong backwards
+FILES = {
+    "engine.py": "def f(w, x):\n    return (w * x).sum()\n",
+    "torchy.py": "import torch\ndef f(w, x):\n    return (torch.tanh(w) * x).sum()\n",
+    "wrong.py": ("import engine\nclass Cube(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, w):\n"
+                 "        ctx.save_for_backward(w)\n        return w ** 3\n    @staticmethod\n    def backward(ctx, g):\n"
+                 "        w, = ctx.saved_tensors\n        return g * 3 * w ** 2 * 1.01\n"
+                 "def f(w, x):\n    return (Cube.apply(w) * x).sum()\n"),
+    "wrong_torch.py": ("import torch\nclass Cube(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, w):\n"
+                       "        ctx.save_for_backward(w)\n        return w ** 3\n    @staticmethod\n"
+                       "    def backward(ctx, g):\n        w, = ctx.saved_tensors\n        return g * 3 * w ** 2 * 1.01\n"
+                       "def f(w, x):\n    return (Cube.apply(w) * x).sum()\n"),
+    "raising.py": ("import engine\nclass Boom(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, w):\n"
+                   "        return w * 2\n    @staticmethod\n    def backward(ctx, g):\n"
+                   "        raise RuntimeError('boom in backward')\n"
+                   "def f(w, x):\n    return (Boom.apply(w) * x).sum()\n"),
+}
+TOOL_LINE = re.compile(r"(cli|engine|expressions)/\w+\.py[:\"]")     # a source line of the tool's own code
 GOOD_VALUES = ["1,2", "3", "-1,0.5", "randn(2)", "nan,1", "inf", "rand(2)", "0,0", "1e300,1", "-2,-3"]
 BAD_VALUES = ["zeros(0)", "1;2", "[[1,2]]", "@nofile.npy", "abc", "1,,2", "rand(2,3)", "eye(2)", "@/dev/zero",
               "ones(10**9)"]
 OPTIONS = [[], ["--json"], ["--wrt", "w"], ["--wrt", "zz"], ["--eps", "0"], ["--eps", "1e-3"], ["--fast"],
            ["--times", "3"], ["--seed", "-1"], ["--chek"], ["--full"], ["--check"], ["--dtype", "float32"],
            ["--dtype", "int8"], ["--grad-output", "1,1"], ["--rtol", "nan"], ["-o", "/nonexistent/g.dot"],
-           ["--show-grad"], ["--zero-grad"], ["--func", "g"], ["--atol", "0"], ["--debug"]]
-exprs = st.one_of(*[st.sampled_from(GOOD_EXPRS)] * 4, st.sampled_from(BAD_EXPRS))
+           ["--show-grad"], ["--zero-grad"], ["--func", "g"], ["--atol", "0"], ["--debug"],
+           # issue 22: the newer surface
+           ["-o", "{dir}/g.html"], ["-o", "{dir}/g.svg"], ["--dot", "{dir}/c.dot"], ["--dot", "{dir}/c.html"],
+           ["--order", "2"], ["--sweep"], ["--sweep", "--plot", "{dir}/s.svg"], ["--plot", "{dir}/s.svg"], ["--locate"],
+           ["--backend", "engine"], ["--backend", "torch"], ["--backend", "auto"], ["--backend", "jax"],
+           ["--compare", "torch"], ["--compare", "jax"], ["--strict"], ["--no-retain"], ["--detach", "w"],
+           ["--no-grad"], ["--forward"], ["--show-saved"], ["--retain-grad"], ["--max-nodes", "1"]]
+exprs = st.one_of(*[st.sampled_from(GOOD_EXPRS)] * 3, st.sampled_from(["{dir}/" + n for n in FILES]),
+                  st.sampled_from(BAD_EXPRS))
 values = st.one_of(*[st.sampled_from(GOOD_VALUES)] * 4, st.sampled_from(BAD_VALUES))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(COMMANDS), exprs, values, values, st.lists(st.sampled_from(OPTIONS), max_size=3))
-def test_fuzzed_argv_never_tracebacks(command, expr, w, x, opts):
-    argv = [command, expr, "--w", w, "--x", x] + [a for o in opts for a in o]
+def _command_options():
+    """{command: its option spellings}, read from the app itself."""
+    import typer.main
+    return {name: {o for p in cmd.params for o in getattr(p, "opts", [])}
+            for name, cmd in typer.main.get_command(app).commands.items()}
+
+
+OPTS_OF = _command_options()
+
+
+@st.composite
+def fuzz_argv(draw):
+    """A command, a target, w and x, and up to three options: mostly the command's own (so the
+    run gets past the parser), sometimes any (another command's, misspelt, invalid)."""
+    command = draw(st.sampled_from(COMMANDS))
+    own = [o for o in OPTIONS if o and o[0] in OPTS_OF[command]]
+    opts = draw(st.lists(st.one_of(*[st.sampled_from(own)] * 3, st.sampled_from(OPTIONS)), max_size=3))
+    return [command, draw(exprs), "--w", draw(values), "--x", draw(values)] + [a for o in opts for a in o]
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    for name, text in FILES.items():
+        (d / name).write_text(text)
+    return d
+
+
+def _as_python_shows(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _fuzz_run(argv, folder=None):
     t0 = time.perf_counter()
-    r = runner.invoke(app, argv)
+    with warnings.catch_warnings():       # as a real process shows warnings (pytest would record them)
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        warnings.showwarning = _as_python_shows
+        r = runner.invoke(app, argv)
     elapsed = time.perf_counter() - t0
     out = r.stdout + r.stderr
-    assert "Traceback" not in out or "--debug" in argv, argv
+    # a user's .py target that raises shows "Traceback (in your file)": Python's own never
+    assert "Traceback (most recent call last)" not in out or "--debug" in argv, (argv, out[-800:])
     assert r.exit_code in (0, 1, 2), (argv, r.exit_code, out[-500:])
-    if r.exit_code == 1:
-        assert command == "check" or "--check" in argv, argv       # 1 only for a failed check
+    if r.exit_code == 1:                                  # 1 only for a failed check (or a --compare that differs)
+        assert command_checks(argv), argv
     if r.exit_code == 2:
-        assert out.strip(), argv                                     # an error always says something
+        assert r.stderr.strip(), argv                    # an error always says something, on stderr
+    if "--debug" not in argv:
+        assert not TOOL_LINE.search(r.stderr), (argv, r.stderr[-800:])    # no warning with the tool's source line
+    if argv[1].endswith("raising.py") and r.exit_code == 0:               # its backward raises: never a success
+        assert ((argv[0] == "graph" and "--show-grad" not in argv)
+                or (argv[0] == "explain" and ("--no-grad" in argv or "--detach" in argv))), argv
+    if folder is not None:
+        assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")], argv   # no temporary file left
     assert elapsed < 20, argv
+    return r
+
+
+def command_checks(argv):
+    return argv[0] == "check" or "--check" in argv or (argv[0] == "grad" and "--compare" in argv)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fuzz_argv())
+def test_fuzzed_argv_never_tracebacks(fuzz_dir, argv):
+    _fuzz_run([a.replace("{dir}", str(fuzz_dir)) for a in argv], fuzz_dir)
+
+
+def test_the_fuzz_grammar_names_real_options():
+    """Every option the fuzz grammar uses on purpose exists on some command (a renamed option
+    would leave the fuzz throwing only 'no such option' at it)."""
+    deliberate_misses = {"--chek"}
+    every = set().union(*OPTS_OF.values())
+    assert {o[0] for o in OPTIONS if o} - every == deliberate_misses
+    assert set(COMMANDS) == set(OPTS_OF) - {"functions"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", "sum(w*x)"], ["graph", "sum(w*x)", "-o", "{dir}/g.html"], ["check", "sum(w*x)", "--order", "2"],
+    ["check", "sum(w*x)", "--sweep", "--plot", "{dir}/s.svg"], ["check", "{dir}/wrong.py", "--locate", "--dot",
+                                                                  "{dir}/c.dot"],
+    ["check", "{dir}/engine.py", "--backend", "engine"], ["check", "{dir}/torchy.py", "--backend", "auto"],
+    ["check", "{dir}/torchy.py", "--backend", "torch"], ["grad", "sum(w*x)", "--compare", "torch"],
+    ["explain", "{dir}/engine.py", "--times", "2", "--no-retain"], ["grad", "mse_loss(w, x[0])"],
+])
+def test_the_fuzzed_grammars_new_surface_is_reachable(fuzz_dir, argv):
+    """Each new piece of the fuzz grammar can succeed, so the fuzz reaches past the parser."""
+    if "torch" in argv and "--backend" in argv and argv[argv.index("--backend") + 1] == "torch" or "--compare" in argv:
+        pytest.importorskip("torch")
+    argv = [a.replace("{dir}", str(fuzz_dir)) for a in argv] + ["--w", "1,2", "--x", "3,4"]
+    r = _fuzz_run(argv, fuzz_dir)
+    assert r.exit_code == (1 if "wrong.py" in argv[1] else 0), (argv, r.stderr)
 
 
 def test_a_variable_named_like_an_option_takes_its_value_after_the_double_dash(tmp_path):
@@ -541,3 +670,530 @@ def test_show_completion_prints_the_script():
     from typer.testing import CliRunner as _Runner
     r = _Runner().invoke(app, ["--show-completion", "bash"], prog_name="autograd")
     assert r.exit_code == 0 and "_autograd_completion()" in r.stdout and "complete_bash" in r.stdout
+
+
+# -- signals, as a real process (issue 22) ---------------------------------------------------------
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status (Linux)")
+
+
+def _start(*argv, cwd=None):
+    return subprocess.Popen([SCRIPT, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd)
+
+
+def _handlers_installed(p, timeout=20):
+    """Wait until the process catches SIGTERM (cli/entry.py installs its handlers before it imports
+    the app): from then on a signal is ours to handle; before it, it is Python's own start-up."""
+    import signal
+    bit = 1 << (signal.SIGTERM - 1)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            status = pathlib.Path(f"/proc/{p.pid}/status").read_text()
+        except OSError:
+            return False
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught & bit:
+            return True
+    return False
+
+
+def _children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    kids = []
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def _finish(p, timeout=30):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        pytest.fail(f"autograd did not end within {timeout} s: {err[-500:]}")
+    return p.returncode, out, err
+
+
+SLOW = "import time\ndef f(x):\n    time.sleep(0.2)\n    return (x * x).sum()\n"
+
+
+@linux_only
+def test_ctrl_c_during_start_up_is_130_and_one_line(tmp_path):
+    import signal
+    slow = write(tmp_path, "slow.py", SLOW)
+    for _ in range(3):
+        p = _start("check", slow, "--x", "1,2,3")
+        assert _handlers_installed(p)
+        p.send_signal(signal.SIGINT)               # at once: the app and its imports are still loading
+        code, out, err = _finish(p)
+        assert (code, out, err) == (130, "", "interrupted\n")
+
+
+@linux_only
+@pytest.mark.parametrize("gap", [0.005, 0.05])
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.5, 1.2])
+def test_two_ctrl_cs_in_quick_succession_are_one_interrupt(tmp_path, delay, gap):
+    """timeout -s INT signals the process and then its group; a person presses Ctrl-C twice.
+    The second one must not cut the first one's report short (exit 3, a traceback, or death by
+    SIGINT during Python's shutdown)."""
+    import signal
+    slow = write(tmp_path, "slow.py", SLOW)
+    p = _start("check", slow, "--x", "1,2,3,4,5,6,7,8")
+    assert _handlers_installed(p)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    p.send_signal(signal.SIGINT)
+    code, out, err = _finish(p)
+    assert code == 130, (code, err)
+    assert "Traceback" not in err and err.splitlines()[-1] == "interrupted", err
+    assert "internal error" not in err
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
+def test_timeout_s_int_is_130(tmp_path):
+    slow = write(tmp_path, "slow.py", SLOW)
+    r = subprocess.run(["timeout", "--preserve-status", "-s", "INT", "1", SCRIPT, "check", str(slow), "--x",
+                        "1,2,3,4,5,6,7,8"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and "Traceback" not in r.stderr and r.stderr.splitlines()[-1] == "interrupted"
+
+
+def _wait_for_child(p, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and p.poll() is None:
+        kids = _children(p.pid)
+        if kids:
+            return kids
+        time.sleep(0.02)
+    return []
+
+
+@linux_only
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+@pytest.mark.parametrize("signame,code", [("SIGTERM", 143), ("SIGHUP", 129)])
+@pytest.mark.parametrize("suffix", [".svg", ".html"])
+def test_sigterm_or_sighup_during_a_render_leaves_no_temporary_file(tmp_path, signame, code, suffix):
+    """dot needs seconds for this chain: the signal arrives while it renders. The temporary file
+    beside the output is removed, the previous output is untouched, dot is stopped."""
+    import signal
+    chain = write(tmp_path, "chain.py", "def f(x):\n    for _ in range(12000):\n        x = x * 1.0001\n"
+                                        "    return x.sum()\n")
+    out = tmp_path / f"g{suffix}"
+    out.write_text("OLD")
+    p = _start("graph", chain, "--x", "1", "--max-nodes", "100000", "-o", out)
+    kids = _wait_for_child(p)
+    if not kids:
+        p.kill()
+        pytest.skip("dot finished before it could be observed")
+    time.sleep(0.3)                                    # dot has its input and renders
+    p.send_signal(getattr(signal, signame))
+    rc, _, err = _finish(p)
+    assert rc == code and err.splitlines() == [f"terminated by {signame}"], (rc, err)
+    assert out.read_text() == "OLD"
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["chain.py", out.name]     # no temporary file
+    time.sleep(0.2)
+    assert not [k for k in kids if pathlib.Path(f"/proc/{k}").exists()
+                and "Z" not in pathlib.Path(f"/proc/{k}/stat").read_text().split(")")[1][:3]], "dot still runs"
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize("argv", [["grad", "sum(x)", "--x", "randn(30000)", "--json"],
+                                  ["jacobian", "x*2", "--x", "randn(300)", "--full"]])
+def test_output_larger_than_the_pipe_into_head_is_141_also_unbuffered(argv, unbuffered):
+    """PYTHONUNBUFFERED=1 made stdout's binary layer the raw file: the write the pipe took only
+    part of returned short, the rest was dropped without an error, and the command said 0."""
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    cmd = " ".join(f"'{a}'" for a in [SCRIPT, *argv])
+    r = subprocess.run(["bash", "-c", f"{cmd} | (head -c1 > /dev/null; sleep 0.3); exit ${{PIPESTATUS[0]}}"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 141 and r.stderr == "", (r.returncode, r.stderr)
+
+
+def test_unbuffered_output_is_written_whole(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [SCRIPT, "grad", "sum(x)", "--x", "randn(30000)", "--json"]
+    whole = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+    r = subprocess.run(["bash", "-c", " ".join(f"'{a}'" for a in argv) + " | (sleep 0.5; cat)"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.stdout == whole and json.loads(r.stdout)["gradients"]["x"] == [1.0] * 30000
+
+
+# -- shell completion (issue 22) --------------------------------------------------------------------
+def _completion(*args, env=None):
+    from typer.testing import CliRunner as _Runner
+    return _Runner().invoke(app, list(args), prog_name="autograd", env=env)
+
+
+@pytest.mark.parametrize("shell,fragments", [
+    ("bash", ["_autograd_completion()", "_AUTOGRAD_COMPLETE=complete_bash", "complete -o default -F"]),
+    ("zsh", ["#compdef autograd", "_AUTOGRAD_COMPLETE=complete_zsh", "compdef _autograd_completion autograd"]),
+    ("fish", ["complete --command autograd", "_AUTOGRAD_COMPLETE=complete_fish"]),
+    ("powershell", ["Register-ArgumentCompleter", '"complete_powershell"']),
+    ("pwsh", ["Register-ArgumentCompleter", '"complete_powershell"']),
+])
+def test_show_completion_prints_the_named_shells_script(shell, fragments):
+    for argv in (["--show-completion", shell], [f"--show-completion={shell}"]):
+        r = _completion(*argv)
+        assert r.exit_code == 0 and r.stderr == "", (r.exit_code, r.stderr)
+        assert all(f in r.stdout for f in fragments), r.stdout
+        others = {"bash": "complete_bash", "zsh": "complete_zsh", "fish": "complete_fish"}
+        assert not any(v in r.stdout for k, v in others.items() if k != shell), r.stdout
+
+
+def test_an_unknown_shell_is_a_usage_error():
+    for argv in (["--show-completion", "tcsh"], ["--install-completion", "tcsh"]):
+        r = _completion(*argv)
+        assert r.exit_code == 2 and r.stdout == "", (r.exit_code, r.stdout)
+        assert r.stderr.strip() == ("error: autograd has no completion for the shell 'tcsh': name one of bash, "
+                                    "zsh, fish, powershell, pwsh")
+
+
+def test_install_completion_never_creates_a_missing_home(tmp_path, monkeypatch):
+    home = tmp_path / "no" / "home"
+    for run in (lambda: _completion("--install-completion", "bash", env={"HOME": str(home)}),
+                lambda: subprocess.run([SCRIPT, "--install-completion", "bash"], capture_output=True, text=True,
+                                       timeout=60, env={**os.environ, "HOME": str(home)})):
+        r = run()
+        code = getattr(r, "exit_code", getattr(r, "returncode", None))
+        assert code == 2 and "Traceback" not in r.stderr, (code, r.stderr)
+        assert r.stderr.strip().splitlines() == [
+            f"error: cannot install completion: the home folder '{home}' (HOME) does not exist: set HOME to your "
+            "home folder, or print the script with 'autograd --show-completion SHELL' and install it by hand"]
+        assert not (tmp_path / "no").exists()
+    monkeypatch.chdir(tmp_path)                    # an empty HOME is not the current folder
+    r = _completion("--install-completion", "bash", env={"HOME": ""})
+    assert r.exit_code == 2 and "HOME is empty" in r.stderr and sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.fixture
+def read_only_home(tmp_path):
+    """A home folder nobody may write in: a read-only tmpfs when this runs as root (root writes
+    through file modes), else a folder of mode 555."""
+    home = tmp_path / "home"
+    home.mkdir()
+    if os.geteuid() == 0:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(home)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip("running as root and cannot mount a read-only tmpfs")
+        yield home
+        subprocess.run(["umount", str(home)])
+    else:
+        home.chmod(0o555)
+        yield home
+        home.chmod(0o755)
+
+
+def test_install_completion_into_a_read_only_home_is_exit_2(read_only_home):
+    for shell in ("bash", "zsh", "fish"):
+        r = subprocess.run([SCRIPT, "--install-completion", shell], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "HOME": str(read_only_home)})
+        assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+        assert r.stderr.strip().splitlines() == [
+            f"error: cannot install completion: no permission to write in the home folder '{read_only_home}' "
+            "(HOME): print the script with 'autograd --show-completion SHELL' and install it by hand"]
+        assert list(read_only_home.iterdir()) == []
+
+
+def test_install_completion_writes_the_named_shells_files(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    r = _completion("--install-completion", "zsh", env={"HOME": str(home)})
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[0] == f"zsh completion installed in {home / '.zfunc' / '_autograd'}"
+    assert "#compdef autograd" in (home / ".zfunc" / "_autograd").read_text()
+    assert "fpath+=~/.zfunc" in (home / ".zshrc").read_text()
+    r = _completion("--install-completion=bash", env={"HOME": str(home)})
+    assert r.exit_code == 0 and "complete_bash" in (home / ".bash_completions" / "autograd.sh").read_text()
+
+
+def test_a_file_in_the_way_of_completion_is_exit_2(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".zfunc").write_text("not a folder")
+    r = _completion("--install-completion", "zsh", env={"HOME": str(home)})
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"error: cannot install completion: could not write '{home / '.zfunc'}") , r.stderr
+
+
+# -- explain (issue 22) -------------------------------------------------------------------------------
+BAD_BACKWARD = ("import engine\nclass C(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n"
+                "        return x * 2\n    @staticmethod\n    def backward(ctx, g):\n        {body}\n"
+                "def f(x):\n    return C.apply(x).sum()\n")
+
+
+@pytest.mark.parametrize("body,lines", [
+    ("raise RuntimeError('boom in backward')", ["Traceback (in your file):", "raise RuntimeError('boom in backward')",
+                                                "RuntimeError: boom in backward"]),
+    ("raise ValueError('boom in backward')", ["Traceback (in your file):", "ValueError: boom in backward"]),
+    ("return g.sum()", ["error: Function CBackward returned an invalid gradient at index 0 - got [] but expected "
+                        "shape compatible with [2]"]),
+    ("return g, g", ["error: function CBackward returned an incorrect number of gradients (expected 1, got 2)"]),
+], ids=["runtime_error", "value_error", "wrong_shape", "wrong_count"])
+@pytest.mark.parametrize("json_out", [False, True])
+def test_explain_a_backward_that_raises_or_returns_wrong_is_exit_2(tmp_path, body, lines, json_out):
+    """As grad says it (exit 2); explain told the RuntimeError as a step of the story and said 0."""
+    target = write(tmp_path, "eb.py", BAD_BACKWARD.format(body=body))
+    r = invoke("explain", target, "--x", "1,2", *(["--json"] if json_out else []))
+    assert r.exit_code == 2 and r.stdout == "", (r.exit_code, r.stdout, r.stderr)
+    no_traceback(r)
+    assert all(line in r.stderr for line in lines), r.stderr
+    g = invoke("grad", target, "--x", "1,2")
+    assert g.exit_code == 2 and g.stderr == r.stderr                  # the same words as grad
+
+
+def test_explain_still_tells_a_second_backward_without_retain_graph():
+    doc = json.loads(invoke("explain", "sum(exp(x))", "--x", "1,2", "--times", "2", "--no-retain", "--json").stdout)
+    assert "Trying to backward through the graph a second time" in doc["calls"][1]["error"]
+
+
+@pytest.mark.parametrize("value,seeded,grad1,grad2", [("3", "1", "1", "2"), ("3,4", "[1, 1]", "[1, 1]", "[2, 2]")])
+def test_explain_an_output_that_is_its_own_leaf(value, seeded, grad1, grad2):
+    """PyTorch: x.backward() on a leaf that requires grad gives x.grad = 1 (ones for a tensor,
+    seeded with ones as explain seeds every output)."""
+    doc = json.loads(invoke("explain", "x", "--x", value, "--times", "2", "--json").stdout)
+    assert "error" not in doc, doc
+    calls = [c["steps"] for c in doc["calls"]]
+    assert calls[0] == [{"node": "AccumulateGrad", "leaf": "x", "received": seeded, "grad_before": None,
+                         "grad_after": grad1}]
+    assert calls[1][0]["grad_before"] == grad1 and calls[1][0]["grad_after"] == grad2
+    r = invoke("explain", "x", "--x", value)
+    assert r.exit_code == 0 and f"AccumulateGrad for x: received {seeded}; x.grad None -> {grad1}" in r.stdout
+    doc = json.loads(invoke("explain", "x", "--x", value, "--detach", "x", "--json").stdout)
+    assert "does not require grad" in doc["error"]
+
+
+def test_explain_a_leaf_output_agrees_with_pytorch():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    x.backward()
+    doc = json.loads(invoke("explain", "x", "--x", "3", "--json").stdout)
+    assert doc["gradients"] == {"x": x.grad.item()}
+
+
+# -- refused before any work (issue 22) ----------------------------------------------------------------
+def _marked(tmp_path, name="t.py", imports_torch=False):
+    """A target that leaves a marker file when its module loads and another when f runs."""
+    load, run = tmp_path / "loaded.marker", tmp_path / "ran.marker"
+    head = "import torch\n" if imports_torch else ""
+    return write(tmp_path, name, f"{head}import pathlib\npathlib.Path({str(load)!r}).write_text('x')\n"
+                                 f"def f(x):\n    pathlib.Path({str(run)!r}).write_text('x')\n"
+                                 "    return (x * x).sum()\n"), load, run
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["graph", "{t}", "-o", "{d}/nodir/g.svg"], "the folder"),
+    (["graph", "{t}", "-o", "{d}/g.txt"], "cannot tell the format"),
+    (["grad", "{t}", "--dot", "{d}/nodir/g.dot"], "the folder"),
+    (["check", "{t}", "--dot", "{d}/nodir/g.dot"], "the folder"),
+    (["check", "{t}", "--dot", "{d}"], "cannot tell the format"),
+    (["check", "{t}", "--sweep", "--plot", "{d}/nodir/s.svg"], "the folder"),
+    (["check", "{t}", "--plot", "{d}/s.svg"], "--plot draws the --sweep: add --sweep"),
+    (["check", "{t}", "--order", "2", "--dot", "{d}/nodir/g.dot"], "the folder"),
+])
+def test_a_refused_option_is_refused_before_the_target_loads(tmp_path, args, fragment):
+    target, loaded, ran = _marked(tmp_path)
+    r = invoke(*[a.format(t=target, d=tmp_path) for a in args], "--x", "1,2")
+    one_error(r, 2, fragment)
+    assert not loaded.exists() and not ran.exists()
+
+
+@pytest.mark.parametrize("option", [["--dot", "{d}/g.dot"], ["--locate"], ["--order", "2"],
+                                    ["--order", "2", "--dot", "{d}/g.dot"]])
+@pytest.mark.parametrize("backend", ["torch", "engine"])
+def test_check_options_work_on_pytorch_as_on_the_engine(tmp_path, option, backend):
+    """--dot, --locate and --order 2 run on both backends (on PyTorch they were refused, or
+    --locate silently ignored); with --order 2, --dot draws the first-order graph's nodes."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    target, loaded, ran = _marked(tmp_path, imports_torch=True)
+    r = invoke("check", target, "--x", "1,2", "--backend", backend, "--json", *[a.format(d=tmp_path) for a in option])
+    assert r.exit_code == 0 and ran.exists(), r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["backend"] == backend and doc["verdict"] == "pass"
+    if "--order" in option:
+        assert doc["second_order"]["passed"] is True
+    if "--locate" in option or "--dot" in option:
+        assert "locate" in doc
+    if "--dot" in option:
+        assert "digraph" in (tmp_path / "g.dot").read_text()
+
+
+def test_a_helper_that_brings_real_torch_runs_there_with_dot(tmp_path):
+    pytest.importorskip("torch")
+    write(tmp_path, "torchy_helper_22.py", "import torch\ndef sq(x):\n    return x * x\n")
+    target = write(tmp_path, "t.py", "from torchy_helper_22 import sq, torch\n"
+                                     "def f(x):\n    return sq(x).sum()\n")
+    r = invoke("check", target, "--x", "1,2", "--dot", tmp_path / "g.dot", "--json")
+    assert r.exit_code == 0, r.stderr
+    dot = (tmp_path / "g.dot").read_text()
+    assert json.loads(r.stdout)["backend"] == "torch" and "MulBackward0" in dot and 'label="x\\n(2,)' in dot
+
+
+# -- the target's folder and its variables (issue 22) ----------------------------------------------
+def test_a_lazy_import_inside_f_finds_the_targets_folder(tmp_path, monkeypatch):
+    """`python ste.py` finds a module beside it at any time; autograd took the folder off
+    sys.path once the file was loaded, so an import inside f (or a backward) failed."""
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    write(folder, "lazyhelper22a.py", "def sq(x):\n    return x * x\n")
+    write(folder, "lazyhelper22b.py", "def twice(g):\n    return 2 * g\n")
+    target = write(folder, "ste.py",
+                   "import engine\n"
+                   "class Sq(engine.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n"
+                   "        ctx.save_for_backward(x)\n        return x * x\n    @staticmethod\n"
+                   "    def backward(ctx, g):\n        import lazyhelper22b\n        x, = ctx.saved_tensors\n"
+                   "        return lazyhelper22b.twice(g) * x\n"
+                   "def f(x):\n    import lazyhelper22a\n    return (lazyhelper22a.sq(x) + Sq.apply(x)).sum()\n")
+    before = list(sys.path)
+    try:
+        doc = json.loads(invoke("grad", target, "--x", "1,2", "--json").stdout)
+        assert doc["gradients"]["x"] == [4.0, 8.0]                      # d/dx 2 x^2 = 4x
+        monkeypatch.chdir(folder)                                       # a relative path, from the folder
+        r = invoke("check", "ste.py", "--x", "1,2")
+        assert r.exit_code == 0 and "passed" in r.stdout, r.stderr
+        assert sys.path == before                                       # put back when the command ends
+    finally:
+        for m in ("lazyhelper22a", "lazyhelper22b"):
+            sys.modules.pop(m, None)
+
+
+OPTION_NAMED = "def f(x, max_nodes, grad_output, dot_timeout):\n    return (x * max_nodes + grad_output + dot_timeout).sum()\n"
+
+
+@pytest.mark.parametrize("spelling", ["_", "-"])
+def test_variables_named_like_dashed_options_take_their_values_after_the_double_dash(tmp_path, spelling):
+    target = write(tmp_path, "opt.py", OPTION_NAMED)
+    names = [n.replace("_", spelling) for n in ("max_nodes", "grad_output", "dot_timeout")]
+    tail = ["--", f"--{names[0]}", "3", f"--{names[1]}", "10", f"--{names[2]}", "100"]
+    r = invoke("grad", target, "--x", "1,2", "--json", *tail)
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["output"]["value"] == (1 * 3 + 10 + 100) + (2 * 3 + 10 + 100)
+    assert doc["gradients"]["x"] == [3.0, 3.0] and doc["gradients"]["grad_output"] == 2.0
+    r = invoke("graph", target, "--x", "1,2", "--show-values", "--max-nodes", "50", "--dot-timeout", "5", *tail)
+    assert r.exit_code == 0 and "229" in r.stdout, r.stderr              # the option 50, the variable 3
+
+
+def test_a_dashed_options_variable_before_the_double_dash_says_where_it_goes(tmp_path):
+    target = write(tmp_path, "opt.py", OPTION_NAMED)
+    r = invoke("grad", target, "--x", "1,2", "--grad_output", "1", "--max_nodes", "2", "--dot_timeout", "3")
+    one_error(r, 2, "the variable 'grad_output' is named like the option --grad-output: give its value after --, "
+                    "as in `-- --grad_output VALUES`")
+    r = invoke("graph", target, "--x", "1,2", "--grad_output", "1", "--", "--max_nodes", "2", "--dot_timeout", "3")
+    assert r.exit_code == 0, r.stderr                      # graph has no --grad-output: a plain variable
+    r = invoke("graph", target, "--x", "1,2", "--grad_output", "1", "--", "--max_nodes", "2")
+    one_error(r, 2, "the variable 'dot_timeout' is named like the option --dot-timeout: give its value after --, "
+                    "as in `-- --dot_timeout VALUES`")
+    r = invoke("graph", target, "--x", "1,2", "--max_nodes", "2", "--grad_output", "1", "--", "--dot_timeout", "3")
+    one_error(r, 2, "the variable 'max_nodes' is named like the option --max-nodes: give its value after --")
+    # a misspelt option where no variable has that name is still a misspelt option
+    one_error(invoke("grad", "sum(x)", "--x", "1,2", "--grad_output", "1"), 2,
+              "no such option: --grad_output (did you mean --grad-output?)")
+    one_error(invoke("grad", target, "--x", "1,2", "--", "--max-nodes", "3", "--grad_output", "1"), 2,
+              "'dot_timeout' has no value: pass --dot_timeout VALUES")
+
+
+# -- a full disk, overflow, warnings (issue 22) ------------------------------------------------------
+@pytest.fixture
+def full_dir(tmp_path):
+    """A folder on a 64 KiB tmpfs, filled up but for an old g.* of each format (root only: mount)."""
+    d = tmp_path / "full"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); test_a_full_disk_simulated covers the message")
+    try:
+        for s in (".svg", ".png", ".pdf", ".html", ".dot", ".mmd"):
+            (d / f"g{s}").write_text("OLD")
+        with open(d / "filler", "wb", buffering=0) as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 4096)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)])
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+@pytest.mark.parametrize("suffix", [".svg", ".png", ".pdf", ".html", ".dot", ".mmd"])
+def test_a_full_disk_says_no_space_left(full_dir, tmp_path, suffix):
+    chain = write(tmp_path, "chain.py", "def f(x):\n    for _ in range(300):\n        x = x * 1.0001\n"
+                                        "    return x.sum()\n")
+    out = full_dir / f"g{suffix}"
+    r = invoke("graph", chain, "--x", "1", "-o", out)
+    assert r.exit_code == 2 and r.stdout == "", (r.exit_code, r.stderr)
+    assert r.stderr.splitlines() == [f"error: could not write '{out}': No space left on device"]
+    assert out.read_text() == "OLD"
+    assert sorted(p.name for p in full_dir.iterdir()) == sorted(
+        ["filler"] + [f"g{s}" for s in (".svg", ".png", ".pdf", ".html", ".dot", ".mmd")])
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+def test_a_full_disk_simulated(tmp_path, monkeypatch):
+    """Without root: the write of the rendered bytes fails as a full disk makes it fail."""
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.name.startswith(".g.svg."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    out = tmp_path / "g.svg"
+    out.write_text("OLD")
+    r = invoke("graph", "sum(x*x)", "--x", "1", "-o", out)
+    assert r.exit_code == 2 and r.stderr.splitlines() == [f"error: could not write '{out}': No space left on device"]
+    assert out.read_text() == "OLD" and [p.name for p in tmp_path.iterdir()] == ["g.svg"]
+
+
+@pytest.mark.parametrize("argv,where", [(["x*10", "--x", "1e308"], "x"), (["exp(x)", "--x", "1000"], "x"),
+                                        (["sum(exp(x))", "--x", "1000,1"], "x[0]")])
+def test_check_calls_an_overflow_an_overflow(argv, where):
+    r = invoke("check", *argv)
+    assert r.exit_code == 1 and r.stderr == "", r.stderr
+    last = r.stdout.strip().splitlines()[-1]       # finite differences cannot judge it: not "wrong"
+    assert last.startswith(f"INCONCLUSIVE: the function overflowed at {where} ("), last
+    assert "sqrt, log" not in r.stdout and "gradient is wrong" not in r.stdout
+    doc = json.loads(invoke("check", *argv, "--json").stdout)
+    assert doc["verdict"] == "inconclusive" and doc["inconclusive"].startswith(f"the function overflowed at {where}")
+    assert any(f.startswith(f"the function overflowed at {where}") for f in doc["failures"])
+    r = invoke("check", "sum(sqrt(x))", "--x", "0,1")                   # leaving the domain is still that
+    assert "left the function's domain at x[0]" in r.stdout and "overflow" not in r.stdout
+
+
+@pytest.mark.parametrize("command", ["grad", "check", "jacobian", "graph", "explain"])
+def test_a_warning_from_the_tools_own_code_is_one_clean_line(command):
+    """mse_loss with a broadcasting target warns (PyTorch's words); Python printed it with the
+    tool's own source line: 'expressions/compiler.py:414: UserWarning' and the code under it."""
+    r = invoke(command, "mse_loss(x, y)", "--x", "1,2", "--y", "1")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "warning: Using a target size (()) that is different to the input size ((2,)). This will likely lead to "
+        "incorrect results due to broadcasting. Please ensure they have the same size."], r.stderr
+
+
+def test_a_warning_from_the_users_own_code_keeps_their_line(tmp_path):
+    target = write(tmp_path, "wu.py", "import warnings\ndef f(x):\n    warnings.warn('mind the gap')\n"
+                                      "    return (x * x).sum()\n")
+    r = invoke("grad", target, "--x", "1")
+    assert r.exit_code == 0 and "wu.py:3: UserWarning: mind the gap" in r.stderr
+
+
+@pytest.mark.parametrize("inputs", ["np.array([1 + 2j, 3])", "[1 + 2j, 3]", "1j"])
+def test_complex_default_values_are_a_clear_error(tmp_path, inputs):
+    target = write(tmp_path, "cx.py", f"import numpy as np\ninputs = {{'x': {inputs}}}\n"
+                                      "def f(x):\n    return (x * x).sum()\n")
+    r = invoke("grad", target)
+    one_error(r, 2, "the default value of 'x' given in cx.py is complex: the engine computes with real numbers")
+    assert "Warning" not in r.stderr and "targets.py" not in r.stderr
+    target = write(tmp_path, "cd.py", "def f(x, s=2j):\n    return (x * s).sum()\n")
+    one_error(invoke("grad", target, "--x", "1", "--s", "1j"), 2, "--s")

@@ -76,8 +76,9 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     if dot is not None:
         from ..outputs import prepare
         dot = prepare(dot)
-        locate = True
     target = load_target(target_text, func, given=values, backend=backend)
+    if dot is not None:
+        locate = True
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     outs, single = target.call(tensors)      # one forward: the outputs' names and sizes
     if not fast:
@@ -125,8 +126,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
             located, ran = _locate(target, fn, inputs, eps, atol, rtol)
             leaves = {n: t for n, t in zip(names, inputs)}
         else:                         # PyTorch: every custom Function application, re-checked
-            located, ran = _locate_torch(target, tensors, names, eps, atol, rtol, seed)
-            leaves = tensors
+            located, ran, leaves = _locate_torch(target, tensors, names, eps, atol, rtol, seed)
         _agree(report, located)
         if dot is not None:
             from ..outputs import write_graph
@@ -292,7 +292,8 @@ def _agree(report, located):
 
 def _locate_torch(target, tensors, names, eps, atol, rtol, seed):
     """On PyTorch: the target run once with every custom Function application recorded, each
-    re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted."""
+    re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted. Returns
+    (checks, the run's outputs, {name: the leaf it ran on})."""
     import warnings
 
     from engine.autograd.locate import module_names
@@ -309,7 +310,7 @@ def _locate_torch(target, tensors, names, eps, atol, rtol, seed):
     for c in checks:
         if c.where:
             c.where = c.where.rsplit("/", 1)[-1]
-    return checks, outs
+    return checks, outs, dict(zip(names, leaves))
 
 
 def _made_at(c):

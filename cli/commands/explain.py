@@ -36,6 +36,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
 
     import engine
     from engine.dotgraph import fmt_values
+    from engine.errors import SECOND_BACKWARD
 
     from .. import render
     from ..errors import CliError
@@ -74,7 +75,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
         doc["forward"].append({"node": node.name(), "computes": made[node], "value": o_val})
     if not single:
         raise CliError("explain follows one output; this target returns several (use 'autograd jacobian')")
-    if out.grad_fn is None:
+    if out.grad_fn is None and not out.requires_grad:
         why = ("the forward pass ran under no_grad, so no graph was recorded" if no_grad else
                "the output does not depend on a variable that requires grad (check --wrt / --detach)")
         msg = "element 0 of tensors does not require grad and does not have a grad_fn"
@@ -82,6 +83,9 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
         doc["why"] = why
         return _finish(doc, json_out, [f"backward() fails: RuntimeError: {msg}", f"why: {why}"], render)
     seed_grad = None if out.numel() == 1 else engine.ones_like(out)
+    # an output that is a leaf itself (`explain x`): its backward is its AccumulateGrad alone, and
+    # PyTorch's x.backward() leaves x.grad = 1
+    root = out.grad_fn if out.grad_fn is not None else engine.graph.accumulator(out)
     for call in range(1, times + 1):
         if zero_grad and call > 1:
             for n in chosen:
@@ -89,7 +93,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
                     tensors[n].grad.zero_()
         steps, handles = [], []
         before = {n: (None if tensors[n].grad is None else tensors[n].grad.numpy().copy()) for n in chosen}
-        for node in engine.graph.walk([out.grad_fn]):
+        for node in engine.graph.walk([root]):
             handles.append(node.register_prehook(lambda gs, node=node: steps.append(
                 {"node": node, "received": [None if g is None else g.numpy(force=True).copy() for g in gs]})))
             if not isinstance(node, engine.graph.AccumulateGrad):
@@ -97,9 +101,14 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
         try:
             out.backward(seed_grad, retain_graph=not no_retain)
         except RuntimeError as e:
+            # the lesson's error (a second backward() without retain_graph) is part of the story;
+            # anything else -- the user's backward raising, returning a wrong shape -- is an error
+            # of the input, said as `grad` says it (exit 2)
+            if not str(e).startswith(SECOND_BACKWARD[:50]):
+                raise
             first = str(e).splitlines()[0]
             why = ("backward() frees what the nodes saved unless retain_graph=True; the first call did that, "
-                   "so this one has nothing to work with" if "second time" in first else "")
+                   "so this one has nothing to work with")
             doc["calls"].append({"call": call, "error": first, "why": why})
             break
         finally:

@@ -88,7 +88,7 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
         con = render.console()
         render.backend_line(con, target)
         for w in caught:
-            render.warn(str(w.message))
+            render.warn_once(str(w.message))              # each once (the target ran twice)
         for oname, out, row in zip(out_names, outs, table):
             for iname, jac in zip(chosen, row):
                 x = tensors[iname]

@@ -57,10 +57,20 @@ class PairResult:
                                 # "float64": a float32 gradient against the float64 one (analytical, numerical)
     note: str = ""              # how the verdict re-judged this pair ("pass at eps 1e-08", "unresolved")
     bound: object = None        # "float64" pairs: the allowed error, per element
+    overflow: str = ""          # the dtype whose range f(x +- eps) left at the worst element ("" if none)
 
     def describe(self):
         if self.kind == "float64":
             return self._describe_float32()
+        if self.overflow and not np.isfinite(self.worst_numerical):
+            at = ", ".join(map(str, self.worst_index[1]))
+            where = f"{self.input_name}[{at}]" if at else self.input_name
+            big = np.finfo(self.overflow).max
+            num = "NaN" if np.isnan(self.worst_numerical) else f"{self.worst_numerical:.10g}"
+            return (f"the function overflowed at {where} (numerical {num}, analytical {self.worst_analytical:.10g}): "
+                    f"f({where} +- eps) is infinite, beyond the largest {self.overflow} number ({big:.2g}), so "
+                    "central differences cannot judge this element; check at smaller values, or rescale the "
+                    "function")
         if np.isnan(self.worst_numerical) and not np.isnan(self.worst_analytical):
             at = ", ".join(map(str, self.worst_index[1]))
             where = f"{self.input_name}[{at}]" if at else self.input_name
@@ -143,10 +153,10 @@ class CheckInterrupted(KeyboardInterrupt):
         self.pairs, self.done, self.total = pairs, done, total
 
 
-def _numerical(func, inputs, idx, eps, tick=None):
+def _numerical(func, inputs, idx, eps, tick=None, overflow=None):
     """Central differences, one column per input element: list over outputs of (out_n, in_n).
-    tick(): called after each element (a progress bar)."""
-    return _numerical_columns(func, inputs, idx, eps, range(inputs[idx]._data.size), tick)
+    tick(): called after each element (a progress bar); overflow: see _numerical_columns."""
+    return _numerical_columns(func, inputs, idx, eps, range(inputs[idx]._data.size), tick, overflow)
 
 
 def _forward(func, inputs):
@@ -211,8 +221,9 @@ def _backward_grads(func, inputs, diff, cotangents):
             else np.asarray(leaves[i]._grad._data, dtype=np.float64) for i in diff]
 
 
-def _grad_results(func, inputs, diff, names, outs, numerical, atol, rtol, seed):
-    """kind="grad" results: backward()'s .grad against v^T J from finite differences."""
+def _grad_results(func, inputs, diff, names, outs, numerical, atol, rtol, seed, overflows=None):
+    """kind="grad" results: backward()'s .grad against v^T J from finite differences.
+    overflows: per input, the masks _numerical_columns made (which columns overflowed)."""
     vs = _cotangents(outs, seed)
     grads = _backward_grads(func, inputs, diff, vs)
     res = []
@@ -223,10 +234,14 @@ def _grad_results(func, inputs, diff, names, outs, numerical, atol, rtol, seed):
         ok, w, max_abs, max_rel = _compare(a, n, atol, rtol)
         shape = inputs[i]._data.shape
         idx = tuple(int(v) for v in np.unravel_index(w, shape)) if len(shape) and a.size else ()
+        over = ""
+        if overflows is not None and a.size:
+            hit = [k for k, m in enumerate(overflows[i_pos]) if m[:, w].any()]
+            over = outs[hit[0]]._data.dtype.name if hit else ""
         res.append(PairResult(-1, i, "backward()", names[i], (), shape, a.reshape(1, -1),
                               n.reshape(1, -1), max_abs, max_rel, ((), idx),
                               float(a[w]) if a.size else 0.0, float(n[w]) if n.size else 0.0, ok,
-                              kind="grad"))
+                              kind="grad", overflow=over))
     return res
 
 
@@ -302,7 +317,9 @@ def _extra_checks(outs, inputs, diff, nondet_tol, undefined_grad=True, batched_g
         z = run_backward(live, zeros, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
                          allow_unused=True)
         for g in z:
-            if g is not None and np.any(np.asarray(g) != 0):
+            # a finite non-zero gradient from a zero grad_output: NaN is 0 * inf (an overflowed
+            # gradient times the zero), the overflow's doing and said where the values are judged
+            if g is not None and np.any(np.isfinite(np.asarray(g)) & (np.asarray(g) != 0)):
                 res["zero_grad_output"] = False
                 msgs.append("backward not multiplied by grad_output")
                 break
@@ -424,12 +441,15 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         done[0] += 1
         if progress is not None:
             progress(done[0], total)
+    overflows = []
     for i_pos, i in enumerate(diff):
+        over = []
         try:
-            numerical = _numerical(func, inputs, i, eps, tick)
+            numerical = _numerical(func, inputs, i, eps, tick, overflow=over)
         except KeyboardInterrupt:
             raise CheckInterrupted(pairs, done[0], total) from None
         numericals.append(numerical)
+        overflows.append(over)
         for k, o in enumerate(outs):
             a = analytical[k][i_pos]
             n = numerical[k]
@@ -442,11 +462,12 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
                 w, o_idx, i_idx = (0, 0), (), ()
             p = PairResult(k, i, onames[k], names[i], o._data.shape, inputs[i]._data.shape, a, n, max_abs,
                            max_rel, (o_idx, i_idx), float(a[w]) if a.size else 0.0,
-                           float(n[w]) if n.size else 0.0, ok)
+                           float(n[w]) if n.size else 0.0, ok,
+                           overflow=o._data.dtype.name if a.size and over[k][w] else "")
             pairs.append(p)
             if not ok:
                 failures.append(p.describe())
-    for p in _grad_results(func, inputs, diff, names, outs, numericals, atol, rtol, seed):
+    for p in _grad_results(func, inputs, diff, names, outs, numericals, atol, rtol, seed, overflows):
         pairs.append(p)
         if not p.passed:
             failures.append(p.describe())
@@ -594,7 +615,8 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed):
             continue
         vta = sum(v.reshape(-1) @ table[(k, p.input)] for k, v in enumerate(vs) if (k, p.input) in table)
         vta = np.asarray(vta, dtype=np.float64).reshape(-1)
-        if not np.all(np.abs(p.analytical.reshape(-1) - vta) <= report.atol + report.rtol * np.abs(vta)):
+        got = p.analytical.reshape(-1)
+        if not np.all((got == vta) | (np.abs(got - vta) <= report.atol + report.rtol * np.abs(vta))):
             return                        # backward() disagrees with the Jacobian rows: a real failure
         p.note = "pass (= v^T J)"
     if all(v == "pass" for v in verdicts):
@@ -611,7 +633,9 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed):
         report.verdict = "pass"
         return
     report.verdict = "inconclusive"
-    report.inconclusive = _why_unresolved(func, inputs, nan_seen)
+    # an element whose differences are no number says why in its own words (an overflow, the domain)
+    said = next((p for p in failing if p.note == "unresolved" and not np.isfinite(p.worst_numerical)), None)
+    report.inconclusive = said.describe() if said is not None else _why_unresolved(func, inputs, nan_seen)
     report.failures.insert(0, f"inconclusive: {report.inconclusive}")
 
 
@@ -715,12 +739,17 @@ def second_order(func, inputs, names=None, grad_outputs=None, seed=0):
     return first_order, inputs + tuple(grad_outputs), names + vnames
 
 
-def _numerical_columns(func, inputs, idx, eps, cols, tick=None):
+def _numerical_columns(func, inputs, idx, eps, cols, tick=None, overflow=None):
     """Central differences for the given flat elements of input idx: list over outputs of
     (out_n, len(cols)) arrays. The input is perturbed in place (a strided one through its flat
-    iterator) and restored."""
+    iterator) and restored. overflow: a list that receives, per output, a mask of the same
+    shape: where f(x + eps) or f(x - eps) was infinite (and neither NaN), so that the difference
+    is no number because the values overflowed, not because the step left the domain."""
     outs0 = _eval(func, inputs)
     res = [np.zeros((o._data.size, len(cols))) for o in outs0]
+    over = [np.zeros((o._data.size, len(cols)), dtype=bool) for o in outs0]
+    if overflow is not None:
+        overflow.extend(over)
     data = inputs[idx]._data
     flat = data.reshape(-1)
     if not np.shares_memory(flat, data):
@@ -734,6 +763,9 @@ def _numerical_columns(func, inputs, idx, eps, cols, tick=None):
         flat[c] = old
         for k, (pl, mi) in enumerate(zip(plus, minus)):
             res[k][:, j] = ((pl._data.astype(np.float64) - mi._data.astype(np.float64)) / (2 * eps)).reshape(-1)
+            if overflow is not None:
+                p, m = pl._data.reshape(-1), mi._data.reshape(-1)
+                over[k][:, j] = (np.isinf(p) | np.isinf(m)) & ~np.isnan(p) & ~np.isnan(m)
         if tick is not None:
             tick()
     return res
