@@ -52,13 +52,9 @@ SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twic
 
 def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, backend="auto", strict=False,
            order=1, locate=False, sweep=False, plot=None, full=False, dot=None):
-    import warnings
-
-    from engine.autograd.checker import check_gradients
-
     from .. import render
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, load_target, output_names
+    from ..targets import build_inputs, check_jacobian_size, load_target
     check_dtype(dtype)
     if plot is not None:
         from ..errors import CliError
@@ -84,132 +80,76 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     if not fast:
         check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "
                             "and one backward) or fewer inputs with --wrt", outs=outs, order=order)
-    names = list(tensors)
-    onames = output_names(len(outs), single, names)
-    fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
-    inputs = tuple(target.to_engine(t) for t in tensors.values())
-    from engine.autograd.checker import CheckInterrupted
-    with warnings.catch_warnings(), _progress(json_out) as progress:
-        warnings.simplefilter("ignore")
-        try:
-            report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
-                                     input_names=names, output_names=onames, verdicts=True, progress=progress)
-            second = None
-            if order == 2:       # second order adds to the first: both are checked, both reported
-                fn2, inputs2, names2 = target.second_order(fn, inputs, names, seed=seed)
-                second = check_gradients(fn2, inputs2, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
-                                         input_names=names2, verdicts=True, progress=progress,
-                                         output_names=[f"grad_{n}" for n, x in zip(names, inputs) if x.requires_grad])
-        except CheckInterrupted as e:
-            _say_interrupted(e)
-            raise KeyboardInterrupt from None
-    swept = None
-    if sweep:
-        from engine.autograd.checker import sweep as run_sweep
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            swept = run_sweep(fn, inputs, input_names=names)
-        if plot is not None:
-            from ..outputs import write_text, write_with
-            if plot.suffix == ".png":
-                write_with(plot, lambda tmp: _png(swept, tmp))
-            else:
-                write_text(plot, _svg(swept))
-    worst = _worst_failing_pair(report)
-    from engine.autograd.checker import pattern
-    # an error's shape only where the verdict says the gradient is wrong (not finite differences)
-    shape_of_error = pattern(worst.analytical, worst.numerical, atol, rtol, worst.input_shape) \
-        if worst is not None and report.verdict == "fail" else ""
-    located = None
-    if locate or not report.passed or report.verdict == "suspicious":
-        if target.engine_graph:
-            located, ran = _locate(target, fn, inputs, eps, atol, rtol)
-            leaves = {n: t for n, t in zip(names, inputs)}
-        else:                         # PyTorch: every custom Function application, re-checked
-            located, ran, leaves = _locate_torch(target, tensors, names, eps, atol, rtol, seed)
-        _agree(report, located)
-        if dot is not None:
-            from ..outputs import write_graph
-            marks = {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
-                     for c in located if c.verdict in ("fail", "suspicious") and c.node_ref is not None}
-            write_graph(ran, leaves, dot, highlight=marks, show_values=True, view=target.graph_view())
-    if json_out:
-        doc = {**target.json_fields(), **render.check_json(report)}
-        if second is not None:
-            doc["order"] = 2
-            doc["first_order"] = {"passed": report.passed, "verdict": doc["verdict"]}
-            doc["second_order"] = render.check_json(second)
-            doc["passed"] = report.passed and second.passed
-            doc["verdict"] = _combined(report, second)
-        if worst is not None:
-            doc["pattern"] = shape_of_error or None
-            if worst.analytical.size <= JSON_MATRIX_CAP:
-                doc["jacobians"] = {"output": worst.output_name, "input": worst.input_name,
-                                    "analytical": render.to_jsonable(worst.analytical),
-                                    "numerical": render.to_jsonable(worst.numerical)}
-        if swept is not None:
-            doc["sweep"] = {"points": [{"eps": e, "max_abs_err": v} for e, v in zip(swept.eps, swept.errors)],
-                            "order": swept.order, "best_eps": swept.best_eps, "verdict": swept.verdict,
-                            "message": swept.message}
-        if located is not None:
-            doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
-                              "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
-                              "verdict": c.verdict, **({"module": c.module} if c.module else {})} for c in located]
-            if not target.engine_graph:
-                doc["locate_scope"] = "custom Functions (built-in PyTorch ops are trusted)"
-        render.dump_json(doc)
-    else:
-        con = render.console()
-        render.backend_line(con, target)
-        con.print(f"[bold]gradient check[/bold] (eps={eps:g}, atol={atol:g}, rtol={rtol:g}"
-                  f"{', fast mode' if fast else ''}): |analytical - numerical| <= atol + rtol*|numerical|")
-        if second is not None:
-            con.print("[bold]first order[/bold]: the gradients")
-        _show_pairs(con, report, fast)
-        if second is not None:
-            con.print("[bold]second order[/bold] (gradgradcheck): the gradients of the first derivatives "
-                      "v . dy/dx with respect to the inputs and v")
-            _show_pairs(con, second, fast)
-            for w in second.warnings:
-                render.warn(w)
-        for w in report.warnings:
-            render.warn(w)
-        if not report.passed and report.suspects:
-            con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
-        if worst is not None:
-            _show_heat(con, worst, atol, rtol, full)
-            if shape_of_error:
-                con.print(f"[bold]the error's shape[/bold]: {render.esc(shape_of_error)}")
-        if swept is not None:
-            _show_sweep(con, swept)
-        if located is not None:
-            _show_located(con, located, locate, report.verdict, torch=not target.engine_graph)
-        verdict = _combined(report, second)
-        # the report that decides: a failing one first, else a suspicious one (first order first)
-        deciding = next((r for r in (report, second) if r is not None and r.verdict == verdict), report)
-        which = "" if second is None else (" (first order)" if deciding is report else " (second order)")
-        if verdict == "suspicious":
-            con.print(f"[yellow]SUSPICIOUS[/yellow]{which}: {render.esc(deciding.suspicion)}"
-                      + ("" if strict else " (exit 0; --strict makes this exit 1)"))
-        elif verdict == "inconclusive":
-            con.print(f"[yellow]INCONCLUSIVE[/yellow]{which}: {render.esc(deciding.inconclusive)} (exit 1: the "
-                      "gradient is not vouched for)")
-        elif verdict == "pass":
-            con.print("[green]passed[/green]" + (" (first and second order)" if second is not None else ""))
+    from ..checking import run_check
+    with _progress(json_out) as progress:
+        result = run_check(target, tensors, outputs=(outs, single), eps=eps, atol=atol, rtol=rtol, fast=fast, order=order,
+                           locate=locate, sweep=sweep, seed=seed, progress=progress, on_interrupt=_say_interrupted)
+    swept, located = result.swept, result.located
+    if plot is not None and swept is not None:
+        from ..outputs import write_text, write_with
+        if plot.suffix == ".png":
+            write_with(plot, lambda tmp: _png(swept, tmp))
         else:
-            con.print(f"[red]FAILED[/red]{which}: {render.esc(deciding.failures[0]) if deciding.failures else ''}")
-    verdict = _combined(report, second)
-    if verdict in ("fail", "inconclusive") or (strict and verdict == "suspicious"):
+            write_text(plot, _svg(swept))
+    if dot is not None and located is not None:
+        from ..outputs import write_graph
+        write_graph(result.ran, result.leaves, dot, highlight=result.marks(), show_values=True,
+                    view=target.graph_view())
+    if json_out:
+        render.dump_json(result.to_json())
+    else:
+        render_result(render.console(), result, strict=strict, full=full, locate_asked=locate)
+    if result.failed(strict):
         raise CheckFailed()
 
 
-def _combined(first, second):
-    """One verdict for a first-order report and a second-order one (or None): the worse of the two."""
-    verdicts = {r.verdict or ("pass" if r.passed else "fail") for r in (first, second) if r is not None}
-    for v in ("fail", "inconclusive", "suspicious"):
-        if v in verdicts:
-            return v
-    return "pass"
+def render_result(con, result, *, strict=False, full=False, locate_asked=False, warn=None):
+    """A check's report for a person, as `autograd check` prints it (the Python API's text too);
+    warn(text) says a warning (default: on stderr)."""
+    from .. import render
+    warn = warn or render.warn
+    target, report, second, swept, located, worst = (result.target, result.report, result.second, result.swept,
+                                                     result.located, result.worst)
+    eps, atol, rtol, fast = report.eps, report.atol, report.rtol, report.fast_mode
+    shape_of_error, locate = result.pattern, locate_asked
+    render.backend_line(con, target)
+    con.print(f"[bold]gradient check[/bold] (eps={eps:g}, atol={atol:g}, rtol={rtol:g}"
+              f"{', fast mode' if fast else ''}): |analytical - numerical| <= atol + rtol*|numerical|")
+    if second is not None:
+        con.print("[bold]first order[/bold]: the gradients")
+    _show_pairs(con, report, fast)
+    if second is not None:
+        con.print("[bold]second order[/bold] (gradgradcheck): the gradients of the first derivatives "
+                  "v . dy/dx with respect to the inputs and v")
+        _show_pairs(con, second, fast)
+        for w in second.warnings:
+            warn(w)
+    for w in report.warnings:
+        warn(w)
+    if not report.passed and report.suspects:
+        con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
+    if worst is not None:
+        _show_heat(con, worst, atol, rtol, full)
+        if shape_of_error:
+            con.print(f"[bold]the error's shape[/bold]: {render.esc(shape_of_error)}")
+    if swept is not None:
+        _show_sweep(con, swept)
+    if located is not None:
+        _show_located(con, located, locate, report.verdict, torch=not target.engine_graph)
+    verdict = result.verdict
+    # the report that decides: a failing one first, else a suspicious one (first order first)
+    deciding = next((r for r in (report, second) if r is not None and r.verdict == verdict), report)
+    which = "" if second is None else (" (first order)" if deciding is report else " (second order)")
+    if verdict == "suspicious":
+        con.print(f"[yellow]SUSPICIOUS[/yellow]{which}: {render.esc(deciding.suspicion)}"
+                  + ("" if strict else " (exit 0; --strict makes this exit 1)"))
+    elif verdict == "inconclusive":
+        con.print(f"[yellow]INCONCLUSIVE[/yellow]{which}: {render.esc(deciding.inconclusive)} (exit 1: the "
+                  "gradient is not vouched for)")
+    elif verdict == "pass":
+        con.print("[green]passed[/green]" + (" (first and second order)" if second is not None else ""))
+    else:
+        con.print(f"[red]FAILED[/red]{which}: {render.esc(deciding.failures[0]) if deciding.failures else ''}")
 
 
 def _show_pairs(con, report, fast):
@@ -244,73 +184,6 @@ def _show_pairs(con, report, fast):
     for k, ok in report.checks.items():
         if not ok:
             con.print(f"[red]side check failed[/red]: {SIDE_CHECKS.get(k, k)}")
-
-
-def _locate(target, fn, inputs, eps, atol, rtol):
-    """Every backward node checked on its own (engine.autograd.locate), with where it was made:
-    file:line in a .py target, the part of an expression."""
-    import warnings
-
-    from engine.autograd.locate import locate, module_names
-    from engine.nn import Module
-
-    from ..targets import _USER_FILES
-    span_of = None
-    if target.kind == "expression":
-        from expressions.compiler import CURRENT_SPAN
-        span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
-    ran = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files={str(p) for p in _USER_FILES},
-                        span_of=span_of, outputs=ran,
-                        module_names=module_names(target.module_roots, Module) if target.module_roots else None)
-    for c in checks:
-        if c.span is not None:
-            a, b = c.span
-            c.where = f"'{target.text[a:b]}' (columns {a + 1}-{b})"
-        elif c.where:
-            c.where = c.where.rsplit("/", 1)[-1]
-    return checks, ran
-
-
-def _agree(report, located):
-    """The verdict and the local checks agree, or the report says why: a node that fails on its own
-    while the whole passes makes the verdict suspicious (its error is within tolerance at the
-    outputs -- small beside the rest of the gradient, or cancelled by it -- and still a bug)."""
-    wrong = [c for c in located if c.verdict == "fail"]
-    if report.verdict != "pass" or not wrong:
-        return
-    c = wrong[0]
-    where = f" at {c.where}" if c.where else ""
-    report.verdict = "suspicious"
-    report.suspicion = (f"the whole is within tolerance, but {c.node}{where} fails its own local check (max abs error "
-                        f"{c.max_abs_err:.3g} against its own forward): its error is too small to show at the outputs "
-                        "(within atol + rtol*|gradient| there) or is cancelled by the rest of the graph; it is still a "
-                        "wrong backward")
-
-
-def _locate_torch(target, tensors, names, eps, atol, rtol, seed):
-    """On PyTorch: the target run once with every custom Function application recorded, each
-    re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted. Returns
-    (checks, the run's outputs, {name: the leaf it ran on})."""
-    import warnings
-
-    from engine.autograd.locate import module_names
-
-    from .. import torch_backend
-    from ..targets import _USER_FILES
-    t_lib = target.lib
-    leaves = [t.detach().clone().requires_grad_(t.requires_grad) for t in tensors.values()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        checks, outs = torch_backend.locate(target.function(names), leaves, eps=eps, atol=atol, rtol=rtol,
-                                            user_files={str(p) for p in _USER_FILES}, seed=seed,
-                                            module_names=module_names(target.module_roots, t_lib.nn.Module))
-    for c in checks:
-        if c.where:
-            c.where = c.where.rsplit("/", 1)[-1]
-    return checks, outs, dict(zip(names, leaves))
 
 
 def _made_at(c):
@@ -353,7 +226,6 @@ def _show_located(con, checks, asked, verdict="fail", torch=False):
                   "every node passes on its own: look at how they are combined (or at the tolerances)")
 
 
-JSON_MATRIX_CAP = 10_000      # elements of a Jacobian --json carries
 PROGRESS_AFTER = 1.0          # seconds: a check that has run this long shows a progress bar
 
 
@@ -402,14 +274,6 @@ def _say_interrupted(e):
         lines.append("  no input was finished: nothing to report yet")
     for line in lines:
         render.warn_line(line)
-
-
-def _worst_failing_pair(report):
-    """The failing pair to show (heat map, pattern), when the verdict is that the gradient is wrong."""
-    if report.verdict not in ("fail", ""):
-        return None
-    failing = [p for p in report.pairs if p.kind == "jacobian" and not p.passed and p.analytical.size]
-    return max(failing, key=lambda p: p.max_abs_error, default=None)
 
 
 def _show_heat(con, p, atol, rtol, full):

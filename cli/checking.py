@@ -1,0 +1,203 @@
+"""The gradient check as `autograd check` and the Python API (cli/api.py) run it: from a loaded
+target and its input tensors to a CheckResult -- the first-order report, the second-order one
+(--order 2), the sweep, the located nodes and the error's shape -- and the one JSON document
+both give (`CheckResult.to_json`). Option parsing, files and rendering stay with the command;
+the math stays in engine/autograd (checker, locate)."""
+import dataclasses
+
+JSON_MATRIX_CAP = 10_000      # elements of a Jacobian --json carries
+
+
+@dataclasses.dataclass
+class CheckResult:
+    target: object
+    report: object               # engine.autograd.checker.GradcheckReport, first order
+    second: object = None        # the second-order report (order=2)
+    swept: object = None         # engine.autograd.checker.Sweep (sweep=True)
+    located: list = None         # [engine.autograd.locate.LocalCheck] when nodes were re-checked
+    ran: list = None             # the outputs of the run located (to draw its graph)
+    leaves: dict = None          # {name: the leaf tensor that run used}
+    worst: object = None         # the failing pair shown (a PairResult), when the gradient is wrong
+    pattern: str = ""            # the error's shape in words, or ""
+
+    @property
+    def verdict(self):
+        """The worse of the first- and second-order verdicts."""
+        return _combined(self.report, self.second)
+
+    def failed(self, strict=False):
+        """Whether the check fails (exit 1): fail or inconclusive, and suspicious with strict."""
+        return self.verdict in ("fail", "inconclusive") or (strict and self.verdict == "suspicious")
+
+    def marks(self):
+        """{node: reason} of the located nodes to paint red (check --dot)."""
+        return {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
+                for c in self.located or () if c.verdict in ("fail", "suspicious") and c.node_ref is not None}
+
+    def to_json(self):
+        """The document `autograd check --json` prints."""
+        from . import render
+        report, second, worst, located = self.report, self.second, self.worst, self.located
+        doc = {**self.target.json_fields(), **render.check_json(report)}
+        if second is not None:
+            doc["order"] = 2
+            doc["first_order"] = {"passed": report.passed, "verdict": doc["verdict"]}
+            doc["second_order"] = render.check_json(second)
+            doc["passed"] = report.passed and second.passed
+            doc["verdict"] = self.verdict
+        if worst is not None:
+            doc["pattern"] = self.pattern or None
+            if worst.analytical.size <= JSON_MATRIX_CAP:
+                doc["jacobians"] = {"output": worst.output_name, "input": worst.input_name,
+                                    "analytical": render.to_jsonable(worst.analytical),
+                                    "numerical": render.to_jsonable(worst.numerical)}
+        if self.swept is not None:
+            s = self.swept
+            doc["sweep"] = {"points": [{"eps": e, "max_abs_err": v} for e, v in zip(s.eps, s.errors)],
+                            "order": s.order, "best_eps": s.best_eps, "verdict": s.verdict, "message": s.message}
+        if located is not None:
+            doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
+                              "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
+                              "verdict": c.verdict, **({"module": c.module} if c.module else {})} for c in located]
+            if not self.target.engine_graph:
+                doc["locate_scope"] = "custom Functions (built-in PyTorch ops are trusted)"
+        return doc
+
+
+def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, order=1, locate=False,
+              sweep=False, seed=0, progress=None, on_interrupt=None, user_files=None):
+    """The whole check of `target` at `tensors` ({name: tensor} of its backend; those requiring
+    grad are checked): first order, second order when order=2, the sweep, and every node re-checked
+    on its own when asked or when the check does not pass. outputs: (outs, single) of a forward
+    already run (one is run otherwise, for the outputs' names). on_interrupt(CheckInterrupted) is
+    called on Ctrl-C before KeyboardInterrupt is raised again. user_files: the paths whose frames
+    say where a node was made (default: the .py targets loaded)."""
+    import warnings
+
+    from engine.autograd.checker import CheckInterrupted, check_gradients, pattern
+
+    from .targets import output_names
+    names = list(tensors)
+    outs, single = outputs if outputs is not None else target.call(tensors)
+    onames = output_names(len(outs), single, names)
+    fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
+    inputs = tuple(target.to_engine(t) for t in tensors.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            report = check_gradients(fn, inputs, eps=eps, atol=atol, rtol=rtol, fast_mode=fast, input_names=names,
+                                     output_names=onames, verdicts=True, progress=progress)
+            second = None
+            if order == 2:       # second order adds to the first: both are checked, both reported
+                fn2, inputs2, names2 = target.second_order(fn, inputs, names, seed=seed)
+                second = check_gradients(fn2, inputs2, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
+                                         input_names=names2, verdicts=True, progress=progress,
+                                         output_names=[f"grad_{n}" for n, x in zip(names, inputs) if x.requires_grad])
+        except CheckInterrupted as e:
+            if on_interrupt is not None:
+                on_interrupt(e)
+            raise KeyboardInterrupt from None
+    result = CheckResult(target, report, second)
+    if sweep:
+        from engine.autograd.checker import sweep as run_sweep
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result.swept = run_sweep(fn, inputs, input_names=names)
+    result.worst = _worst_failing_pair(report)
+    if result.worst is not None and report.verdict == "fail":
+        # an error's shape only where the verdict says the gradient is wrong (not finite differences)
+        w = result.worst
+        result.pattern = pattern(w.analytical, w.numerical, atol, rtol, w.input_shape)
+    if locate or not report.passed or report.verdict == "suspicious":
+        if target.engine_graph:
+            result.located, result.ran = _locate(target, fn, inputs, eps, atol, rtol, user_files)
+            result.leaves = {n: t for n, t in zip(names, inputs)}
+        else:                         # PyTorch: every custom Function application, re-checked
+            result.located, result.ran, result.leaves = _locate_torch(target, tensors, names, eps, atol, rtol, seed,
+                                                                      user_files)
+        _agree(report, result.located)
+    return result
+
+
+def _combined(first, second):
+    """One verdict for a first-order report and a second-order one (or None): the worse of the two."""
+    verdicts = {r.verdict or ("pass" if r.passed else "fail") for r in (first, second) if r is not None}
+    for v in ("fail", "inconclusive", "suspicious"):
+        if v in verdicts:
+            return v
+    return "pass"
+
+
+def _locate(target, fn, inputs, eps, atol, rtol, user_files=None):
+    """Every backward node checked on its own (engine.autograd.locate), with where it was made:
+    file:line in a .py target, the part of an expression."""
+    import warnings
+
+    from engine.autograd.locate import locate, module_names
+    from engine.nn import Module
+
+    from .targets import _USER_FILES
+    span_of = None
+    if target.kind == "expression":
+        from expressions.compiler import CURRENT_SPAN
+        span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
+    ran = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES},
+                        span_of=span_of, outputs=ran,
+                        module_names=module_names(target.module_roots, Module) if target.module_roots else None)
+    for c in checks:
+        if c.span is not None:
+            a, b = c.span
+            c.where = f"'{target.text[a:b]}' (columns {a + 1}-{b})"
+        elif c.where:
+            c.where = c.where.rsplit("/", 1)[-1]
+    return checks, ran
+
+
+def _agree(report, located):
+    """The verdict and the local checks agree, or the report says why: a node that fails on its own
+    while the whole passes makes the verdict suspicious (its error is within tolerance at the
+    outputs -- small beside the rest of the gradient, or cancelled by it -- and still a bug)."""
+    wrong = [c for c in located if c.verdict == "fail"]
+    if report.verdict != "pass" or not wrong:
+        return
+    c = wrong[0]
+    where = f" at {c.where}" if c.where else ""
+    report.verdict = "suspicious"
+    report.suspicion = (f"the whole is within tolerance, but {c.node}{where} fails its own local check (max abs error "
+                        f"{c.max_abs_err:.3g} against its own forward): its error is too small to show at the outputs "
+                        "(within atol + rtol*|gradient| there) or is cancelled by the rest of the graph; it is still a "
+                        "wrong backward")
+
+
+def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None):
+    """On PyTorch: the target run once with every custom Function application recorded, each
+    re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted. Returns
+    (checks, the run's outputs, {name: the leaf it ran on})."""
+    import warnings
+
+    from engine.autograd.locate import module_names
+
+    from . import torch_backend
+    from .targets import _USER_FILES
+    t_lib = target.lib
+    leaves = [t.detach().clone().requires_grad_(t.requires_grad) for t in tensors.values()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checks, outs = torch_backend.locate(target.function(names), leaves, eps=eps, atol=atol, rtol=rtol,
+                                            user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES}, seed=seed,
+                                            module_names=module_names(target.module_roots, t_lib.nn.Module))
+    for c in checks:
+        if c.where:
+            c.where = c.where.rsplit("/", 1)[-1]
+    return checks, outs, dict(zip(names, leaves))
+
+
+def _worst_failing_pair(report):
+    """The failing pair to show (heat map, pattern), when the verdict is that the gradient is wrong."""
+    if report.verdict not in ("fail", ""):
+        return None
+    failing = [p for p in report.pairs if p.kind == "jacobian" and not p.passed and p.analytical.size]
+    return max(failing, key=lambda p: p.max_abs_error, default=None)
