@@ -186,6 +186,14 @@ def dump_json(doc):
     out().write(json.dumps(clean(doc), indent=2) + "\n")
 
 
+def compact(t, n=4):
+    """A tensor's values in a few characters: [0.12, -1.3, 2, ...] (the first n)."""
+    import numpy as np
+    a = np.asarray(t.detach().numpy() if hasattr(t, "detach") else t, dtype=np.float64).reshape(-1)
+    items = [f"{v:.3g}" for v in a[:n]]
+    return ("[" + ", ".join(items) + (", ..." if a.size > n else "") + "]") if a.ndim and t.shape != () else items[0]
+
+
 def backend_line(con, target):
     """Which backend ran, for a file that imports torch (cli.targets.Target.header)."""
     line = target.header()

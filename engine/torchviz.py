@@ -37,7 +37,20 @@ class Digraph:
         return target
 
     def _repr_svg_(self):
-        return self.pipe("svg", "utf-8")
+        """The drawing in a notebook (Graphviz's dot), or None without dot (the HTML below shows)."""
+        import shutil
+        return self.pipe("svg", "utf-8") if shutil.which("dot") else None
+
+    def _repr_html_(self):
+        """In a notebook: the SVG drawing when Graphviz's dot is installed; without it, the DOT text
+        itself, saying so (no Graphviz is needed to see what the graph holds)."""
+        import html
+        svg = self._repr_svg_()
+        if svg is not None:
+            return svg[svg.index("<svg"):]
+        return ("<div><p><i>Graphviz's <code>dot</code> is not installed, so the graph is shown as its DOT text "
+                "(install graphviz to see it drawn, or paste it into any Graphviz viewer):</i></p><pre>"
+                + html.escape(self.source) + "</pre></div>")
 
 
 def make_dot(var, params=None, show_attrs=False, show_saved=False, max_attr_chars=50):

@@ -24,6 +24,10 @@ def check_command(
                             "check fails painted red (implies --locate)"),
     locate: bool = typer.Option(False, "--locate", help="Re-check every backward node on its own (done anyway when "
                                 "a check fails) and say where the wrong ones were made"),
+    every: bool = typer.Option(False, "--all", help="A .py file: check every custom Function and every top-level "
+                               "function that has values for its inputs, one summary row each"),
+    points: int = typer.Option(1, "--points", min=1, max=1000, help="Check at N points: the given values, then "
+                               "N-1 random ones of the same shapes (standard normal, seeded by --seed)"),
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
@@ -38,9 +42,13 @@ def check_command(
     Exit code 1 when any check fails. Defaults are PyTorch's: eps 1e-6, atol 1e-5, rtol 1e-3.
     """
     from ..boundary import run
+    opts = dict(backend=backend, strict=strict, order=order, locate=locate, sweep=sweep, plot=plot, full=full, dot=dot)
+    if every or points > 1:
+        run(ctx, debug, lambda values: _check_many(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype,
+                                                   json_out, every, points, **opts))
+        return
     run(ctx, debug, lambda values: _check(target, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out,
-                                          backend=backend, strict=strict, order=order, locate=locate,
-                                          sweep=sweep, plot=plot, full=full, dot=dot))
+                                          **opts))
 
 
 SIDE_CHECKS = {"deterministic": "backward gives the same gradients when run twice",
@@ -102,6 +110,119 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     if result.failed(strict):
         raise CheckFailed()
 
+
+def _check_many(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, json_out, every, points,
+                backend="auto", strict=False, order=1, locate=False, sweep=False, plot=None, full=False, dot=None):
+    """--all (every custom Function and top-level function of a file) and --points N (the same
+    target at N points): one summary row per check, exit 1 if any fails; the report of the first
+    failing one follows the table (the first one's when all pass)."""
+    import numpy as np
+
+    from .. import render
+    from ..checking import run_check
+    from ..errors import CliError
+    from ..options import check_dtype
+    from ..targets import build_inputs, check_jacobian_size, load_target
+    check_dtype(dtype)
+    for given, name in ((plot, "--plot"), (dot, "--dot"), (sweep or None, "--sweep")):
+        if given is not None:
+            raise CliError(f"{name} draws one check: leave it out with --all or --points, or check one target")
+    if every and not target_text.lower().endswith(".py"):
+        raise CliError("--all checks the Functions and functions of a .py file: give one")
+    if every and func != "f":
+        raise CliError("--all checks every function of the file: leave out --func, or check one without --all")
+    names = _candidates(target_text) if every else [func]
+    rows, results = [], []
+    for name in names:
+        try:
+            target = load_target(target_text, name, given=values, backend=backend)
+            given = {k: v for k, v in values.items() if k in target.names} if every else values
+            tensors, chosen = build_inputs(target, _Given(given, values), wrt=wrt, dtype=dtype, seed=seed)
+        except CliError as e:
+            if not every:
+                raise
+            rows.append({"target": name, "point": None, "verdict": "skipped", "detail": e.message})
+            continue
+        rng = np.random.default_rng(seed)
+        for k in range(points):
+            if k:                      # a random point of the same shapes (seeded)
+                tensors = {n: _redrawn(target, t, rng, n in chosen) for n, t in tensors.items()}
+            outs, single = target.call(tensors)
+            if not fast:
+                check_jacobian_size(target, tensors, chosen, "use --fast or fewer inputs with --wrt", outs=outs,
+                                    order=order)
+            result = run_check(target, tensors, outputs=(outs, single), eps=eps, atol=atol, rtol=rtol, fast=fast,
+                               order=order, locate=locate, seed=seed)
+            detail = result.report.suspicion or result.report.inconclusive or \
+                (result.report.failures[0] if result.report.failures else "")
+            at = ", ".join(f"{n}={render.compact(t)}" for n, t in tensors.items()) if points > 1 else ""
+            rows.append({"target": name, "point": k if points > 1 else None, "values": at or None,
+                         "verdict": result.verdict, "failed": result.failed(strict), "detail": detail})
+            results.append(result)
+    failed = [r for r in results if r.failed(strict)]
+    if json_out:
+        render.dump_json({"passed": not failed, "checks": rows,
+                          "reports": [r.to_json() for r in results]})
+    else:
+        con = render.console()
+        t = render.table("every check" if every else f"the check at {points} points",
+                         ["target", "point", "verdict", "why"] if points > 1 else ["target", "verdict", "why"])
+        marks = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "suspicious": "[yellow]SUSPICIOUS[/yellow]",
+                 "inconclusive": "[yellow]INCONCLUSIVE[/yellow]", "skipped": "skipped"}
+        for row in rows:
+            cells = [row["target"]] + ([f"{row['point']}: {row['values']}" if row["point"] is not None else "-"]
+                                       if points > 1 else []) + [marks[row["verdict"]], row["detail"]]
+            t.add_row(*[render.esc(c) if c is not None else "" for c in cells[:-2]], cells[-2], render.esc(cells[-1]))
+        render.show(con, t)
+        if results:
+            con.print("")
+            render_result(con, failed[0] if failed else results[0], strict=strict, full=full, locate_asked=locate)
+        ran = sum(r["verdict"] != "skipped" for r in rows)
+        con.print(f"{ran - len(failed)} of {ran} checks pass" + (f"; {len(rows) - ran} skipped" if len(rows) > ran else ""))
+    if not results:
+        raise CliError("nothing to check: no custom Function or function of the file has values for its inputs "
+                       "(give them with --NAME VALUES, or an `inputs` dict in the file)")
+    if failed:
+        raise CheckFailed()
+
+
+class _Given(dict):
+    """The values for one target, keeping what the boundary attached to all of them."""
+
+    def __init__(self, given, values):
+        super().__init__(given)
+        self.known_options = getattr(values, "known_options", ())
+        self.option_like = {n for n in getattr(values, "option_like", ()) if n in given}
+
+
+def _redrawn(target, t, rng, grad):
+    """A tensor like t with standard normal values (its dtype, requires_grad as it was)."""
+    import numpy as np
+    arr = rng.standard_normal(tuple(t.shape))
+    new = target.lib.tensor(np.asarray(arr, dtype=np.float64)).to(t.dtype)
+    return new.requires_grad_(True) if grad else new
+
+
+def _candidates(path):
+    """The custom Function classes and public top-level functions of a .py file, in order."""
+    import ast
+    import pathlib
+
+    from ..errors import CliError
+    try:
+        tree = ast.parse(pathlib.Path(path).read_text(errors="replace"))
+    except (OSError, SyntaxError) as e:
+        raise CliError(f"cannot read the functions of '{path}': {e}") from None
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(
+                (isinstance(b, ast.Attribute) and b.attr == "Function") or (isinstance(b, ast.Name) and
+                                                                            b.id.endswith("Function"))
+                for b in node.bases):
+            out.append(node.name)
+        elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            out.append(node.name)
+    return out
 
 def render_result(con, result, *, strict=False, full=False, locate_asked=False, warn=None):
     """A check's report for a person, as `autograd check` prints it (the Python API's text too);
