@@ -541,3 +541,38 @@ def test_show_completion_prints_the_script():
     from typer.testing import CliRunner as _Runner
     r = _Runner().invoke(app, ["--show-completion", "bash"], prog_name="autograd")
     assert r.exit_code == 0 and "_autograd_completion()" in r.stdout and "complete_bash" in r.stdout
+
+
+# -- issue 22: user errors are exit 2, nothing says internal --------------------------------------
+import importlib.util  # noqa: E402
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed (pip install torch)")
+BOTH = ["engine", pytest.param("torch", marks=needs_torch)]
+
+
+def target_file(tmp_path, backend, body, name="t.py"):
+    """A .py target for `backend`: the same body, with `torch` the engine's or PyTorch's."""
+    head = "import torch\n" if backend == "torch" else "import engine as torch\n"
+    return write(tmp_path, name, head + body)
+
+
+@pytest.mark.parametrize("backend", ["expression"] + BOTH)
+def test_jacobian_json_with_an_input_named_y(tmp_path, backend):
+    """An input called y makes the outputs `out`, `out0`...; --json read "y" and died (KeyError)."""
+    if backend == "expression":
+        one, two = ["x*y"], ["y*x"]
+        r = invoke("jacobian", "x*y", "--x", "1,2", "--y", "3,4", "--json")
+    else:
+        f = target_file(tmp_path, backend, "def f(x, y):\n    return x * y\n"
+                                           "def g(x, y):\n    return x * y, (x + y).sum()\n")
+        one, two = [f, "--backend", backend], [f, "--func", "g", "--backend", backend]
+        r = invoke("jacobian", *one, "--x", "1,2", "--y", "3,4", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["output"] == {"value": [3.0, 8.0], "shape": [2]}
+    assert doc["jacobian"] == {"x": [[3.0, 0.0], [0.0, 4.0]], "y": [[1.0, 0.0], [0.0, 2.0]]}   # diag(y), diag(x)
+    if backend != "expression":              # several outputs: keyed by the names check uses too
+        doc = json.loads(invoke("jacobian", *two, "--x", "1,2", "--y", "3,4", "--json").stdout)
+        assert set(doc["output"]) == {"out0", "out1"} and doc["output"]["out1"]["value"] == 10.0
+        assert doc["jacobian"]["out1/y"] == [1.0, 1.0] and doc["jacobian"]["out0/x"] == [[3.0, 0.0], [0.0, 4.0]]

@@ -75,8 +75,8 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                "output": {n: {"value": render.to_jsonable(o.numpy(force=True)), "shape": list(o.shape)}
                           for n, o in zip(out_names, outs)},
                "jacobian": {}}
-        if single:
-            doc["output"] = doc["output"]["y"]
+        if single:                        # one output: its value itself (named y, or out beside an input y)
+            doc["output"] = doc["output"][out_names[0]]
         for oname, row in zip(out_names, table):
             for iname, jac in zip(chosen, row):
                 key = iname if single else f"{oname}/{iname}"
