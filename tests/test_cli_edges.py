@@ -576,3 +576,32 @@ def test_jacobian_json_with_an_input_named_y(tmp_path, backend):
         doc = json.loads(invoke("jacobian", *two, "--x", "1,2", "--y", "3,4", "--json").stdout)
         assert set(doc["output"]) == {"out0", "out1"} and doc["output"]["out1"]["value"] == 10.0
         assert doc["jacobian"]["out1/y"] == [1.0, 1.0] and doc["jacobian"]["out0/x"] == [[3.0, 0.0], [0.0, 4.0]]
+
+
+@pytest.mark.parametrize("suffix", [".dot", pytest.param(".html", marks=pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)"))])
+def test_a_long_output_name_that_fits_is_written(tmp_path, suffix):
+    """The temporary name beside the output was longer than the output's (ENAMETOOLONG, exit 3)."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for name in ("a" * (limit - len(suffix)), "é" * ((limit - len(suffix)) // 2)):   # bytes, not characters
+        out = tmp_path / (name + suffix)
+        r = invoke("graph", "x*2", "--x", "1", "-o", out)
+        assert r.exit_code == 0, r.stderr
+        assert out.read_text().startswith("digraph" if suffix == ".dot" else "<!DOCTYPE html>")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]          # no temporary file left
+        out.unlink()
+    r = invoke("graph", "x*2", "--x", "1", "-o", tmp_path / ("a" * limit + suffix))
+    one_error(r, 2, f"longer than the {limit} bytes")
+    assert r.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_file_that_cannot_be_made_is_one_clear_line(tmp_path, monkeypatch):
+    import tempfile
+
+    def refused(*a, **k):
+        raise OSError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    out = tmp_path / "g.dot"
+    r = invoke("graph", "x*2", "--x", "1", "-o", out)
+    one_error(r, 2, f"could not write '{out}': Permission denied")
+    assert r.stderr.count("\n") == 1 and not out.exists()
