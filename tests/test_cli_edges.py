@@ -605,3 +605,42 @@ def test_a_temporary_file_that_cannot_be_made_is_one_clear_line(tmp_path, monkey
     r = invoke("graph", "x*2", "--x", "1", "-o", out)
     one_error(r, 2, f"could not write '{out}': Permission denied")
     assert r.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_compare_torch_without_pytorch_says_so_before_any_work(tmp_path, monkeypatch):
+    """README's own example died of ModuleNotFoundError (exit 3) where PyTorch is missing."""
+    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` fails, as without PyTorch
+    slow = write(tmp_path, "slow.py", "import time\nimport torch\ndef f(x):\n    time.sleep(5)\n    return (x * x).sum()\n")
+    for argv in (["sum(softplus(W @ x) * x)", "--W", "1,2;3,4", "--x", "0.5,-1", "--wrt", "x"], [slow, "--x", "1,2"]):
+        t0 = time.perf_counter()
+        r = invoke("grad", *argv, "--compare", "torch")
+        one_error(r, 2, "--compare torch needs PyTorch, which is not installed here")
+        assert r.stderr.count("\n") == 1 and r.stdout == "" and time.perf_counter() - t0 < 3
+
+
+def _log_softmax(z):
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+Z = np.array([[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]])
+
+
+@pytest.mark.parametrize("expr,value", [
+    ("cross_entropy(z, [0, 2])", -(_log_softmax(Z)[0, 0] + _log_softmax(Z)[1, 2]) / 2),   # README's loss
+    ("nll_loss(log_softmax(z, 1), [0, 2])", -(_log_softmax(Z)[0, 0] + _log_softmax(Z)[1, 2]) / 2),
+    ("dot(z[0], [1, 2, 3])", Z[0] @ [1, 2, 3]),
+    ("sum(pow(z, [1, 2, 3]))", (Z ** [1, 2, 3]).sum()),
+    ("sum(where(z > 0, z, [1, 2, 3]))", np.where(Z > 0, Z, [1, 2, 3]).sum()),
+    ("sum(z.maximum([1, 2, 3]))", np.maximum(Z, [1, 2, 3]).sum()),
+])
+@pytest.mark.parametrize("compare", [False, pytest.param(True, marks=needs_torch)])
+def test_a_list_given_for_a_tensor_is_a_tensor_on_both_backends(expr, value, compare):
+    """A list of numbers where a function takes a tensor: PyTorch takes no list there (--compare
+    torch said 'must be Tensor, not tuple'); dot and pow on the engine died of an AttributeError."""
+    r = invoke("grad", expr, "--z", ";".join(",".join(map(str, row)) for row in Z), "--json",
+               *(["--compare", "torch"] if compare else []))
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["output"]["value"] == pytest.approx(value, rel=1e-12)
+    if compare:
+        assert doc["compare"]["same"] is True, doc["compare"]

@@ -51,6 +51,8 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             raise CliError("--compare torch compares one backward() call: drop --times")
         if backend == "torch":
             raise CliError("--compare torch runs the target on the engine and on PyTorch: drop --backend torch")
+        from ..compare import require_torch
+        require_torch()                       # before any work: the target may take long
         backend = "engine"
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
