@@ -57,7 +57,8 @@ def compare(target, given, func, tensors, chosen, out, seed_grad, dtype):
         raise CliError(f"--compare torch: PyTorch could not run the target: {str(e).splitlines()[0]}") from None
     out_t = outs[0]
     if out_t.requires_grad:
-        out_t.backward(None if seed_grad is None else t.from_numpy(np.array(seed_grad.numpy(), copy=True)))
+        with other.autograd_errors():
+            out_t.backward(None if seed_grad is None else t.from_numpy(np.array(seed_grad.numpy(), copy=True)))
     rtol = RTOL[dtype]
     rows = [_row("output", out.detach().numpy(), out_t.detach().numpy(), rtol)]
     for n in chosen:

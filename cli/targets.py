@@ -139,6 +139,15 @@ class Target:
     def no_grad(self):
         return self.lib.no_grad()
 
+    def autograd_errors(self):
+        """Around a backward the commands run on this target's graph: on PyTorch, its errors about
+        the user's code are usage errors (exit 2), as the engine's EngineErrors are."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.autograd_errors()
+        import contextlib
+        return contextlib.nullcontext()
+
     @property
     def engine_graph(self):
         """Whether the graph the checker sees is the target's own, node by node (the engine), so

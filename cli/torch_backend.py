@@ -15,6 +15,8 @@ backend is not the tensors but the report:
 
 PyTorch is imported here only, and only when a target runs on it.
 """
+import contextlib
+
 import numpy as np
 
 
@@ -25,6 +27,23 @@ def torch():
 
 def label():
     return f"PyTorch {torch().__version__}"
+
+
+@contextlib.contextmanager
+def autograd_errors():
+    """Around PyTorch's autograd running a target's graph (backward(), autograd.grad): what it
+    raises is about the user's code -- their backward's result (a wrong shape, a list, too few
+    gradients), a graph their f already freed with its own y.backward() -- so it is a usage error
+    (exit 2) with PyTorch's own first line, as the engine's errors for the same things are. An
+    error raised inside the user's backward itself keeps their traceback."""
+    try:
+        yield
+    except (RuntimeError, TypeError) as e:
+        from .errors import CliError
+        from .targets import user_traceback
+        if user_traceback(e) is not None or isinstance(e, CliError):
+            raise
+        raise CliError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
 
 
 def to_engine(t):
@@ -74,8 +93,9 @@ class _Bridge:
                     need = [i for i in ins if i.requires_grad]
                     grads = iter(())
                     if pairs and need:
-                        grads = iter(t.autograd.grad([o for o, _ in pairs], need, [g for _, g in pairs],
-                                                     retain_graph=True, allow_unused=True))
+                        with autograd_errors():
+                            grads = iter(t.autograd.grad([o for o, _ in pairs], need, [g for _, g in pairs],
+                                                         retain_graph=True, allow_unused=True))
                     res = [None]
                     for i in ins:
                         g = next(grads) if i.requires_grad else None

@@ -669,3 +669,50 @@ def test_a_tensor_method_the_engine_lacks_is_the_same_clear_error_as_a_missing_t
     for method in ("scatter", "index_add_"):
         t = target_file(tmp_path, "torch", f"def f(x):\n    return x.{method}(0, x, x).sum()\n", name="m.py")
         one_error(invoke("grad", t, "--x", "1,2", "--backend", backend), 2, f"the engine has no Tensor.{method} (yet)")
+
+
+_FN = ("class S(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, w):\n        return x * w\n"
+       "    @staticmethod\n    def backward(ctx, g):\n        return {ret}\n"
+       "def f(x, w):\n    return S.apply(x, w).sum()\n")
+USER_GRAPH_ERRORS = {           # what the user's code did wrong -> what PyTorch says about it
+    "wrong_shape": (_FN.format(ret="g.sum(), g"), "returned an invalid gradient at index 0 - got [] but expected"),
+    "a_list": (_FN.format(ret="[g * 2], g"), "expected Variable or None (got list)"),
+    "a_string": (_FN.format(ret="'abc', g"), "expected Variable or None (got str)"),
+    "too_few": (_FN.format(ret="g"), "returned an incorrect number of gradients (expected 2, got 1)"),
+    "not_a_tensor_input": (_FN.replace("S.apply(x, w)", "S.apply(x, 3.0)").format(ret="g, g"),
+                           "returned a gradient different than None at position 2, but the corresponding forward "
+                           "input was not a Variable"),
+    "backward_inside_f": ("def f(x, w):\n    y = (x * w).sum()\n    y.backward()\n    return y\n",
+                          "Trying to backward through the graph a second time"),
+}
+
+
+def _pytorch_says(path):
+    """The first line of what real PyTorch raises running the file's f and backward() itself."""
+    import torch
+    spec = importlib.util.spec_from_file_location("_said", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError) as e:
+        mod.f(x, w).backward()
+    return str(e.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("case", sorted(USER_GRAPH_ERRORS))
+@pytest.mark.parametrize("backend", BOTH)
+def test_pytorchs_errors_about_the_users_code_are_exit_2_on_both_backends(tmp_path, case, backend):
+    """On the torch backend PyTorch's autograd raised these from the CLI's own backward() or
+    autograd.grad call: exit 3, 'internal error'. They are the user's, as on the engine."""
+    body, fragment = USER_GRAPH_ERRORS[case]
+    target = target_file(tmp_path, backend, body)
+    said = _pytorch_says(target_file(tmp_path, "torch", body, name="said.py")) if HAVE_TORCH else None
+    for command in ("grad", "check", "jacobian"):
+        r = invoke(command, target, "--x", "1,2", "--w", "3,4", "--backend", backend)
+        one_error(r, 2, fragment)
+        assert r.stderr.count("\n") == 1 and "internal" not in r.stderr, (command, r.stderr)
+        if said is not None:                  # PyTorch's own words, on the engine too
+            assert r.stderr.strip() == f"error: {said}", (command, r.stderr)
+    if backend == "torch":                    # graph's backward (--show-grad) too
+        one_error(invoke("graph", target, "--x", "1,2", "--w", "3,4", "--show-grad", "--backend", backend), 2, fragment)

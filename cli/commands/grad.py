@@ -78,7 +78,8 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             for name in chosen:
                 if tensors[name].grad is not None:
                     tensors[name].grad.zero_()
-        out.backward(seed_grad, retain_graph=call < times)
+        with target.autograd_errors():
+            out.backward(seed_grad, retain_graph=call < times)
         # an input the output does not reach through a differentiable op keeps .grad None (PyTorch)
         history.append({name: None if tensors[name].grad is None else tensors[name].grad.numpy().copy()
                         for name in chosen})

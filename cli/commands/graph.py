@@ -74,7 +74,8 @@ def _backward(target, outs, retain_grad):
                     n, [None if g is None else g.detach().numpy().copy() for g in gs])))
     live = [o for o in outs if o.grad_fn is not None]
     if live:
-        lib.autograd.backward(live, [lib.ones_like(o) for o in live], retain_graph=True)
+        with target.autograd_errors():
+            lib.autograd.backward(live, [lib.ones_like(o) for o in live], retain_graph=True)
     for h in handles:
         h.remove()
     return seen
