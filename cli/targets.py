@@ -139,6 +139,21 @@ class Target:
     def no_grad(self):
         return self.lib.no_grad()
 
+    def to_numpy(self, t):
+        """One of this target's tensors as a numpy array (a copy; PyTorch's bfloat16 as float32)."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.to_numpy(t)
+        return t.numpy(force=True).copy()
+
+    def dtype_names(self, outs):
+        """The dtypes ("float64", "float16", ...) of `outs` and of everything their graph computed."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.dtype_names(outs)
+        from engine.graph import dtypes
+        return {str(o.numpy(force=True).dtype) for o in outs} | {str(d) for d in dtypes(o.grad_fn for o in outs)}
+
     def autograd_errors(self):
         """Around a backward the commands run on this target's graph: on PyTorch, its errors about
         the user's code are usage errors (exit 2), as the engine's EngineErrors are."""
@@ -335,6 +350,34 @@ def output_names(n_outputs, single, input_names):
     import re
     stem = "out" if any(n == "y" or re.fullmatch(r"y\d+", n) for n in input_names) else "y"
     return [stem] if single else [f"{stem}{k}" for k in range(n_outputs)]
+
+
+def check_real_outputs(target, outs, onames, command):
+    """CliError, before any work, for a complex output: gradients, Jacobians and checks here are
+    of real functions (complex numbers inside the target are fine)."""
+    for k, (o, name) in enumerate(zip(outs, onames)):
+        if o.is_complex():
+            what = f"output {k} ({name})" if len(outs) > 1 else "the output"
+            raise CliError(f"{what} is complex ({str(o.dtype).replace('torch.', '')}): {command} works on real outputs "
+                           f"(complex numbers inside the target are fine); return a real tensor, like its .abs() or "
+                           f".real, or torch.view_as_real of it")
+
+
+HALF = ("bfloat16", "float16")
+
+
+def check_precision(target, outs, what="the check"):
+    """CliError, before any work, when the target computes in half precision (bfloat16 or float16,
+    at the output or inside): central differences cannot resolve its gradients (a step of
+    1e-6 is below its resolution; 2 looked like 0), and a float64 reference -- how float32
+    inputs are judged -- exists only for a computation that follows its inputs' dtype, which an
+    explicit .to(torch.bfloat16) does not."""
+    half = [d for d in HALF if d in target.dtype_names(outs)]
+    if half:
+        raise CliError(f"the target computes in {half[0]}, whose {'8' if half[0] == 'bfloat16' else '11'} significant "
+                       f"bits finite differences cannot resolve: {what} cannot judge its gradients. Check the same "
+                       f"computation in float64 (without its cast to {'torch.' if target.backend == 'torch' else ''}"
+                       f"{half[0]}); grad, jacobian and graph show its {half[0]} gradients as they are")
 
 
 MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)

@@ -716,3 +716,48 @@ def test_pytorchs_errors_about_the_users_code_are_exit_2_on_both_backends(tmp_pa
             assert r.stderr.strip() == f"error: {said}", (command, r.stderr)
     if backend == "torch":                    # graph's backward (--show-grad) too
         one_error(invoke("graph", target, "--x", "1,2", "--w", "3,4", "--show-grad", "--backend", backend), 2, fragment)
+
+
+@pytest.mark.parametrize("backend,half", [("engine", "float16"), pytest.param("torch", "float16", marks=needs_torch),
+                                          pytest.param("torch", "bfloat16", marks=needs_torch)])
+@pytest.mark.parametrize("where", ["output", "inside"])
+def test_half_precision_is_refused_by_the_check_and_shown_by_the_rest(tmp_path, backend, half, where):
+    """bfloat16 (which numpy lacks) killed check, jacobian and graph on PyTorch ('Got unsupported
+    ScalarType BFloat16', exit 3); in the middle of f, check called the right gradient 2 wrong
+    (finite differences of a bfloat16 sum at eps 1e-6 are 0)."""
+    tail = ".double()" if where == "inside" else ""
+    target = target_file(tmp_path, backend, f"def f(x):\n    return (x.to(torch.{half}) * 2).sum(){tail}\n")
+    for argv in (["check"], ["check", "--fast"], ["grad", "--check"], ["jacobian", "--check"]):
+        r = invoke(*argv, target, "--x", "1,2", "--backend", backend)
+        one_error(r, 2, f"the target computes in {half}, whose")
+        assert r.stderr.count("\n") == 1 and "without its cast to" in r.stderr
+    doc = json.loads(invoke("grad", target, "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert doc["output"]["value"] == 6.0 and doc["gradients"] == {"x": [2.0, 2.0]}      # d(2x0 + 2x1)
+    doc = json.loads(invoke("jacobian", target, "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert doc["output"]["value"] == 6.0 and doc["jacobian"] == {"x": [2.0, 2.0]}
+    for argv in (["graph"], ["graph", "--show-grad", "--show-saved"]):
+        r = invoke(*argv, target, "--x", "1,2", "--backend", backend)
+        assert r.exit_code == 0 and r.stdout.startswith("digraph"), r.stderr
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_complex_outputs_are_one_clear_line(tmp_path, backend):
+    """A complex output died inside the checker ('unsupported dtype complex128', exit 3);
+    complex numbers inside a real function are fine. The engine has no complex dtype: making
+    one is the user's code raising (exit 2, their traceback)."""
+    if backend == "engine":
+        target = target_file(tmp_path, backend, "def f(x):\n    return x * torch.tensor([1 + 2j])\n")
+        one_error(invoke("check", target, "--x", "1,2", "--backend", backend), 2, "unsupported dtype complex128")
+        return
+    target = target_file(tmp_path, backend, "def f(x):\n    return x * (1 + 2j)\n"
+                                            "def g(x):\n    return (x * (1 + 2j)).abs().sum()\n")
+    for command in ("grad", "check", "jacobian"):
+        r = invoke(command, target, "--x", "1,2", "--backend", backend)
+        one_error(r, 2, f"the output is complex (complex128): {command} works on real outputs (complex numbers "
+                        "inside the target are fine)")
+        assert r.stderr.count("\n") == 1
+    r = invoke("check", target, "--func", "g", "--x", "1,2", "--json", "--backend", backend)
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["passed"], r.stderr
+    doc = json.loads(invoke("jacobian", target, "--func", "g", "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert doc["jacobian"]["x"] == pytest.approx([5 ** 0.5, 5 ** 0.5], rel=1e-12)         # |1 + 2j|

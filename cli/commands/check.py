@@ -58,7 +58,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
 
     from .. import render
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, load_target, output_names
+    from ..targets import build_inputs, check_jacobian_size, check_precision, check_real_outputs, load_target, output_names
     check_dtype(dtype)
     if plot is not None:
         from ..errors import CliError
@@ -85,6 +85,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
                             "and one backward) or fewer inputs with --wrt", outs=outs)
     names = list(tensors)
     onames = output_names(len(outs), single, names)
+    check_real_outputs(target, outs, onames, "check")
+    check_precision(target, outs)
     fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
     inputs = tuple(target.to_engine(t) for t in tensors.values())
     if order == 2:
