@@ -653,7 +653,9 @@ def _clean(e):
 
 
 def _check_size(shape, seg, span, text):
-    from .values import MAX_ELEMENTS
+    from .values import MAX_DIMS, MAX_ELEMENTS
+    if len(shape) > MAX_DIMS:       # numpy's broadcasting takes no more: the next op would die of it
+        raise ExpressionError(f"'{seg}' would have {len(shape)} dimensions; the limit is {MAX_DIMS}", span, text)
     n = 1
     for d in shape:
         n *= int(d)

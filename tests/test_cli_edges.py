@@ -761,3 +761,21 @@ def test_complex_outputs_are_one_clear_line(tmp_path, backend):
     assert r.exit_code == 0 and doc["passed"], r.stderr
     doc = json.loads(invoke("jacobian", target, "--func", "g", "--x", "1,2", "--json", "--backend", backend).stdout)
     assert doc["jacobian"]["x"] == pytest.approx([5 ** 0.5, 5 ** 0.5], rel=1e-12)         # |1 + 2j|
+
+
+@pytest.mark.parametrize("value", ["ones({})", "zeros({})", "randn({})", "{}"])
+def test_values_and_intermediates_past_32_dimensions_are_refused(value):
+    """ones(1,...,1) with 33 ones died in numpy's broadcasting (only 32 dimensions), 65 in numpy
+    itself (exit 3); so did an expression's reshape to 33 dimensions at its next op."""
+    for n, ok in ((32, True), (33, False), (65, False)):
+        text = "[" * n + "1" + "]" * n if value == "{}" else value.format(",".join(["1"] * n))
+        r = invoke("grad", "sum(x * 2)", "--x", text, "--json")
+        if ok:
+            assert r.exit_code == 0, r.stderr
+            g = np.array(json.loads(r.stdout)["gradients"]["x"])
+            assert g.shape == (1,) * n and g.item() == 2.0
+        else:
+            one_error(r, 2, "32")
+            assert r.stderr.count("\n") == 1
+    r = invoke("grad", f"sum(x.reshape({','.join(['1'] * 33)}) * 2)", "--x", "1")
+    one_error(r, 2, "would have 33 dimensions; the limit is 32")
