@@ -779,3 +779,42 @@ def test_values_and_intermediates_past_32_dimensions_are_refused(value):
             assert r.stderr.count("\n") == 1
     r = invoke("grad", f"sum(x.reshape({','.join(['1'] * 33)}) * 2)", "--x", "1")
     one_error(r, 2, "would have 33 dimensions; the limit is 32")
+
+
+NAMING_MISTAKES = ['m.register_parameter("a.b", P)', 'm.register_parameter("", P)', 'setattr(m, "a.b", P)',
+                   'm.register_buffer("a.b", lib.ones(2))', 'm.register_buffer("", lib.ones(2))',
+                   'm.add_module("a.b", lib.nn.Linear(1, 1))', 'm.add_module("", lib.nn.Linear(1, 1))',
+                   'm.register_parameter(3, P)']
+
+
+def _raised(lib, call):
+    m, P = lib.nn.Module(), lib.nn.Parameter(lib.ones(2))
+    try:
+        eval(call, {"m": m, "P": P, "lib": lib})
+    except Exception as e:  # noqa: BLE001 - what it raises is the point
+        return type(e).__name__, str(e)
+    return None
+
+
+@pytest.mark.parametrize("call", NAMING_MISTAKES)
+def test_module_names_with_a_dot_are_refused_in_pytorchs_words(call):
+    """A parameter named "a.b" was accepted by the engine, and then `a.b` as a qualified name
+    (module a, parameter b) named nothing."""
+    import engine
+    got = _raised(engine, call)
+    assert got is not None and got[0] in ("KeyError", "TypeError"), got
+    assert any(w in got[1] for w in ('contain "."', "be empty string", "should be a string")), got
+    if HAVE_TORCH:
+        import torch
+        assert got == _raised(torch, call)                # PyTorch's own type and text
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_a_module_parameter_named_with_a_dot_is_the_users_error(tmp_path, backend):
+    target = target_file(tmp_path, backend, "class M(torch.nn.Module):\n    def __init__(self):\n"
+                                            "        super().__init__()\n"
+                                            "        self.register_parameter('w.x', torch.nn.Parameter(torch.ones(2)))\n"
+                                            "    def forward(self, x):\n        return (x * 2).sum()\n")
+    r = invoke("check", target, "--func", "M", "--x", "1,2", "--backend", backend)
+    one_error(r, 2, 'KeyError: \'parameter name can\\\'t contain "."\'')
+    assert "Traceback (in your file)" in r.stderr
