@@ -380,6 +380,33 @@ def check_precision(target, outs, what="the check"):
                        f"{half[0]}); grad, jacobian and graph show its {half[0]} gradients as they are")
 
 
+def check_step(target, tensors, chosen, eps, own_option=True):
+    """CliError, before any work, for a finite-difference step that cannot make a difference: one
+    below the smallest normal float64 (eps / 2, which the checker also takes, is then 0: a
+    ZeroDivisionError), or one so small against an input's value that x + eps == x there (a
+    central difference of 0 whatever the gradient: a right gradient is called wrong). A step
+    that is representable but coarse against round-off gets the checker's own warning."""
+    import math
+
+    import numpy as np
+
+    from engine.autograd.checker import step_resolution
+    tiny = float(np.finfo(np.float64).tiny)
+    if eps < tiny:
+        raise CliError(f"--eps {eps:g} is below the smallest normal float64 ({tiny:.3g}): half of it, a step the "
+                       "checker also takes, is 0; use a step like 1e-6 (PyTorch's default)")
+    res = step_resolution([target.to_numpy(tensors[n]) for n in chosen], eps)
+    if res is not None and res.lost:
+        name = chosen[res.input]
+        where = f"{name}[{', '.join(map(str, res.index))}]" if res.index else name
+        fit = 10.0 ** math.ceil(math.log10(res.spacing * 1e5))
+        use = f"use --eps {fit:g} or more" if own_option else \
+            f"check it with 'autograd check --eps {fit:g}' (--check takes PyTorch's step, 1e-6)"
+        raise CliError(f"the step {eps:g} is below float64's resolution at {where} = {res.value:g} (the next float is "
+                       f"{res.spacing:.2g} away): x + eps is x there, so a central difference is 0 whatever the "
+                       f"gradient; {use}")
+
+
 MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
 
 

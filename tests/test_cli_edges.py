@@ -818,3 +818,30 @@ def test_a_module_parameter_named_with_a_dot_is_the_users_error(tmp_path, backen
     r = invoke("check", target, "--func", "M", "--x", "1,2", "--backend", backend)
     one_error(r, 2, 'KeyError: \'parameter name can\\\'t contain "."\'')
     assert "Traceback (in your file)" in r.stderr
+
+
+@pytest.mark.parametrize("backend", ["expression"] + BOTH)
+def test_a_step_that_cannot_make_a_difference_is_refused(tmp_path, backend):
+    """--eps 5e-324 died of ZeroDivisionError (eps / 2 is 0); --eps 1e-17 was taken and called
+    sum(x*x)'s right gradient wrong (x + 1e-17 is x, so every difference was 0); so was the
+    default step at x = 1e11."""
+    if backend == "expression":
+        tgt = ["sum(x*x)"]
+    else:
+        tgt = [target_file(tmp_path, backend, "def f(x):\n    return (x * x).sum()\n"), "--backend", backend]
+    one_error(invoke("check", *tgt, "--x", "0,0", "--eps", "5e-324"), 2, "below the smallest normal float64")
+    r = invoke("check", *tgt, "--x", "1,2", "--eps", "1e-17")
+    one_error(r, 2, "the step 1e-17 is below float64's resolution at x[1] = 2 (the next float is 4.4e-16 away)")
+    assert r.stderr.count("\n") == 1 and "use --eps 1e-10 or more" in r.stderr
+    r = invoke("check", *tgt, "--x", "1e11")                     # the default 1e-6 against spacing 1.5e-05
+    one_error(r, 2, "the step 1e-06 is below float64's resolution at x = 1e+11")
+    assert "use --eps 10 or more" in r.stderr
+    doc = json.loads(invoke("check", *tgt, "--x", "1e11", "--eps", "10", "--json").stdout)
+    assert doc["passed"] is True                                             # the step it suggests works
+    for command in (["grad", "--check"], ["jacobian", "--check"]):
+        one_error(invoke(*command, *tgt, "--x", "1e11"), 2, "check it with 'autograd check --eps 10'")
+    r = invoke("check", *tgt, "--x", "1,2", "--eps", "1e-13", "--json")    # representable, but coarse: a warning
+    doc = json.loads(r.stdout)
+    assert any("eps=1e-13 is only 225 times float64's spacing at x[1] = 2" in w for w in doc["warnings"]), doc
+    r = invoke("check", *tgt, "--x", "1,2")
+    assert r.exit_code == 0 and "spacing" not in r.stderr                    # the default step: no warning

@@ -58,7 +58,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
 
     from .. import render
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, check_precision, check_real_outputs, load_target, output_names
+    from ..targets import (build_inputs, check_jacobian_size, check_precision, check_real_outputs, check_step,
+                           load_target, output_names)
     check_dtype(dtype)
     if plot is not None:
         from ..errors import CliError
@@ -79,6 +80,7 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
         locate = True
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    check_step(target, tensors, chosen, eps)
     outs, single = target.call(tensors)      # one forward: the outputs' names and sizes
     if not fast:
         check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "

@@ -41,7 +41,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     from .. import render
     from ..options import check_dtype
     from ..outputs import prepare, write_graph
-    from ..targets import build_inputs, check_precision, check_real_outputs, load_target
+    from ..targets import build_inputs, check_precision, check_real_outputs, check_step, load_target
     check_dtype(dtype)
     dot = prepare(dot)                        # before any work
     if compare is not None:
@@ -56,6 +56,8 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
         backend = "engine"
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    if check:
+        check_step(target, tensors, chosen, 1e-6, own_option=False)
     outs, single = target.call(tensors)
     if not single:
         raise CliError(f"the target returns {len(outs)} outputs; grad needs one (use 'autograd jacobian' for several)")

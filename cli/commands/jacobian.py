@@ -38,10 +38,13 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     from .. import render
     from ..errors import CheckFailed
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, check_precision, check_real_outputs, load_target, output_names
+    from ..targets import (build_inputs, check_jacobian_size, check_precision, check_real_outputs, check_step,
+                           load_target, output_names)
     check_dtype(dtype)
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    if check:
+        check_step(target, tensors, chosen, 1e-6, own_option=False)
     check_jacobian_size(target, tensors, chosen, "pick fewer inputs with --wrt or smaller values ("
                         "'autograd check --fast' checks gradients without the Jacobian)")
     names = list(tensors)
