@@ -46,6 +46,7 @@ def compare(target, given, func, tensors, chosen, out, seed_grad, dtype):
 
     from . import torch_backend
     other = torch_counterpart(target, given, func)       # first: CliError where PyTorch is missing
+    other.constants = dict(target.constants)             # the same constants (numbers, or arrays)
     t = torch_backend.torch()
     tt = {}
     for n, x in tensors.items():

@@ -78,13 +78,20 @@ class Target:
     def __init__(self, kind, text, names, call, defaults=None, program=None, label=None, backend="engine"):
         self.kind = kind
         self.text = text
-        self.names = names
+        self.names = names            # the variables (build_inputs settles them for a run)
+        self.params = list(names)     # every parameter, in order: the variables and the constants
+        self.origin = {}              # name -> where its default comes from (inputs['x'] in t.py)
         self._call = call
         self.defaults = defaults or {}
         self.program = program
         self.label = label or text
         self.backend = backend
         self.torch_api = False        # a file that imports torch, run on the engine's PyTorch API
+        # parameters with a non-tensor default (a Function's eps=1e-5, f's mode="sum"): constants,
+        # passed their default, unless named in --wrt (or, for a function, given a value)
+        self.optional = {}
+        self.given_makes_variable = True     # False for a Function: a given value stays a constant
+        self.constants = {}                  # the constants of this run: name -> value (build_inputs)
 
     @property
     def lib(self):
@@ -100,6 +107,12 @@ class Target:
             from . import torch_backend
             return torch_backend.label()
         return "engine"
+
+    def constant(self, name):
+        """The value a constant parameter takes in this run (its default, or the value given)."""
+        import numpy as np
+        v = self.constants[name] if name in self.constants else self.optional[name]
+        return self.lib.tensor(v) if isinstance(v, np.ndarray) else v
 
     def call(self, tensors):
         out = self._call(tensors)
@@ -265,11 +278,21 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     if not isinstance(defaults, dict):
         raise CliError(f"'inputs' in {path} must be a dict of name -> values")
     defaults = dict(defaults)
+    optional = {}
     if isinstance(obj, type) and issubclass(obj, lib.autograd.Function):
         params, fn = _signature(obj.forward, path, func_name), obj.apply
         # forward(ctx, x), or forward(x) with a setup_context (PyTorch 2's style)
         if getattr(obj, "setup_context", None) is getattr(lib.autograd.Function, "setup_context", None):
             params = params[1:]
+        # forward(ctx, x, eps=1e-5): PyTorch gives gradients to tensor arguments only, so a
+        # non-tensor default is a constant (eps was checked, clashed with --eps and FAILed)
+        for name, p in _parameters(obj.forward).items():
+            if name in params and p.default is not inspect.Parameter.empty and name not in defaults:
+                if isinstance(p.default, lib.Tensor):
+                    defaults[name] = p.default
+                else:
+                    optional[name] = p.default
+        target.given_makes_variable = False
     elif isinstance(obj, type) and issubclass(obj, lib.nn.Module):
         try:
             with torch_on_engine(shim):
@@ -280,21 +303,21 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
         fn, params = _module_function(instance, func_name, defaults)
+        optional = _function_defaults(instance.forward, defaults, lib)
     elif isinstance(obj, lib.nn.Module):
         fn, params = _module_function(obj, func_name, defaults)
+        optional = _function_defaults(obj.forward, defaults, lib)
     elif callable(obj) and not isinstance(obj, type):
         params, fn = _signature(obj, path, func_name), obj
-        for name, p in inspect.signature(obj).parameters.items():
-            if p.default is not inspect.Parameter.empty and isinstance(p.default, (int, float, list, tuple)) \
-                    and not isinstance(p.default, bool):
-                defaults.setdefault(name, p.default)      # f(x, scale=2.0): scale is 2.0 unless given
+        optional = _function_defaults(obj, defaults, lib)
     else:
         raise CliError(f"'{func_name}' in {path} is not a function, a Function, or an nn.Module")
 
     def call(tensors):
+        args = [tensors[p] if p in tensors else target.constant(p) for p in params]
         try:
             with torch_on_engine(shim):
-                return fn(*[tensors[p] for p in params])
+                return fn(*args)
         except (CliError, KeyboardInterrupt):
             raise
         except SystemExit as e:
@@ -302,9 +325,91 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
                                 f"{func_name}: nothing was computed or checked") from None
         except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
-    target.names, target._call, target.defaults = params, call, defaults
+    target.params, target._call, target.defaults = params, call, defaults
+    target.names = [p for p in params if p not in optional]
+    target.optional = optional
+    target.origin = {n: f"inputs['{n}'] in {path.name}" for n in getattr(module, "inputs", {}) or {}}
     target.torch_api = shim
     return target
+
+
+def _parameters(fn):
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _function_defaults(fn, defaults, lib):
+    """The defaults of a function's parameters (f, an nn.Module's forward): a number or numbers
+    (`scale=2.0`) or a tensor is the variable's value unless given; anything else (`mode="sum"`,
+    `n=None`, `s=["a"]`, `n=10**400`) is a constant passed as it is, unless given a value
+    (returned: name -> default)."""
+    optional = {}
+    for name, p in _parameters(fn).items():
+        if p.default is inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in defaults:
+            continue
+        if isinstance(p.default, lib.Tensor) or (not isinstance(p.default, bool)
+                                                  and _numeric(p.default, lib)[1] is None):
+            defaults[name] = p.default          # f(x, scale=2.0): scale is 2.0 unless given
+        else:
+            optional[name] = p.default
+    return optional
+
+
+def _numeric(v, lib=None):
+    """(v as a float64 array, None), or (None, what v is) when it is not a value a variable can
+    take: a number, nested lists or tuples of numbers, a real numpy array or a tensor."""
+    import numpy as np
+
+    from expressions.values import MAX_DIMS
+    if lib is not None and isinstance(v, lib.Tensor):
+        if v.is_complex():
+            return None, f"a complex tensor ({str(v.dtype).replace('torch.', '')})"
+        from . import torch_backend
+        v = torch_backend.to_numpy(v) if lib.__name__ == "torch" else v.numpy(force=True)
+    if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
+        kind = "complex" if v.dtype.kind == "c" else "text" if v.dtype.kind in "US" else str(v.dtype)
+        return None, f"a numpy array of {kind} values (dtype {v.dtype})"
+    if not isinstance(v, np.ndarray):
+        bad = _not_a_number(v)
+        if bad is not None:
+            return None, bad
+    try:
+        arr = np.array(v, dtype=np.float64)
+    except ValueError:
+        return None, "a ragged list (its rows differ in length)"
+    except (TypeError, OverflowError) as e:
+        return None, f"not a number array ({e})"
+    if arr.ndim > MAX_DIMS:
+        return None, f"an array of {arr.ndim} dimensions (the limit is {MAX_DIMS})"
+    return arr, None
+
+
+def _not_a_number(v, where=""):
+    """What in v (a number or nested lists/tuples of them) is not a real number, or None."""
+    import numpy as np
+    at = f" at {where}" if where else ""
+    if isinstance(v, (bool, np.bool_, float, np.floating)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        if abs(int(v)) > int(np.finfo(np.float64).max):
+            return f"an integer too large for float64{at} ({len(str(abs(int(v))))} digits)"
+        return None
+    if isinstance(v, (list, tuple)):
+        for k, item in enumerate(v):
+            bad = _not_a_number(item, f"{where}[{k}]")
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(v, (str, bytes)):
+        return f"text{at} ({v[:20]!r})"
+    if v is None:
+        return f"None{at}"
+    if isinstance(v, (complex, np.complexfloating)):
+        return f"a complex number{at} ({v})"
+    kind = type(v).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}{at}"
 
 
 def _signature(fn, path, func_name):
@@ -445,39 +550,64 @@ def user_traceback(e):
 
 
 def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
-    """{name: Tensor} for the target's variables; those in `wrt` (default: all) require grad."""
+    """{name: Tensor} for the target's variables; those in `wrt` (default: all) require grad.
+    Settles which parameters with a non-tensor default are variables in this run (those named
+    in --wrt; for a function, also those given a value) and the constants' values."""
     import numpy as np
 
     from expressions import parse_value
     from expressions.values import LazyGenerator
+    wrt_list = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else []
+    optional = target.optional
+    promoted = {n for n in optional if n in wrt_list or (n in raw and target.given_makes_variable)}
+    target.names = [n for n in target.params if n not in optional or n in promoted]
+    rng = LazyGenerator(seed)          # numpy.random is imported only for randn/rand values
+    target.constants = {n: _constant(n, parse_value(raw[n], rng, name=n), d) if n in raw else d
+                        for n, d in optional.items() if n not in promoted}
     for n in target.names:
-        if n in getattr(raw, "known_options", ()) and n not in raw and n not in target.defaults:
+        if n in getattr(raw, "known_options", ()) and n not in raw and n not in target.defaults \
+                and not (n in optional and _numeric(optional[n])[1] is None):
             raise CliError(f"the variable '{n}' is named like the option --{n}: give its value after --, as in "
                            f"`-- --{n} VALUES` (before --, --{n} sets the option)")
-    unknown = [n for n in raw if n not in target.names]
+    unknown = [n for n in raw if n not in target.params]
     if unknown:
         near = near_option(unknown[0], getattr(raw, "known_options", ()))
         if near:
             raise CliError(f"no such option: --{unknown[0]} (did you mean --{near}?)")
-        used = ", ".join(target.names) or "no variables"
+        used = ", ".join(target.params) or "no variables"
         raise CliError(f"--{unknown[0]} is given but the target does not use '{unknown[0]}' (it uses {used})")
-    rng = LazyGenerator(seed)          # numpy.random is imported only for randn/rand values
     np_dtype = {"float64": np.float64, "float32": np.float32}[dtype]
     tensors = {}
     for name in target.names:
         if name in raw:
             arr = parse_value(raw[name], rng, name=name)
-        elif name in target.defaults:
-            v = target.defaults[name]
-            arr = np.array(v.detach().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
+        elif name in target.defaults or (name in optional and _numeric(optional[name])[1] is None):
+            v = target.defaults[name] if name in target.defaults else optional[name]
+            arr, bad = _numeric(v, target.lib)
+            if bad is not None:
+                where = target.origin.get(name, f"the default of '{name}'")
+                raise CliError(f"{where} is {bad}: a value must be a number, a (nested) list of numbers, a real "
+                               f"numpy array or a tensor" + (f" (or pass --{name} VALUES)" if "text" in bad else ""))
         else:
             span = target.program.span_of(name) if target.program else None
             raise CliError(f"'{name}' has no value: pass --{name} VALUES", span=span, text=target.text)
         tensors[name] = target.lib.tensor(arr.astype(np_dtype))
-    chosen = list(target.names) if not wrt else [w.strip() for w in wrt.split(",") if w.strip()]
+    chosen = list(target.names) if not wrt else wrt_list
     for w in chosen:
         if w not in tensors:
-            raise CliError(f"--wrt names '{w}', which the target does not use (it uses {', '.join(target.names)})")
+            raise CliError(f"--wrt names '{w}', which the target does not use (it uses {', '.join(target.params)})")
     for name in chosen:
         tensors[name].requires_grad_(True)
     return tensors, chosen
+
+
+def _constant(name, arr, default):
+    """A value given on the command line for a constant parameter, in its default's kind: a
+    number for a number (an int for an int), else an array (a tensor when the target runs)."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and arr.ndim == 0:
+        if isinstance(default, int):
+            if not float(arr).is_integer():
+                raise CliError(f"--{name} takes a whole number (its default is {default}), not {float(arr):g}")
+            return int(arr)
+        return float(arr)
+    return arr

@@ -845,3 +845,68 @@ def test_a_step_that_cannot_make_a_difference_is_refused(tmp_path, backend):
     assert any("eps=1e-13 is only 225 times float64's spacing at x[1] = 2" in w for w in doc["warnings"]), doc
     r = invoke("check", *tgt, "--x", "1,2")
     assert r.exit_code == 0 and "spacing" not in r.stderr                    # the default step: no warning
+
+
+@pytest.mark.parametrize("value,what", [
+    ('"1,2"', "is text ('1,2')"), ("[[1, 2], [3]]", "is a ragged list"), ("object()", "is an object"),
+    ("None", "is None"), ("[1, None]", "is None at [1]"), ("{'a': 1}", "is a dict"), ("1 + 2j", "is a complex number"),
+    ("10 ** 400", "is an integer too large for float64 (401 digits)"), ("[[1, 'a']]", "is text at [0][1] ('a')"),
+    ("np.ones((1,) * 33)", "is an array of 33 dimensions (the limit is 32)"),
+    ("np.array([1 + 1j])", "is a numpy array of complex values"),
+])
+@pytest.mark.parametrize("backend", BOTH)
+def test_inputs_that_are_not_numbers_are_one_clear_line(tmp_path, value, what, backend):
+    """`inputs = {"x": "1,2"}` died in numpy (exit 3); None silently became NaN."""
+    target = target_file(tmp_path, backend, f"import numpy as np\ninputs = {{'x': {value}}}\n"
+                                            "def f(x):\n    return (x * 2).sum()\n")
+    for command in ("grad", "check", "jacobian", "graph"):
+        r = invoke(command, target, "--backend", backend)
+        one_error(r, 2, f"inputs['x'] in t.py {what}")
+        assert r.stderr.count("\n") == 1 and "a value must be a number, a (nested) list of numbers" in r.stderr
+    r = invoke("grad", target, "--x", "1,2", "--json", "--backend", backend)      # a value given wins
+    assert r.exit_code == 0 and json.loads(r.stdout)["gradients"] == {"x": [2.0, 2.0]}, r.stderr
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_defaults_that_are_not_numbers_are_constants(tmp_path, backend):
+    """f(x, s=["a"]) and f(x, n=10**400) died in numpy (exit 3), f(x, mode="sum") and f(x, m=None)
+    asked for --mode / --m: a default that is not a value is passed as it is. Numbers are
+    variables with that value, as before."""
+    target = target_file(tmp_path, backend, "def f(x, s=['a'], n=10 ** 400, mode='sum', m=None, flag=True, scale=2.0):\n"
+                                            "    assert s == ['a'] and n == 10 ** 400 and mode == 'sum' and m is None\n"
+                                            "    return (x * scale).sum() if flag else x.sum()\n")
+    for command in ("grad", "check", "jacobian", "graph"):
+        r = invoke(command, target, "--x", "1,2", "--backend", backend)
+        assert r.exit_code == 0, (command, r.stderr)
+    doc = json.loads(invoke("grad", target, "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert set(doc["inputs"]) == {"x", "scale"} and doc["inputs"]["scale"]["value"] == 2.0
+    assert doc["gradients"] == {"x": [2.0, 2.0], "scale": 3.0}                  # d/dscale = x0 + x1
+    r = invoke("grad", target, "--x", "1,2", "--m", "5", "--json", "--backend", backend)     # given: a variable
+    assert r.exit_code == 2 and "AssertionError" in r.stderr                   # f asserts m is None: its code ran
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_a_functions_keyword_defaults_are_constants_unless_named_in_wrt(tmp_path, backend):
+    """forward(ctx, x, eps=1e-5): eps was a checked input; it clashed with --eps, and given after
+    -- it was differentiated, so the (right) Function FAILed. PyTorch differentiates tensor
+    arguments only."""
+    body = ("class Norm(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, eps=1e-5, n=2):\n"
+            "        ctx.save_for_backward(x)\n        ctx.eps, ctx.n = eps, n\n"
+            "        return x / (x.abs().sum() + eps) * n\n"
+            "    @staticmethod\n    def backward(ctx, g):\n        x, = ctx.saved_tensors\n"
+            "        s = x.abs().sum() + ctx.eps\n"
+            "        return (g / s - (g * x).sum() * x.sign() / s ** 2) * ctx.n, None, None\n")
+    target = target_file(tmp_path, backend, body)
+    base = ["--func", "Norm", "--x", "1,2", "--json", "--backend", backend]
+    for extra in ([], ["--", "--eps", "0.5"], ["--", "--n", "3"], ["--eps", "1e-7"]):
+        r = invoke("check", target, *base, *extra)
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 0 and doc["passed"] and set(doc["inputs"]) == {"x"}, (extra, r.stderr)
+    doc = json.loads(invoke("jacobian", target, *base, "--", "--eps", "0.5").stdout)
+    s = 3 + 0.5                                 # |1| + |2| + eps; d(2x_i/s)/dx_j = 2(delta_ij / s - x_i / s^2)
+    want = [[2 * (1 / s - 1 / s ** 2), 2 * (-1 / s ** 2)], [2 * (-2 / s ** 2), 2 * (1 / s - 2 / s ** 2)]]
+    assert np.allclose(doc["jacobian"]["x"], want, rtol=1e-12)
+    one_error(invoke("check", target, *base, "--", "--n", "2.5"), 2, "--n takes a whole number (its default is 2)")
+    r = invoke("check", target, *base, "--wrt", "x,eps")       # asked for: eps is checked, and gets no gradient
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and set(doc["inputs"]) == {"x", "eps"} and doc["jacobians"]["input"] == "eps"
