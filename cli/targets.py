@@ -9,7 +9,9 @@ import traceback
 
 from .errors import CliError, UserCodeError
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")    # net.0.weight: an nn.Module's parameter
+# a variable, or an nn.Module's parameter by its qualified name: net.0.weight, or 0.weight (a Sequential's)
+_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*|[0-9]+(\.[A-Za-z0-9_]+)+)$")
+_PARAMETER = re.compile(r"^--[0-9]+\.[A-Za-z_]")                    # --0.weight: a name, not a number
 
 
 class Values(dict):
@@ -66,7 +68,7 @@ def near_option(name, known_options):
 
 
 def _looks_numeric(s):
-    return bool(re.match(r"^--?[0-9.]", s))
+    return bool(re.match(r"^--?[0-9.]", s)) and not _PARAMETER.match(s)
 
 
 class Target:
@@ -420,14 +422,16 @@ def _signature(fn, path, func_name):
 
 
 def _module_function(module, func_name, defaults):
-    """An nn.Module as a function of its forward's inputs and its parameters, named
-    `<func>.<qualified name>` (`net.0.weight`); the parameters' values are their defaults."""
+    """An nn.Module as a function of its forward's inputs and its parameters, named by their
+    qualified names as named_parameters() gives them (`net.0.weight`, for a class or an
+    instance alike; `0.weight` for a Sequential itself); the parameters' values are their defaults."""
     inputs = list(inspect.signature(module.forward).parameters)
     named = dict(module.named_parameters())
-    pnames = [f"{func_name}.{n}" for n in named]
+    pnames = list(named)
     clash = [n for n in inputs if n in pnames]
     if clash:
-        raise CliError(f"the input '{clash[0]}' of {func_name}.forward is named like a parameter")
+        raise CliError(f"the input '{clash[0]}' of {func_name}.forward is named like one of its parameters: "
+                       f"rename the argument")
     for n, p in zip(pnames, named.values()):
         defaults.setdefault(n, p)
     modules = dict(module.named_modules())

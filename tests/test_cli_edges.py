@@ -910,3 +910,28 @@ def test_a_functions_keyword_defaults_are_constants_unless_named_in_wrt(tmp_path
     r = invoke("check", target, *base, "--wrt", "x,eps")       # asked for: eps is checked, and gets no gradient
     doc = json.loads(r.stdout)
     assert r.exit_code == 1 and set(doc["inputs"]) == {"x", "eps"} and doc["jacobians"]["input"] == "eps"
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_module_parameters_go_by_their_qualified_names(tmp_path, backend):
+    """README says `--wrt net.0.weight`; a module class got `MLP.net.0.weight` (an instance
+    `net.weight`). The names are named_parameters()'s, for a class and an instance alike."""
+    target = target_file(tmp_path, backend,
+                         "class MLP(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                         "        self.net = torch.nn.Sequential(torch.nn.Linear(2, 1))\n"
+                         "    def forward(self, x):\n        return self.net(x).sum()\n"
+                         "seq = torch.nn.Sequential(torch.nn.Linear(2, 1))\nmlp = MLP()\n")
+    for func, stem, x in (("MLP", "net.0.", "x"), ("mlp", "net.0.", "x"), ("seq", "0.", "input")):
+        w, b = stem + "weight", stem + "bias"
+        given = [f"--{x}", "4,5", "--backend", backend]
+        r = invoke("grad", target, "--func", func, *given, f"--{w}", "[[1,2]]", f"--{b}", "[3]", "--wrt", f"{x},{w}",
+                   "--json", "--grad-output", "[1]" if func == "seq" else "1")
+        assert r.exit_code == 0, (func, r.stderr)
+        doc = json.loads(r.stdout)
+        assert list(doc["inputs"]) == [x, w, b] and doc["inputs"][b]["value"] == [3.0]
+        assert np.sum(doc["output"]["value"]) == 1 * 4 + 2 * 5 + 3                 # w . x + b
+        assert doc["gradients"] == {x: [1.0, 2.0], w: [[4.0, 5.0]]}               # d/dx = w, d/dw = x
+        doc = json.loads(invoke("check", target, "--func", func, *given, "--json").stdout)
+        assert doc["passed"] and set(doc["inputs"]) == {x, w, b}
+        r = invoke("graph", target, "--func", func, *given)
+        assert r.exit_code == 0 and w in r.stdout                                 # the graph's leaves say so too
