@@ -41,7 +41,24 @@ TORCH_MODULES = tuple(ENGINE_MODULES)
 
 
 class MissingTorchName(AttributeError):
-    """A torch.X the engine does not provide."""
+    """A torch.X (from a module: _Shim) or Tensor.X (from an engine tensor: _tensor_getattr) the
+    engine does not provide: one error for both. An AttributeError, so that hasattr()
+    and getattr(obj, name, default) in PyTorch code see what they expect; its text is made only
+    when shown (a hasattr() probe pays for no "did you mean")."""
+
+    def __init__(self, qualname, owner=None):
+        super().__init__(qualname)
+        self.qualname, self.owner = qualname, owner
+
+    def __str__(self):
+        import difflib
+        where, _, attr = self.qualname.rpartition(".")
+        names = [n for n in dir(self.owner) if not n.startswith("_")] if self.owner is not None else []
+        near = difflib.get_close_matches(attr, names, n=1, cutoff=0.8) if not attr.startswith("_") else []
+        hint = f" (did you mean {where}.{near[0]}?)" if near else ""
+        return (f"the engine has no {self.qualname} (yet){hint}: this file uses a part of PyTorch the engine does not "
+                f"provide; run it on real PyTorch instead (pip install torch, then --backend torch, the default for "
+                f"such a file when PyTorch is installed)")
 
 
 def imports_torch(source):
@@ -123,10 +140,19 @@ class _Shim(types.ModuleType):
         try:
             return getattr(self.__target, attr)
         except AttributeError:
-            raise MissingTorchName(
-                f"the engine has no {self.__name__}.{attr} (yet): this file uses a part of PyTorch the engine "
-                f"does not provide; run it on real PyTorch instead (pip install torch, then --backend torch, "
-                f"the default for such a file when PyTorch is installed)") from None
+            raise MissingTorchName(f"{self.__name__}.{attr}", self.__target) from None
+
+
+def _tensor_getattr(self, name):
+    """engine.Tensor.__getattr__ (set with the shims): only names a Tensor lacks get here. While a
+    file's `import torch` is the engine (`x.unfold`), the same error as a missing torch.X;
+    otherwise, and for dunders (Python's and numpy's own probes), Python's usual one."""
+    if _ACTIVE[0] and not (name.startswith("__") and name.endswith("__")):
+        e = MissingTorchName(f"Tensor.{name}", type(self))
+    else:
+        e = AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+    e.name, e.obj = name, self            # what Python's "Did you mean: ...?" reads
+    raise e
 
 
 def _shims():
@@ -145,6 +171,7 @@ def _shims():
 
 
 _SHIMS = None
+_ACTIVE = [0]       # how many torch_on_engine(True) blocks are running
 
 
 @contextlib.contextmanager
@@ -156,11 +183,15 @@ def torch_on_engine(active):
         return
     if _SHIMS is None:
         _SHIMS = _shims()
+        from engine import Tensor
+        Tensor.__getattr__ = _tensor_getattr       # once: a class changed per call costs every lookup
     saved = {name: sys.modules.get(name) for name in TORCH_MODULES}
     sys.modules.update(_SHIMS)
+    _ACTIVE[0] += 1
     try:
         yield
     finally:
+        _ACTIVE[0] -= 1
         for name, mod in saved.items():
             if mod is None:
                 sys.modules.pop(name, None)

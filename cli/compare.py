@@ -10,12 +10,17 @@ from .errors import CliError
 RTOL = {"float64": 1e-9, "float32": 1e-4}
 
 
-def torch_counterpart(target, given, func):
-    """The target as it runs on PyTorch, or CliError when it has no PyTorch form."""
+def require_torch():
+    """CliError unless PyTorch can be imported here (say so before any work)."""
     from . import backends
-    from .targets import Target, load_target
     if not backends.torch_installed():
         raise CliError("--compare torch needs PyTorch, which is not installed here: pip install torch")
+
+
+def torch_counterpart(target, given, func):
+    """The target as it runs on PyTorch, or CliError when it has no PyTorch form."""
+    from .targets import Target, load_target
+    require_torch()
     if target.kind == "expression":
         from expressions import compile_expression
 
@@ -40,8 +45,9 @@ def compare(target, given, func, tensors, chosen, out, seed_grad, dtype):
     from engine.dotgraph import EngineView
 
     from . import torch_backend
+    other = torch_counterpart(target, given, func)       # first: CliError where PyTorch is missing
+    other.constants = dict(target.constants)             # the same constants (numbers, or arrays)
     t = torch_backend.torch()
-    other = torch_counterpart(target, given, func)
     tt = {}
     for n, x in tensors.items():
         v = t.from_numpy(np.array(x.detach().numpy(), copy=True))
@@ -52,7 +58,8 @@ def compare(target, given, func, tensors, chosen, out, seed_grad, dtype):
         raise CliError(f"--compare torch: PyTorch could not run the target: {str(e).splitlines()[0]}") from None
     out_t = outs[0]
     if out_t.requires_grad:
-        out_t.backward(None if seed_grad is None else t.from_numpy(np.array(seed_grad.numpy(), copy=True)))
+        with other.autograd_errors():
+            out_t.backward(None if seed_grad is None else t.from_numpy(np.array(seed_grad.numpy(), copy=True)))
     rtol = RTOL[dtype]
     rows = [_row("output", out.detach().numpy(), out_t.detach().numpy(), rtol)]
     for n in chosen:

@@ -39,6 +39,10 @@ def prepare(text, graph=True):
                        "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz), or write "
                        ".dot and render it elsewhere")
     path = path.absolute()
+    limit = _name_max(path.parent)          # first: is_dir() itself fails on a name too long
+    if len(os.fsencode(path.name)) > limit:
+        raise CliError(f"cannot write '{text}': its name is {len(os.fsencode(path.name))} bytes, longer than the "
+                       f"{limit} bytes a file name may have here: give a shorter name")
     if path.is_dir():
         raise CliError(f"'{text}' is a folder: give a file name, like {text.rstrip('/')}/graph{suffix}")
     folder = path.parent
@@ -117,13 +121,36 @@ def _rules(g, names):
     return rules
 
 
+def _name_max(folder):
+    """The longest file name (in bytes) the file system holding `folder` takes."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):      # no pathconf (Windows), or it cannot tell
+        return 255
+
+
+# what a temporary name adds to its stem: "." before, mkstemp's ".XXXXXXXX" and ".tmp" after, and
+# room for the ".svg" that an .html output's SVG temporary puts before ".tmp"
+_TMP_EXTRA = len(".") + len(".XXXXXXXX") + len(".svg") + len(".tmp")
+
+
+def _tmp_stem(name, folder):
+    """The output's name cut so that its temporary names fit wherever the name itself fits: the
+    temporary file beside `a*251.dot` was `.a*251.dot.XXXXXXXX.tmp`, past NAME_MAX (ENAMETOOLONG)."""
+    room = max(_name_max(folder) - _TMP_EXTRA, 1)
+    while len(os.fsencode(name)) > room:        # cut characters, not bytes: a name stays valid UTF-8
+        name = name[:-1]
+    return name
+
+
 def _atomic(output, make):
     """make(tmp_path) writes the whole file; then it replaces output.path in one rename."""
     from .interrupts import blocked
     tmp = None
     try:
         with blocked():            # a signal now would leave a temporary file nobody knows of
-            fd, name = tempfile.mkstemp(prefix=f".{output.path.name}.", suffix=".tmp", dir=output.path.parent)
+            fd, name = tempfile.mkstemp(prefix=f".{_tmp_stem(output.path.name, output.path.parent)}.", suffix=".tmp",
+                                        dir=output.path.parent)
             tmp = pathlib.Path(name)
         os.close(fd)
         make(tmp)

@@ -9,7 +9,9 @@ import traceback
 
 from .errors import CliError, UserCodeError
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")    # net.0.weight: an nn.Module's parameter
+# a variable, or an nn.Module's parameter by its qualified name: net.0.weight, or 0.weight (a Sequential's)
+_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*|[0-9]+(\.[A-Za-z0-9_]+)+)$")
+_PARAMETER = re.compile(r"^--[0-9]+\.[A-Za-z_]")                    # --0.weight: a name, not a number
 
 
 class Values(dict):
@@ -85,7 +87,7 @@ def near_option(name, known_options):
 
 
 def _looks_numeric(s):
-    return bool(re.match(r"^--?[0-9.]", s))
+    return bool(re.match(r"^--?[0-9.]", s)) and not _PARAMETER.match(s)
 
 
 class Target:
@@ -97,7 +99,9 @@ class Target:
     def __init__(self, kind, text, names, call, defaults=None, program=None, label=None, backend="engine"):
         self.kind = kind
         self.text = text
-        self.names = names
+        self.names = names            # the variables (build_inputs settles them for a run)
+        self.params = list(names)     # every parameter, in order: the variables and the constants
+        self.origin = {}              # name -> where its default comes from (inputs['x'] in t.py)
         self._call = call
         self.defaults = defaults or {}
         self.program = program
@@ -105,6 +109,11 @@ class Target:
         self.backend = backend
         self.torch_api = False        # a file that imports torch, run on the engine's PyTorch API
         self.module_roots = []        # (name, object) pairs where the target's nn.Modules may be found
+        # parameters with a non-tensor default (a Function's eps=1e-5, f's mode="sum"): constants,
+        # passed their default, unless named in --wrt (or, for a function, given a value)
+        self.optional = {}
+        self.given_makes_variable = True     # False for a Function: a given value stays a constant
+        self.constants = {}                  # the constants of this run: name -> value (build_inputs)
 
     @property
     def lib(self):
@@ -120,6 +129,12 @@ class Target:
             from . import torch_backend
             return torch_backend.label()
         return "engine"
+
+    def constant(self, name):
+        """The value a constant parameter takes in this run (its default, or the value given)."""
+        import numpy as np
+        v = self.constants[name] if name in self.constants else self.optional[name]
+        return self.lib.tensor(v) if isinstance(v, np.ndarray) else v
 
     def call(self, tensors):
         out = self._call(tensors)
@@ -169,6 +184,30 @@ class Target:
 
     def no_grad(self):
         return self.lib.no_grad()
+
+    def to_numpy(self, t):
+        """One of this target's tensors as a numpy array (a copy; PyTorch's bfloat16 as float32)."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.to_numpy(t)
+        return t.numpy(force=True).copy()
+
+    def dtype_names(self, outs):
+        """The dtypes ("float64", "float16", ...) of `outs` and of everything their graph computed."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.dtype_names(outs)
+        from engine.graph import dtypes
+        return {str(o.numpy(force=True).dtype) for o in outs} | {str(d) for d in dtypes(o.grad_fn for o in outs)}
+
+    def autograd_errors(self):
+        """Around a backward the commands run on this target's graph: on PyTorch, its errors about
+        the user's code are usage errors (exit 2), as the engine's EngineErrors are."""
+        if self.backend == "torch":
+            from . import torch_backend
+            return torch_backend.autograd_errors()
+        import contextlib
+        return contextlib.nullcontext()
 
     @property
     def engine_graph(self):
@@ -270,11 +309,21 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     if not isinstance(defaults, dict):
         raise CliError(f"'inputs' in {path} must be a dict of name -> values")
     defaults = dict(defaults)
+    optional = {}
     if isinstance(obj, type) and issubclass(obj, lib.autograd.Function):
         params, fn = _signature(obj.forward, path, func_name), obj.apply
         # forward(ctx, x), or forward(x) with a setup_context (PyTorch 2's style)
         if getattr(obj, "setup_context", None) is getattr(lib.autograd.Function, "setup_context", None):
             params = params[1:]
+        # forward(ctx, x, eps=1e-5): PyTorch gives gradients to tensor arguments only, so a
+        # non-tensor default is a constant (eps was checked, clashed with --eps and FAILed)
+        for name, p in _parameters(obj.forward).items():
+            if name in params and p.default is not inspect.Parameter.empty and name not in defaults:
+                if isinstance(p.default, lib.Tensor):
+                    defaults[name] = p.default
+                else:
+                    optional[name] = p.default
+        target.given_makes_variable = False
     elif isinstance(obj, type) and issubclass(obj, lib.nn.Module):
         try:
             with torch_on_engine(shim):
@@ -287,21 +336,21 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
         fn, params = _module_function(instance, func_name, defaults)
+        optional = _function_defaults(instance.forward, defaults, lib)
     elif isinstance(obj, lib.nn.Module):
         fn, params = _module_function(obj, func_name, defaults)
+        optional = _function_defaults(obj.forward, defaults, lib)
     elif callable(obj) and not isinstance(obj, type):
         params, fn = _signature(obj, path, func_name), obj
-        for name, p in inspect.signature(obj).parameters.items():
-            if p.default is not inspect.Parameter.empty and isinstance(p.default, (int, float, list, tuple)) \
-                    and not isinstance(p.default, bool):
-                defaults.setdefault(name, p.default)      # f(x, scale=2.0): scale is 2.0 unless given
+        optional = _function_defaults(obj, defaults, lib)
     else:
         raise CliError(f"'{func_name}' in {path} is not a function, a Function, or an nn.Module")
 
     def call(tensors):
+        args = [tensors[p] if p in tensors else target.constant(p) for p in params]
         try:
             with torch_on_engine(shim):
-                return fn(*[tensors[p] for p in params])
+                return fn(*args)
         except (CliError, KeyboardInterrupt):
             raise
         except SystemExit as e:
@@ -309,7 +358,10 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
                                 f"{func_name}: nothing was computed or checked") from None
         except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
             raise UserCodeError(user_traceback(e) or _format(e, [])) from None
-    target.names, target._call, target.defaults = params, call, defaults
+    target.params, target._call, target.defaults = params, call, defaults
+    target.names = [p for p in params if p not in optional]
+    target.optional = optional
+    target.origin = {n: f"inputs['{n}'] in {path.name}" for n in getattr(module, "inputs", {}) or {}}
     target.torch_api = shim
     # where nn.Modules live, to name the module a node was made in (locate): the file's globals
     # by their names, and a module target itself (its submodules by their qualified names)
@@ -321,6 +373,85 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     return target
 
 
+def _parameters(fn):
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _function_defaults(fn, defaults, lib):
+    """The defaults of a function's parameters (f, an nn.Module's forward): a number or numbers
+    (`scale=2.0`) or a tensor is the variable's value unless given; anything else (`mode="sum"`,
+    `n=None`, `s=["a"]`, `n=10**400`) is a constant passed as it is, unless given a value
+    (returned: name -> default)."""
+    optional = {}
+    for name, p in _parameters(fn).items():
+        if p.default is inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in defaults:
+            continue
+        if isinstance(p.default, lib.Tensor) or (not isinstance(p.default, bool)
+                                                  and _numeric(p.default, lib)[1] is None):
+            defaults[name] = p.default          # f(x, scale=2.0): scale is 2.0 unless given
+        else:
+            optional[name] = p.default
+    return optional
+
+
+def _numeric(v, lib=None):
+    """(v as a float64 array, None), or (None, what v is) when it is not a value a variable can
+    take: a number, nested lists or tuples of numbers, a real numpy array or a tensor."""
+    import numpy as np
+
+    from expressions.values import MAX_DIMS
+    if lib is not None and isinstance(v, lib.Tensor):
+        if v.is_complex():
+            return None, f"a complex tensor ({str(v.dtype).replace('torch.', '')})"
+        from . import torch_backend
+        v = torch_backend.to_numpy(v) if lib.__name__ == "torch" else v.numpy(force=True)
+    if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
+        kind = "complex" if v.dtype.kind == "c" else "text" if v.dtype.kind in "US" else str(v.dtype)
+        return None, f"a numpy array of {kind} values (dtype {v.dtype})"
+    if not isinstance(v, np.ndarray):
+        bad = _not_a_number(v)
+        if bad is not None:
+            return None, bad
+    try:
+        arr = np.array(v, dtype=np.float64)
+    except ValueError:
+        return None, "a ragged list (its rows differ in length)"
+    except (TypeError, OverflowError) as e:
+        return None, f"not a number array ({e})"
+    if arr.ndim > MAX_DIMS:
+        return None, f"an array of {arr.ndim} dimensions (the limit is {MAX_DIMS})"
+    return arr, None
+
+
+def _not_a_number(v, where=""):
+    """What in v (a number or nested lists/tuples of them) is not a real number, or None."""
+    import numpy as np
+    at = f" at {where}" if where else ""
+    if isinstance(v, (bool, np.bool_, float, np.floating)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        if abs(int(v)) > int(np.finfo(np.float64).max):
+            return f"an integer too large for float64{at} ({len(str(abs(int(v))))} digits)"
+        return None
+    if isinstance(v, (list, tuple)):
+        for k, item in enumerate(v):
+            bad = _not_a_number(item, f"{where}[{k}]")
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(v, (str, bytes)):
+        return f"text{at} ({v[:20]!r})"
+    if v is None:
+        return f"None{at}"
+    if isinstance(v, (complex, np.complexfloating)):
+        return f"a complex number{at} ({v})"
+    kind = type(v).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}{at}"
+
+
 def _signature(fn, path, func_name):
     try:
         return list(inspect.signature(fn).parameters)
@@ -329,14 +460,16 @@ def _signature(fn, path, func_name):
 
 
 def _module_function(module, func_name, defaults):
-    """An nn.Module as a function of its forward's inputs and its parameters, named
-    `<func>.<qualified name>` (`net.0.weight`); the parameters' values are their defaults."""
+    """An nn.Module as a function of its forward's inputs and its parameters, named by their
+    qualified names as named_parameters() gives them (`net.0.weight`, for a class or an
+    instance alike; `0.weight` for a Sequential itself); the parameters' values are their defaults."""
     inputs = list(inspect.signature(module.forward).parameters)
     named = dict(module.named_parameters())
-    pnames = [f"{func_name}.{n}" for n in named]
+    pnames = list(named)
     clash = [n for n in inputs if n in pnames]
     if clash:
-        raise CliError(f"the input '{clash[0]}' of {func_name}.forward is named like a parameter")
+        raise CliError(f"the input '{clash[0]}' of {func_name}.forward is named like one of its parameters: "
+                       f"rename the argument")
     for n, p in zip(pnames, named.values()):
         defaults.setdefault(n, p)
     modules = dict(module.named_modules())
@@ -364,6 +497,61 @@ def output_names(n_outputs, single, input_names):
     import re
     stem = "out" if any(n == "y" or re.fullmatch(r"y\d+", n) for n in input_names) else "y"
     return [stem] if single else [f"{stem}{k}" for k in range(n_outputs)]
+
+
+def check_real_outputs(target, outs, onames, command):
+    """CliError, before any work, for a complex output: gradients, Jacobians and checks here are
+    of real functions (complex numbers inside the target are fine)."""
+    for k, (o, name) in enumerate(zip(outs, onames)):
+        if o.is_complex():
+            what = f"output {k} ({name})" if len(outs) > 1 else "the output"
+            raise CliError(f"{what} is complex ({str(o.dtype).replace('torch.', '')}): {command} works on real outputs "
+                           f"(complex numbers inside the target are fine); return a real tensor, like its .abs() or "
+                           f".real, or torch.view_as_real of it")
+
+
+HALF = ("bfloat16", "float16")
+
+
+def check_precision(target, outs, what="the check"):
+    """CliError, before any work, when the target computes in half precision (bfloat16 or float16,
+    at the output or inside): central differences cannot resolve its gradients (a step of
+    1e-6 is below its resolution; 2 looked like 0), and a float64 reference -- how float32
+    inputs are judged -- exists only for a computation that follows its inputs' dtype, which an
+    explicit .to(torch.bfloat16) does not."""
+    half = [d for d in HALF if d in target.dtype_names(outs)]
+    if half:
+        raise CliError(f"the target computes in {half[0]}, whose {'8' if half[0] == 'bfloat16' else '11'} significant "
+                       f"bits finite differences cannot resolve: {what} cannot judge its gradients. Check the same "
+                       f"computation in float64 (without its cast to {'torch.' if target.backend == 'torch' else ''}"
+                       f"{half[0]}); grad, jacobian and graph show its {half[0]} gradients as they are")
+
+
+def check_step(target, tensors, chosen, eps, own_option=True):
+    """CliError, before any work, for a finite-difference step that cannot make a difference: one
+    below the smallest normal float64 (eps / 2, which the checker also takes, is then 0: a
+    ZeroDivisionError), or one so small against an input's value that x + eps == x there (a
+    central difference of 0 whatever the gradient: a right gradient is called wrong). A step
+    that is representable but coarse against round-off gets the checker's own warning."""
+    import math
+
+    import numpy as np
+
+    from engine.autograd.checker import step_resolution
+    tiny = float(np.finfo(np.float64).tiny)
+    if eps < tiny:
+        raise CliError(f"--eps {eps:g} is below the smallest normal float64 ({tiny:.3g}): half of it, a step the "
+                       "checker also takes, is 0; use a step like 1e-6 (PyTorch's default)")
+    res = step_resolution([target.to_numpy(tensors[n]) for n in chosen], eps)
+    if res is not None and res.lost:
+        name = chosen[res.input]
+        where = f"{name}[{', '.join(map(str, res.index))}]" if res.index else name
+        fit = 10.0 ** math.ceil(math.log10(res.spacing * 1e5))
+        use = f"use --eps {fit:g} or more" if own_option else \
+            f"check it with 'autograd check --eps {fit:g}' (--check takes PyTorch's step, 1e-6)"
+        raise CliError(f"the step {eps:g} is below float64's resolution at {where} = {res.value:g} (the next float is "
+                       f"{res.spacing:.2g} away): x + eps is x there, so a central difference is 0 whatever the "
+                       f"gradient; {use}")
 
 
 MAX_JACOBIAN = 10 ** 8    # elements of a dense Jacobian (800 MB in float64)
@@ -446,43 +634,69 @@ def _default_array(target, name, np):
 
 
 def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
-    """{name: Tensor} for the target's variables; those in `wrt` (default: all) require grad."""
+    """{name: Tensor} for the target's variables; those in `wrt` (default: all) require grad.
+    Settles which parameters with a non-tensor default are variables in this run (those named
+    in --wrt; for a function, also those given a value) and the constants' values."""
     import numpy as np
 
     from expressions import parse_value
     from expressions.values import LazyGenerator
+    wrt_list = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else []
+    optional = target.optional
+    promoted = {n for n in optional if n in wrt_list or (n in raw and target.given_makes_variable)}
+    target.names = [n for n in target.params if n not in optional or n in promoted]
+    rng = LazyGenerator(seed)          # numpy.random is imported only for randn/rand values
+    target.constants = {n: _constant(n, parse_value(raw[n], rng, name=n), d) if n in raw else d
+                        for n, d in optional.items() if n not in promoted}
     known = getattr(raw, "known_options", ())
     for n in target.names:
         spelling = option_spelling(n, known)
-        if spelling and (n in getattr(raw, "option_like", ()) or (n not in raw and n not in target.defaults)):
+        has_default = n in target.defaults or (n in optional and _numeric(optional[n])[1] is None)
+        if spelling and (n in getattr(raw, "option_like", ()) or (n not in raw and not has_default)):
             raise CliError(f"the variable '{n}' is named like the option --{spelling}: give its value after --, as in "
                            f"`-- --{n} VALUES` (before --, --{spelling} sets the option)")
     for n in sorted(getattr(raw, "option_like", ())):
-        if n not in target.names:
+        if n not in target.params:
             raise CliError(f"no such option: --{n} (did you mean --{n.replace('_', '-')}?)")
-    unknown = [n for n in raw if n not in target.names]
+    unknown = [n for n in raw if n not in target.params]
     if unknown:
         near = near_option(unknown[0], getattr(raw, "known_options", ()))
         if near:
             raise CliError(f"no such option: --{unknown[0]} (did you mean --{near}?)")
-        used = ", ".join(target.names) or "no variables"
+        used = ", ".join(target.params) or "no variables"
         raise CliError(f"--{unknown[0]} is given but the target does not use '{unknown[0]}' (it uses {used})")
-    rng = LazyGenerator(seed)          # numpy.random is imported only for randn/rand values
     np_dtype = {"float64": np.float64, "float32": np.float32}[dtype]
     tensors = {}
     for name in target.names:
         if name in raw:
             arr = parse_value(raw[name], rng, name=name)
-        elif name in target.defaults:
-            arr = _default_array(target, name, np)
+        elif name in target.defaults or (name in optional and _numeric(optional[name])[1] is None):
+            v = target.defaults[name] if name in target.defaults else optional[name]
+            arr, bad = _numeric(v, target.lib)
+            if bad is not None:
+                where = target.origin.get(name, f"the default of '{name}'")
+                raise CliError(f"{where} is {bad}: a value must be a number, a (nested) list of numbers, a real "
+                               f"numpy array or a tensor" + (f" (or pass --{name} VALUES)" if "text" in bad else ""))
         else:
             span = target.program.span_of(name) if target.program else None
             raise CliError(f"'{name}' has no value: pass --{name} VALUES", span=span, text=target.text)
         tensors[name] = target.lib.tensor(arr.astype(np_dtype))
-    chosen = list(target.names) if not wrt else [w.strip() for w in wrt.split(",") if w.strip()]
+    chosen = list(target.names) if not wrt else wrt_list
     for w in chosen:
         if w not in tensors:
-            raise CliError(f"--wrt names '{w}', which the target does not use (it uses {', '.join(target.names)})")
+            raise CliError(f"--wrt names '{w}', which the target does not use (it uses {', '.join(target.params)})")
     for name in chosen:
         tensors[name].requires_grad_(True)
     return tensors, chosen
+
+
+def _constant(name, arr, default):
+    """A value given on the command line for a constant parameter, in its default's kind: a
+    number for a number (an int for an int), else an array (a tensor when the target runs)."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and arr.ndim == 0:
+        if isinstance(default, int):
+            if not float(arr).is_integer():
+                raise CliError(f"--{name} takes a whole number (its default is {default}), not {float(arr):g}")
+            return int(arr)
+        return float(arr)
+    return arr

@@ -15,6 +15,8 @@ backend is not the tensors but the report:
 
 PyTorch is imported here only, and only when a target runs on it.
 """
+import contextlib
+
 import numpy as np
 
 
@@ -27,10 +29,46 @@ def label():
     return f"PyTorch {torch().__version__}"
 
 
+@contextlib.contextmanager
+def autograd_errors():
+    """Around PyTorch's autograd running a target's graph (backward(), autograd.grad): what it
+    raises is about the user's code -- their backward's result (a wrong shape, a list, too few
+    gradients), a graph their f already freed with its own y.backward() -- so it is a usage error
+    (exit 2) with PyTorch's own first line, as the engine's errors for the same things are. An
+    error raised inside the user's backward itself keeps their traceback."""
+    try:
+        yield
+    except (RuntimeError, TypeError) as e:
+        from .errors import CliError
+        from .targets import user_traceback
+        if user_traceback(e) is not None or isinstance(e, CliError):
+            raise
+        raise CliError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+
+
+def to_numpy(t):
+    """A torch tensor's values as a numpy array (a copy). bfloat16, which numpy lacks, comes as
+    float32, which holds every bfloat16 value exactly."""
+    t = t.detach().cpu()
+    if t.dtype == torch().bfloat16:
+        t = t.to(torch().float32)
+    return t.numpy().copy()
+
+
+def dtype_names(outs):
+    """The dtypes (names: "float64", "bfloat16", ...) of `outs` and of every tensor their graph's
+    nodes produced (PyTorch records each node's output metadata)."""
+    names = {str(o.dtype).replace("torch.", "") for o in outs}
+    for n in TorchView.walk([o.grad_fn for o in outs]):
+        for m in getattr(n, "_input_metadata", ()) or ():
+            names.add(str(m.dtype).replace("torch.", ""))
+    return names
+
+
 def to_engine(t):
     """A torch tensor as an engine leaf with the same values, dtype and requires_grad."""
     import engine
-    e = engine.tensor(t.detach().cpu().numpy().copy())
+    e = engine.tensor(to_numpy(t))
     return e.requires_grad_(True) if t.requires_grad and e.is_floating_point() else e
 
 
@@ -62,7 +100,7 @@ class _Bridge:
                     outs = (outs,) if single else tuple(outs)
                     ctx.torch_graph = (ins, outs)
                     ctx.inner_functions = custom_functions(outs)   # named by the checker's report
-                    res = tuple(engine.tensor(o.detach().numpy().copy()) for o in outs)
+                    res = tuple(engine.tensor(to_numpy(o)) for o in outs)
                     return res[0] if single else res
 
                 @staticmethod
@@ -70,16 +108,17 @@ class _Bridge:
                 def backward(ctx, *gs):
                     t = torch()
                     ins, outs = ctx.torch_graph
-                    pairs = [(o, _to_torch(g)) for o, g in zip(outs, gs) if o.requires_grad and g is not None]
+                    pairs = [(o, _to_torch(g).to(o.dtype)) for o, g in zip(outs, gs) if o.requires_grad and g is not None]
                     need = [i for i in ins if i.requires_grad]
                     grads = iter(())
                     if pairs and need:
-                        grads = iter(t.autograd.grad([o for o, _ in pairs], need, [g for _, g in pairs],
-                                                     retain_graph=True, allow_unused=True))
+                        with autograd_errors():
+                            grads = iter(t.autograd.grad([o for o, _ in pairs], need, [g for _, g in pairs],
+                                                         retain_graph=True, allow_unused=True))
                     res = [None]
                     for i in ins:
                         g = next(grads) if i.requires_grad else None
-                        res.append(None if g is None else engine.tensor(g.detach().numpy().copy()))
+                        res.append(None if g is None else engine.tensor(to_numpy(g)))
                     return tuple(res)
 
             cls.cls = PyTorch
@@ -99,8 +138,8 @@ def engine_function(fn):
         with t.no_grad():
             outs = fn(*[_to_torch(x) for x in xs])
         if isinstance(outs, (tuple, list)):
-            return tuple(engine.tensor(o.numpy().copy()) for o in outs)
-        return engine.tensor(outs.numpy().copy())
+            return tuple(engine.tensor(to_numpy(o)) for o in outs)
+        return engine.tensor(to_numpy(outs))
     return f
 
 
@@ -167,13 +206,13 @@ class TorchView:
 
     @staticmethod
     def data(t):
-        return t.detach().cpu().numpy()
+        return to_numpy(t)
 
     @staticmethod
     def grad(t):
         if not (t.is_leaf or t.retains_grad) or t.grad is None:
             return None
-        return t.grad.detach().cpu().numpy()
+        return to_numpy(t.grad)
 
     @staticmethod
     def variable(node):

@@ -46,12 +46,17 @@ class EngineTypeError(EngineError, TypeError):
     """An argument of the wrong kind (PyTorch raises TypeError)."""
 
 
+class EngineKeyError(EngineError, KeyError):
+    """A name a table cannot hold (a parameter named "a.b": PyTorch raises KeyError)."""
+
+
 # Show PyTorch's type names in tracebacks and `type(e).__name__` (a lesson prints them), while
 # `except EngineError` still catches every one of ours.
 EngineRuntimeError.__name__ = EngineRuntimeError.__qualname__ = "RuntimeError"
 ShapeError.__name__ = ShapeError.__qualname__ = "RuntimeError"
 DimensionError.__name__ = DimensionError.__qualname__ = "IndexError"
 EngineTypeError.__name__ = EngineTypeError.__qualname__ = "TypeError"
+EngineKeyError.__name__ = EngineKeyError.__qualname__ = "KeyError"
 
 
 class MissingDerivativeError(EngineError, NotImplementedError):

@@ -293,6 +293,18 @@ def walk(roots, follow=None):
                 push(nxt)
 
 
+def dtypes(roots):
+    """The dtypes of the tensors the nodes reachable from `roots` (nodes) produced: what a
+    graph computed in (a float16 step inside a float64 function shows here)."""
+    found = set()
+    for n in walk(roots):
+        if n._dtype is not None:
+            found.add(np.dtype(n._dtype))
+        for _, dt in n._meta or ():
+            found.add(np.dtype(dt))
+    return found
+
+
 def frees_saved_values(t):
     """Whether a backward from tensor `t` without retain_graph frees values some node saved,
     so that a second backward fails ("Trying to backward through the graph a second time"),

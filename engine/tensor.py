@@ -221,6 +221,9 @@ class Tensor:
     def is_floating_point(self):
         return self._data.dtype.kind == "f"
 
+    def is_complex(self):
+        return self._data.dtype.kind == "c"      # never, today: the engine has no complex dtypes
+
     @property
     def device(self):
         return _device.CPU

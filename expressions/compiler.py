@@ -57,6 +57,39 @@ def _takes_string(name, keyword):
     return p is not None and isinstance(p.default, str)
 
 
+# the parameters that take a tensor (the registry's vocabulary: x, y; PyTorch's names elsewhere):
+# a list of numbers given there is a tensor, on the engine as in PyTorch (whose functions take
+# no list there: `cross_entropy(z, [0, 2])` under --compare torch)
+_TENSOR_PARAMS = frozenset({"x", "y", "input", "other", "target", "weight", "pos_weight", "exponent", "mat1", "mat2",
+                            "index", "mask", "condition"})
+_INDEX_TARGETS = frozenset({"cross_entropy", "nll_loss"})      # whole numbers there are class indices
+
+
+def _tensor_slots(name):
+    """({position}, {keyword}) of the parameters of function `name` that take a tensor, and the
+    kind of tensor a list there becomes: "index" (int64) or "float" (the other tensors' dtype)."""
+    import inspect
+    try:
+        params = list(inspect.signature(functions()[name]).parameters)
+    except (TypeError, ValueError, KeyError):
+        return {}, {}
+
+    def kind(p):
+        return "index" if p == "index" or (p == "target" and name in _INDEX_TARGETS) else "float"
+    return ({i: kind(p) for i, p in enumerate(params) if p in _TENSOR_PARAMS},
+            {p: kind(p) for p in params if p in _TENSOR_PARAMS})
+
+
+def _list_as_tensor(lib, v, kind, like):
+    """A tuple of numbers (a list in the expression) given for a tensor parameter, as a tensor:
+    int64 class indices where every number is whole, else the dtype of the call's tensors."""
+    arr = np.asarray(v)
+    if kind == "index" and arr.dtype.kind in "iu":
+        return lib.tensor(arr.astype(np.int64))
+    t = lib.tensor(arr.astype(np.float64))
+    return t.to(like.dtype) if like is not None and like.is_floating_point() else t
+
+
 def _first_param(name):
     import inspect
     try:
@@ -386,6 +419,7 @@ class _Compiler:
                               else self._arg(kw.value, depth))
 
         lib = self.lib
+        by_position, by_keyword = _tensor_slots(name)
 
         seg = self.segment(node)
 
@@ -406,6 +440,13 @@ class _Compiler:
                 vals.insert(0, s if isinstance(s, lib.Tensor) else lib.tensor(s))
             elif vals and not isinstance(vals[0], (lib.Tensor, list, str)):
                 vals[0] = lib.tensor(np.asarray(vals[0], dtype=np.float64))
+            like = next((v for v in list(vals) + list(kv.values()) if isinstance(v, lib.Tensor)), None)
+            for k, v in enumerate(vals):
+                if isinstance(v, tuple) and k in by_position:
+                    vals[k] = _list_as_tensor(lib, v, by_position[k], like)
+            for k, v in kv.items():
+                if isinstance(v, tuple) and k in by_keyword:
+                    kv[k] = _list_as_tensor(lib, v, by_keyword[k], like)
             if name in _PRODUCTS and len(vals) >= 2:          # results larger than their inputs
                 shape = _product_shape(name, _shape(vals[0]), _shape(vals[1]))
                 if shape is not None:
@@ -612,7 +653,9 @@ def _clean(e):
 
 
 def _check_size(shape, seg, span, text):
-    from .values import MAX_ELEMENTS
+    from .values import MAX_DIMS, MAX_ELEMENTS
+    if len(shape) > MAX_DIMS:       # numpy's broadcasting takes no more: the next op would die of it
+        raise ExpressionError(f"'{seg}' would have {len(shape)} dimensions; the limit is {MAX_DIMS}", span, text)
     n = 1
     for d in shape:
         n *= int(d)

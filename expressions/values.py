@@ -59,6 +59,8 @@ def _generator(name, argtext, rng, text):
             raise ValueSyntaxError(f"{name}() needs a shape, like {name}(3) or {name}(2,3)")
         shape = _ints(args, text)
         _check_size(shape, text)
+        if len(shape) > MAX_DIMS:
+            raise ValueSyntaxError(f"{text} has {len(shape)} dimensions; the limit is {MAX_DIMS}")
         if name == "randn":
             return rng.standard_normal(shape)
         if name == "rand":
@@ -142,7 +144,7 @@ def _nested(text):
 
 
 MAX_TEXT_BYTES = 2 * 10 ** 9      # a .csv/.txt this large cannot hold <= MAX_ELEMENTS numbers sensibly
-MAX_DIMS = 32                      # numpy's and PyTorch's limit on tensor dimensions is near this
+MAX_DIMS = 32      # numpy's iterators (np.broadcast, nditer) take at most 32 dimensions, and its arrays 64
 
 
 def _file(path_text):

@@ -187,20 +187,20 @@ def test_module_targets_check_their_parameters(tmp_path, backend):
     target = tmp_path / "mods.py"
     target.write_text(MODULE_FILE)
     # an instance: inputs are forward's argument and the parameters, by qualified name
-    r = runner.invoke(app, ["grad", str(target), "--func", "net", "--input", "1,2,3", "--wrt", "net.weight,net.bias",
+    r = runner.invoke(app, ["grad", str(target), "--func", "net", "--input", "1,2,3", "--wrt", "weight,bias",
                             "--grad-output", "[1,1]", "--json", "--backend", backend])
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["backend"] == backend
-    assert doc["gradients"] == {"net.weight": [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "net.bias": [1.0, 1.0]}  # closed form
-    assert list(doc["inputs"]) == ["input", "net.weight", "net.bias"]
+    assert doc["gradients"] == {"weight": [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "bias": [1.0, 1.0]}  # closed form
+    assert list(doc["inputs"]) == ["input", "weight", "bias"]
     # a class made without arguments; its nested parameters are checked against finite differences
     r = runner.invoke(app, ["check", str(target), "--func", "Net", "--x", "randn(5,3)", "--json", "--backend", backend])
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["passed"], r.stderr
-    assert set(doc["inputs"]) == {"x", "Net.body.0.weight", "Net.body.0.bias", "Net.body.2.weight", "Net.body.2.bias"}
+    assert set(doc["inputs"]) == {"x", "body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"}
     # a parameter given a value on the command line is used
-    r = runner.invoke(app, ["grad", str(target), "--func", "net", "--input", "1,2,3", "--net.weight", "zeros(2,3)",
-                            "--net.bias", "5,6", "--wrt", "input", "--grad-output", "[1,0]", "--json", "--backend", backend])
+    r = runner.invoke(app, ["grad", str(target), "--func", "net", "--input", "1,2,3", "--weight", "zeros(2,3)",
+                            "--bias", "5,6", "--wrt", "input", "--grad-output", "[1,0]", "--json", "--backend", backend])
     doc = json.loads(r.stdout)
     assert doc["output"]["value"] == [5.0, 6.0] and doc["gradients"] == {"input": [0.0, 0.0, 0.0]}
     r = runner.invoke(app, ["check", str(target), "--func", "NeedsArgs", "--backend", backend])

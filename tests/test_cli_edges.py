@@ -1197,3 +1197,396 @@ def test_complex_default_values_are_a_clear_error(tmp_path, inputs):
     assert "Warning" not in r.stderr and "targets.py" not in r.stderr
     target = write(tmp_path, "cd.py", "def f(x, s=2j):\n    return (x * s).sum()\n")
     one_error(invoke("grad", target, "--x", "1", "--s", "1j"), 2, "--s")
+
+# -- issue 22: user errors are exit 2, nothing says internal --------------------------------------
+import importlib.util  # noqa: E402
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed (pip install torch)")
+BOTH = ["engine", pytest.param("torch", marks=needs_torch)]
+
+
+def target_file(tmp_path, backend, body, name="t.py"):
+    """A .py target for `backend`: the same body, with `torch` the engine's or PyTorch's."""
+    head = "import torch\n" if backend == "torch" else "import engine as torch\n"
+    return write(tmp_path, name, head + body)
+
+
+@pytest.mark.parametrize("backend", ["expression"] + BOTH)
+def test_jacobian_json_with_an_input_named_y(tmp_path, backend):
+    """An input called y makes the outputs `out`, `out0`...; --json read "y" and died (KeyError)."""
+    if backend == "expression":
+        one, two = ["x*y"], ["y*x"]
+        r = invoke("jacobian", "x*y", "--x", "1,2", "--y", "3,4", "--json")
+    else:
+        f = target_file(tmp_path, backend, "def f(x, y):\n    return x * y\n"
+                                           "def g(x, y):\n    return x * y, (x + y).sum()\n")
+        one, two = [f, "--backend", backend], [f, "--func", "g", "--backend", backend]
+        r = invoke("jacobian", *one, "--x", "1,2", "--y", "3,4", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["output"] == {"value": [3.0, 8.0], "shape": [2]}
+    assert doc["jacobian"] == {"x": [[3.0, 0.0], [0.0, 4.0]], "y": [[1.0, 0.0], [0.0, 2.0]]}   # diag(y), diag(x)
+    if backend != "expression":              # several outputs: keyed by the names check uses too
+        doc = json.loads(invoke("jacobian", *two, "--x", "1,2", "--y", "3,4", "--json").stdout)
+        assert set(doc["output"]) == {"out0", "out1"} and doc["output"]["out1"]["value"] == 10.0
+        assert doc["jacobian"]["out1/y"] == [1.0, 1.0] and doc["jacobian"]["out0/x"] == [[3.0, 0.0], [0.0, 4.0]]
+
+
+@pytest.mark.parametrize("suffix", [".dot", pytest.param(".html", marks=pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)"))])
+def test_a_long_output_name_that_fits_is_written(tmp_path, suffix):
+    """The temporary name beside the output was longer than the output's (ENAMETOOLONG, exit 3)."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for name in ("a" * (limit - len(suffix)), "é" * ((limit - len(suffix)) // 2)):   # bytes, not characters
+        out = tmp_path / (name + suffix)
+        r = invoke("graph", "x*2", "--x", "1", "-o", out)
+        assert r.exit_code == 0, r.stderr
+        assert out.read_text().startswith("digraph" if suffix == ".dot" else "<!DOCTYPE html>")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]          # no temporary file left
+        out.unlink()
+    r = invoke("graph", "x*2", "--x", "1", "-o", tmp_path / ("a" * limit + suffix))
+    one_error(r, 2, f"longer than the {limit} bytes")
+    assert r.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_file_that_cannot_be_made_is_one_clear_line(tmp_path, monkeypatch):
+    import tempfile
+
+    def refused(*a, **k):
+        raise OSError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    out = tmp_path / "g.dot"
+    r = invoke("graph", "x*2", "--x", "1", "-o", out)
+    one_error(r, 2, f"could not write '{out}': Permission denied")
+    assert r.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_compare_torch_without_pytorch_says_so_before_any_work(tmp_path, monkeypatch):
+    """README's own example died of ModuleNotFoundError (exit 3) where PyTorch is missing."""
+    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` fails, as without PyTorch
+    slow = write(tmp_path, "slow.py", "import time\nimport torch\ndef f(x):\n    time.sleep(5)\n    return (x * x).sum()\n")
+    for argv in (["sum(softplus(W @ x) * x)", "--W", "1,2;3,4", "--x", "0.5,-1", "--wrt", "x"], [slow, "--x", "1,2"]):
+        t0 = time.perf_counter()
+        r = invoke("grad", *argv, "--compare", "torch")
+        one_error(r, 2, "--compare torch needs PyTorch, which is not installed here")
+        assert r.stderr.count("\n") == 1 and r.stdout == "" and time.perf_counter() - t0 < 3
+
+
+def _log_softmax(z):
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+Z = np.array([[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]])
+
+
+@pytest.mark.parametrize("expr,value", [
+    ("cross_entropy(z, [0, 2])", -(_log_softmax(Z)[0, 0] + _log_softmax(Z)[1, 2]) / 2),   # README's loss
+    ("nll_loss(log_softmax(z, 1), [0, 2])", -(_log_softmax(Z)[0, 0] + _log_softmax(Z)[1, 2]) / 2),
+    ("dot(z[0], [1, 2, 3])", Z[0] @ [1, 2, 3]),
+    ("sum(pow(z, [1, 2, 3]))", (Z ** [1, 2, 3]).sum()),
+    ("sum(where(z > 0, z, [1, 2, 3]))", np.where(Z > 0, Z, [1, 2, 3]).sum()),
+    ("sum(z.maximum([1, 2, 3]))", np.maximum(Z, [1, 2, 3]).sum()),
+])
+@pytest.mark.parametrize("compare", [False, pytest.param(True, marks=needs_torch)])
+def test_a_list_given_for_a_tensor_is_a_tensor_on_both_backends(expr, value, compare):
+    """A list of numbers where a function takes a tensor: PyTorch takes no list there (--compare
+    torch said 'must be Tensor, not tuple'); dot and pow on the engine died of an AttributeError."""
+    r = invoke("grad", expr, "--z", ";".join(",".join(map(str, row)) for row in Z), "--json",
+               *(["--compare", "torch"] if compare else []))
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["output"]["value"] == pytest.approx(value, rel=1e-12)
+    if compare:
+        assert doc["compare"]["same"] is True, doc["compare"]
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_a_tensor_method_the_engine_lacks_is_the_same_clear_error_as_a_missing_torch_name(tmp_path, backend):
+    """x.unfold(...) was a raw AttributeError where torch.X names the engine lacks say how to run
+    the file on PyTorch; hasattr() and getattr(x, name, default) must still see AttributeError."""
+    body = ("def probe(x):\n    assert not hasattr(x, 'no_such_method') and getattr(x, 'no_such', 3) == 3\n"
+            "    try:\n        x.no_such_either\n    except AttributeError:\n        return 1.0\n"
+            "def f(x):\n    return x.unfold(0, 2, 1).sum() * probe(x)\n"
+            "def g(x):\n    return torch.no_such_function(x)\n")
+    target = target_file(tmp_path, "torch", body)       # a file that imports torch: on the engine's API, or PyTorch
+    r = invoke("grad", target, "--x", "1,2,3", "--json", "--backend", backend)
+    if backend == "torch":                              # PyTorch has unfold: windows [1,2], [2,3]
+        assert r.exit_code == 0 and json.loads(r.stdout)["output"]["value"] == 8.0, r.stderr
+        return
+    one_error(r, 2, "the engine has no Tensor.unfold (yet): this file uses a part of PyTorch the engine does "
+                    "not provide; run it on real PyTorch instead")
+    assert "x.unfold(0, 2, 1)" in r.stderr and "cli/" not in r.stderr          # the user's trimmed traceback
+    r2 = invoke("grad", target, "--func", "g", "--x", "1,2,3", "--backend", backend)
+    one_error(r2, 2, "the engine has no torch.no_such_function (yet): this file uses a part of PyTorch")
+    tail = lambda text, what: text[text.rindex(what) + len(what):].strip()       # noqa: E731
+    assert tail(r.stderr, "Tensor.unfold") == tail(r2.stderr, "torch.no_such_function")   # one message
+    for method in ("scatter", "index_add_"):
+        t = target_file(tmp_path, "torch", f"def f(x):\n    return x.{method}(0, x, x).sum()\n", name="m.py")
+        one_error(invoke("grad", t, "--x", "1,2", "--backend", backend), 2, f"the engine has no Tensor.{method} (yet)")
+
+
+_FN = ("class S(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, w):\n        return x * w\n"
+       "    @staticmethod\n    def backward(ctx, g):\n        return {ret}\n"
+       "def f(x, w):\n    return S.apply(x, w).sum()\n")
+USER_GRAPH_ERRORS = {           # what the user's code did wrong -> what PyTorch says about it
+    "wrong_shape": (_FN.format(ret="g.sum(), g"), "returned an invalid gradient at index 0 - got [] but expected"),
+    "a_list": (_FN.format(ret="[g * 2], g"), "expected Variable or None (got list)"),
+    "a_string": (_FN.format(ret="'abc', g"), "expected Variable or None (got str)"),
+    "too_few": (_FN.format(ret="g"), "returned an incorrect number of gradients (expected 2, got 1)"),
+    "not_a_tensor_input": (_FN.replace("S.apply(x, w)", "S.apply(x, 3.0)").format(ret="g, g"),
+                           "returned a gradient different than None at position 2, but the corresponding forward "
+                           "input was not a Variable"),
+    "backward_inside_f": ("def f(x, w):\n    y = (x * w).sum()\n    y.backward()\n    return y\n",
+                          "Trying to backward through the graph a second time"),
+}
+
+
+def _pytorch_says(path):
+    """The first line of what real PyTorch raises running the file's f and backward() itself."""
+    import torch
+    spec = importlib.util.spec_from_file_location("_said", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError) as e:
+        mod.f(x, w).backward()
+    return str(e.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("case", sorted(USER_GRAPH_ERRORS))
+@pytest.mark.parametrize("backend", BOTH)
+def test_pytorchs_errors_about_the_users_code_are_exit_2_on_both_backends(tmp_path, case, backend):
+    """On the torch backend PyTorch's autograd raised these from the CLI's own backward() or
+    autograd.grad call: exit 3, 'internal error'. They are the user's, as on the engine."""
+    body, fragment = USER_GRAPH_ERRORS[case]
+    target = target_file(tmp_path, backend, body)
+    said = _pytorch_says(target_file(tmp_path, "torch", body, name="said.py")) if HAVE_TORCH else None
+    for command in ("grad", "check", "jacobian"):
+        r = invoke(command, target, "--x", "1,2", "--w", "3,4", "--backend", backend)
+        one_error(r, 2, fragment)
+        assert r.stderr.count("\n") == 1 and "internal" not in r.stderr, (command, r.stderr)
+        if said is not None:                  # PyTorch's own words, on the engine too
+            assert r.stderr.strip() == f"error: {said}", (command, r.stderr)
+    if backend == "torch":                    # graph's backward (--show-grad) too
+        one_error(invoke("graph", target, "--x", "1,2", "--w", "3,4", "--show-grad", "--backend", backend), 2, fragment)
+
+
+@pytest.mark.parametrize("backend,half", [("engine", "float16"), pytest.param("torch", "float16", marks=needs_torch),
+                                          pytest.param("torch", "bfloat16", marks=needs_torch)])
+@pytest.mark.parametrize("where", ["output", "inside"])
+def test_half_precision_is_refused_by_the_check_and_shown_by_the_rest(tmp_path, backend, half, where):
+    """bfloat16 (which numpy lacks) killed check, jacobian and graph on PyTorch ('Got unsupported
+    ScalarType BFloat16', exit 3); in the middle of f, check called the right gradient 2 wrong
+    (finite differences of a bfloat16 sum at eps 1e-6 are 0)."""
+    tail = ".double()" if where == "inside" else ""
+    target = target_file(tmp_path, backend, f"def f(x):\n    return (x.to(torch.{half}) * 2).sum(){tail}\n")
+    for argv in (["check"], ["check", "--fast"], ["grad", "--check"], ["jacobian", "--check"]):
+        r = invoke(*argv, target, "--x", "1,2", "--backend", backend)
+        one_error(r, 2, f"the target computes in {half}, whose")
+        assert r.stderr.count("\n") == 1 and "without its cast to" in r.stderr
+    doc = json.loads(invoke("grad", target, "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert doc["output"]["value"] == 6.0 and doc["gradients"] == {"x": [2.0, 2.0]}      # d(2x0 + 2x1)
+    doc = json.loads(invoke("jacobian", target, "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert doc["output"]["value"] == 6.0 and doc["jacobian"] == {"x": [2.0, 2.0]}
+    for argv in (["graph"], ["graph", "--show-grad", "--show-saved"]):
+        r = invoke(*argv, target, "--x", "1,2", "--backend", backend)
+        assert r.exit_code == 0 and r.stdout.startswith("digraph"), r.stderr
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_complex_outputs_are_one_clear_line(tmp_path, backend):
+    """A complex output died inside the checker ('unsupported dtype complex128', exit 3);
+    complex numbers inside a real function are fine. The engine has no complex dtype: making
+    one is the user's code raising (exit 2, their traceback)."""
+    if backend == "engine":
+        target = target_file(tmp_path, backend, "def f(x):\n    return x * torch.tensor([1 + 2j])\n")
+        one_error(invoke("check", target, "--x", "1,2", "--backend", backend), 2, "unsupported dtype complex128")
+        return
+    target = target_file(tmp_path, backend, "def f(x):\n    return x * (1 + 2j)\n"
+                                            "def g(x):\n    return (x * (1 + 2j)).abs().sum()\n")
+    for command in ("grad", "check", "jacobian"):
+        r = invoke(command, target, "--x", "1,2", "--backend", backend)
+        one_error(r, 2, f"the output is complex (complex128): {command} works on real outputs (complex numbers "
+                        "inside the target are fine)")
+        assert r.stderr.count("\n") == 1
+    r = invoke("check", target, "--func", "g", "--x", "1,2", "--json", "--backend", backend)
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["passed"], r.stderr
+    doc = json.loads(invoke("jacobian", target, "--func", "g", "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert doc["jacobian"]["x"] == pytest.approx([5 ** 0.5, 5 ** 0.5], rel=1e-12)         # |1 + 2j|
+
+
+@pytest.mark.parametrize("value", ["ones({})", "zeros({})", "randn({})", "{}"])
+def test_values_and_intermediates_past_32_dimensions_are_refused(value):
+    """ones(1,...,1) with 33 ones died in numpy's broadcasting (only 32 dimensions), 65 in numpy
+    itself (exit 3); so did an expression's reshape to 33 dimensions at its next op."""
+    for n, ok in ((32, True), (33, False), (65, False)):
+        text = "[" * n + "1" + "]" * n if value == "{}" else value.format(",".join(["1"] * n))
+        r = invoke("grad", "sum(x * 2)", "--x", text, "--json")
+        if ok:
+            assert r.exit_code == 0, r.stderr
+            g = np.array(json.loads(r.stdout)["gradients"]["x"])
+            assert g.shape == (1,) * n and g.item() == 2.0
+        else:
+            one_error(r, 2, "32")
+            assert r.stderr.count("\n") == 1
+    r = invoke("grad", f"sum(x.reshape({','.join(['1'] * 33)}) * 2)", "--x", "1")
+    one_error(r, 2, "would have 33 dimensions; the limit is 32")
+
+
+NAMING_MISTAKES = ['m.register_parameter("a.b", P)', 'm.register_parameter("", P)', 'setattr(m, "a.b", P)',
+                   'm.register_buffer("a.b", lib.ones(2))', 'm.register_buffer("", lib.ones(2))',
+                   'm.add_module("a.b", lib.nn.Linear(1, 1))', 'm.add_module("", lib.nn.Linear(1, 1))',
+                   'm.register_parameter(3, P)']
+
+
+def _raised(lib, call):
+    m, P = lib.nn.Module(), lib.nn.Parameter(lib.ones(2))
+    try:
+        eval(call, {"m": m, "P": P, "lib": lib})
+    except Exception as e:  # noqa: BLE001 - what it raises is the point
+        return type(e).__name__, str(e)
+    return None
+
+
+@pytest.mark.parametrize("call", NAMING_MISTAKES)
+def test_module_names_with_a_dot_are_refused_in_pytorchs_words(call):
+    """A parameter named "a.b" was accepted by the engine, and then `a.b` as a qualified name
+    (module a, parameter b) named nothing."""
+    import engine
+    got = _raised(engine, call)
+    assert got is not None and got[0] in ("KeyError", "TypeError"), got
+    assert any(w in got[1] for w in ('contain "."', "be empty string", "should be a string")), got
+    if HAVE_TORCH:
+        import torch
+        assert got == _raised(torch, call)                # PyTorch's own type and text
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_a_module_parameter_named_with_a_dot_is_the_users_error(tmp_path, backend):
+    target = target_file(tmp_path, backend, "class M(torch.nn.Module):\n    def __init__(self):\n"
+                                            "        super().__init__()\n"
+                                            "        self.register_parameter('w.x', torch.nn.Parameter(torch.ones(2)))\n"
+                                            "    def forward(self, x):\n        return (x * 2).sum()\n")
+    r = invoke("check", target, "--func", "M", "--x", "1,2", "--backend", backend)
+    one_error(r, 2, 'KeyError: \'parameter name can\\\'t contain "."\'')
+    assert "Traceback (in your file)" in r.stderr
+
+
+@pytest.mark.parametrize("backend", ["expression"] + BOTH)
+def test_a_step_that_cannot_make_a_difference_is_refused(tmp_path, backend):
+    """--eps 5e-324 died of ZeroDivisionError (eps / 2 is 0); --eps 1e-17 was taken and called
+    sum(x*x)'s right gradient wrong (x + 1e-17 is x, so every difference was 0); so was the
+    default step at x = 1e11."""
+    if backend == "expression":
+        tgt = ["sum(x*x)"]
+    else:
+        tgt = [target_file(tmp_path, backend, "def f(x):\n    return (x * x).sum()\n"), "--backend", backend]
+    one_error(invoke("check", *tgt, "--x", "0,0", "--eps", "5e-324"), 2, "below the smallest normal float64")
+    r = invoke("check", *tgt, "--x", "1,2", "--eps", "1e-17")
+    one_error(r, 2, "the step 1e-17 is below float64's resolution at x[1] = 2 (the next float is 4.4e-16 away)")
+    assert r.stderr.count("\n") == 1 and "use --eps 1e-10 or more" in r.stderr
+    r = invoke("check", *tgt, "--x", "1e11")                     # the default 1e-6 against spacing 1.5e-05
+    one_error(r, 2, "the step 1e-06 is below float64's resolution at x = 1e+11")
+    assert "use --eps 10 or more" in r.stderr
+    doc = json.loads(invoke("check", *tgt, "--x", "1e11", "--eps", "10", "--json").stdout)
+    assert doc["passed"] is True                                             # the step it suggests works
+    for command in (["grad", "--check"], ["jacobian", "--check"]):
+        one_error(invoke(*command, *tgt, "--x", "1e11"), 2, "check it with 'autograd check --eps 10'")
+    r = invoke("check", *tgt, "--x", "1,2", "--eps", "1e-13", "--json")    # representable, but coarse: a warning
+    doc = json.loads(r.stdout)
+    assert any("eps=1e-13 is only 225 times float64's spacing at x[1] = 2" in w for w in doc["warnings"]), doc
+    r = invoke("check", *tgt, "--x", "1,2")
+    assert r.exit_code == 0 and "spacing" not in r.stderr                    # the default step: no warning
+
+
+@pytest.mark.parametrize("value,what", [
+    ('"1,2"', "is text ('1,2')"), ("[[1, 2], [3]]", "is a ragged list"), ("object()", "is an object"),
+    ("None", "is None"), ("[1, None]", "is None at [1]"), ("{'a': 1}", "is a dict"), ("1 + 2j", "is a complex number"),
+    ("10 ** 400", "is an integer too large for float64 (401 digits)"), ("[[1, 'a']]", "is text at [0][1] ('a')"),
+    ("np.ones((1,) * 33)", "is an array of 33 dimensions (the limit is 32)"),
+    ("np.array([1 + 1j])", "is a numpy array of complex values"),
+])
+@pytest.mark.parametrize("backend", BOTH)
+def test_inputs_that_are_not_numbers_are_one_clear_line(tmp_path, value, what, backend):
+    """`inputs = {"x": "1,2"}` died in numpy (exit 3); None silently became NaN."""
+    target = target_file(tmp_path, backend, f"import numpy as np\ninputs = {{'x': {value}}}\n"
+                                            "def f(x):\n    return (x * 2).sum()\n")
+    for command in ("grad", "check", "jacobian", "graph"):
+        r = invoke(command, target, "--backend", backend)
+        one_error(r, 2, f"inputs['x'] in t.py {what}")
+        assert r.stderr.count("\n") == 1 and "a value must be a number, a (nested) list of numbers" in r.stderr
+    r = invoke("grad", target, "--x", "1,2", "--json", "--backend", backend)      # a value given wins
+    assert r.exit_code == 0 and json.loads(r.stdout)["gradients"] == {"x": [2.0, 2.0]}, r.stderr
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_defaults_that_are_not_numbers_are_constants(tmp_path, backend):
+    """f(x, s=["a"]) and f(x, n=10**400) died in numpy (exit 3), f(x, mode="sum") and f(x, m=None)
+    asked for --mode / --m: a default that is not a value is passed as it is. Numbers are
+    variables with that value, as before."""
+    target = target_file(tmp_path, backend, "def f(x, s=['a'], n=10 ** 400, mode='sum', m=None, flag=True, scale=2.0):\n"
+                                            "    assert s == ['a'] and n == 10 ** 400 and mode == 'sum' and m is None\n"
+                                            "    return (x * scale).sum() if flag else x.sum()\n")
+    for command in ("grad", "check", "jacobian", "graph"):
+        r = invoke(command, target, "--x", "1,2", "--backend", backend)
+        assert r.exit_code == 0, (command, r.stderr)
+    doc = json.loads(invoke("grad", target, "--x", "1,2", "--json", "--backend", backend).stdout)
+    assert set(doc["inputs"]) == {"x", "scale"} and doc["inputs"]["scale"]["value"] == 2.0
+    assert doc["gradients"] == {"x": [2.0, 2.0], "scale": 3.0}                  # d/dscale = x0 + x1
+    r = invoke("grad", target, "--x", "1,2", "--m", "5", "--json", "--backend", backend)     # given: a variable
+    assert r.exit_code == 2 and "AssertionError" in r.stderr                   # f asserts m is None: its code ran
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_a_functions_keyword_defaults_are_constants_unless_named_in_wrt(tmp_path, backend):
+    """forward(ctx, x, eps=1e-5): eps was a checked input; it clashed with --eps, and given after
+    -- it was differentiated, so the (right) Function FAILed. PyTorch differentiates tensor
+    arguments only."""
+    body = ("class Norm(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, eps=1e-5, n=2):\n"
+            "        ctx.save_for_backward(x)\n        ctx.eps, ctx.n = eps, n\n"
+            "        return x / (x.abs().sum() + eps) * n\n"
+            "    @staticmethod\n    def backward(ctx, g):\n        x, = ctx.saved_tensors\n"
+            "        s = x.abs().sum() + ctx.eps\n"
+            "        return (g / s - (g * x).sum() * x.sign() / s ** 2) * ctx.n, None, None\n")
+    target = target_file(tmp_path, backend, body)
+    base = ["--func", "Norm", "--x", "1,2", "--json", "--backend", backend]
+    for extra in ([], ["--", "--eps", "0.5"], ["--", "--n", "3"], ["--eps", "1e-7"]):
+        r = invoke("check", target, *base, *extra)
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 0 and doc["passed"] and set(doc["inputs"]) == {"x"}, (extra, r.stderr)
+    doc = json.loads(invoke("jacobian", target, *base, "--", "--eps", "0.5").stdout)
+    s = 3 + 0.5                                 # |1| + |2| + eps; d(2x_i/s)/dx_j = 2(delta_ij / s - x_i / s^2)
+    want = [[2 * (1 / s - 1 / s ** 2), 2 * (-1 / s ** 2)], [2 * (-2 / s ** 2), 2 * (1 / s - 2 / s ** 2)]]
+    assert np.allclose(doc["jacobian"]["x"], want, rtol=1e-12)
+    one_error(invoke("check", target, *base, "--", "--n", "2.5"), 2, "--n takes a whole number (its default is 2)")
+    r = invoke("check", target, *base, "--wrt", "x,eps")       # asked for: eps is checked, and gets no gradient
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and set(doc["inputs"]) == {"x", "eps"} and doc["jacobians"]["input"] == "eps"
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_module_parameters_go_by_their_qualified_names(tmp_path, backend):
+    """README says `--wrt net.0.weight`; a module class got `MLP.net.0.weight` (an instance
+    `net.weight`). The names are named_parameters()'s, for a class and an instance alike."""
+    target = target_file(tmp_path, backend,
+                         "class MLP(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                         "        self.net = torch.nn.Sequential(torch.nn.Linear(2, 1))\n"
+                         "    def forward(self, x):\n        return self.net(x).sum()\n"
+                         "seq = torch.nn.Sequential(torch.nn.Linear(2, 1))\nmlp = MLP()\n")
+    for func, stem, x in (("MLP", "net.0.", "x"), ("mlp", "net.0.", "x"), ("seq", "0.", "input")):
+        w, b = stem + "weight", stem + "bias"
+        given = [f"--{x}", "4,5", "--backend", backend]
+        r = invoke("grad", target, "--func", func, *given, f"--{w}", "[[1,2]]", f"--{b}", "[3]", "--wrt", f"{x},{w}",
+                   "--json", "--grad-output", "[1]" if func == "seq" else "1")
+        assert r.exit_code == 0, (func, r.stderr)
+        doc = json.loads(r.stdout)
+        assert list(doc["inputs"]) == [x, w, b] and doc["inputs"][b]["value"] == [3.0]
+        assert np.sum(doc["output"]["value"]) == 1 * 4 + 2 * 5 + 3                 # w . x + b
+        assert doc["gradients"] == {x: [1.0, 2.0], w: [[4.0, 5.0]]}               # d/dx = w, d/dw = x
+        doc = json.loads(invoke("check", target, "--func", func, *given, "--json").stdout)
+        assert doc["passed"] and set(doc["inputs"]) == {x, w, b}
+        r = invoke("graph", target, "--func", func, *given)
+        assert r.exit_code == 0 and w in r.stdout                                 # the graph's leaves say so too

@@ -62,7 +62,8 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
            order=1, locate=False, sweep=False, plot=None, full=False, dot=None):
     from .. import render
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, load_target
+    from ..targets import (build_inputs, check_jacobian_size, check_precision, check_real_outputs, check_step,
+                           load_target, output_names)
     check_dtype(dtype)
     if plot is not None:
         from ..errors import CliError
@@ -84,10 +85,13 @@ def _check(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dtype, j
     if dot is not None:
         locate = True
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    check_step(target, tensors, chosen, eps)
     outs, single = target.call(tensors)      # one forward: the outputs' names and sizes
     if not fast:
         check_jacobian_size(target, tensors, chosen, "use --fast (it checks v^T J u with two evaluations "
                             "and one backward) or fewer inputs with --wrt", outs=outs, order=order)
+    check_real_outputs(target, outs, output_names(len(outs), single, list(tensors)), "check")
+    check_precision(target, outs)
     from ..checking import run_check
     with _progress(json_out) as progress:
         result = run_check(target, tensors, outputs=(outs, single), eps=eps, atol=atol, rtol=rtol, fast=fast, order=order,

@@ -41,7 +41,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     from .. import render
     from ..options import check_dtype
     from ..outputs import prepare, write_graph
-    from ..targets import build_inputs, load_target
+    from ..targets import build_inputs, check_precision, check_real_outputs, check_step, load_target
     check_dtype(dtype)
     dot = prepare(dot)                        # before any work
     if compare is not None:
@@ -51,13 +51,20 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             raise CliError("--compare torch compares one backward() call: drop --times")
         if backend == "torch":
             raise CliError("--compare torch runs the target on the engine and on PyTorch: drop --backend torch")
+        from ..compare import require_torch
+        require_torch()                       # before any work: the target may take long
         backend = "engine"
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    if check:
+        check_step(target, tensors, chosen, 1e-6, own_option=False)
     outs, single = target.call(tensors)
     if not single:
         raise CliError(f"the target returns {len(outs)} outputs; grad needs one (use 'autograd jacobian' for several)")
     out = outs[0]
+    check_real_outputs(target, outs, ["output"], "grad")
+    if check:
+        check_precision(target, outs, "grad --check")
     if not out.requires_grad:
         raise CliError("the output does not depend on any variable that requires grad (check --wrt)")
     seed_grad = None
@@ -66,7 +73,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
         if tuple(seed_grad.shape) != tuple(out.shape):
             raise CliError(f"--grad-output has shape {render.shape_text(seed_grad.shape)} but the output has shape "
                            f"{render.shape_text(out.shape)}")
-        seed_grad = target.lib.tensor(seed_grad.astype(out.numpy(force=True).dtype))
+        seed_grad = target.lib.tensor(seed_grad).to(out.dtype)
     elif out.numel() != 1:
         raise CliError(f"the output has shape {render.shape_text(out.shape)}, not a scalar: pass --grad-output VALUES "
                        f"(the vector for the vector-Jacobian product) or reduce it, e.g. \"sum({target_text})\"")
@@ -76,9 +83,10 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
             for name in chosen:
                 if tensors[name].grad is not None:
                     tensors[name].grad.zero_()
-        out.backward(seed_grad, retain_graph=call < times)
+        with target.autograd_errors():
+            out.backward(seed_grad, retain_graph=call < times)
         # an input the output does not reach through a differentiable op keeps .grad None (PyTorch)
-        history.append({name: None if tensors[name].grad is None else tensors[name].grad.numpy().copy()
+        history.append({name: None if tensors[name].grad is None else target.to_numpy(tensors[name].grad)
                         for name in chosen})
     unreached = [n for n in chosen if history[-1][n] is None]
     report = None
@@ -92,9 +100,9 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
         write_graph(outs, tensors, dot, show_values=True, show_grad=True, view=target.graph_view())
     if json_out:
         doc = {**target.json_fields(), "expression": target.text,
-               "output": {"value": render.to_jsonable(out.numpy(force=True)), "shape": list(out.shape),
+               "output": {"value": render.to_jsonable(target.to_numpy(out)), "shape": list(out.shape),
                           "grad_fn": out.grad_fn.name() if out.grad_fn is not None else None},
-               "inputs": {n: {"value": render.to_jsonable(t.numpy(force=True)), "shape": list(t.shape),
+               "inputs": {n: {"value": render.to_jsonable(target.to_numpy(t)), "shape": list(t.shape),
                               "requires_grad": t.requires_grad} for n, t in tensors.items()},
                "gradients": {n: render.to_jsonable(history[-1][n]) for n in chosen}}
         if unreached:

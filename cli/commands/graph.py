@@ -71,10 +71,11 @@ def _backward(target, outs, retain_grad):
         for n in view.walk([view.root(o) for o in outs]):
             if view.variable(n) is None:
                 handles.append(n.register_prehook(lambda gs, n=n: seen.__setitem__(
-                    n, [None if g is None else g.detach().numpy().copy() for g in gs])))
+                    n, [None if g is None else target.to_numpy(g) for g in gs])))
     live = [o for o in outs if o.grad_fn is not None]
     if live:
-        lib.autograd.backward(live, [lib.ones_like(o) for o in live], retain_graph=True)
+        with target.autograd_errors():
+            lib.autograd.backward(live, [lib.ones_like(o) for o in live], retain_graph=True)
     for h in handles:
         h.remove()
     return seen

@@ -38,10 +38,13 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     from .. import render
     from ..errors import CheckFailed
     from ..options import check_dtype
-    from ..targets import build_inputs, check_jacobian_size, load_target, output_names
+    from ..targets import (build_inputs, check_jacobian_size, check_precision, check_real_outputs, check_step,
+                           load_target, output_names)
     check_dtype(dtype)
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
+    if check:
+        check_step(target, tensors, chosen, 1e-6, own_option=False)
     check_jacobian_size(target, tensors, chosen, "pick fewer inputs with --wrt or smaller values ("
                         "'autograd check --fast' checks gradients without the Jacobian)")
     names = list(tensors)
@@ -50,6 +53,9 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         outs, single = target.call(tensors)
+        check_real_outputs(target, outs, output_names(len(outs), single, names), "jacobian")
+        if check:
+            check_precision(target, outs, "jacobian --check")
         wrt_pos = [names.index(n) for n in chosen]
 
         def f(*xs):
@@ -72,11 +78,11 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                                      input_names=chosen, output_names=out_names, verdicts=True)
     if json_out:
         doc = {**target.json_fields(), "expression": target.text,
-               "output": {n: {"value": render.to_jsonable(o.numpy(force=True)), "shape": list(o.shape)}
+               "output": {n: {"value": render.to_jsonable(target.to_numpy(o)), "shape": list(o.shape)}
                           for n, o in zip(out_names, outs)},
                "jacobian": {}}
-        if single:
-            doc["output"] = doc["output"]["y"]
+        if single:                        # one output: its value itself (named y, or out beside an input y)
+            doc["output"] = doc["output"][out_names[0]]
         for oname, row in zip(out_names, table):
             for iname, jac in zip(chosen, row):
                 key = iname if single else f"{oname}/{iname}"

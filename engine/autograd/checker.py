@@ -367,6 +367,37 @@ def _kink_warnings(func, inputs, eps):
     return out
 
 
+@dataclasses.dataclass
+class StepResolution:
+    """How finely float64 resolves the step eps at the inputs' values, at the worst element."""
+    ratio: float        # spacing(|x|) / eps: the relative round-off of one central difference there
+    lost: bool          # x + eps == x (or x - eps == x) there: no difference at all
+    input: int          # where: the input's position ...
+    index: tuple        # ... and the element
+    value: float        # x there
+    spacing: float      # the gap to the next float64 there
+
+
+def step_resolution(inputs, eps):
+    """StepResolution of eps at the element of `inputs` (arrays or Tensors) of largest magnitude,
+    where float64's spacing is widest (a float32 input is judged again on float64 copies, so
+    float64 decides); None when there is no finite element."""
+    worst = None
+    for i, t in enumerate(inputs):
+        x = np.asarray(t._data if isinstance(t, Tensor) else t, dtype=np.float64)
+        ax = np.abs(x).reshape(-1)
+        ax = np.where(np.isfinite(ax), ax, -1.0)
+        if ax.size == 0 or ax.max() < 0:
+            continue
+        k = int(np.argmax(ax))
+        if worst is None or ax[k] > abs(worst.value):
+            v = float(x.reshape(-1)[k])
+            idx = tuple(int(j) for j in np.unravel_index(k, x.shape)) if x.ndim else ()
+            spacing = float(np.spacing(abs(v)))
+            worst = StepResolution(spacing / eps, v + eps == v or v - eps == v, i, idx, v, spacing)
+    return worst
+
+
 def _names(func, inputs, names):
     if names:
         return list(names)
@@ -400,6 +431,13 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         if inputs[i]._data.dtype != np.float64:
             warns.append(f"input {i} ({names[i]}) is {inputs[i]._data.dtype.name}: finite differences are "
                          "unreliable below float64; use float64 inputs for a trustworthy check")
+    res = step_resolution([inputs[i] for i in diff], eps)
+    if res is not None and res.ratio > rtol / 10:
+        name = names[diff[res.input]]
+        where = f"{name}[{', '.join(map(str, res.index))}]" if res.index else name
+        warns.append(f"eps={eps:g} is only {1 / res.ratio:.3g} times float64's spacing at {where} = {res.value:g} "
+                     f"({res.spacing:.2g}): round-off in each central difference is about {res.ratio:.1g} of it, "
+                     f"beyond what rtol={rtol:g} can absorb; use a larger eps (1e-6 is PyTorch's default)")
     warns += _kink_warnings(func, inputs, eps)
     for w in warns:
         warnings.warn(w, UserWarning, stacklevel=3)

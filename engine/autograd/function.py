@@ -169,15 +169,23 @@ class BackwardCFunction(Node):
                 raise errors.EngineRuntimeError(
                     f"function {self.name()} returned an incorrect number of gradients "
                     f"(expected {self._arg_count}, got {len(res)})")
+        tensor_pos = self._tensor_pos
+        for pos, r in enumerate(res):            # what PyTorch's engine checks, with its words
+            if r is None:
+                continue
+            if pos not in tensor_pos:
+                raise errors.EngineRuntimeError(
+                    f"function {self.name()} returned a gradient different than None at position {pos + 1}, but "
+                    f"the corresponding forward input was not a Variable")
+            if not isinstance(r, Tensor):
+                raise errors.EngineRuntimeError(f"expected Variable or None (got {_type_name(r)})")
         out = []
-        for k, pos in enumerate(self._tensor_pos):
+        for k, pos in enumerate(tensor_pos):
             r = res[pos]
             nxt = self._next[k]
             if r is None or nxt is None:
                 out.append(None)
                 continue
-            if not isinstance(r, Tensor):
-                r = Tensor._make(np.asarray(r, dtype=float))
             shape = self._in_shapes[k]
             if tuple(r._data.shape) != tuple(shape) and not _expandable(shape, r._data.shape):
                 raise errors.ShapeError(
@@ -185,6 +193,14 @@ class BackwardCFunction(Node):
                     f"{list(r._data.shape)} but expected shape compatible with {list(shape)}")
             out.append(r if create_graph else r._data)
         return out
+
+
+def _type_name(obj):
+    """A type's name as CPython's tp_name spells it (what PyTorch's messages show): `list`,
+    `numpy.ndarray` (a static type outside builtins), a class's own name."""
+    t = type(obj)
+    heap = t.__flags__ & (1 << 9)                  # Py_TPFLAGS_HEAPTYPE: tp_name is the bare name
+    return t.__qualname__ if heap or t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 # what a Function's ctx gets besides the node state (user attributes come after these)

@@ -18,6 +18,17 @@ from . import functional as F
 from .parameter import Parameter, zero_grads
 
 
+def _check_name(kind, name):
+    """PyTorch's rules (and words) for the name of a parameter, buffer or submodule: qualified
+    names (`net.0.weight`) are joined with dots, so a dot in a name would make two names one."""
+    if not isinstance(name, str):
+        raise errors.EngineTypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+    if "." in name:
+        raise errors.EngineKeyError(f'{kind} name can\'t contain "."' + (f", got: {name}" if kind == "module" else ""))
+    if name == "":
+        raise errors.EngineKeyError(f'{kind} name can\'t be empty string ""')
+
+
 class Module:
     """Base class of every layer: subclass, assign Parameters and Modules in __init__, define
     forward(); call the module to run it."""
@@ -37,10 +48,12 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, Parameter):
             params, mods = self._tables()
+            _check_name("parameter", name)
             mods.pop(name, None)
             params[name] = value
         elif isinstance(value, Module):
             params, mods = self._tables()
+            _check_name("module", name)
             params.pop(name, None)
             mods[name] = value
         else:
@@ -68,12 +81,18 @@ class Module:
         object.__delattr__(self, name)
 
     def register_parameter(self, name, param):
+        self._tables()
+        _check_name("parameter", name)
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
+        self._tables()
+        _check_name("buffer", name)
         self._buffers[name] = tensor
 
     def add_module(self, name, module):
+        self._tables()
+        _check_name("module", name)
         self._modules[name] = module
 
     register_module = add_module
