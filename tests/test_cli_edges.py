@@ -1155,7 +1155,8 @@ def test_a_full_disk_simulated(tmp_path, monkeypatch):
     assert out.read_text() == "OLD" and [p.name for p in tmp_path.iterdir()] == ["g.svg"]
 
 
-@pytest.mark.parametrize("argv,where", [(["x*10", "--x", "1e308"], "x"), (["exp(x)", "--x", "1000"], "x"),
+# (x*10 at 1e308 is refused before any work now: the step 1e-6 is below float64's resolution there)
+@pytest.mark.parametrize("argv,where", [(["exp(x)", "--x", "1000"], "x"),
                                         (["sum(exp(x))", "--x", "1000,1"], "x[0]")])
 def test_check_calls_an_overflow_an_overflow(argv, where):
     r = invoke("check", *argv)
@@ -1193,7 +1194,8 @@ def test_complex_default_values_are_a_clear_error(tmp_path, inputs):
     target = write(tmp_path, "cx.py", f"import numpy as np\ninputs = {{'x': {inputs}}}\n"
                                       "def f(x):\n    return (x * x).sum()\n")
     r = invoke("grad", target)
-    one_error(r, 2, "the default value of 'x' given in cx.py is complex: the engine computes with real numbers")
+    one_error(r, 2, "inputs['x'] in cx.py is ")
+    assert "complex" in r.stderr and "a value must be a number" in r.stderr
     assert "Warning" not in r.stderr and "targets.py" not in r.stderr
     target = write(tmp_path, "cd.py", "def f(x, s=2j):\n    return (x * s).sum()\n")
     one_error(invoke("grad", target, "--x", "1", "--s", "1j"), 2, "--s")
