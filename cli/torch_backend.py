@@ -19,6 +19,8 @@ import contextlib
 
 import numpy as np
 
+from engine.graph import node_name
+
 
 def torch():
     import torch as _torch
@@ -99,7 +101,7 @@ class _Bridge:
                     single = not isinstance(outs, (tuple, list))
                     outs = (outs,) if single else tuple(outs)
                     ctx.torch_graph = (ins, outs)
-                    ctx.inner_functions = custom_functions(outs)   # named by the checker's report
+                    ctx._inner_functions = custom_functions(outs)   # named by the checker's report
                     res = tuple(engine.tensor(to_numpy(o)) for o in outs)
                     return res[0] if single else res
 
@@ -148,8 +150,8 @@ def custom_functions(outs):
     from torch.autograd.function import BackwardCFunction
     names = []
     for n in TorchView.walk([o.grad_fn for o in outs if hasattr(o, "grad_fn")]):
-        if isinstance(n, BackwardCFunction) and n.name() not in names:
-            names.append(n.name())
+        if isinstance(n, BackwardCFunction) and node_name(n) not in names:
+            names.append(node_name(n))
     return names
 
 
@@ -216,11 +218,11 @@ class TorchView:
 
     @staticmethod
     def variable(node):
-        return getattr(node, "variable", None) if node.name().endswith("AccumulateGrad") else None
+        return getattr(node, "variable", None) if node_name(node).endswith("AccumulateGrad") else None
 
     @staticmethod
     def forward_name(node):
-        name = node.name()
+        name = node_name(node)
         return name[:-len("Backward0")].lower() if name.endswith("Backward0") else ""
 
     @staticmethod
@@ -266,7 +268,7 @@ class NoCounterpart(LookupError):
 
 def node_names(roots, view):
     """The names of the nodes on a graph, in walk order (AccumulateGrad without namespace)."""
-    return [n.name().replace("torch::autograd::", "") for n in view.walk(roots)]
+    return [node_name(n).replace("torch::autograd::", "") for n in view.walk(roots)]
 
 
 def second_order(fn, inputs, names, seed=0):

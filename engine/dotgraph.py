@@ -11,6 +11,7 @@ chain exports without touching the recursion limit, in time linear in its size.
 import numpy as np
 
 from .graph import AccumulateGrad, accumulator, walk
+from .graph import class_attr, node_name
 from .tensor import Tensor
 
 COLORS = {"leaf": "lightblue", "output": "darkolivegreen1", "saved": "orange", "op": "lightgrey",
@@ -110,8 +111,8 @@ class EngineView:
 
     @staticmethod
     def forward_name(node):
-        op = getattr(node, "op", None)
-        return op.name if op is not None else (node._forward_cls.__name__ if getattr(node, "_forward_cls", None) else "")
+        op = class_attr(node, "op")
+        return op.name if op is not None else (class_attr(node, "_forward_cls").__name__ if class_attr(node, "_forward_cls") else "")
 
     saved = staticmethod(lambda node: _saved_of(node))
 
@@ -181,7 +182,7 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
                 leaf_of_array[id(data)] = (lid, data)       # the array kept alive: its id stays its own
             g.edges.append((lid, nid, ""))
             continue
-        label = node.name()
+        label = node_name(node)
         if forward:
             fwd = view.forward_name(node)
             label = f"{fwd} -> {label}" if fwd else label

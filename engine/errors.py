@@ -84,7 +84,7 @@ def modified_message(shape, dtype, producer, output_nr, now, expected):
     kind = "torch." + {"float64": "DoubleTensor", "float32": "FloatTensor"}.get(dtype.name, "Tensor")
     desc = f"[{kind} {list(shape)}]"
     if producer is not None:
-        name = producer.name()
+        name = type(producer).name(producer)
         base = name[:name.rfind("Backward")] if "Backward" in name else name
         desc += f", which is output {output_nr} of {base},"
     return (f"one of the variables needed for gradient computation has been modified by an inplace "

@@ -59,7 +59,7 @@ class Node:
     _meta = None         # [(shape, dtype)] per output, for fitting incoming gradients (Functions)
     _shape = None        # single-output nodes (ops): their output's shape and dtype, kept
     _dtype = None        # as two attributes so recording allocates nothing for them
-    n_outputs = 1
+    _n_outputs = 1
     batch_aware = True   # rules accept cotangents with leading batch dimensions
     metadata = None
 
@@ -110,6 +110,18 @@ class Node:
     def _frees_saved(self):
         """Whether this node keeps values that a backward without retain_graph frees."""
         return False
+
+
+def node_name(node):
+    """A node's name, read from its class: on a custom Function's node (which is its ctx, as in
+    PyTorch) the user may have set an attribute called `name`; the tools never read the user's."""
+    return type(node).name(node)
+
+
+def class_attr(node, attr, default=None):
+    """A node's class attribute (`op`, `_forward_cls`, `forward_arrays`...), never what a user
+    stored under that name on a Function's ctx."""
+    return getattr(type(node), attr, default)
 
 
 def seed_attributes(cls, names):
@@ -265,9 +277,9 @@ def _check_nan(node, grads, xp):
         if g is not None and np.isnan(xp.raw(g)).any():
             import warnings
             if node._trace:
-                warnings.warn(f"Error detected in {node.name()}. Traceback of forward call that caused "
+                warnings.warn(f"Error detected in {node_name(node)}. Traceback of forward call that caused "
                               "the error:\n" + "".join(node._trace), stacklevel=3)
-            raise errors.EngineRuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
+            raise errors.EngineRuntimeError(f"Function '{node_name(node)}' returned nan values in its {i}th output.")
 
 
 def walk(roots, follow=None):
@@ -553,8 +565,8 @@ def _add(node, nr, g, xp, nb, owned=False):
             node._own = type(s) is _ndarray and xp is _NUMPY    # 0-d sums are numpy scalars
         return
     if node._buf is None:
-        node._buf = [None] * node.n_outputs
-        node._own = [False] * node.n_outputs
+        node._buf = [None] * node._n_outputs
+        node._own = [False] * node._n_outputs
     bufs, own = node._buf, node._own
     b = bufs[nr]
     if b is None:
@@ -589,7 +601,7 @@ def _execute(node, xp, retain_graph, create_graph, targets, captured, accumulate
     if node._shape is not None:             # one output: the raw buffer
         buf, own = [buf], [own]
     elif buf is None:
-        buf, own = [None] * node.n_outputs, [False] * node.n_outputs
+        buf, own = [None] * node._n_outputs, [False] * node._n_outputs
     for nr, g in enumerate(buf):
         if type(g) is Uniform:
             buf[nr] = g.array()

@@ -12,6 +12,7 @@ from . import _device, _dtype, errors
 from ._format import tensor_repr
 from .grad_mode import STATE, no_grad
 from .graph import RemovableHandle
+from .graph import node_name
 
 _NONLEAF_GRAD_WARNING = (
     "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
@@ -309,7 +310,7 @@ class Tensor:
     def __repr__(self, *, tensor_contents=None):
         suffixes = []
         if self.grad_fn is not None:
-            suffixes.append(f"grad_fn=<{self.grad_fn.name().rsplit('::', 1)[-1]}>")
+            suffixes.append(f"grad_fn=<{node_name(self.grad_fn).rsplit('::', 1)[-1]}>")
         elif self._rg:
             suffixes.append("requires_grad=True")
         d = self._data

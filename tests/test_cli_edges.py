@@ -1592,3 +1592,40 @@ def test_module_parameters_go_by_their_qualified_names(tmp_path, backend):
         assert doc["passed"] and set(doc["inputs"]) == {x, w, b}
         r = invoke("graph", target, "--func", func, *given)
         assert r.exit_code == 0 and w in r.stdout                                 # the graph's leaves say so too
+
+
+_CTX_NAMES = ("op", "name", "forward_arrays", "n_outputs", "inner_functions", "variable", "metadata_", "to_do")
+
+
+@pytest.mark.parametrize("backend", BOTH)
+@pytest.mark.parametrize("factor", [2, 3])           # 2: right; 3: the backward is wrong
+def test_the_users_attributes_on_ctx_are_theirs(tmp_path, backend, factor):
+    """ctx.op = "scale" (or ctx.name = ...) crashed check, --locate, --dot, graph and explain on
+    both backends (exit 3: the tools read `op` and `name()` off the node, which is the user's ctx).
+    The tools read them from the node's class; the user's values stay theirs, and a wrong backward
+    is still located under the Function's own name."""
+    sets = "".join(f"        ctx.{a} = 'mine'\n" for a in _CTX_NAMES)
+    asserts = " and ".join(f"ctx.{a} == 'mine'" for a in _CTX_NAMES)
+    body = ("class Scale(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n" + sets +
+            "        ctx.save_for_backward(x)\n        return x * 2\n"
+            "    @staticmethod\n    def backward(ctx, g):\n"
+            f"        assert {asserts}, 'the tool changed the ctx'\n"
+            f"        return g * {factor}\n"
+            "def f(x):\n    return (Scale.apply(x) * x).sum()\n")
+    target = target_file(tmp_path, backend, body)
+    ok = factor == 2
+    base = [target, "--x", "1,2", "--backend", backend]
+    r = invoke("check", *base, "--json", "--locate", "--dot", tmp_path / "c.dot")
+    assert r.exit_code == (0 if ok else 1), r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["passed"] is ok
+    if not ok:
+        assert doc["locate"][0]["node"] == "ScaleBackward" and doc["locate"][0]["passed"] is False, doc["locate"]
+    assert "ScaleBackward" in (tmp_path / "c.dot").read_text()
+    for args in (["graph", *base, "-o", tmp_path / "g.html"], ["graph", *base], ["grad", *base, "--json"]):
+        r = invoke(*args)
+        assert r.exit_code == 0, (args, r.stderr)
+    assert "ScaleBackward" in (tmp_path / "g.html").read_text()
+    if backend == "engine":                      # explain runs on the engine (issue 23: --backend)
+        r = invoke("explain", *base[:3])
+        assert r.exit_code == 0 and "ScaleBackward" in r.stdout and "Scale.backward" in r.stdout, r.stderr

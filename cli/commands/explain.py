@@ -4,6 +4,7 @@ registry, what it sends to each input, and each leaf's .grad before and after ac
 import typer
 
 from .. import options as o
+from engine.graph import class_attr, node_name
 
 
 def explain_command(
@@ -53,7 +54,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
 
     def record(node, args, attrs):
         span = span_of() if span_of else None
-        made[node] = target.text[span[0]:span[1]] if span else node.name()
+        made[node] = target.text[span[0]:span[1]] if span else node_name(node)
         forward.append(node)
     names = {id(t): n for n, t in tensors.items()}
     args = dict(tensors)
@@ -72,7 +73,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
     lines = []
     for node in forward:
         o_val = _output_value(node)
-        doc["forward"].append({"node": node.name(), "computes": made[node], "value": o_val})
+        doc["forward"].append({"node": node_name(node), "computes": made[node], "value": o_val})
     if not single:
         raise CliError("explain follows one output; this target returns several (use 'autograd jacobian')")
     if out.grad_fn is None and not out.requires_grad:
@@ -130,7 +131,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
             inputs = _input_names(node, names, made)
             sent = {k: (fmt_values(v) if v is not None else "None")
                     for k, v in zip(inputs, st.get("sent", [None] * len(inputs)))}
-            call_doc["steps"].append({"node": node.name(), "computes": made.get(node, ""), "received": received,
+            call_doc["steps"].append({"node": node_name(node), "computes": made.get(node, ""), "received": received,
                                       "rule": _rule(node, inputs), "sent": sent})
         doc["calls"].append(call_doc)
     doc["gradients"] = {n: None if tensors[n].grad is None else render.to_jsonable(tensors[n].grad.numpy())
@@ -172,15 +173,15 @@ def _input_names(node, names, made):
         elif isinstance(nxt, AccumulateGrad):
             res.append(names.get(id(nxt.variable), f"input{k}"))
         else:
-            res.append(made.get(nxt, nxt.name()))
+            res.append(made.get(nxt, node_name(nxt)))
     return res
 
 
 def _rule(node, inputs):
     """The node's local rule in plain math, from its registry entry ("grad_w = grad * x")."""
-    if getattr(node, "_forward_cls", None) is not None:
-        return f"your backward ({node._forward_cls.__name__}.backward)"
-    op = getattr(node, "op", None)
+    if class_attr(node, "_forward_cls") is not None:
+        return f"your backward ({class_attr(node, '_forward_cls').__name__}.backward)"
+    op = class_attr(node, "op")
     if op is None or op.vjps is None:
         return ""
     rules = (op.vjps,) * len(inputs) if op.variadic else op.vjps

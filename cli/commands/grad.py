@@ -2,6 +2,7 @@
 import typer
 
 from .. import options as o
+from engine.graph import node_name
 from ..errors import CheckFailed, CliError
 
 
@@ -101,7 +102,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     if json_out:
         doc = {**target.json_fields(), "expression": target.text,
                "output": {"value": render.to_jsonable(target.to_numpy(out)), "shape": list(out.shape),
-                          "grad_fn": out.grad_fn.name() if out.grad_fn is not None else None},
+                          "grad_fn": node_name(out.grad_fn) if out.grad_fn is not None else None},
                "inputs": {n: {"value": render.to_jsonable(target.to_numpy(t)), "shape": list(t.shape),
                               "requires_grad": t.requires_grad} for n, t in tensors.items()},
                "gradients": {n: render.to_jsonable(history[-1][n]) for n in chosen}}

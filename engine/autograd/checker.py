@@ -18,6 +18,7 @@ import numpy as np
 from .. import errors
 from ..grad_mode import STATE, enable_grad, no_grad
 from ..graph import run_backward, walk
+from ..graph import class_attr, node_name
 from ..tensor import Tensor
 from . import backward, functional, grad as _grad
 from .function import BackwardCFunction
@@ -253,8 +254,8 @@ def _custom_functions(outs):
     for n in walk(o.grad_fn for o in outs):
         if isinstance(n, BackwardCFunction):
             # a Function that runs another autograd's graph (the CLI's PyTorch backend) names
-            # the custom Functions found there, in `ctx.inner_functions`
-            for name in getattr(n, "inner_functions", None) or [n.name()]:
+            # the custom Functions found there, in `ctx._inner_functions`
+            for name in n.__dict__.get("_inner_functions") or [node_name(n)]:
                 if name not in names:
                     names.append(name)
     return names
@@ -335,7 +336,7 @@ def _batched_check(live, ins, rng, tol, batch=3):
     """is_grads_batched over `batch` grad_outputs == one backward per grad_output."""
     bad = first_not_batch_aware(live)
     if bad is not None:
-        return False, (f"check_batched_grad: {bad.name()} is a custom Function whose backward is not marked "
+        return False, (f"check_batched_grad: {node_name(bad)} is a custom Function whose backward is not marked "
                        "batch_aware, so it cannot take a batch of grad_outputs")
     seeds = [rng.standard_normal((batch,) + o._data.shape) for o in live]
     together = run_backward(live, seeds, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,

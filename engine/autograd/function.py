@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import errors
 from ..graph import FREED, Node, edge_of, seed_attributes
+from ..graph import node_name
 from ..grad_mode import STATE, no_grad, set_grad_enabled
 from ..tensor import Tensor, vc_of
 
@@ -167,7 +168,7 @@ class BackwardCFunction(Node):
                 res = res[:self._arg_count]
             else:
                 raise errors.EngineRuntimeError(
-                    f"function {self.name()} returned an incorrect number of gradients "
+                    f"function {node_name(self)} returned an incorrect number of gradients "
                     f"(expected {self._arg_count}, got {len(res)})")
         tensor_pos = self._tensor_pos
         for pos, r in enumerate(res):            # what PyTorch's engine checks, with its words
@@ -175,7 +176,7 @@ class BackwardCFunction(Node):
                 continue
             if pos not in tensor_pos:
                 raise errors.EngineRuntimeError(
-                    f"function {self.name()} returned a gradient different than None at position {pos + 1}, but "
+                    f"function {node_name(self)} returned a gradient different than None at position {pos + 1}, but "
                     f"the corresponding forward input was not a Variable")
             if not isinstance(r, Tensor):
                 raise errors.EngineRuntimeError(f"expected Variable or None (got {_type_name(r)})")
@@ -189,7 +190,7 @@ class BackwardCFunction(Node):
             shape = self._in_shapes[k]
             if tuple(r._data.shape) != tuple(shape) and not _expandable(shape, r._data.shape):
                 raise errors.ShapeError(
-                    f"Function {self.name()} returned an invalid gradient at index {pos} - got "
+                    f"Function {node_name(self)} returned an invalid gradient at index {pos} - got "
                     f"{list(r._data.shape)} but expected shape compatible with {list(shape)}")
             out.append(r if create_graph else r._data)
         return out
@@ -205,7 +206,7 @@ def _type_name(obj):
 
 # what a Function's ctx gets besides the node state (user attributes come after these)
 _CTX_ATTRS = ("_next", "_nrs", "_saved", "_buf", "_own", "_deps") + ("to_save", "needs_input_grad", "non_differentiable", "dirty_tensors",
-                                "_arg_count", "_tensor_pos", "n_outputs", "_meta", "_in_shapes",
+                                "_arg_count", "_tensor_pos", "_n_outputs", "_meta", "_in_shapes",
                                 "materialize_grads", "_trace")
 
 
@@ -308,7 +309,7 @@ class Function(metaclass=FunctionMeta):
                 o._rg = True
                 o._output_nr = nr
             wrapped.append(o)
-        ctx.n_outputs = len(outputs)
+        ctx._n_outputs = len(outputs)
         ctx._meta = [(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else ((), np.dtype("float64"))
                      for o in wrapped]
         ctx._in_shapes = tuple(args[i]._data.shape for i in tensor_pos)

@@ -14,6 +14,7 @@ from .._lazy import Diagonal
 from .. import ops
 from ..grad_mode import enable_grad
 from ..graph import run_backward, walk
+from ..graph import node_name
 from ..tensor import Tensor
 from . import grad as _grad
 
@@ -53,7 +54,7 @@ def jacobian_rows(out, inputs, create_graph, vectorize, warn=True):
         bad = first_not_batch_aware([out])
         if bad is not None:
             if warn:
-                warnings.warn(f"jacobian(vectorize=True): {bad.name()} is a custom Function whose backward is "
+                warnings.warn(f"jacobian(vectorize=True): {node_name(bad)} is a custom Function whose backward is "
                               "not marked batch_aware; computing the Jacobian one row at a time instead.",
                               UserWarning, stacklevel=4)
             vectorize = False

@@ -16,6 +16,7 @@ import traceback
 import numpy as np
 
 from ..grad_mode import STATE, no_grad
+from ..graph import class_attr, node_name
 from ..tensor import Tensor
 from .._xp import NUMPY
 
@@ -122,7 +123,7 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
         if res is None:
             continue
         err, rel, ok, verdict = judge(res, atol, rtol, kink=_near_kink(node, vals, attrs, eps))
-        out.append(LocalCheck(node.name(), where, getattr(node, "_forward_cls", None) is not None, err, rel, ok, k,
+        out.append(LocalCheck(node_name(node), where, class_attr(node, "_forward_cls") is not None, err, rel, ok, k,
                               span, verdict, node, module))
     return out
 
@@ -144,7 +145,7 @@ def judge(res, atol, rtol, kink=False):
 
 
 def _near_kink(node, vals, attrs, eps):
-    op = getattr(node, "op", None)
+    op = class_attr(node, "op")
     if op is None or op.kinks is None:
         return False
     arrays = [np.asarray(_arr(v), dtype=np.float64) for v in vals if _is_float(v)]
@@ -297,14 +298,14 @@ def _like(template, arr):
 
 def _tensor_positions(node, vals):
     """The positions of the inputs the node's backward returns gradients for, in order."""
-    if getattr(node, "_forward_cls", None) is not None:          # a Function: its Tensor arguments
+    if class_attr(node, "_forward_cls") is not None:          # a Function: its Tensor arguments
         return [i for i, v in enumerate(vals) if isinstance(v, Tensor)]
     return list(range(len(vals)))
 
 
 def _forward_of(node, vals, attrs):
     """vals -> list of output arrays, for the op or Function that made node."""
-    cls = getattr(node, "_forward_cls", None)
+    cls = class_attr(node, "_forward_cls")
     if cls is not None:
         def run(args):
             # fresh copies each call: a forward that works in place (mark_dirty) must not change
@@ -314,10 +315,10 @@ def _forward_of(node, vals, attrs):
             res = res if isinstance(res, tuple) else (res,)
             return [r._data if isinstance(r, Tensor) else np.asarray(r) for r in res]
         return run
-    pieces = getattr(node, "forward_arrays", None)           # split/chunk/unbind: several outputs
+    pieces = class_attr(node, "forward_arrays")           # split/chunk/unbind: several outputs
     if pieces is not None:
-        return lambda args: pieces(_arr(args[0]))
-    op = getattr(node, "op", None)
+        return lambda args: pieces(node, _arr(args[0]))
+    op = class_attr(node, "op")
     if op is None:
         return None
     node_attrs = dict(getattr(node, "_attrs", None) or {})
@@ -329,7 +330,7 @@ def _forward_of(node, vals, attrs):
 
 def _backward(node, vs):
     """The node's own backward on cotangents vs (the graph is kept: nothing is released)."""
-    if getattr(node, "_forward_cls", None) is not None or node.n_outputs > 1:
+    if class_attr(node, "_forward_cls") is not None or node._n_outputs > 1:
         res = node.apply([np.asarray(v, dtype=np.float64) for v in vs], NUMPY, False)
     else:
         res = node.apply([np.asarray(vs[0], dtype=getattr(node, "_dtype", np.float64))], NUMPY, False)

@@ -380,7 +380,7 @@ class UnbindBackward0(_PiecesBackward):
 
 
 for _cls in (SplitBackward0, SplitWithSizesBackward0, UnbindBackward0):
-    seed_attributes(_cls, NODE_ATTRS + ("_nrs", "_meta", "_dim", "n_outputs"))
+    seed_attributes(_cls, NODE_ATTRS + ("_nrs", "_meta", "_dim", "_n_outputs"))
 
 
 def _pieces(x, arrays, node_cls, d):
@@ -397,7 +397,7 @@ def _pieces(x, arrays, node_cls, d):
         node._nrs = (x._output_nr,)
     node._saved = ()
     node._dim = d
-    node.n_outputs = len(outs)
+    node._n_outputs = len(outs)
     node._meta = [(a.shape, a.dtype) for a in arrays]
     if STATE.anomaly:
         import traceback
