@@ -19,6 +19,7 @@ class CheckResult:
     leaves: dict = None          # {name: the leaf tensor that run used}
     worst: object = None         # the failing pair shown (a PairResult), when the gradient is wrong
     pattern: str = ""            # the error's shape in words, or ""
+    differences: dict = None     # how the finite differences ran: {"batched": bool or None, "note": str}
 
     @property
     def verdict(self):
@@ -55,6 +56,8 @@ class CheckResult:
             s = self.swept
             doc["sweep"] = {"points": [{"eps": e, "max_abs_err": v} for e, v in zip(s.eps, s.errors)],
                             "order": s.order, "best_eps": s.best_eps, "verdict": s.verdict, "message": s.message}
+        if self.differences is not None:
+            doc["finite_differences"] = self.differences
         if located is not None:
             doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
                               "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
@@ -98,6 +101,9 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
                 on_interrupt(e)
             raise KeyboardInterrupt from None
     result = CheckResult(target, report, second)
+    own = getattr(fn, "finite_differences", None)
+    result.differences = ({"batched": own.batched, "note": own.fallback} if own is not None else
+                          {"batched": False, "note": "the engine evaluates f once per step"})
     if sweep:
         from engine.autograd.checker import sweep as run_sweep
         with warnings.catch_warnings():

@@ -215,6 +215,11 @@ def plural(n, word):
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def remark(text):
+    """A plain remark on stderr (how the check ran), not a warning about the result."""
+    console(stderr=True).print(f"note: {esc(text)}")
+
+
 def warn(text):
     console(stderr=True).print(f"[yellow]warning:[/yellow] {esc(text)}")
 

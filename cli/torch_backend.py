@@ -16,6 +16,7 @@ backend is not the tensors but the report:
 PyTorch is imported here only, and only when a target runs on it.
 """
 import contextlib
+import re
 
 import numpy as np
 
@@ -127,6 +128,195 @@ class _Bridge:
         return cls.cls
 
 
+@contextlib.contextmanager
+def _forwards_only():
+    """While finite differences run batched: `SomeFunction.apply(...)` calls the Function's own
+    forward and nothing else. Differences need forward values only, and vmap refuses a custom
+    Function without a vmap rule (most of them) even under no_grad; its forward is plain torch
+    code that vmap batches. (A `fn = SomeFunction.apply` bound before the run still reaches the
+    real apply, which vmap refuses: the loop runs then. Differences._agrees compares the first
+    column with the real apply either way.)"""
+    from torch.autograd.function import Function, FunctionCtx, _SingleLevelFunction
+    original = Function.__dict__["apply"]
+    default_setup = _SingleLevelFunction.setup_context
+
+    def apply(cls, *args, **kwargs):
+        if cls.setup_context is not default_setup:       # PyTorch 2 style: forward(*args), no ctx
+            return cls.forward(*args, **kwargs)
+        ctx = FunctionCtx()
+        ctx.needs_input_grad = tuple(isinstance(a, torch().Tensor) and a.requires_grad for a in args)
+        return cls.forward(ctx, *args, **kwargs)
+    Function.apply = classmethod(apply)
+    try:
+        yield
+    finally:
+        Function.apply = original
+
+
+class Differences:
+    """Central differences of a PyTorch target, computed in PyTorch (the engine's checker calls
+    this for its numerical side: engine.autograd.checker._numerical_columns).
+
+    Batched where the target allows it: a block of perturbed copies of one input -- +eps and -eps
+    at one element each -- goes through `torch.func.vmap` in one call, in blocks that fit
+    BLOCK_BYTES. The first block is compared with single evaluations of its first column; when
+    vmap refuses the target (a custom Function without vmap support, data-dependent control flow,
+    `.item()`, an in-place op on the input, randomness) or its numbers disagree, every later call
+    runs one evaluation at a time, on a private torch copy of the input perturbed in place (no
+    numpy round trip per evaluation), and `fallback` says why. Batched numbers equal the loop's
+    to the last bits of float64 (a batched matmul rounds its sums in another order), far below
+    the error of the differences themselves."""
+
+    BLOCK_BYTES = 1 << 26          # the perturbed copies and their outputs, per block
+    MAX_BLOCK = 512                # columns per block (2 evaluations each)
+    AGREE = 1e-10                  # batched vs single, relative to the output's size
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.batched = None            # None: not tried yet; then True or False
+        self.fallback = ""             # why the loop is used (said once, in the report)
+
+    def _inputs(self, xs):
+        t = torch()
+        out = []
+        for x in xs:
+            if hasattr(x, "_data"):
+                out.append(t.from_numpy(np.array(x._data, copy=True, order="K")))
+            else:
+                out.append(x)
+        return out
+
+    @staticmethod
+    def _tuple(outs):
+        return tuple(outs) if isinstance(outs, (tuple, list)) else (outs,)
+
+    def __call__(self, xs, idx, eps, cols, tick=None, overflow=None):
+        t = torch()
+        ins = self._inputs(xs)
+        cols = [int(c) for c in cols]
+        with t.no_grad():
+            outs0 = self._tuple(self.fn(*ins))
+        sizes = [o.numel() for o in outs0]
+        res = [np.zeros((n, len(cols))) for n in sizes]
+        over = [np.zeros((n, len(cols)), dtype=bool) for n in sizes]
+        if overflow is not None:
+            overflow.extend(over)
+        start = 0
+        if self.batched is not False and cols:
+            start = self._batched(ins, idx, eps, cols, res, over, tick)
+        if start < len(cols):
+            self._loop(ins, idx, eps, cols, start, res, over, tick)
+        return res
+
+    def _put(self, res, over, j, plus, minus, eps):
+        t = torch()
+        for k, (p, m) in enumerate(zip(plus, minus)):
+            p, m = p.detach().to(t.float64), m.detach().to(t.float64)
+            res[k][:, j] = ((p - m) / (2 * eps)).reshape(p.shape[0], -1).numpy().T
+            over[k][:, j] = ((p.isinf() | m.isinf()) & ~p.isnan() & ~m.isnan()).reshape(p.shape[0], -1).numpy().T
+
+    def _loop(self, ins, idx, eps, cols, start, res, over, tick):
+        t = torch()
+        base = ins[idx]                  # a private copy: perturbed in place, restored after each
+        shape = tuple(base.shape)
+        with t.no_grad():
+            for j in range(start, len(cols)):
+                at = np.unravel_index(cols[j], shape) if shape else ()
+                old = base[at].clone()
+                base[at] = old + eps
+                plus = [o.detach().to(t.float64, copy=True) for o in self._tuple(self.fn(*ins))]
+                base[at] = old - eps
+                minus = [o.detach().to(t.float64, copy=True) for o in self._tuple(self.fn(*ins))]
+                base[at] = old
+                self._put(res, over, slice(j, j + 1), [p.reshape(1, -1) for p in plus],
+                          [m.reshape(1, -1) for m in minus], eps)
+                if tick is not None:
+                    tick()
+
+    def _batched(self, ins, idx, eps, cols, res, over, tick):
+        """Blocks through vmap; returns how many columns were done (all, or 0 after a refusal)."""
+        t = torch()
+        base = ins[idx]
+        shape, n = tuple(base.shape), base.numel()
+        # each perturbed copy is laid out in memory as the input is (a transposed or Fortran-ordered
+        # input stays so inside f: a reduction then sums in the same order as the loop's)
+        perm = sorted(range(len(shape)), key=lambda d: -base.stride(d)) if shape else []
+        inv = [perm.index(d) for d in range(len(shape))]
+        mem_shape = tuple(shape[d] for d in perm)
+        flat = base.permute(perm).reshape(-1) if shape else base.reshape(-1)
+        if perm != sorted(perm):
+            cols_mem = [int(np.ravel_multi_index(tuple(np.unravel_index(c, shape)[d] for d in perm), mem_shape))
+                        for c in cols]
+        else:
+            cols_mem = cols
+        with t.no_grad():
+            out_n = sum(o.numel() for o in self._tuple(self.fn(*ins)))
+        per_col = 2 * (n + out_n) * 8
+        block = max(1, min(self.MAX_BLOCK, self.BLOCK_BYTES // max(per_col, 1), len(cols)))
+
+        def one(xi):
+            args = list(ins)
+            args[idx] = xi.reshape(mem_shape).permute(inv) if shape else xi.reshape(shape)
+            return self.fn(*args)
+        mapped = t.func.vmap(one, randomness="error")
+        done = 0
+        while done < len(cols):
+            c = cols[done:done + block]
+            m = len(c)
+            where = t.tensor(cols_mem[done:done + block], dtype=t.long)
+            rows = t.arange(m)
+            xb = flat.unsqueeze(0).repeat(2 * m, 1)
+            xb[rows, where] = flat[where] + eps
+            xb[m + rows, where] = flat[where] - eps
+            try:
+                with t.no_grad(), _forwards_only():
+                    outs = self._tuple(mapped(xb))
+                if self.batched is None:
+                    self._agrees(outs, ins, idx, c[0], eps, m)
+            except Exception as e:  # noqa: BLE001 - any refusal: the loop computes the same thing
+                if self.batched:            # it ran before on this target: a real error, raise it
+                    raise
+                self.batched = False
+                lines = str(e).strip().splitlines() or [type(e).__name__]
+                text = lines[-1] if lines[0].startswith("Traceback") else lines[0]   # a user traceback: its error
+                text = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", text).split(". ")[0].rstrip(".")[:240]
+                self.fallback = (f"finite differences ran one evaluation at a time: torch.func.vmap "
+                                 f"cannot batch this target ({text})")
+                return done
+            self.batched = True
+            plus = [o[:m].reshape(m, -1) for o in outs]
+            minus = [o[m:].reshape(m, -1) for o in outs]
+            self._put(res, over, slice(done, done + m), plus, minus, eps)
+            done += m
+            if tick is not None:
+                for _ in range(m):
+                    tick()
+        return done
+
+    def _agrees(self, outs, ins, idx, col, eps, m):
+        """The first column of the first block against single evaluations (raises if not)."""
+        t = torch()
+        base = ins[idx]
+        at = np.unravel_index(col, tuple(base.shape)) if base.dim() else ()
+        old = base[at].clone()
+        try:
+            singles = []
+            for sign, row in ((1, 0), (-1, m)):
+                base[at] = old + sign * eps
+                with t.no_grad():
+                    got = self._tuple(self.fn(*ins))
+                singles += [(o[row], s) for o, s in zip(outs, got)]
+        finally:
+            base[at] = old
+        for b, s in singles:
+            b, s = b.to(t.float64), s.detach().to(t.float64)
+            if b.shape != s.shape:
+                raise RuntimeError("its batched outputs have another shape than single ones")
+            scale = float(s.abs().max()) if s.numel() else 0.0
+            if not t.allclose(b, s, rtol=0, atol=self.AGREE * max(scale, 1e-300), equal_nan=True):
+                raise RuntimeError("its batched outputs differ from single evaluations")
+
+
 def engine_function(fn):
     """`fn` (torch tensors -> torch tensor(s)) as a function of engine tensors that the engine's
     checker and Jacobian can use: see the module docstring. Without grad (the checker's finite
@@ -142,6 +332,7 @@ def engine_function(fn):
         if isinstance(outs, (tuple, list)):
             return tuple(engine.tensor(to_numpy(o)) for o in outs)
         return engine.tensor(to_numpy(outs))
+    f.finite_differences = Differences(fn)
     return f
 
 

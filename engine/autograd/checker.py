@@ -783,7 +783,12 @@ def _numerical_columns(func, inputs, idx, eps, cols, tick=None, overflow=None):
     (out_n, len(cols)) arrays. The input is perturbed in place (a strided one through its flat
     iterator) and restored. overflow: a list that receives, per output, a mask of the same
     shape: where f(x + eps) or f(x - eps) was infinite (and neither NaN), so that the difference
-    is no number because the values overflowed, not because the step left the domain."""
+    is no number because the values overflowed, not because the step left the domain.
+    A backend that computes them itself (the CLI's PyTorch backend, batched) sets
+    `func.finite_differences`, called with the same arguments for the same result."""
+    own = getattr(func, "finite_differences", None)
+    if own is not None:
+        return own(inputs, idx, eps, cols, tick, overflow)
     outs0 = _eval(func, inputs)
     res = [np.zeros((o._data.size, len(cols))) for o in outs0]
     over = [np.zeros((o._data.size, len(cols)), dtype=bool) for o in outs0]
