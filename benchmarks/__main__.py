@@ -53,8 +53,9 @@ def run(workloads, systems, reps, quick):
         builder, what = W.WORKLOADS[name]
         fns = builder(size, systems)
         fns = {k: v for k, v in fns.items() if _label_system(k) in systems or k.startswith("floor")}
-        n = 1 if name == "deep_chain_1m" else reps
-        res = measure(fns, n, warmup=not quick and name != "deep_chain_1m")
+        slow = name in ("deep_chain_1m", "check_mlp")    # minutes per run: one run each, side by side
+        n = 1 if slow else reps
+        res = measure(fns, n, warmup=not quick and not slow)
         ours = next((v["median"] for k, v in res.items() if k.startswith("ours")), None)
         for v in res.values():
             v["vs_ours"] = v["median"] / ours if ours else None
@@ -99,6 +100,12 @@ def targets(results):
         o, t = get("gradcheck", f"ours {mode}"), get("gradcheck", f"torch gradcheck {mode}")
         if o and t:
             out.append((f"gradcheck {mode}: ours <= PyTorch", f"{o / t:.2f}x", o <= t))
+    g = get("check_mlp", "torch gradcheck")
+    for label, limit in (("ours (engine, in-process)", 0.1), ("ours CLI (engine)", 0.1),
+                         ("ours (torch, in-process)", 0.25), ("ours CLI (torch)", 0.25)):
+        o = get("check_mlp", label)
+        if o and g:
+            out.append((f"check_mlp: {label} <= {limit}x torch gradcheck", f"{o / g:.2f}x", o / g <= limit))
     d = get("dot_export", "ours")
     if d:
         out.append(("DOT export of 100,000 nodes under a few seconds", f"{d:.2f} s", d < 3.0))

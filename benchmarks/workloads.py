@@ -14,9 +14,11 @@ import sys
 import numpy as np
 
 FULL = {"small_n": 10, "small_steps": 333, "chain": 50_000, "chain_big": 1_000_000, "large": 10_000_000,
-        "mlp": (512, 256, 512, 10), "jac": 500, "gc": 1000, "dot_chain": 50_000}
+        "mlp": (512, 256, 512, 10), "jac": 500, "gc": 1000, "dot_chain": 50_000,
+        "check_mlp": (8, 64, 256, 128, 10)}
 QUICK = {"small_n": 4, "small_steps": 5, "chain": 50, "chain_big": 200, "large": 1000,
-         "mlp": (8, 4, 6, 3), "jac": 6, "gc": 5, "dot_chain": 50}
+         "mlp": (8, 4, 6, 3), "jac": 6, "gc": 5, "dot_chain": 50,
+         "check_mlp": (3, 4, 6, 5, 2)}
 
 
 def have(name):
@@ -320,6 +322,73 @@ def gradcheck(size, systems):
     return out
 
 
+# -- 7b. a full check of an MLP's parameters ------------------------------------------------------
+_MLP_FILE = """import {lib} as torch
+torch.manual_seed(0)
+class MLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear({d0}, {d1}), torch.nn.Tanh(), torch.nn.Linear({d1}, {d2}),
+                                       torch.nn.Tanh(), torch.nn.Linear({d2}, {d3}))
+    def forward(self, x):
+        return (self.net(x) ** 2).mean()
+mlp = MLP().double()
+inputs = {{"x": torch.linspace(-1, 1, {n} * {d0}, dtype=torch.float64).reshape({n}, {d0})}}
+"""
+
+
+def _mlp_params(shape, rng):
+    n, d0, d1, d2, d3 = shape
+    dims = (d0, d1, d2, d3)
+    ps = []
+    for a, b in zip(dims, dims[1:]):
+        ps += [rng.standard_normal((b, a)) / np.sqrt(a), rng.standard_normal(b) / 10]
+    return np.linspace(-1, 1, n * d0).reshape(n, d0), ps
+
+
+def check_mlp(size, systems):
+    """A full check of every parameter of an MLP loss (the input batch fixed): our checker on the
+    engine and on PyTorch, called as Python functions (cli.api.check) and through the CLI (one
+    process, the module given by --func), beside torch.autograd.gradcheck on the same function."""
+    import tempfile
+
+    import engine
+    from cli.api import check
+    x0, ps0 = _mlp_params(size["check_mlp"], np.random.default_rng(0))
+
+    def loss(lib, x):
+        def f(*ps):
+            h = x
+            for k in range(0, len(ps), 2):
+                h = h @ ps[k].T + ps[k + 1]
+                if k + 2 < len(ps):
+                    h = lib.tanh(h)
+            return (h ** 2).mean()
+        return f
+    out = {"ours (engine, in-process)": lambda: check(loss(engine, engine.tensor(x0)),
+                                                       *[engine.tensor(p, requires_grad=True) for p in ps0])}
+    folder = tempfile.mkdtemp(prefix="bench_check_mlp_")
+    n, d0, d1, d2, d3 = size["check_mlp"]
+    script = shutil.which("autograd") or os.path.join(os.path.dirname(sys.executable), "autograd")
+    for lib, backend in (("engine", "engine"), ("torch", "torch")):
+        if backend == "torch" and "torch" not in systems:
+            continue
+        path = os.path.join(folder, f"mlp_{backend}.py")
+        with open(path, "w") as fh:
+            fh.write(_MLP_FILE.format(lib=lib, d0=d0, d1=d1, d2=d2, d3=d3, n=n))
+        out[f"ours CLI ({backend})"] = (lambda path=path, backend=backend: subprocess.run(
+            [script, "check", path, "--func", "mlp", "--backend", backend, "--wrt", "net.0.weight,net.0.bias,"
+             "net.2.weight,net.2.bias,net.4.weight,net.4.bias"], check=True, capture_output=True))
+    if "torch" in systems:
+        torch = _torch()
+        tx = torch.tensor(x0)
+        out["ours (torch, in-process)"] = lambda: check(loss(torch, tx), *[torch.tensor(p, requires_grad=True)
+                                                                           for p in ps0])
+        out["torch gradcheck"] = lambda: torch.autograd.gradcheck(loss(torch, tx), tuple(
+            torch.tensor(p, requires_grad=True) for p in ps0))
+    return out
+
+
 # -- 8. DOT export -----------------------------------------------------------------------------
 def dot_export(size, systems):
     import engine
@@ -341,4 +410,5 @@ WORKLOADS = {
     "jacobian": (jacobian, "Jacobian of tanh(A@x), A 500x500"),
     "gradcheck": (gradcheck, "gradient check of sum(sin(x)*x), x of 1,000"),
     "dot_export": (dot_export, "DOT of a 100,000-node chain"),
+    "check_mlp": (check_mlp, "full check of an MLP loss's 50,826 parameters (64-256-128-10, batch of 8)"),
 }

@@ -26,13 +26,17 @@ class Output:
         self.path, self.suffix = path, suffix
 
 
-def prepare(text, graph=True):
-    """Check an output path now, before any work; None stays None (stdout)."""
+def prepare(text, graph=True, formats=None):
+    """Check an output path now, before any work; None stays None (stdout). formats: the
+    suffixes allowed (default: the graph formats)."""
     if text is None:
         return None
     path = pathlib.Path(text).expanduser()
     suffix = path.suffix.lower()
-    if suffix not in RENDERED + TEXT:
+    if formats is not None:
+        if suffix not in formats:
+            raise CliError(f"cannot tell the format of '{text}': use {' or '.join(formats)}")
+    elif suffix not in RENDERED + TEXT:
         raise CliError(f"cannot tell the format of '{text}': use .dot, .gv, .svg, .png, .pdf, .html or .mmd")
     if graph and suffix in RENDERED and shutil.which("dot") is None:
         raise CliError(f"writing {suffix} needs Graphviz's 'dot' program, which is not on PATH. Install it "

@@ -570,6 +570,7 @@ def check_jacobian_size(target, tensors, chosen, hint, outs=None, order=1):
     if n > MAX_JACOBIAN:
         raise CliError(f"the Jacobian would have {n:,} elements ({n * 8 / 2 ** 30:.1f} GiB in float64); the limit is "
                        f"{MAX_JACOBIAN:,}: {hint}")
+    return n
 
 
 _USER_FILES = set()       # the .py targets loaded in this process (resolved paths)

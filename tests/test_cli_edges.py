@@ -1629,3 +1629,44 @@ def test_the_users_attributes_on_ctx_are_theirs(tmp_path, backend, factor):
     if backend == "engine":                      # explain runs on the engine (issue 23: --backend)
         r = invoke("explain", *base[:3])
         assert r.exit_code == 0 and "ScaleBackward" in r.stdout and "Scale.backward" in r.stdout, r.stderr
+
+
+def test_jacobian_json_is_refused_past_its_size_and_o_saves_any_size(tmp_path):
+    """`jacobian 'x*2' --x randn(10000) --json` peaked at 13.9 GB and wrote 1.3 GB of text: past
+    10^6 elements --json is refused before the Jacobian is computed, and -o FILE.npz saves it
+    (numpy's format), atomically; --json then names the file instead of carrying the matrices."""
+    from cli.commands import jacobian as jac_cmd
+    n = int(np.sqrt(jac_cmd.JSON_MAX)) + 1                     # just past the limit
+    one_error(invoke("jacobian", "x*2", "--x", f"randn({n})", "--json"), 2, "too many for --json")
+    r = invoke("jacobian", "x*2", "--x", f"randn({n - 1})", "--json")   # just within it
+    assert r.exit_code == 0 and len(json.loads(r.stdout)["jacobian"]["x"]) == n - 1
+    out = tmp_path / "j.npz"
+    r = invoke("jacobian", "x*2", "--x", f"randn({n})", "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert "jacobian" not in doc and doc["jacobian_file"] == {"path": str(out), "arrays": ["x"]}
+    assert np.array_equal(np.load(out)["x"], 2 * np.eye(n))      # d(2x)/dx = 2 I
+    r = invoke("jacobian", "x*y", "--x", "1,2", "--y", "3,4", "-o", out)
+    assert r.exit_code == 0 and "wrote" in r.stderr
+    saved = np.load(out)
+    assert saved.files == ["x", "y"]
+    assert np.array_equal(saved["x"], np.diag([3.0, 4.0])) and np.array_equal(saved["y"], np.diag([1.0, 2.0]))
+    one_error(invoke("jacobian", "x*y", "--x", "1,2", "--y", "3,4", "-o", tmp_path / "j.npy"), 2, "use .npz")
+    assert not (tmp_path / "j.npy").exists()
+    one_error(invoke("jacobian", "x*y", "--x", "1,2", "--y", "3,4", "-o", tmp_path / "j.txt"), 2,
+              "use .npz or .npy")
+    r = invoke("jacobian", "sin(x)", "--x", "1,2", "-o", tmp_path / "one.npy")
+    assert r.exit_code == 0 and np.allclose(np.load(tmp_path / "one.npy"), np.diag(np.cos([1.0, 2.0])), rtol=1e-15)
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_jacobian_o_on_both_backends(tmp_path, backend):
+    target = target_file(tmp_path, backend, "def f(x, W):\n    return torch.tanh(W @ x)\n")
+    out = tmp_path / f"j_{backend}.npz"
+    r = invoke("jacobian", target, "--x", "0.5,-1", "--W", "1,2;3,4", "--backend", backend, "-o", out)
+    assert r.exit_code == 0, r.stderr
+    x, W = np.array([0.5, -1.0]), np.array([[1.0, 2.0], [3.0, 4.0]])
+    s = 1 - np.tanh(W @ x) ** 2                                    # d tanh(Wx) = diag(sech^2) (W dx + dW x)
+    saved = np.load(out)
+    assert np.allclose(saved["x"], s[:, None] * W, rtol=1e-12)
+    assert np.allclose(saved["W"], np.einsum("i,ij,k->ijk", s, np.eye(2), x), rtol=1e-12)

@@ -4,6 +4,7 @@ import typer
 from .. import options as o
 
 MAX_CELLS = 400
+JSON_MAX = 10 ** 6     # Jacobian elements --json writes (about 25 MB of text); -o FILE.npz takes any size
 
 
 def jacobian_command(
@@ -17,6 +18,8 @@ def jacobian_command(
     seed: o.Seed = 0,
     dtype: o.DType = "float64",
     json_out: o.Json = False,
+    output: str = typer.Option(None, "-o", "--output", help="Save the Jacobians to FILE.npz (numpy's "
+                               "np.load reads them, one array per output/input pair) or FILE.npy (one pair)"),
     debug: o.Debug = False,
 ):
     """The Jacobian of an expression or a .py function (shape output.shape + input.shape).
@@ -24,10 +27,11 @@ def jacobian_command(
     Example: autograd jacobian "tanh(W @ x)" --W "1,2;3,4" --x 0.5,-1
     """
     from ..boundary import run
-    run(ctx, debug, lambda values: _jacobian(target, values, wrt, check, full, func, seed, dtype, json_out, backend=backend))
+    run(ctx, debug, lambda values: _jacobian(target, values, wrt, check, full, func, seed, dtype, json_out, backend=backend,
+                                             output=output))
 
 
-def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out, backend="auto"):
+def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out, backend="auto", output=None):
     import re
     import warnings
 
@@ -40,13 +44,20 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
     from ..options import check_dtype
     from ..targets import (build_inputs, check_jacobian_size, check_precision, check_real_outputs, check_step,
                            load_target, output_names)
+    from ..outputs import prepare, write_with
     check_dtype(dtype)
+    out_file = prepare(output, formats=(".npz", ".npy"))
     target = load_target(target_text, func, given=values, backend=backend)
     tensors, chosen = build_inputs(target, values, wrt=wrt, dtype=dtype, seed=seed)
     if check:
         check_step(target, tensors, chosen, 1e-6, own_option=False)
-    check_jacobian_size(target, tensors, chosen, "pick fewer inputs with --wrt or smaller values ("
-                        "'autograd check --fast' checks gradients without the Jacobian)")
+    n = check_jacobian_size(target, tensors, chosen, "pick fewer inputs with --wrt or smaller values ("
+                            "'autograd check --fast' checks gradients without the Jacobian)")
+    if json_out and out_file is None and n > JSON_MAX:
+        from ..errors import CliError
+        raise CliError(f"the Jacobian has {n:,} elements, too many for --json (at most {JSON_MAX:,}, about "
+                       f"{JSON_MAX * 25 // 10 ** 6} MB of text): save it with -o jacobian.npz (numpy's format; "
+                       "np.load reads it) or pick fewer inputs with --wrt")
     names = list(tensors)
     fn = target.engine_function(names)        # on PyTorch: its backward is PyTorch's autograd
     eng = {n: target.to_engine(t) for n, t in tensors.items()}
@@ -76,6 +87,23 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
             warnings.simplefilter("ignore")
             report = check_gradients(f, tuple(eng[n].detach().requires_grad_(True) for n in chosen),
                                      input_names=chosen, output_names=out_names, verdicts=True)
+    if out_file is not None:
+        arrays = {}
+        for oname, row in zip(out_names, table):
+            for iname, jac in zip(chosen, row):
+                arrays[iname if single else f"{oname}/{iname}"] = np.asarray(jac.numpy())
+        if out_file.suffix == ".npy" and len(arrays) > 1:
+            from ..errors import CliError
+            raise CliError(f"{len(arrays)} Jacobians ({', '.join(arrays)}) do not fit one .npy: use .npz")
+
+        def save(tmp):
+            with open(tmp, "wb") as fh:
+                if out_file.suffix == ".npy":
+                    np.save(fh, next(iter(arrays.values())))
+                else:
+                    np.savez(fh, **arrays)
+        write_with(out_file, save)
+        render.warn_line(f"wrote {out_file.path} ({', '.join(arrays)})")
     if json_out:
         doc = {**target.json_fields(), "expression": target.text,
                "output": {n: {"value": render.to_jsonable(target.to_numpy(o)), "shape": list(o.shape)}
@@ -83,7 +111,10 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
                "jacobian": {}}
         if single:                        # one output: its value itself (named y, or out beside an input y)
             doc["output"] = doc["output"][out_names[0]]
-        for oname, row in zip(out_names, table):
+        if out_file is not None:                 # the matrices are in the file, which JSON names
+            del doc["jacobian"]
+            doc["jacobian_file"] = {"path": str(out_file.path), "arrays": list(arrays)}
+        for oname, row in zip(out_names, table if out_file is None else ()):
             for iname, jac in zip(chosen, row):
                 key = iname if single else f"{oname}/{iname}"
                 doc["jacobian"][key] = render.to_jsonable(jac.numpy())
