@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from engine.graph import node_name
+from engine.graph import node_name  # noqa: E402 - the engine is loaded whenever this module is
 
 
 def torch():

@@ -4,7 +4,6 @@ registry, what it sends to each input, and each leaf's .grad before and after ac
 import typer
 
 from .. import options as o
-from engine.graph import class_attr, node_name
 
 
 def explain_command(
@@ -33,6 +32,7 @@ def explain_command(
 
 
 def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, detach, func, seed, json_out):
+    from engine.graph import node_name
     import numpy as np
 
     import engine
@@ -162,7 +162,7 @@ def _sent(steps, node, grad_inputs):
 
 def _input_names(node, names, made):
     """What each input of node is called: a variable's name, or what computed it."""
-    from engine.graph import AccumulateGrad
+    from engine.graph import AccumulateGrad, node_name
     res = []
     saved = getattr(node, "_saved", None)
     saved = saved if isinstance(saved, tuple) else ()
@@ -179,6 +179,7 @@ def _input_names(node, names, made):
 
 def _rule(node, inputs):
     """The node's local rule in plain math, from its registry entry ("grad_w = grad * x")."""
+    from engine.graph import class_attr
     if class_attr(node, "_forward_cls") is not None:
         return f"your backward ({class_attr(node, '_forward_cls').__name__}.backward)"
     op = class_attr(node, "op")

@@ -2,7 +2,6 @@
 import typer
 
 from .. import options as o
-from engine.graph import node_name
 from ..errors import CheckFailed, CliError
 
 
@@ -100,6 +99,7 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
     if dot is not None:
         write_graph(outs, tensors, dot, show_values=True, show_grad=True, view=target.graph_view())
     if json_out:
+        from engine.graph import node_name
         doc = {**target.json_fields(), "expression": target.text,
                "output": {"value": render.to_jsonable(target.to_numpy(out)), "shape": list(out.shape),
                           "grad_fn": node_name(out.grad_fn) if out.grad_fn is not None else None},

@@ -18,7 +18,7 @@ import numpy as np
 from .. import errors
 from ..grad_mode import STATE, enable_grad, no_grad
 from ..graph import run_backward, walk
-from ..graph import class_attr, node_name
+from ..graph import node_name
 from ..tensor import Tensor
 from . import backward, functional, grad as _grad
 from .function import BackwardCFunction
