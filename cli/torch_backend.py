@@ -259,20 +259,24 @@ class Differences:
             args[idx] = xi.reshape(mem_shape).permute(inv) if shape else xi.reshape(shape)
             return self.fn(*args)
         mapped = t.func.vmap(one, randomness="error")
+        # one buffer for every block: rows [0, block) are +eps copies, [block, 2 block) -eps ones;
+        # after a block only its 2m perturbed entries are put back (a fresh copy per block cost
+        # more than f itself at 32k elements: 64 MB of page faults and copying per block)
+        buf = flat.unsqueeze(0).repeat(2 * block, 1)
         done = 0
         while done < len(cols):
             c = cols[done:done + block]
             m = len(c)
             where = t.tensor(cols_mem[done:done + block], dtype=t.long)
             rows = t.arange(m)
-            xb = flat.unsqueeze(0).repeat(2 * m, 1)
-            xb[rows, where] = flat[where] + eps
-            xb[m + rows, where] = flat[where] - eps
+            buf[rows, where] = flat[where] + eps
+            buf[block + rows, where] = flat[where] - eps
+            version = buf._version
             try:
                 with t.no_grad(), _forwards_only():
-                    outs = self._tuple(mapped(xb))
+                    outs = self._tuple(mapped(buf))
                 if self.batched is None:
-                    self._agrees(outs, ins, idx, c[0], eps, m)
+                    self._agrees(outs, ins, idx, c[0], eps, block)
             except Exception as e:  # noqa: BLE001 - any refusal: the loop computes the same thing
                 if self.batched:            # it ran before on this target: a real error, raise it
                     raise
@@ -283,9 +287,14 @@ class Differences:
                 self.fallback = (f"finite differences ran one evaluation at a time: torch.func.vmap "
                                  f"cannot batch this target ({text})")
                 return done
+            if buf._version != version:      # f changed its input in place: copy afresh
+                buf.copy_(flat.unsqueeze(0).expand(2 * block, n))
+            else:
+                buf[rows, where] = flat[where]
+                buf[block + rows, where] = flat[where]
             self.batched = True
             plus = [o[:m].reshape(m, -1) for o in outs]
-            minus = [o[m:].reshape(m, -1) for o in outs]
+            minus = [o[block:block + m].reshape(m, -1) for o in outs]
             self._put(res, over, slice(done, done + m), plus, minus, eps)
             done += m
             if tick is not None:

@@ -201,7 +201,8 @@ def test_an_overflow_is_marked_as_the_loop_marks_it(small_blocks):
 
 def test_blocks_fit_the_memory_budget(monkeypatch):
     """A block holds BLOCK_BYTES of perturbed copies and outputs: with 8 KB and a 100-element
-    input (2 x (100 + 1) x 8 bytes per column), 5 columns per block."""
+    input (2 x (100 + 1) x 8 bytes per column), 5 columns per block: every call takes the same
+    buffer of 2 x 5 copies (the last block's spare rows are not read)."""
     monkeypatch.setattr(torch_backend.Differences, "BLOCK_BYTES", 8192)
     sizes = []
     real = torch.func.vmap
@@ -216,7 +217,7 @@ def test_blocks_fit_the_memory_budget(monkeypatch):
     monkeypatch.setattr(torch.func, "vmap", spy)
     inputs = _inputs(np.linspace(-1, 1, 100))
     _hooked(lambda x: (x * x).sum(), inputs, 0, 1e-6, range(23))
-    assert sizes == [10, 10, 10, 10, 6]
+    assert sizes == [10, 10, 10, 10, 10]
 
 
 def test_a_check_on_pytorch_says_when_it_could_not_batch(tmp_path):
@@ -251,3 +252,27 @@ def test_batched_numbers_that_disagree_with_single_ones_are_not_used(small_block
     got, _, fd = _hooked(fn, inputs, 0, 1e-6, range(16))
     assert fd.batched is False and "differ from single evaluations" in fd.fallback
     assert np.array_equal(ref[0], got[0])
+
+
+def test_a_target_that_changes_its_input_in_place_still_gets_each_blocks_own_copies(small_blocks, monkeypatch):
+    """The buffer of perturbed copies is reused from block to block (only the perturbed entries
+    are put back); f working in place on its input (a version bump) makes it copied afresh."""
+    def fn(x):
+        x.mul_(2)                    # the user's f works on its input in place (and undoes it:
+        y = torch.sin(x / 2)         # x * 2 / 2 is x exactly, so single evaluations agree)
+        x.div_(2)
+        return y * 2
+
+    copies = []
+    real_copy = torch.Tensor.copy_
+
+    def spy(self, src, *a, **k):
+        copies.append(tuple(self.shape))
+        return real_copy(self, src, *a, **k)
+    monkeypatch.setattr(torch.Tensor, "copy_", spy)
+    inputs = _inputs(np.linspace(-1, 1, 20))
+    got, _, fd = _hooked(fn, inputs, 0, 1e-6, range(20))
+    assert fd.batched is True
+    assert copies.count((14, 20)) == 3                # the 2 x 7 copies made afresh after each of 3 blocks
+    assert np.allclose(np.diag(got[0]), 2 * np.cos(np.linspace(-1, 1, 20)), atol=1e-8)   # d 2 sin(x) = 2 cos(x)
+    assert np.allclose(got[0] - np.diag(np.diag(got[0])), 0, atol=1e-12)
