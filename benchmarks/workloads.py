@@ -378,7 +378,8 @@ def check_mlp(size, systems):
             fh.write(_MLP_FILE.format(lib=lib, d0=d0, d1=d1, d2=d2, d3=d3, n=n))
         out[f"ours CLI ({backend})"] = (lambda path=path, backend=backend: subprocess.run(
             [script, "check", path, "--func", "mlp", "--backend", backend, "--wrt", "net.0.weight,net.0.bias,"
-             "net.2.weight,net.2.bias,net.4.weight,net.4.bias"], check=True, capture_output=True))
+             "net.2.weight,net.2.bias,net.4.weight,net.4.bias"], check=True, capture_output=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"}))     # one thread, as the in-process torch runs
     if "torch" in systems:
         torch = _torch()
         tx = torch.tensor(x0)
