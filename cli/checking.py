@@ -102,7 +102,7 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
             raise KeyboardInterrupt from None
     result = CheckResult(target, report, second)
     own = getattr(fn, "finite_differences", None)
-    result.differences = ({"batched": own.batched, "note": own.fallback} if own is not None else
+    result.differences = ({"batched": own.ran_batched, "note": own.fallback} if own is not None else
                           {"batched": False, "note": "the engine evaluates f once per step"})
     if sweep:
         from engine.autograd.checker import sweep as run_sweep

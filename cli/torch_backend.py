@@ -170,11 +170,13 @@ class Differences:
     BLOCK_BYTES = 1 << 26          # the perturbed copies and their outputs, per block
     MAX_BLOCK = 512                # columns per block (2 evaluations each)
     AGREE = 1e-10                  # batched vs single, relative to the output's size
+    MIN_COLUMNS = 32               # fewer columns than this: the loop is faster than vmap's set-up
 
     def __init__(self, fn):
         self.fn = fn
         self.batched = None            # None: not tried yet; then True or False
         self.fallback = ""             # why the loop is used (said once, in the report)
+        self.ran_batched = False       # whether any differences of this target ran batched
 
     def _inputs(self, xs):
         t = torch()
@@ -202,8 +204,9 @@ class Differences:
         if overflow is not None:
             overflow.extend(over)
         start = 0
-        if self.batched is not False and cols:
+        if self.batched is not False and len(cols) >= self.MIN_COLUMNS:
             start = self._batched(ins, idx, eps, cols, res, over, tick)
+            self.ran_batched = self.ran_batched or start > 0
         if start < len(cols):
             self._loop(ins, idx, eps, cols, start, res, over, tick)
         return res

@@ -33,6 +33,7 @@ def _hooked(fn, inputs, idx, eps, cols):
 @pytest.fixture
 def small_blocks(monkeypatch):
     monkeypatch.setattr(torch_backend.Differences, "MAX_BLOCK", 7)
+    monkeypatch.setattr(torch_backend.Differences, "MIN_COLUMNS", 1)
 
 
 def _inputs(*arrays):
@@ -199,7 +200,7 @@ def test_an_overflow_is_marked_as_the_loop_marks_it(small_blocks):
     assert np.array_equal(ref[0][np.isfinite(ref[0])], got[0][np.isfinite(got[0])])
 
 
-def test_blocks_fit_the_memory_budget(monkeypatch):
+def test_blocks_fit_the_memory_budget(small_blocks, monkeypatch):
     """A block holds BLOCK_BYTES of perturbed copies and outputs: with 8 KB and a 100-element
     input (2 x (100 + 1) x 8 bytes per column), 5 columns per block: every call takes the same
     buffer of 2 x 5 copies (the last block's spare rows are not read)."""
@@ -230,13 +231,17 @@ def test_a_check_on_pytorch_says_when_it_could_not_batch(tmp_path):
                  "    @staticmethod\n    def backward(ctx, g):\n        x, = ctx.saved_tensors\n"
                  "        return 2 * x * g\n"
                  "def f(x):\n    return Sq.apply(x).sum()\ndef g(x):\n    return (x * x).sum() if x.sum() > 0 else x.sum()\n")
-    r = CliRunner().invoke(app, ["check", str(p), "--x", "1,2,3", "--backend", "torch", "--json"])
+    x = ["--x", "linspace(0.5, 2, 40)", "--backend", "torch"]
+    r = CliRunner().invoke(app, ["check", str(p), *x, "--json"])
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["finite_differences"] == {"batched": True, "note": ""}
-    r = CliRunner().invoke(app, ["check", str(p), "--func", "g", "--x", "1,2,3", "--backend", "torch", "--json"])
+    r = CliRunner().invoke(app, ["check", str(p), "--x", "1,2,3", "--backend", "torch", "--json"])
+    doc = json.loads(r.stdout)       # 3 elements: the loop (vmap's set-up costs more), nothing to say
+    assert r.exit_code == 0 and doc["finite_differences"] == {"batched": False, "note": ""}
+    r = CliRunner().invoke(app, ["check", str(p), "--func", "g", *x, "--json"])
     doc = json.loads(r.stdout)
     assert doc["finite_differences"]["batched"] is False and "control flow" in doc["finite_differences"]["note"], doc
-    r = CliRunner().invoke(app, ["check", str(p), "--func", "g", "--x", "1,2,3", "--backend", "torch"])
+    r = CliRunner().invoke(app, ["check", str(p), "--func", "g", *x])
     assert "note: finite differences ran one evaluation at a time" in r.stderr
 
 

@@ -251,8 +251,7 @@ def render_result(con, result, *, strict=False, full=False, locate_asked=False, 
             warn(w)
     for w in report.warnings:
         warn(w)
-    if result.differences and result.differences.get("note") and result.differences.get("batched") is False \
-            and not target.engine_graph:
+    if result.differences and result.differences.get("note") and not target.engine_graph:
         render.remark(result.differences["note"])
     if not report.passed and report.suspects:
         con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
