@@ -12,12 +12,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from . import completion, options
 from .boundary import AFTER_DASHDASH
-from .commands.check import check_command
-from .commands.explain import explain_command
-from .commands.functions import functions_command
-from .commands.grad import grad_command
-from .commands.graph import graph_command
-from .commands.jacobian import jacobian_command
+import importlib
+import os
 
 __version__ = "0.1.0"
 
@@ -81,8 +77,22 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
     """See and check derivatives from the command line."""
 
 
-for _name, _fn in (("grad", grad_command), ("jacobian", jacobian_command), ("check", check_command),
-                   ("graph", graph_command), ("explain", explain_command), ("functions", functions_command)):
+COMMANDS = ("grad", "jacobian", "check", "graph", "explain", "functions")
+
+
+def _only():
+    """The one command this process runs, when the program was started as `autograd COMMAND ...`
+    (cli/entry.py): only its module is imported, which keeps start-up near the cost of numpy and
+    typer. Anything else (--help, a misspelt command, completion, `import cli.app` in tests and
+    the Python API) registers them all."""
+    argv = sys.argv[1:] if getattr(sys.modules.get(__package__), "_entry", False) else []
+    if argv and argv[0] in COMMANDS and not any(k.startswith("_AUTOGRAD_COMPLETE") for k in os.environ):
+        return (argv[0],)
+    return COMMANDS
+
+
+for _name in _only():
+    _fn = getattr(importlib.import_module(f".commands.{_name}", __package__), f"{_name}_command")
     app.command(_name, cls=_Command, context_settings=options.EXTRA, help=_fn.__doc__)(_fn)
 
 

@@ -5,8 +5,11 @@ commands) is one line and exit 130, not a traceback of whatever import was runni
 
 
 def main():
+    import cli
+
     from . import interrupts
     interrupts.install()
+    cli._entry = True                # cli.app registers only the command asked for
     from .app import main as app_main
     try:
         app_main()
