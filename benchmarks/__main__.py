@@ -100,6 +100,11 @@ def targets(results):
         o, t = get("gradcheck", f"ours {mode}"), get("gradcheck", f"torch gradcheck {mode}")
         if o and t:
             out.append((f"gradcheck {mode}: ours <= PyTorch", f"{o / t:.2f}x", o <= t))
+    gf = get("fast_softmax", "torch gradcheck fast_mode")
+    for label in ("ours --fast (engine)", "ours --fast (torch)"):
+        o = get("fast_softmax", label)
+        if o and gf:
+            out.append((f"fast_softmax: {label} catches it in <= 2x gradcheck fast_mode", f"{o / gf:.2f}x", o / gf <= 2))
     g = get("check_mlp", "torch gradcheck")
     for label, limit in (("ours (engine, in-process)", 0.1), ("ours CLI (engine)", 0.1),
                          ("ours (torch, in-process)", 0.25), ("ours CLI (torch)", 0.25)):

@@ -115,12 +115,14 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
         w = result.worst
         result.pattern = pattern(w.analytical, w.numerical, atol, rtol, w.input_shape)
     if locate or not report.passed or report.verdict == "suspicious":
+        from engine.autograd.locate import MAX_LOCAL_ELEMENTS, MAX_LOCAL_ELEMENTS_FAST
+        most = MAX_LOCAL_ELEMENTS_FAST if fast else MAX_LOCAL_ELEMENTS    # --fast: a smaller sample per node
         if target.engine_graph:
-            result.located, result.ran = _locate(target, fn, inputs, eps, atol, rtol, user_files)
+            result.located, result.ran = _locate(target, fn, inputs, eps, atol, rtol, user_files, most)
             result.leaves = {n: t for n, t in zip(names, inputs)}
         else:                         # PyTorch: every custom Function application, re-checked
             result.located, result.ran, result.leaves = _locate_torch(target, tensors, names, eps, atol, rtol, seed,
-                                                                      user_files)
+                                                                      user_files, most)
         _agree(report, result.located)
     return result
 
@@ -134,7 +136,7 @@ def _combined(first, second):
     return "pass"
 
 
-def _locate(target, fn, inputs, eps, atol, rtol, user_files=None):
+def _locate(target, fn, inputs, eps, atol, rtol, user_files=None, max_elements=None):
     """Every backward node checked on its own (engine.autograd.locate), with where it was made:
     file:line in a .py target, the part of an expression."""
     import warnings
@@ -151,7 +153,7 @@ def _locate(target, fn, inputs, eps, atol, rtol, user_files=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES},
-                        span_of=span_of, outputs=ran,
+                        span_of=span_of, outputs=ran, max_elements=max_elements,
                         module_names=module_names(target.module_roots, Module) if target.module_roots else None)
     for c in checks:
         if c.span is not None:
@@ -178,7 +180,7 @@ def _agree(report, located):
                         "wrong backward")
 
 
-def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None):
+def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None, max_elements=None):
     """On PyTorch: the target run once with every custom Function application recorded, each
     re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted. Returns
     (checks, the run's outputs, {name: the leaf it ran on})."""
@@ -194,7 +196,7 @@ def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None
         warnings.simplefilter("ignore")
         checks, outs = torch_backend.locate(target.function(names), leaves, eps=eps, atol=atol, rtol=rtol,
                                             user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES}, seed=seed,
-                                            module_names=module_names(target.module_roots, t_lib.nn.Module))
+                                            max_elements=max_elements, module_names=module_names(target.module_roots, t_lib.nn.Module))
     for c in checks:
         if c.where:
             c.where = c.where.rsplit("/", 1)[-1]

@@ -511,7 +511,7 @@ def second_order(fn, inputs, names, seed=0):
     return engine_function(first_order), inputs + vs, list(names) + vnames
 
 
-def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0):
+def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0, max_elements=None):
     """Where a PyTorch target's gradient goes wrong: every custom Function application, checked
     on its own. The target runs once with `torch.autograd.Function.apply` wrapped (for this run
     only, and each Function subclass's own forward, which PyTorch looks up at every call, so a
@@ -594,7 +594,7 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
     state["off"] = True                     # the classes are restored: nothing records now
     try:
         for k, rec in enumerate(records):
-            res = _local(rec, eps, rng)
+            res = _local(rec, eps, rng, max_elements)
             if res is None:
                 continue
             err, rel, ok, verdict = judge(res, atol, rtol)
@@ -608,7 +608,7 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
     return checks, list(outs)
 
 
-def _local(rec, eps, rng):
+def _local(rec, eps, rng, max_elements=None):
     """engine.autograd.locate.local_check of one recorded Function application, on PyTorch."""
     from engine.autograd.locate import MAX_LOCAL_ELEMENTS, local_check
     t = torch()
@@ -643,4 +643,4 @@ def _local(rec, eps, rng):
                              [t.from_numpy(np.asarray(v, dtype=np.float64)).to(o.dtype) for o, v in live],
                              allow_unused=True, retain_graph=True)
         return [None if g is None else g.detach().numpy() for g in gs]
-    return local_check(forward, backward, vals, pos, eps, rng, max_elements=MAX_LOCAL_ELEMENTS)
+    return local_check(forward, backward, vals, pos, eps, rng, max_elements=max_elements or MAX_LOCAL_ELEMENTS)

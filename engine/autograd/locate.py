@@ -101,12 +101,13 @@ def _resolved(filename):
 
 
 def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None, outputs=None,
-           module_names=None):
+           module_names=None, max_elements=None):
     """[LocalCheck] for every node func's graph makes, in forward order (see the module doc).
     user_files: the paths whose frames say where a node was made; span_of(): the expression
     span being evaluated now (the CLI's compiler), or None; outputs: a list that receives the
     run's outputs (to draw the graph the checks name); module_names: {id(nn.Module): qualified
-    name}, to say which module each node was made in."""
+    name}, to say which module each node was made in. max_elements: input elements differenced
+    per argument of a node (default MAX_LOCAL_ELEMENTS; a seeded sample beyond)."""
     rec = _Recorder(user_files, span_of, module_names)
     prev = STATE.recorder
     STATE.recorder = rec
@@ -119,7 +120,7 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
     rng = np.random.default_rng(seed)
     out = []
     for k, (node, vals, attrs, where, span, module) in enumerate(rec.items):
-        res = _check_node(node, vals, attrs, eps, rng)
+        res = _check_node(node, vals, attrs, eps, rng, max_elements or MAX_LOCAL_ELEMENTS)
         if res is None:
             continue
         err, rel, ok, verdict = judge(res, atol, rtol, kink=_near_kink(node, vals, attrs, eps))
@@ -176,9 +177,10 @@ def _within(analytical, numerical, atol, rtol, noise):
 
 
 MAX_LOCAL_ELEMENTS = 1024     # input elements differenced per argument of one node (a seeded sample beyond)
+MAX_LOCAL_ELEMENTS_FAST = 128  # ... with check --fast (a 256 x 256 softmax: 4.5 s of local checks at 1024)
 
 
-def _check_node(node, vals, attrs, eps, rng):
+def _check_node(node, vals, attrs, eps, rng, max_elements=MAX_LOCAL_ELEMENTS):
     """local_check of one engine node (its forward from the registry or its Function), or None."""
     forward = _forward_of(node, vals, attrs)
     if forward is None:
@@ -188,7 +190,7 @@ def _check_node(node, vals, attrs, eps, rng):
         with no_grad():
             return forward(args)
     return local_check(run, lambda vs: _backward(node, vs), vals, _tensor_positions(node, vals), eps, rng,
-                       max_elements=MAX_LOCAL_ELEMENTS)
+                       max_elements=max_elements)
 
 
 def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None):
