@@ -358,3 +358,131 @@ def test_fast_on_a_small_target_still_reruns_the_full_check_to_say_where(tmp_pat
     doc = json.loads(runner.invoke(app, ["check", str(f), "--x", "randn(3,4)", "--fast", "--json"]).stdout)
     assert doc["verdict"] == "fail" and any("worst at" in f for f in doc["failures"])
     assert doc["pattern"].startswith("a constant factor")
+
+
+# -- found by writing Functions as users do (a red team with only the README, this session) --------
+FAST_SIN = '''import {lib} as torch
+
+
+class FastSin(torch.autograd.Function):
+    """sin(k x) with its exact derivative k cos(k x): right, and far too fast for any step >= 1e-10."""
+    @staticmethod
+    def forward(ctx, x, k=1e9):
+        ctx.save_for_backward(x)
+        ctx.k = k
+        return torch.sin(k * x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * ctx.k * torch.cos(ctx.k * x), None
+
+
+inputs = {{"x": [0.5, -1.0, 2.0]}}
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_right_gradient_that_varies_faster_than_every_step_is_never_called_wrong(tmp_path, backend):
+    """sin(1e9 x): every step from 1e-2 to 1e-10 gives differences tiny beside the 1e9-sized
+    gradient, which once counted as "settled elsewhere" -- FAIL (wrong at every step), "a constant
+    factor x1209" -- and the sweep read the flat 1e-3..1e-8 part as "the gradient is wrong" though
+    its own curve falls as eps^2 below 1e-8. Both now say finite differences cannot tell."""
+    p = _write(tmp_path, backend, FAST_SIN, "fastsin.py")
+    r = runner.invoke(app, ["check", str(p), "--func", "FastSin", "--backend", backend, "--json", "--sweep"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "inconclusive", (doc["verdict"], r.stderr)
+    assert not doc.get("pattern") and doc["sweep"]["verdict"] != "wrong"
+    text = runner.invoke(app, ["check", str(p), "--func", "FastSin", "--backend", backend]).stdout
+    assert "wrong at every step" not in text and "first wrong node" not in text and "INCONCLUSIVE" in text
+
+
+LAYER_NORM = '''import {lib} as torch
+import {lib}.nn.functional as F
+
+
+class LayerNorm(torch.autograd.Function):
+    """Right: y = (x - mean) / sqrt(var + eps) over the last dimension."""
+    @staticmethod
+    def forward(ctx, x):
+        mu = x.mean(dim=-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
+        rstd = 1 / torch.sqrt(var + 1e-5)
+        y = (x - mu) * rstd
+        ctx.save_for_backward(y, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, rstd = ctx.saved_tensors
+        return rstd * (g - g.mean(dim=-1, keepdim=True) - y * (g * y).mean(dim=-1, keepdim=True))
+
+
+def builtin(x):
+    return F.layer_norm(x, (x.shape[-1],))
+
+
+def net(x, W):
+    return F.gelu(LayerNorm.apply(x @ W)).pow(2).mean()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("func", ["LayerNorm", "builtin", "net"])
+def test_a_right_float32_layer_norm_is_not_a_float32_bug(tmp_path, backend, func):
+    """A LayerNorm's gradient cancels O(1) terms down to ~1e-5, so its float32 error is float32's
+    resolution times O(1), not times the result: the float32 gradient (PyTorch's own F.layer_norm
+    too) was called "a float32-only bug". The bound now takes the terms summed into .grad
+    (|v|^T |J|) and the gradient's own sensitivity to float32 rounding of its inputs."""
+    p = _write(tmp_path, backend, LAYER_NORM, "ln.py")
+    args = ["--x", "randn(3,5)"] + (["--W", "randn(5,5)"] if func == "net" else [])
+    r = runner.invoke(app, ["check", str(p), "--func", func, *args, "--dtype", "float32", "--backend", backend,
+                            "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["verdict"] == "pass", (doc.get("failures"), r.stderr)
+
+
+MASKED_NAN = '''import {lib} as torch
+
+
+class MaskedNaN(torch.autograd.Function):
+    """Wrong: NaN wherever grad_output is 0 (so every one-hot row of the Jacobian holds NaN)."""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return torch.where(g != 0, g * 2 * x, torch.full_like(g, float("nan")))
+
+
+class Jittery(torch.autograd.Function):
+    """Wrong: a backward that is not deterministic (1e-9 noise)."""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return 2 * x * g * (1 + 1e-9 * torch.randn_like(x))
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_nan_gradient_where_differences_are_finite_is_wrong_and_fast_checks_the_rest(tmp_path, backend, fast):
+    """NaN in the analytical Jacobian where finite differences give numbers was re-judged at every
+    step and ended "inconclusive: f computes in float32 inside" (x*x at 0, 1.5, -2 happens to
+    give float32-exact outputs); --fast, which skipped the side checks, passed it. And --fast
+    passed a nondeterministic backward."""
+    p = _write(tmp_path, backend, MASKED_NAN, "nan.py")
+    for func, x in (("MaskedNaN", "0,1.5,-2"), ("MaskedNaN", "0.1,1.3,-2.7"), ("Jittery", "0.5,1,2")):
+        r = runner.invoke(app, ["check", str(p), "--func", func, "--x", x, "--backend", backend, "--json",
+                                *(["--fast"] if fast else [])])
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 1 and doc["verdict"] == "fail", (func, x, doc["verdict"], doc.get("failures"))
+        assert "float32 inside" not in json.dumps(doc)

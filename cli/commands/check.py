@@ -339,7 +339,14 @@ def _show_located(con, checks, asked, verdict="fail", torch=False):
     elif torch:
         con.print("no custom Function is applied: the graph is PyTorch's own ops, which are trusted")
         return
-    if wrong:
+    if wrong and verdict == "inconclusive":
+        # the same finite differences that could not settle the whole judge each node: not a word
+        # about wrong nodes, only where they disagree
+        first = wrong[0]
+        con.print(f"first node whose local check disagrees with its finite differences: [bold]{render.esc(first.node)}"
+                  f"[/bold]" + (f" at {render.esc(_made_at(first))}" if first.where or first.module else "")
+                  + " (finite differences are inconclusive here as well, so this is not a verdict on its backward)")
+    elif wrong:
         first = wrong[0]
         con.print(f"first wrong node in forward order: [bold]{render.esc(first.node)}[/bold]"
                   + (f" at {render.esc(_made_at(first))}" if first.where or first.module else "")
