@@ -111,7 +111,11 @@ class _Bridge:
                 def backward(ctx, *gs):
                     t = torch()
                     ins, outs = ctx.torch_graph
-                    pairs = [(o, _to_torch(g).to(o.dtype)) for o, g in zip(outs, gs) if o.requires_grad and g is not None]
+                    # an output whose cotangent is all zeros gets none (PyTorch's grad of the
+                    # others only): a Function with set_materialize_grads(False) then sees None,
+                    # as in gradcheck's rows, and its None branch is checked too
+                    pairs = [(o, _to_torch(g).to(o.dtype)) for o, g in zip(outs, gs)
+                             if o.requires_grad and g is not None and (len(outs) == 1 or g._data.any())]
                     need = [i for i in ins if i.requires_grad]
                     grads = iter(())
                     if pairs and need:
@@ -120,7 +124,7 @@ class _Bridge:
                                                          retain_graph=True, allow_unused=True))
                     res = [None]
                     for i in ins:
-                        g = next(grads) if i.requires_grad else None
+                        g = next(grads, None) if i.requires_grad else None   # no cotangent: no gradient
                         res.append(None if g is None else engine.tensor(to_numpy(g)))
                     return tuple(res)
 
@@ -617,10 +621,12 @@ def _local(rec, eps, rng, max_elements=None):
     if not pos:
         return None
     # the values local_check differences: numpy copies of the float inputs that needed a gradient
-    vals = [a.numpy().copy() if i in pos else a for i, a in enumerate(args)]
+    # (in the memory layout they arrived in: a backward that reads a transposed input's memory
+    # order is checked on the layout it saw -- order="K" -- as the engine's local check is)
+    vals = [np.array(a.numpy(), copy=True, order="K") if i in pos else a for i, a in enumerate(args)]
 
     def call(vs, grad):
-        xs = [t.from_numpy(np.array(v, copy=True)).requires_grad_(grad) if i in pos else
+        xs = [t.from_numpy(np.array(v, copy=True, order="K")).requires_grad_(grad) if i in pos else
               (v.clone() if isinstance(v, t.Tensor) else v) for i, v in enumerate(vs)]
         with t.enable_grad() if grad else t.no_grad():
             out = cls.apply(*xs, **kwargs)
@@ -628,7 +634,9 @@ def _local(rec, eps, rng, max_elements=None):
         return xs, [o for o in out if isinstance(o, t.Tensor) and o.is_floating_point()]
 
     def forward(vs):
-        return [o.detach().numpy().astype(np.float64) for o in call(vs, False)[1]]
+        # in the outputs' own dtype: local_check's round-off estimate is float32's for float32
+        # outputs (cast to float64 here, right float32 Functions were "suspicious" on PyTorch)
+        return [o.detach().numpy() for o in call(vs, False)[1]]
 
     graph = []                         # one graph, its backward called as often as asked (retained)
 
@@ -636,11 +644,12 @@ def _local(rec, eps, rng, max_elements=None):
         if not graph:
             graph.append(call(vals, True))
         xs, outs = graph[0]
-        live = [(o, v) for o, v in zip(outs, vs) if o.requires_grad]
+        live = [(o, v) for o, v in zip(outs, vs) if o.requires_grad and v is not None]
         if not live:
             return [None] * len(pos)
         gs = t.autograd.grad([o for o, _ in live], [xs[i] for i in pos],
                              [t.from_numpy(np.asarray(v, dtype=np.float64)).to(o.dtype) for o, v in live],
                              allow_unused=True, retain_graph=True)
         return [None if g is None else g.detach().numpy() for g in gs]
-    return local_check(forward, backward, vals, pos, eps, rng, max_elements=max_elements or MAX_LOCAL_ELEMENTS)
+    return local_check(forward, backward, vals, pos, eps, rng, max_elements=max_elements or MAX_LOCAL_ELEMENTS,
+                       needs=[True] * len(pos), each_output=True)

@@ -486,3 +486,114 @@ def test_a_nan_gradient_where_differences_are_finite_is_wrong_and_fast_checks_th
         doc = json.loads(r.stdout)
         assert r.exit_code == 1 and doc["verdict"] == "fail", (func, x, doc["verdict"], doc.get("failures"))
         assert "float32 inside" not in json.dumps(doc)
+
+
+NONE_GRADS = '''import numpy as np
+import {lib} as torch
+
+
+class SinCos(torch.autograd.Function):
+    """set_materialize_grads(False): a cotangent for an output not used is None. WRONG is
+    right when both are given and wrong in the branch where only sin's is."""
+    WRONG = {wrong}
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        return torch.sin(x), torch.cos(x)
+
+    @staticmethod
+    def backward(ctx, gs, gc):
+        x, = ctx.saved_tensors
+        if gc is None:
+            return gs * (torch.sin(x) if SinCos.WRONG else torch.cos(x))
+        if gs is None:
+            return -gc * torch.sin(x)
+        return gs * torch.cos(x) - gc * torch.sin(x)
+
+
+def first(x):
+    return SinCos.apply(x)[0]
+
+
+class Scaled(torch.autograd.Function):
+    """tanh(x) * scale; its backward says None for scale, whose gradient is tanh(x) (WRONG),
+    or gives it."""
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(x, scale)
+        return torch.tanh(x) * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        x, scale = ctx.saved_tensors
+        gx = g * scale * (1 - torch.tanh(x) ** 2)
+        return gx, (None if {wrong} else (g * torch.tanh(x)).sum().reshape(scale.shape))
+
+
+class MatMul(torch.autograd.Function):
+    """a @ b; WRONG: b's gradient is built from b's memory order, right only for a C-ordered b."""
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        if {wrong}:
+            bm = torch.tensor(np.ravel(b.detach().numpy(), order="K").reshape(b.shape))
+        else:
+            bm = b
+        return g @ bm.T, a.T @ g
+
+
+def transposed(a, b):
+    return MatMul.apply(a, b.t())
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("wrong", [False, True])
+def test_none_cotangents_none_gradients_and_layouts_are_checked_where_users_put_them(tmp_path, backend, wrong):
+    """On PyTorch the bridge gave every output a cotangent (zeros for an unused one), so a
+    set_materialize_grads(False) Function's None branch was never run: wrong, it passed. The
+    local checks skipped an input whose backward returned None ("every node passes on its own"
+    beside a failing check), and on PyTorch re-made the received inputs C-ordered (a backward
+    that reads b.t()'s memory order passed its local check). Right and wrong, on both backends."""
+    p = _write(tmp_path, backend, NONE_GRADS.replace("{wrong}", str(wrong)), "nones.py")
+    for func, args in (("SinCos", ["--x", "0.5,1,2"]), ("first", ["--x", "0.5,1,2"]),
+                       ("Scaled", ["--x", "0.3,-0.8,1.5", "--scale", "2.0"]),
+                       ("transposed", ["--a", "randn(2,3)", "--b", "randn(4,3)"])):
+        r = runner.invoke(app, ["check", str(p), "--func", func, *args, "--backend", backend, "--json", "--locate"])
+        doc = json.loads(r.stdout)
+        assert doc["verdict"] == ("fail" if wrong else "pass"), (func, doc["verdict"], doc.get("failures"))
+        own = [c for c in doc["locate"] if c["custom_function"]]
+        assert own and all(c["passed"] is (not wrong) for c in own), (func, own)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_right_float32_function_is_not_suspicious_in_its_local_check(tmp_path, backend):
+    """On PyTorch a float32 Function's local check took float64 round-off for its float32 outputs:
+    log1p's right backward was 'SUSPICIOUS: ... it is still a wrong backward' (exit 1 with
+    --strict); the engine said pass."""
+    p = _write(tmp_path, backend, '''import {lib} as torch
+
+
+class Log1p(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.log1p(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g / (1 + x)
+''', "log1p.py")
+    r = runner.invoke(app, ["check", str(p), "--func", "Log1p", "--x", "0.5,-0.3,2.0", "--dtype", "float32",
+                            "--backend", backend, "--json", "--locate", "--strict"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["verdict"] == "pass", (doc["verdict"], doc.get("suspicion"))
+    assert all(c["verdict"] == "pass" for c in doc["locate"])

@@ -189,22 +189,51 @@ def _check_node(node, vals, attrs, eps, rng, max_elements=MAX_LOCAL_ELEMENTS):
     def run(args):
         with no_grad():
             return forward(args)
-    return local_check(run, lambda vs: _backward(node, vs), vals, _tensor_positions(node, vals), eps, rng,
-                       max_elements=max_elements)
+    pos = _tensor_positions(node, vals)
+    if class_attr(node, "_forward_cls") is not None:
+        asked = tuple(getattr(node, "needs_input_grad", ()) or ())
+        needs = [bool(asked[i]) if i < len(asked) else False for i in pos]
+    else:
+        needs = [k < len(node._next) and node._next[k] is not None for k in range(len(pos))]
+    return local_check(run, lambda vs: _backward(node, vs), vals, pos, eps, rng, max_elements=max_elements,
+                       needs=needs, each_output=class_attr(node, "_forward_cls") is not None)
 
 
-def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None):
+def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None, needs=None, each_output=False):
+    """local_check_with of the random cotangents on every output; with each_output (a custom
+    Function of several outputs), also with a cotangent on one output only and None on the
+    others -- the branch a set_materialize_grads(False) backward takes when one output is used,
+    as gradcheck's rows run it -- the worst of them returned."""
+    res = local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements, needs)
+    if res is None or not each_output:
+        return res
+    outs = forward(list(vals))
+    if len(outs) < 2:
+        return res
+    for k in range(len(outs)):
+        one = local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements, needs, only=k)
+        if one is not None and one[0] > res[0]:
+            res = one
+    return res
+
+
+def local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements=None, needs=None, only=None):
     """(max abs err, max rel err, analytical grads, numerical grads, eps/2 grads, noise) of one
     application, or None when it has nothing to check (no float input, or a backward that
     cannot run again). forward(vals) -> list of output arrays; backward(vs) -> one gradient per
     position in tensor_pos (None where there is none); vals: the inputs it received (arrays or
     engine tensors; anything else passed as is). max_elements: difference at most that many
-    elements of an input (a seeded sample; the rest are taken as they are)."""
+    elements of an input (a seeded sample; the rest are taken as they are). needs: per position in
+    tensor_pos, whether that input needed a gradient: a backward that returns None for one that
+    did says its gradient is zero, and that is checked too (a backward returning None for `scale`
+    or with needs_input_grad read the wrong way round once passed every local check)."""
     floats = [i for i, v in enumerate(vals) if _is_float(v)]
     if not floats:
         return None
     outs = forward(list(vals))
     vs = [rng.standard_normal(np.shape(o)) for o in outs]
+    if only is not None:                  # a cotangent on output `only`, None (not given) on the rest
+        vs = [v if k == only else None for k, v in enumerate(vs)]
     try:
         grads = backward(vs)
         again = backward(vs)          # a second call with the same cotangents: the same, or not reentrant
@@ -215,8 +244,13 @@ def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None
                  default=0.0)
     ana, num, half, xs = [], [], [], []
     for j, i in enumerate(tensor_pos):
-        if i not in floats or j >= len(grads) or grads[j] is None:
+        if i not in floats or j >= len(grads):
             continue
+        if grads[j] is None:
+            if needs is None or j >= len(needs) or not needs[j]:
+                continue
+            grads = list(grads)
+            grads[j] = np.zeros(np.shape(_arr(vals[i])))
         g = np.asarray(grads[j], dtype=np.float64)
         x = np.array(_arr(vals[i]), dtype=np.float64)
         picked = None
@@ -242,7 +276,7 @@ def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None
     res_eps = max((float(np.finfo(np.asarray(o).dtype).eps) for o in outs if np.asarray(o).dtype.kind == "f"),
                   default=float(np.finfo(np.float64).eps))
     out_noise = res_eps * sum(float(np.sum(np.abs(v) * np.abs(np.asarray(o, dtype=np.float64))))
-                              for v, o in zip(vs, outs)) / eps
+                              for v, o in zip(vs, outs) if v is not None) / eps
     noise = [out_noise + np.abs(n) * np.spacing(np.abs(x) + eps) / eps for n, x in zip(num, xs)]
     return err, rel, ana, num, half, noise, spread
 
@@ -264,7 +298,7 @@ def _differences(forward, vals, i, x, eps, vs, picked=None):
         with no_grad():
             fp, fm = forward(plus), forward(minus)
         flat[e] = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) * v))
-                      for a, b, v in zip(fp, fm, vs)) / (2 * eps)
+                      for a, b, v in zip(fp, fm, vs) if v is not None) / (2 * eps)
     return n
 
 
@@ -333,7 +367,7 @@ def _forward_of(node, vals, attrs):
 def _backward(node, vs):
     """The node's own backward on cotangents vs (the graph is kept: nothing is released)."""
     if class_attr(node, "_forward_cls") is not None or node._n_outputs > 1:
-        res = node.apply([np.asarray(v, dtype=np.float64) for v in vs], NUMPY, False)
+        res = node.apply([None if v is None else np.asarray(v, dtype=np.float64) for v in vs], NUMPY, False)
     else:
         res = node.apply([np.asarray(vs[0], dtype=getattr(node, "_dtype", np.float64))], NUMPY, False)
     return [None if r is None else np.asarray(getattr(r, "_data", r)) for r in res]
