@@ -346,11 +346,18 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     else:
         raise CliError(f"'{func_name}' in {path} is not a function, a Function, or an nn.Module")
 
+    try:                                  # keyword-only parameters (def f(x, *, scale=2.0)) by keyword
+        kwonly = {q.name for q in inspect.signature(fn).parameters.values() if q.kind is q.KEYWORD_ONLY}
+    except (TypeError, ValueError):
+        kwonly = set()
+
     def call(tensors):
-        args = [tensors[p] if p in tensors else target.constant(p) for p in params]
+        values = [(p, tensors[p] if p in tensors else target.constant(p)) for p in params]
+        args = [v for p, v in values if p not in kwonly]
+        kwargs = {p: v for p, v in values if p in kwonly}
         try:
             with torch_on_engine(shim):
-                return fn(*args)
+                return fn(*args, **kwargs)
         except (CliError, KeyboardInterrupt):
             raise
         except SystemExit as e:

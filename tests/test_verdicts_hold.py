@@ -597,3 +597,39 @@ class Log1p(torch.autograd.Function):
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["verdict"] == "pass", (doc["verdict"], doc.get("suspicion"))
     assert all(c["verdict"] == "pass" for c in doc["locate"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_small_report_truths(tmp_path, backend):
+    """A passing row's "worst at" is where its largest error is (it named an element where both
+    sides are 0); a failing torch check with no custom Function lists none (it listed the
+    bridge, PyTorchBackward, then said "no custom Function is applied"); --points' JSON has the
+    verdict every check's JSON has; a keyword-only parameter (def f(x, *, scale=2.0)) is passed
+    by keyword (it was passed positionally: a TypeError blamed on the user's file)."""
+    p = _write(tmp_path, backend, '''import {lib} as torch
+
+
+def f(x):
+    return torch.tanh(x)
+
+
+def kink(x):
+    return torch.relu(x)
+
+
+def kw(x, *, scale=2.0):
+    return (x * x).sum() * scale
+''', "small.py")
+    base = ["--backend", backend, "--json"]
+    doc = json.loads(runner.invoke(app, ["check", str(p), "--x", "0.1,-2,0.4;1.5,0,-0.7", *base]).stdout)
+    row = doc["inputs"]["x"]
+    assert row["passed"] and row["max_abs_error"] > 0
+    assert abs(row["analytical"] - row["numerical"]) == pytest.approx(row["max_abs_error"], rel=1e-6)
+    assert row["worst_index"][0] == row["worst_index"][1]          # tanh's Jacobian is diagonal
+    r = runner.invoke(app, ["check", str(p), "--func", "kink", "--x", "-1,0,2", "--backend", backend])
+    assert r.exit_code == 1 and "PyTorchBackward" not in r.stdout and "custom Functions on this graph" not in r.stdout
+    doc = json.loads(runner.invoke(app, ["check", str(p), "--x", "0.5,1", "--points", "3", *base]).stdout)
+    assert doc["verdict"] == "pass" and len(doc["reports"]) == 3
+    r = runner.invoke(app, ["grad", str(p), "--func", "kw", "--x", "1,2", *base, "--", "--scale", "3"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["gradients"]["x"] == [6.0, 12.0]             # d 3 sum(x^2) = 6x

@@ -165,7 +165,9 @@ def _check_many(target_text, values, wrt, eps, atol, rtol, fast, func, seed, dty
             results.append(result)
     failed = [r for r in results if r.failed(strict)]
     if json_out:
-        render.dump_json({"passed": not failed, "checks": rows,
+        order_of = ("fail", "inconclusive", "suspicious", "pass")        # the worst one, as a single check's
+        worst = next((v for v in order_of if any(r.verdict == v for r in results)), "pass")
+        render.dump_json({"passed": not failed, "verdict": worst, "checks": rows,
                           "reports": [r.to_json() for r in results]})
     else:
         con = render.console()

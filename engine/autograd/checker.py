@@ -191,7 +191,9 @@ def _compare(a, n, atol, rtol):
     ok = bool(np.all(err <= allowed)) and not np.any(np.isnan(a) != np.isnan(n))
     if not err.size:
         return ok, 0, 0.0, 0.0
-    worst = int(np.argmax(np.where(np.isnan(err), np.inf, err - allowed)))
+    # failing: the element furthest beyond its tolerance; passing: the largest error (the one the
+    # row's "abs err" reports -- argmax of err - allowed picked an element where both sides are 0)
+    worst = int(np.argmax(np.where(np.isnan(err), np.inf, err if ok else err - allowed)))
     rel = err / np.where(np.abs(n) > 0, np.abs(n), np.inf)
     return ok, worst, float(np.nanmax(err)), float(np.nanmax(rel))
 
@@ -255,7 +257,8 @@ def _custom_functions(outs):
         if isinstance(n, BackwardCFunction):
             # a Function that runs another autograd's graph (the CLI's PyTorch backend) names
             # the custom Functions found there, in `ctx._inner_functions`
-            for name in n.__dict__.get("_inner_functions") or [node_name(n)]:
+            inner = n.__dict__.get("_inner_functions")       # None: not the bridge; []: the bridge, none inside
+            for name in inner if inner is not None else [node_name(n)]:
                 if name not in names:
                     names.append(name)
     return names
