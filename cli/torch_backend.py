@@ -507,6 +507,13 @@ def second_order(fn, inputs, names, seed=0):
             pairs = [(y, g) for y, g in zip(ys, gs_in) if y.requires_grad]
             gs = t.autograd.grad([y for y, _ in pairs], [xs[i] for i in diff], [g for _, g in pairs],
                                  create_graph=outer, allow_unused=True) if pairs else [None] * len(diff)
+        if outer and any(g is not None and g.grad_fn is not None and node_name(g.grad_fn).rsplit("::", 1)[-1] in ("Error", "DelayedError") for g in gs):
+            # a once_differentiable backward: PyTorch marks its results with an Error node, which
+            # raises only when run -- and with allow_unused it is never run (the second derivative
+            # came out 0, "wrong at every step"). The engine raises; so does this, in its words
+            from .errors import CliError
+            raise CliError("trying to differentiate twice a function that was marked with @once_differentiable: "
+                           "its backward has no second derivative, so --order 2 cannot check it")
         res = tuple(g if g is not None else t.zeros_like(xs[i]) for g, i in zip(gs, diff))
         if not outer:
             res = tuple(r.detach() for r in res)

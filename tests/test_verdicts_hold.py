@@ -633,3 +633,31 @@ def kw(x, *, scale=2.0):
     r = runner.invoke(app, ["grad", str(p), "--func", "kw", "--x", "1,2", *base, "--", "--scale", "3"])
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["gradients"]["x"] == [6.0, 12.0]             # d 3 sum(x^2) = 6x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_order_2_on_a_once_differentiable_backward_says_so_on_both_backends(tmp_path, backend):
+    """PyTorch marks a once_differentiable backward's results with an Error node that raises only
+    when run, and with allow_unused it never runs: the second derivative came out 0 and was
+    "FAIL (wrong at every step)" on PyTorch, while the engine gave PyTorch's error. Both say it."""
+    p = _write(tmp_path, backend, '''import {lib} as torch
+from {lib}.autograd.function import once_differentiable
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return 2 * x * g
+''', "once.py")
+    r = runner.invoke(app, ["check", str(p), "--func", "Square", "--x", "0.5,1,2", "--backend", backend])
+    assert r.exit_code == 0, r.stderr                       # first order alone is right
+    r = runner.invoke(app, ["check", str(p), "--func", "Square", "--x", "0.5,1,2", "--backend", backend,
+                            "--order", "2"])
+    assert r.exit_code == 2 and "once_differentiable" in r.stderr and "wrong at every step" not in r.stdout
