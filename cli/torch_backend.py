@@ -636,7 +636,10 @@ def _local(rec, eps, rng, max_elements=None):
         xs = [t.from_numpy(np.array(v, copy=True, order="K")).requires_grad_(grad) if i in pos else
               (v.clone() if isinstance(v, t.Tensor) else v) for i, v in enumerate(vs)]
         with t.enable_grad() if grad else t.no_grad():
-            out = cls.apply(*xs, **kwargs)
+            # the Function gets a copy of each leaf (CloneBackward, gradient 1): a forward that works in
+            # place with mark_dirty refuses a leaf that requires grad, and was never checked at all
+            args = [x.clone() if grad and i in pos else x for i, x in enumerate(xs)]
+            out = cls.apply(*args, **kwargs)
         out = out if isinstance(out, (tuple, list)) else (out,)
         return xs, [o for o in out if isinstance(o, t.Tensor) and o.is_floating_point()]
 

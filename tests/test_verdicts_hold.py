@@ -661,3 +661,36 @@ class Square(torch.autograd.Function):
     r = runner.invoke(app, ["check", str(p), "--func", "Square", "--x", "0.5,1,2", "--backend", backend,
                             "--order", "2"])
     assert r.exit_code == 2 and "once_differentiable" in r.stderr and "wrong at every step" not in r.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("wrong", [False, True])
+def test_an_in_place_function_is_located_on_both_backends(tmp_path, backend, wrong):
+    """A forward that clamps its input in place (mark_dirty) was never re-checked on PyTorch: its
+    local check made the recorded input a leaf that requires grad, which PyTorch refuses to
+    change in place; the report said "custom Functions on this graph: ..." and then "no custom
+    Function is applied"."""
+    p = _write(tmp_path, backend, '''import {lib} as torch
+
+
+class Clamp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x.detach().clone())
+        return x.clamp_(-1, 1)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g if WRONG else g * (x.abs() < 1)
+
+
+def f(x):
+    return Clamp.apply(x * 1.0)
+''' + f"\nWRONG = {wrong}\n", "clamp.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.2,2.0", "--backend", backend, "--json", "--locate"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == ("fail" if wrong else "pass"), doc.get("failures")
+    own = [c for c in doc["locate"] if c["custom_function"]]
+    assert [c["node"] for c in own] == ["ClampBackward"] and own[0]["passed"] is (not wrong)
