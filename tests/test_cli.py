@@ -254,7 +254,7 @@ def test_grad_check_and_dot_options(tmp_path):
 
 def test_check_fast_mode_and_jacobian_check():
     doc = as_json(invoke("check", "sum(sin(x)*x)", "--x", "randn(50)", "--fast", "--json"))
-    assert doc["passed"] is True and doc["fast_mode"] is True and doc["checks"] == {"fast": True}
+    assert doc["passed"] is True and doc["fast_mode"] is True and doc["checks"] == {"fast": True, "deterministic": True, "zero_grad_output": True}   # the side checks run too
     r = invoke("check", EX / "wrong_backward.py", "--func", "Cube", "--x", "1,2,3", "--fast", "--json")
     doc = json.loads(r.stdout)
     assert r.exit_code == 1 and doc["failures"][0].startswith("fast check failed")

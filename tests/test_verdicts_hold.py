@@ -694,3 +694,31 @@ def f(x):
     assert doc["verdict"] == ("fail" if wrong else "pass"), doc.get("failures")
     own = [c for c in doc["locate"] if c["custom_function"]]
     assert [c["node"] for c in own] == ["ClampBackward"] and own[0]["passed"] is (not wrong)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("factor,verdict", [(1.0, "pass"), (1.001, "suspicious")])
+def test_float32_keeps_the_float64_references_suspicion(tmp_path, backend, factor, verdict):
+    """A softmax 0.1 % off is suspicious in float64; checked in float32, whose differences fail
+    and are judged against float64 copies, it 'passed' and said the float64 gradient 'passes its
+    own check'. The float64 copy's verdict now carries."""
+    p = _write(tmp_path, backend, '''import {lib} as torch
+
+
+class Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        e = torch.exp(x - x.max(dim=-1, keepdim=True).values)
+        y = e / e.sum(dim=-1, keepdim=True)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return FACTOR * y * (g - (g * y).sum(dim=-1, keepdim=True))
+''' + f"\nFACTOR = {factor}\n", "softmax.py")
+    r = runner.invoke(app, ["check", str(p), "--func", "Softmax", "--x", "randn(3,4)", "--dtype", "float32",
+                            "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == verdict, (doc["verdict"], doc.get("warnings"))
