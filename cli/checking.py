@@ -160,8 +160,22 @@ def _locate(target, fn, inputs, eps, atol, rtol, user_files=None, max_elements=N
             a, b = c.span
             c.where = f"'{target.text[a:b]}' (columns {a + 1}-{b})"
         elif c.where:
-            c.where = c.where.rsplit("/", 1)[-1]
+            c.where = _short(c.where)
     return checks, ran
+
+
+def _short(where):
+    """file:line as the user would type the file: relative to the working folder when it is
+    inside it (pkg/ops.py:18), else its name."""
+    import os
+    path, _, line = where.rpartition(":")
+    try:
+        rel = os.path.relpath(os.path.realpath(path))
+    except ValueError:
+        rel = path
+    if rel.startswith(".."):
+        rel = os.path.basename(path)
+    return f"{rel}:{line}"
 
 
 def _agree(report, located):
@@ -199,7 +213,7 @@ def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None
                                             max_elements=max_elements, module_names=module_names(target.module_roots, t_lib.nn.Module))
     for c in checks:
         if c.where:
-            c.where = c.where.rsplit("/", 1)[-1]
+            c.where = _short(c.where)
     return checks, outs, dict(zip(names, leaves))
 
 

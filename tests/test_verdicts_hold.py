@@ -722,3 +722,42 @@ class Softmax(torch.autograd.Function):
                             "--backend", backend, "--json"])
     doc = json.loads(r.stdout)
     assert doc["verdict"] == verdict, (doc["verdict"], doc.get("warnings"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_function_applied_in_the_users_helper_module_is_located_there(tmp_path, backend, monkeypatch):
+    """A wrong Function applied inside the user's own helper package (pkg/ops.py:7) was said to be
+    made at the target's line that called into it (or at the CLI's own torch_backend.py)."""
+    lib = "torch" if backend == "torch" else "engine"
+    if backend == "torch":
+        pytest.importorskip("torch")
+    pkg = tmp_path / f"pkg_{backend}"        # one package per backend: this process imports both
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "ops.py").write_text(f'''import {lib} as torch
+
+
+class BadExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return 1.02 * g * y
+
+
+def bad_exp(x):
+    return BadExp.apply(x)
+''')
+    (tmp_path / f"use_{backend}.py").write_text(f"import {lib} as torch\nfrom pkg_{backend}.ops import bad_exp\n\n\n"
+                                                "def f(x):\n    return bad_exp(x).sum()\n")
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["check", f"use_{backend}.py", "--x", "0.5,1", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "fail"
+    own = [c for c in doc["locate"] if c["custom_function"]]
+    assert own[0]["node"] == "BadExpBackward" and own[0]["where"] == f"pkg_{backend}/ops.py:18", own

@@ -81,18 +81,42 @@ def module_names(roots, module_type):
 
 
 _OWN = __file__.rsplit("/autograd/", 1)[0]      # the engine package: not "where" a user made a node
+# ... nor the tool's other packages beside it (the CLI's torch backend applies Functions too)
+_TOOL = tuple(os.path.join(os.path.dirname(_OWN), d) + os.sep for d in ("cli", "engine", "expressions", "benchmarks"))
 
 
 def _where(user_files, skip=3):
     """file:line of the innermost frame in the user's code (in user_files when given: resolved
     paths, matched against each frame's resolved file name, since a target loaded by a relative
     path -- `autograd check ste.py` -- has relative names in its frames)."""
-    for frame in reversed(traceback.extract_stack()[:-skip]):     # not this frame nor the recorder's
-        if frame.filename.startswith(_OWN):
-            continue
-        if user_files is None or _resolved(frame.filename) in user_files:
-            return f"{frame.filename}:{frame.lineno}"
-    return ""
+    frames = [f for f in reversed(traceback.extract_stack()[:-skip]) if not f.filename.startswith(_OWN)]
+    if user_files is None:
+        return f"{frames[0].filename}:{frames[0].lineno}" if frames else ""
+    mine = next((k for k, f in enumerate(frames) if _resolved(f.filename) in user_files), None)
+    if mine is None:
+        return ""
+    # a frame inner to the target's own, in a file of the user's beside it (a helper module the
+    # target calls into): the innermost such, else the target's
+    for f in frames[:mine]:
+        if _elsewhere_yours(f.filename):
+            return f"{f.filename}:{f.lineno}"
+    return f"{frames[mine].filename}:{frames[mine].lineno}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _elsewhere_yours(filename):
+    """A file of the user's own beside the targets: a module their target imports (a Function
+    applied in pkg/ops.py was said to be made at the target's line that called into it). Not
+    Python's library, not an installed package (torch's nn.Module frames), not code without a file."""
+    import sysconfig
+    if not filename or filename.startswith("<"):
+        return False
+    path = _resolved(filename)
+    if path.startswith(tuple(_resolved(d.rstrip(os.sep)) + os.sep for d in _TOOL)):
+        return False
+    installed = {_resolved(sysconfig.get_path(k)) for k in ("stdlib", "platstdlib", "purelib", "platlib")
+                 if sysconfig.get_path(k)}
+    return not any(path.startswith(d + os.sep) for d in installed) and os.path.exists(path)
 
 
 @functools.lru_cache(maxsize=1024)
