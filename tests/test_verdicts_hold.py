@@ -761,3 +761,31 @@ def bad_exp(x):
     assert doc["verdict"] == "fail"
     own = [c for c in doc["locate"] if c["custom_function"]]
     assert own[0]["node"] == "BadExpBackward" and own[0]["where"] == f"pkg_{backend}/ops.py:18", own
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("factor,verdict", [(1.0, "pass"), (1.001, "suspicious")])
+def test_fast_says_suspicious_as_the_full_check_does(tmp_path, backend, factor, verdict):
+    """--fast was never suspicious: a softmax 0.1 % off passed it (the full check says suspicious).
+    Its random directions now compare each projection's gap with the differences' own error."""
+    p = _write(tmp_path, backend, '''import {lib} as torch
+
+
+class Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        e = torch.exp(x - x.max(dim=-1, keepdim=True).values)
+        y = e / e.sum(dim=-1, keepdim=True)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return FACTOR * y * (g - (g * y).sum(dim=-1, keepdim=True))
+''' + f"\nFACTOR = {factor}\n", "softmax.py")
+    for fast in (["--fast"], []):
+        r = runner.invoke(app, ["check", str(p), "--func", "Softmax", "--x", "randn(16,32)", "--backend", backend,
+                                "--json", "--strict", *fast])
+        doc = json.loads(r.stdout)
+        assert doc["verdict"] == verdict and r.exit_code == (0 if verdict == "pass" else 1), (fast, doc["verdict"])
