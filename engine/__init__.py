@@ -19,8 +19,8 @@ from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generat
                      manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
                      randperm, seed, set_rng_state, tensor, zeros, zeros_like)
 from . import ops as _ops  # noqa: E402
-globals().update(_ops.public_functions())     # every exported op function: engine.tanh, engine.cat, ...
-from . import autograd  # noqa: E402,F401
+globals().update({n: f for n, f in _ops.public_functions().items() if "." not in n})   # engine.tanh, ...
+from . import autograd, linalg  # noqa: E402,F401  (engine.linalg.det: the `linalg.` exports)
 
 bool = bool_  # noqa: A001 - engine.bool as in torch.bool
 float = float32  # noqa: A001
