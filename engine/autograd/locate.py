@@ -187,22 +187,29 @@ def _check_node(node, vals, attrs, eps, rng):
     def run(args):
         with no_grad():
             return forward(args)
+    op = class_attr(node, "op")
+    unique = getattr(op, "unique_part", None)
+    attrs_ = dict(getattr(node, "_attrs", None) or {})
     return local_check(run, lambda vs: _backward(node, vs), vals, _tensor_positions(node, vals), eps, rng,
-                       max_elements=MAX_LOCAL_ELEMENTS)
+                       max_elements=MAX_LOCAL_ELEMENTS,
+                       unique=None if unique is None else (lambda vs: unique(vs, **attrs_)))
 
 
-def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None):
+def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None, unique=None):
     """(max abs err, max rel err, analytical grads, numerical grads, eps/2 grads, noise) of one
     application, or None when it has nothing to check (no float input, or a backward that
     cannot run again). forward(vals) -> list of output arrays; backward(vs) -> one gradient per
     position in tensor_pos (None where there is none); vals: the inputs it received (arrays or
     engine tensors; anything else passed as is). max_elements: difference at most that many
-    elements of an input (a seeded sample; the rest are taken as they are)."""
+    elements of an input (a seeded sample; the rest are taken as they are). unique(vs) -> vs:
+    zero cotangents on the parts of the outputs that are not unique (an op's `unique_part`)."""
     floats = [i for i, v in enumerate(vals) if _is_float(v)]
     if not floats:
         return None
     outs = forward(list(vals))
     vs = [rng.standard_normal(np.shape(o)) for o in outs]
+    if unique is not None:        # outputs a backward leaves alone (svd's extra columns): no cotangent there
+        vs = unique(vs)
     try:
         grads = backward(vs)
         again = backward(vs)          # a second call with the same cotangents: the same, or not reentrant
@@ -322,6 +329,9 @@ def _forward_of(node, vals, attrs):
     if op is None:
         return None
     node_attrs = dict(getattr(node, "_attrs", None) or {})
+
+    if getattr(op, "multi", False):                       # slogdet, qr, svd: one array per output
+        return lambda args: [np.asarray(o) for o in op.forward(*[_arr(a) for a in args], **node_attrs)]
 
     def run(args):
         return [np.asarray(op.forward(*[_arr(a) for a in args], **node_attrs))]

@@ -282,6 +282,11 @@ def _solve_fwd(A, B, vector, left):
 
 
 def _solve_gB(xp, g, out, A, B, vector, left):
+    return _solve_adjoint(xp, g, A, vector, left)
+
+
+def _solve_adjoint(xp, g, A, vector, left):
+    """A^-T g (left) or g A^-T: the gradient of B."""
     if vector:
         return xp.squeeze(xp.solve(xp.swapaxes(A, -1, -2), xp.expand_dims(g, -1)), -1)
     if left:
@@ -290,7 +295,7 @@ def _solve_gB(xp, g, out, A, B, vector, left):
 
 
 def _solve_gA(xp, g, out, A, B, vector, left):
-    gB = _solve_gB(xp, g, out, A, B, vector, left)
+    gB = _solve_adjoint(xp, g, A, vector, left)
     if vector:
         return -(xp.expand_dims(gB, -1) * xp.expand_dims(out, -2))
     if left:
@@ -306,19 +311,13 @@ SOLVE = defop("linalg_solve", _solve_fwd, (_solve_gA, _solve_gB), saves=("A out"
               doc="linalg.solve(A, B): X with A X = B (B a vector or matrices; left=False: X A = B)")
 
 
-# det: d det / dA = det A^-T; at a singular matrix the cofactor matrix from the SVD
-# (PyTorch's formula there: adj(A)^T = U diag(prod_{j!=i} s_j) Vh det(U) det(Vh))
-def _cofactor(A):
-    U, S, Vh = np.linalg.svd(A)
-    n = S.shape[-1]
-    prods = np.stack([np.prod(np.delete(S, i, axis=-1), axis=-1) for i in range(n)], axis=-1)
-    sign = np.linalg.det(U) * np.linalg.det(Vh)
-    return (U * prods[..., None, :]) @ Vh * sign[..., None, None]
-
-
+# det: d det / dA = det A^-T. At an exactly singular matrix PyTorch 2.13 returns zeros (not
+# the cofactor matrix, the derivative there): the engine does the same, so that code behaves
+# as it does on PyTorch (the inverse of I stands in for the singular matrix's, times det = 0).
 def _det_vjp(xp, g, out, x):
-    if xp.raw(out).size and not np.all(xp.raw(out)):      # a singular matrix: first order only
-        return xp.expand_dims(g, (-1, -2)) * _cofactor(xp.raw(x))
+    singular = xp.raw(out) == 0
+    if np.any(singular):
+        x = xp.where(np.asarray(singular)[..., None, None], np.eye(xp.shape(x)[-1]), x)
     return xp.expand_dims(g * out, (-1, -2)) * xp.swapaxes(xp.inv(x), -1, -2)
 
 
@@ -595,8 +594,7 @@ def linalg_svd(A, full_matrices=True):
 
 @export("linalg.svdvals", method=False)
 def linalg_svdvals(A):
-    """linalg.svdvals(A): the singular values of A, descending (recorded as PyTorch does: output
-    S of LinalgSvdBackward0)"""
+    """linalg.svdvals(A): the singular values of A, descending (output S of LinalgSvdBackward0, as PyTorch)"""
     from ._core import apply_multi
     return apply_multi(SVD, _float_any(A, "linalg.svdvals"), {"full_matrices": False})[1]
 
@@ -618,7 +616,8 @@ def linalg_solve(A, B, *, left=True):
     n = A.shape[-1]
     rows, cols = (B.shape[-1], 1) if vector else (B.shape[-2], B.shape[-1])
     if (rows if left else cols) != n:
-        eq, dims = ("AX = B", f"{n}x{n} and {rows}x{cols}") if left else ("XA = B", f"{rows}x{cols} and {n}x{n}")
+        eq = "AX = B" if left else "XA = B"
+        dims = f"{n}x{n} and {rows}x{cols}"
         raise errors.EngineRuntimeError(f"linalg.solve: Incompatible shapes of A and B for the equation {eq} ({dims})")
     if A._data.dtype != B._data.dtype:
         raise errors.EngineRuntimeError(f"linalg.solve: Expected A and B to have the same dtype, but found "
@@ -647,6 +646,22 @@ def _svd_invariants(A, full_matrices=True):
 SVD.func = _svd_invariants
 
 
+def _svd_unique_part(vs, full_matrices):
+    """Cotangents (of U, S, Vh) with zeros on what is not unique: with full_matrices, U's columns
+    and Vh's rows past k = min(m, n) (any orthonormal completion; the rule ignores them, as
+    PyTorch's). check --locate differences only the rest."""
+    if not full_matrices:
+        return vs
+    gU, gS, gVh = (np.array(v, dtype=np.float64) for v in vs)
+    k = gS.shape[-1]
+    gU[..., k:] = 0.0
+    gVh[..., k:, :] = 0.0
+    return [gU, gS, gVh]
+
+
+SVD.unique_part = _svd_unique_part
+
+
 def _flat_cat(ts):
     from .shape import cat
     return cat([reshape(t, (-1,)) for t in ts], 0)
@@ -669,8 +684,7 @@ def _number_ord(ord):  # noqa: A002
 
 @export("linalg.vector_norm", method=False, keywords=("ord", "dim", "keepdim"))
 def linalg_vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):  # noqa: A002
-    """linalg.vector_norm(x, ord=2, dim=None, keepdim=False): the ord-norm of x's elements over
-    dim (all of them by default; ord 0, inf, -inf or any number)"""
+    """linalg.vector_norm(x, ord=2, dim=None, keepdim=False): the ord-norm of x over dim (all elements by default)"""
     from .reduce import NORM, _red
     if not isinstance(x, Tensor):
         x = Tensor._make(np.asarray(x, dtype=np.float64))
@@ -684,6 +698,8 @@ def linalg_vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):  # noq
 
 def _two_dims(dim, ndim):
     if isinstance(dim, (int, np.integer)) or len(tuple(dim)) != 2:
+        # what linalg.norm(A, 'fro', dim=0) says; matrix_norm itself refuses an int dim as a
+        # TypeError (below)
         got = dim if isinstance(dim, (int, np.integer)) else " ".join(str(d) for d in dim)
         raise errors.EngineRuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got {got}")
     from ..tensor import wrap_dim
@@ -694,12 +710,16 @@ def _two_dims(dim, ndim):
 
 
 @export("linalg.matrix_norm", method=False, keywords=("ord", "dim", "keepdim"))
-def linalg_matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):  # noqa: A002
-    """linalg.matrix_norm(A, ord='fro', dim=(-2, -1), keepdim=False): 'fro', 'nuc', 1, -1, 2, -2,
-    inf or -inf norm of the matrices in the two dims"""
+def linalg_matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, _from_norm=False):  # noqa: A002
+    """linalg.matrix_norm(A, ord='fro', dim=(-2, -1), keepdim=False): the 'fro', 'nuc', 1, -1, 2, -2, inf or -inf norm"""
     from .reduce import amax, amin, sum as _sum
     if not isinstance(A, Tensor):
         A = Tensor._make(np.asarray(A, dtype=np.float64))
+    if isinstance(dim, (int, np.integer)) and not _from_norm:
+        raise errors.EngineTypeError("linalg_matrix_norm() received an invalid combination of arguments - got "
+                                     "(Tensor, dim=int), but expected one of:\n (Tensor input, Number ord, tuple of "
+                                     "ints dim, bool keepdim, *, torch.dtype dtype)\n (Tensor input, str ord, tuple of "
+                                     "ints dim, bool keepdim, *, torch.dtype dtype)")
     if A.ndim < 2:
         raise errors.EngineRuntimeError("linalg.matrix_norm: The input tensor A must have at least 2 dimensions.")
     d0, d1 = _two_dims(dim, A.ndim)
@@ -707,29 +727,31 @@ def linalg_matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None)
         A = A.to(dtype)
     if ord == "fro":
         return linalg_vector_norm(A, 2, (d0, d1), keepdim)
-    if ord in ("nuc", 2, -2, 2.0, -2.0):
-        from .shape import unsqueeze
-        from .structured import movedim
-        S = linalg_svdvals(movedim(A, (d0, d1), (-2, -1)) if (d0, d1) != (A.ndim - 2, A.ndim - 1) else A)
-        r = _sum(S, -1) if ord == "nuc" else (amax(S, -1) if ord > 0 else amin(S, -1))
+    if ord in ("nuc", 2, -2):
+        # as PyTorch: the two dims moved last (a PermuteBackward0 even when they are), reduced
+        # with keepdim, and moved back
+        from .shape import permute, unsqueeze
+        perm = [d for d in range(A.ndim) if d not in (d0, d1)] + [d0, d1]
+        S = linalg_svdvals(permute(A, *perm))
+        r = (_sum if ord == "nuc" else amax if ord > 0 else amin)(S, -1, keepdim)
         if keepdim:
-            for d in sorted((d0, d1)):
-                r = unsqueeze(r, d)
+            r = unsqueeze(r, -1)
+            return permute(r, *(int(i) for i in np.argsort(perm)))
         return r
     if ord in (1, -1, np.inf, -np.inf):
         red, keep = (d0, d1) if abs(ord) == 1 else (d1, d0)       # sum over `red`, max over `keep`
-        s = linalg_vector_norm(A, 1, red, True)
-        return (amax if ord > 0 else amin)(s, keep, keepdim) if keepdim else \
-            (amax if ord > 0 else amin)(s, keep, False).squeeze(red if red < keep else red - 1)
+        s = linalg_vector_norm(A, 1, red, keepdim)
+        return (amax if ord > 0 else amin)(s, keep - (1 if not keepdim and red < keep else 0), keepdim)
     raise errors.EngineRuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
 
 
 @export("linalg.norm", method=False, keywords=("ord", "dim", "keepdim"))
 def linalg_norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):  # noqa: A002
-    """linalg.norm(A, ord=None, dim=None, keepdim=False): a vector norm (dim an int, or a 1-D A)
-    or a matrix norm (dim a pair, or a 2-D A with ord given); the 2-norm of all elements by default"""
+    """linalg.norm(A, ord=None, dim=None, keepdim=False): vector_norm or matrix_norm, by dim and ord (as PyTorch)"""
     if not isinstance(A, Tensor):
         A = Tensor._make(np.asarray(A, dtype=np.float64))
+    if isinstance(ord, str):                    # 'fro' and 'nuc' are matrix norms whatever dim says
+        return linalg_matrix_norm(A, ord, (-2, -1) if dim is None else dim, keepdim, dtype=dtype, _from_norm=True)
     if dim is not None:
         dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
         if len(dims) == 1:
@@ -743,6 +765,6 @@ def linalg_norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):  # noqa: A
     if A.ndim not in (1, 2):
         raise errors.EngineRuntimeError(f"linalg.norm: If dim is not specified but ord is, the input must be 1D "
                                         f"or 2D. Got {A.ndim}D.")
-    if A.ndim == 2 or isinstance(ord, str):
+    if A.ndim == 2:
         return linalg_matrix_norm(A, ord, (-2, -1), keepdim, dtype=dtype)
     return linalg_vector_norm(A, ord, None, keepdim, dtype=dtype)

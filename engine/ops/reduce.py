@@ -202,8 +202,8 @@ def _norm_vjp(xp, g, out, x, dims, keepdim, p):
     xr = xp.raw(x)
     if p == 1:
         return gk * np.sign(xr)
-    if p == 0:                                   # a count: zero gradient, as PyTorch
-        return gk * (x * 0.0)
+    if p == 0:                                   # a count: no gradient reaches x (PyTorch's .grad stays None)
+        return None
     if p == np.inf or p == -np.inf:              # ties share the gradient (PyTorch's amax rule)
         mask = np.abs(xr) == xp.raw(outk)
         return gk * (np.sign(xr) * mask / mask.sum(axis=dims, keepdims=True))
