@@ -14,7 +14,7 @@ from ._dtype import (bool_, double, dtype, float16, float32, float64, half, int8
 from .errors import EngineError, EngineRuntimeError, MissingDerivativeError, ShapeError  # noqa: F401
 from .grad_mode import (detect_anomaly, enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
                         is_inference_mode_enabled, no_grad, set_detect_anomaly, set_grad_enabled)
-from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generator, empty, eye,  # noqa: F401
+from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generator, empty, empty_like, eye,  # noqa: F401
                      from_numpy, full, full_like, get_rng_state, initial_seed, is_tensor, linspace,
                      manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
                      randperm, seed, set_rng_state, tensor, zeros, zeros_like)

@@ -586,7 +586,8 @@ def ones(*size, dtype=None, requires_grad=False):
 
 
 @_device.on_cpu
-def empty(*size, dtype=None, requires_grad=False):
+def empty(*size, dtype=None, requires_grad=False, memory_format=None, pin_memory=False):
+    """torch.empty: uninitialised in PyTorch; zeros here (shape, dtype and requires_grad as PyTorch)."""
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
@@ -603,6 +604,12 @@ def full(size, fill_value, dtype=None, requires_grad=False):
 @_device.on_cpu
 def zeros_like(t, dtype=None, requires_grad=False):
     return _factory(np.zeros(t._data.shape, _dtype.to_numpy_dtype(dtype) or t._data.dtype), requires_grad)
+
+
+@_device.on_cpu
+def empty_like(t, dtype=None, requires_grad=False, memory_format=None):
+    """torch.empty_like: uninitialised in PyTorch; zeros here (shape, dtype and requires_grad as PyTorch)."""
+    return zeros_like(t, dtype=dtype, requires_grad=requires_grad)
 
 
 @_device.on_cpu

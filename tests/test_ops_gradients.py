@@ -59,7 +59,7 @@ REACHED_THROUGH = {
     "diagonal": "diag(matrix)", "rsub": "2 - x (sub with a number first)", "pow": "pow(x, number) and x ** number",
     "rpow": "pow(number, x) and number ** x", "max_dim": "max(x, dim)", "min_dim": "min(x, dim)",
     "index": "x[key]", "unindex": "the backward of x[key]", "index_put": "x[key] = v",
-    "fill": "x.fill_(v)", "copy": "x.copy_(src)",
+    "fill": "x.fill_(v)", "copy": "x.copy_(src)", "scatter_value": "scatter(x, dim, index, value=number)",
 }
 
 

@@ -212,9 +212,8 @@ def _check_matrix(fn, A, square=True):
 
 
 def _dtype_name(A):
-    from .. import _dtype
-    return str(_dtype.from_numpy_dtype(A._data.dtype)).replace("torch.", "").capitalize() \
-        if A._data.dtype.kind != "b" else "Bool"
+    from .._dtype import scalar_type_name
+    return scalar_type_name(A._data.dtype)
 
 
 def _batch_prefix(a, k):
