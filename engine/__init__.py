@@ -115,6 +115,6 @@ def __getattr__(name):
     if name in ("func", "vmap"):
         mod = importlib.import_module(".func", __name__)
         return mod if name == "func" else mod.vmap
-    if name in ("nn", "optim"):                   # torch.nn, torch.optim: loaded when first used
+    if name in ("nn", "optim", "profiler"):       # torch.nn, torch.optim, torch.profiler: loaded when first used
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'engine' has no attribute '{name}'")

@@ -19,6 +19,8 @@ class Parameter(Tensor):
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 
+    __str__ = __repr__          # print(p) shows the header too, as in PyTorch
+
 
 def zero_grads(params, set_to_none=True):
     """What Module.zero_grad and Optimizer.zero_grad do to each parameter: .grad = None, or a
