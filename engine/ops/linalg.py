@@ -245,7 +245,24 @@ def _singular(a):
     return 0, 1
 
 
+def _nonfinite(a):
+    """Which matrices of batch a hold a NaN or an infinity (LAPACK's results there are NaN in
+    PyTorch, where numpy raises or returns numbers), or None when none does."""
+    bad = ~np.isfinite(a).all(axis=(-1, -2))
+    return bad if bad.any() else None
+
+
+def _nan_where(bad, a, fn):
+    """fn on the finite matrices of a, NaN for those in `bad` (computed on an identity)."""
+    safe = np.where(bad[..., None, None], np.eye(a.shape[-1], dtype=a.dtype), a)
+    out = fn(safe)
+    return np.where(bad.reshape(bad.shape + (1,) * (out.ndim - bad.ndim)), np.nan, out)
+
+
 def _inv(a):
+    bad = _nonfinite(a)
+    if bad is not None:
+        return _nan_where(bad, a, _inv)
     try:
         return np.linalg.inv(a)
     except np.linalg.LinAlgError:
@@ -256,6 +273,13 @@ def _inv(a):
 
 def _solve(a, b):
     """X with a X = b, b a batch of matrices (numpy broadcasts the batch dims)."""
+    bad = _nonfinite(a)
+    if bad is not None:             # (a NaN in b only spreads through the solve, as in LAPACK)
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a, b = np.broadcast_to(a, shape + a.shape[-2:]), np.broadcast_to(b, shape + b.shape[-2:])
+        bad = np.broadcast_to(bad, shape)
+        out = _solve(np.where(bad[..., None, None], np.eye(a.shape[-1], dtype=a.dtype), a), b)
+        return np.where(bad[..., None, None], np.nan, out)
     try:
         return np.linalg.solve(a, b)
     except np.linalg.LinAlgError:
@@ -320,7 +344,20 @@ def _det_vjp(xp, g, out, x):
     return xp.expand_dims(g * out, (-1, -2)) * xp.swapaxes(xp.inv(x), -1, -2)
 
 
-DET = defop("linalg_det", lambda x: np.linalg.det(x), (_det_vjp,), saves=("x out",), nodes="LinalgDetBackward0",
+def _det(x):
+    bad = _nonfinite(x)
+    return np.linalg.det(x) if bad is None else _nan_where(bad, x, np.linalg.det)
+
+
+def _slogdet(x):
+    bad = _nonfinite(x)
+    if bad is None:
+        return np.linalg.slogdet(x)
+    sign, logabs = np.linalg.slogdet(np.where(bad[..., None, None], np.eye(x.shape[-1], dtype=x.dtype), x))
+    return np.where(bad, 0.0, sign).astype(x.dtype), np.where(bad, np.nan, logabs).astype(x.dtype)
+
+
+DET = defop("linalg_det", _det, (_det_vjp,), saves=("x out",), nodes="LinalgDetBackward0",
             samples=[(((3, 3),), {}), (((2, 4, 4),), {}), (((1, 1),), {})],
             doc="linalg.det(A): the determinant of square matrices A (batched)")
 
@@ -332,7 +369,7 @@ def _slogdet_vjp(xp, g, out, x):
     return xp.expand_dims(g[1], (-1, -2)) * xp.swapaxes(xp.inv(x), -1, -2)
 
 
-SLOGDET = defop("linalg_slogdet", lambda x: np.linalg.slogdet(x), (_slogdet_vjp,), saves=("x",),
+SLOGDET = defop("linalg_slogdet", _slogdet, (_slogdet_vjp,), saves=("x",),
                 nodes="LinalgSlogdetBackward0", multi=True, returns="sign, logabsdet",
                 samples=[(((3, 3),), {}), (((2, 4, 4),), {})],
                 doc="linalg.slogdet(A): (sign, logabsdet) of det(A), computed stably")
@@ -343,12 +380,15 @@ SLOGDET = defop("linalg_slogdet", lambda x: np.linalg.slogdet(x), (_slogdet_vjp,
 def _cholesky_fwd(x, upper):
     try:
         L = np.linalg.cholesky(x)
+        if not np.isfinite(np.diagonal(L, axis1=-2, axis2=-1)).all():
+            raise np.linalg.LinAlgError("a NaN pivot")      # LAPACK's potrf stops there
     except np.linalg.LinAlgError:
         flat = x.reshape((-1,) + x.shape[-2:])
         for k, m in enumerate(flat):
             for order in range(1, m.shape[-1] + 1):
                 try:
-                    np.linalg.cholesky(m[:order, :order])
+                    if not np.isfinite(np.linalg.cholesky(m[:order, :order])[-1, -1]):
+                        raise np.linalg.LinAlgError("a NaN pivot")
                 except np.linalg.LinAlgError:
                     raise LinAlgError(f"linalg.cholesky: {_batch_prefix(x, k)}The factorization could not be "
                                       "completed because the input is not positive-definite (the leading minor "
@@ -471,7 +511,16 @@ def _svd_vjp(xp, g, out, x, full_matrices):
     return xp.matmul(U, xp.matmul(gA, Vh))
 
 
-SVD = defop("linalg_svd", lambda x, full_matrices: tuple(np.linalg.svd(x, full_matrices=full_matrices)),
+def _svd(x, full_matrices):
+    bad = _nonfinite(x) if x.shape[-1] and x.shape[-2] else None
+    if bad is not None:
+        k = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise LinAlgError(f"linalg.svd: {_batch_prefix(x, k)}The algorithm failed to converge because the input "
+                          "matrix contained non-finite values.")
+    return tuple(np.linalg.svd(x, full_matrices=full_matrices))
+
+
+SVD = defop("linalg_svd", _svd,
             (_svd_vjp,), saves=("out",), nodes="LinalgSvdBackward0", multi=True, returns="U, S, Vh",
             samples=[(((3, 3),), {"full_matrices": False}), (((4, 3),), {"full_matrices": False}),
                      (((2, 3, 5),), {"full_matrices": False}), (((4, 3),), {"full_matrices": True}),
