@@ -97,3 +97,11 @@ def test_torch_profiler_module():
     with tp.profile(activities=[tp.ProfilerActivity.CPU]) as prof:
         (engine.ones(3, requires_grad=True) * 2).sum().backward()
     assert {"mul", "sum", "MulBackward0"} <= {e.key for e in prof.key_averages()}
+
+
+def test_a_parameters_grad_is_a_plain_tensor():
+    p = engine.nn.Parameter(engine.ones(2))
+    (p * 2).sum().backward()
+    assert type(p.grad) is engine.Tensor and str(p.grad) == "tensor([2., 2.])"
+    (p * 2).sum().backward()                       # accumulated in place: still a plain Tensor
+    assert type(p.grad) is engine.Tensor and str(p.grad) == "tensor([4., 4.])"
