@@ -458,8 +458,12 @@ def expression_library():
 
         def function(self, name, method):
             t = self._torch
-            found = getattr(t.Tensor, name, None) if method else (
-                getattr(t, name, None) or getattr(t.nn.functional, name, None))
+            if "." in name and not method:              # linalg.det: torch.linalg.det
+                mod, _, attr = name.rpartition(".")
+                found = getattr(getattr(t, mod, None), attr, None)
+            else:
+                found = getattr(t.Tensor, name, None) if method else (
+                    getattr(t, name, None) or getattr(t.nn.functional, name, None))
             if found is None:
                 raise NoCounterpart(f"{'.' if method else ''}{name}")
             return found

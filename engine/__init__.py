@@ -14,13 +14,13 @@ from ._dtype import (bool_, double, dtype, float16, float32, float64, half, int8
 from .errors import EngineError, EngineRuntimeError, MissingDerivativeError, ShapeError  # noqa: F401
 from .grad_mode import (detect_anomaly, enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
                         is_inference_mode_enabled, no_grad, set_detect_anomaly, set_grad_enabled)
-from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generator, empty, eye,  # noqa: F401
+from .tensor import (Generator, Size, Tensor, arange, as_tensor, default_generator, empty, empty_like, eye,  # noqa: F401
                      from_numpy, full, full_like, get_rng_state, initial_seed, is_tensor, linspace,
                      manual_seed, normal, ones, ones_like, rand, rand_like, randint, randn, randn_like,
                      randperm, seed, set_rng_state, tensor, zeros, zeros_like)
 from . import ops as _ops  # noqa: E402
-globals().update(_ops.public_functions())     # every exported op function: engine.tanh, engine.cat, ...
-from . import autograd  # noqa: E402,F401
+globals().update({n: f for n, f in _ops.public_functions().items() if "." not in n})   # engine.tanh, ...
+from . import autograd, linalg  # noqa: E402,F401  (engine.linalg.det: the `linalg.` exports)
 
 bool = bool_  # noqa: A001 - engine.bool as in torch.bool
 float = float32  # noqa: A001
@@ -115,6 +115,6 @@ def __getattr__(name):
     if name in ("func", "vmap"):
         mod = importlib.import_module(".func", __name__)
         return mod if name == "func" else mod.vmap
-    if name in ("nn", "optim"):                   # torch.nn, torch.optim: loaded when first used
+    if name in ("nn", "optim", "profiler"):       # torch.nn, torch.optim, torch.profiler: loaded when first used
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'engine' has no attribute '{name}'")

@@ -78,3 +78,13 @@ def from_numpy_dtype(nd):
         return FROM_NP[nd]
     except KeyError:
         raise TypeError(f"unsupported numpy dtype {nd}") from None
+
+
+_SCALAR_TYPE = {"float64": "Double", "float32": "Float", "float16": "Half", "int64": "Long", "int32": "Int",
+                "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool", "complex128": "ComplexDouble",
+                "complex64": "ComplexFloat"}
+
+
+def scalar_type_name(nd):
+    """PyTorch's ScalarType name of a numpy dtype, as its messages print it (Double, Float, Long)."""
+    return _SCALAR_TYPE.get(np.dtype(nd).name, np.dtype(nd).name)

@@ -42,6 +42,8 @@ class _Numpy:
     roll = staticmethod(np.roll)
     tril = staticmethod(np.tril)
     triu = staticmethod(np.triu)
+    solve = staticmethod(np.linalg.solve)      # batches of matrices on both sides
+    inv = staticmethod(np.linalg.inv)
 
     @staticmethod
     def squeeze(a, dim):

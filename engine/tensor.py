@@ -26,6 +26,36 @@ _LEGACY_TYPE = {"float64": "DoubleTensor", "float32": "FloatTensor", "float16": 
                 "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor"}
 
 
+# engine.autograd.forward_ad once it has made a dual of a tensor that did not require grad: the
+# engine records such a dual's graph (tangents are computed through reverse mode) where PyTorch's
+# forward AD records none, so requires_grad and repr hide that graph (_forward_only); and repr
+# shows a tensor's tangent inside a dual level, as PyTorch's does
+_FORWARD_AD = [None]
+
+
+def _forward_only(t):
+    """Whether t has a graph only because of forward AD: every leaf it depends on is a dual that
+    make_dual made from a tensor that did not require grad."""
+    if t._fwd_only:
+        return True
+    node = t.grad_fn
+    if node is None:
+        return False
+    seen, stack, found = set(), [node], False
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        var = getattr(n, "variable", None)
+        if isinstance(var, Tensor):
+            if not var._fwd_only:
+                return False
+            found = True
+        stack.extend(x for x in n._next if x is not None)
+    return found
+
+
 class Tensor:
     """An n-dimensional array that can record the operations applied to it.
 
@@ -44,6 +74,7 @@ class Tensor:
     _name = None           # variable name, when a front end knows it (DOT labels)
     _vc = None             # version counter [n], shared with detach()ed aliases; made on first need
     _inference = False     # made inside inference_mode
+    _fwd_only = False      # a forward-AD dual of a tensor that did not require grad (see _forward_only)
     __array_priority__ = 1000  # ndarray (op) Tensor defers to the Tensor's reflected op
 
     # -- construction -------------------------------------------------------------------------
@@ -73,6 +104,8 @@ class Tensor:
     # -- autograd state -------------------------------------------------------------------------
     @property
     def requires_grad(self):
+        if self._rg and _FORWARD_AD[0] is not None and _forward_only(self):
+            return False
         return self._rg
 
     @requires_grad.setter
@@ -309,10 +342,17 @@ class Tensor:
 
     def __repr__(self, *, tensor_contents=None):
         suffixes = []
-        if self.grad_fn is not None:
+        fwd = _FORWARD_AD[0]
+        if fwd is not None and self._rg and _forward_only(self):
+            pass                       # forward AD's graph: PyTorch records none
+        elif self.grad_fn is not None:
             suffixes.append(f"grad_fn=<{node_name(self.grad_fn).rsplit('::', 1)[-1]}>")
         elif self._rg:
             suffixes.append("requires_grad=True")
+        if fwd is not None and fwd.active():
+            tangent = fwd.unpack_dual(self).tangent
+            if tangent is not None:      # PyTorch shows a 0-d tangent as its number
+                suffixes.append(f"tangent={tangent.item()!r}" if tangent.ndim == 0 else f"tangent={tangent!r}")
         d = self._data
         default = d.dtype == _dtype.DEFAULT_FLOAT or d.dtype.name in ("int64", "bool")
         return tensor_repr(d, suffixes, default, repr(_dtype.from_numpy_dtype(d.dtype)))
@@ -586,7 +626,8 @@ def ones(*size, dtype=None, requires_grad=False):
 
 
 @_device.on_cpu
-def empty(*size, dtype=None, requires_grad=False):
+def empty(*size, dtype=None, requires_grad=False, memory_format=None, pin_memory=False):
+    """torch.empty: uninitialised in PyTorch; zeros here (shape, dtype and requires_grad as PyTorch)."""
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
@@ -603,6 +644,12 @@ def full(size, fill_value, dtype=None, requires_grad=False):
 @_device.on_cpu
 def zeros_like(t, dtype=None, requires_grad=False):
     return _factory(np.zeros(t._data.shape, _dtype.to_numpy_dtype(dtype) or t._data.dtype), requires_grad)
+
+
+@_device.on_cpu
+def empty_like(t, dtype=None, requires_grad=False, memory_format=None):
+    """torch.empty_like: uninitialised in PyTorch; zeros here (shape, dtype and requires_grad as PyTorch)."""
+    return zeros_like(t, dtype=dtype, requires_grad=requires_grad)
 
 
 @_device.on_cpu

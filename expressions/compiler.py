@@ -43,6 +43,11 @@ def functions():
     return _FUNCS
 
 
+def _namespaces():
+    """The submodules whose functions an expression calls as `linalg.det(A)`."""
+    return {n.split(".", 1)[0] for n in functions() if "." in n}
+
+
 def _is_str(node):
     return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
@@ -54,14 +59,17 @@ def _takes_string(name, keyword):
         p = inspect.signature(functions()[name]).parameters.get(keyword)
     except (TypeError, ValueError, KeyError):
         return False
-    return p is not None and isinstance(p.default, str)
+    return p is not None and (isinstance(p.default, str) or keyword in _STRING_KEYWORDS)
+
+
+_STRING_KEYWORDS = frozenset({"ord"})       # linalg.norm(A, ord='nuc'): None by default, a string or a number
 
 
 # the parameters that take a tensor (the registry's vocabulary: x, y; PyTorch's names elsewhere):
 # a list of numbers given there is a tensor, on the engine as in PyTorch (whose functions take
 # no list there: `cross_entropy(z, [0, 2])` under --compare torch)
 _TENSOR_PARAMS = frozenset({"x", "y", "input", "other", "target", "weight", "pos_weight", "exponent", "mat1", "mat2",
-                            "index", "mask", "condition"})
+                            "index", "mask", "condition", "src", "source"})
 _INDEX_TARGETS = frozenset({"cross_entropy", "nll_loss"})      # whole numbers there are class indices
 
 
@@ -385,6 +393,11 @@ class _Compiler:
         f = node.func
         if isinstance(f, ast.Name):
             name, self_arg = f.id, None
+            self._check_function(name, f)
+        elif (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in _namespaces()
+              and f.value.id not in self.given):
+            # a submodule's function, spelled as in PyTorch: linalg.det(A) (no variable is named linalg)
+            name, self_arg = f"{f.value.id}.{f.attr}", None
             self._check_function(name, f)
         elif isinstance(f, ast.Attribute):
             name = f.attr

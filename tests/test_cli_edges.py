@@ -1305,25 +1305,26 @@ def test_a_list_given_for_a_tensor_is_a_tensor_on_both_backends(expr, value, com
 
 @pytest.mark.parametrize("backend", BOTH)
 def test_a_tensor_method_the_engine_lacks_is_the_same_clear_error_as_a_missing_torch_name(tmp_path, backend):
-    """x.unfold(...) was a raw AttributeError where torch.X names the engine lacks say how to run
-    the file on PyTorch; hasattr() and getattr(x, name, default) must still see AttributeError."""
+    """x.cummax(...) (x.unfold until issue 23 added it) was a raw AttributeError where torch.X names
+    the engine lacks say how to run the file on PyTorch; hasattr() and getattr(x, name, default)
+    must still see AttributeError."""
     body = ("def probe(x):\n    assert not hasattr(x, 'no_such_method') and getattr(x, 'no_such', 3) == 3\n"
             "    try:\n        x.no_such_either\n    except AttributeError:\n        return 1.0\n"
-            "def f(x):\n    return x.unfold(0, 2, 1).sum() * probe(x)\n"
+            "def f(x):\n    return x.cummax(0)[0].sum() * probe(x)\n"
             "def g(x):\n    return torch.no_such_function(x)\n")
     target = target_file(tmp_path, "torch", body)       # a file that imports torch: on the engine's API, or PyTorch
     r = invoke("grad", target, "--x", "1,2,3", "--json", "--backend", backend)
-    if backend == "torch":                              # PyTorch has unfold: windows [1,2], [2,3]
-        assert r.exit_code == 0 and json.loads(r.stdout)["output"]["value"] == 8.0, r.stderr
+    if backend == "torch":                              # PyTorch has cummax: [1, 2, 3]
+        assert r.exit_code == 0 and json.loads(r.stdout)["output"]["value"] == 6.0, r.stderr
         return
-    one_error(r, 2, "the engine has no Tensor.unfold (yet): this file uses a part of PyTorch the engine does "
+    one_error(r, 2, "the engine has no Tensor.cummax (yet): this file uses a part of PyTorch the engine does "
                     "not provide; run it on real PyTorch instead")
-    assert "x.unfold(0, 2, 1)" in r.stderr and "cli/" not in r.stderr          # the user's trimmed traceback
+    assert "x.cummax(0)" in r.stderr and "cli/" not in r.stderr          # the user's trimmed traceback
     r2 = invoke("grad", target, "--func", "g", "--x", "1,2,3", "--backend", backend)
     one_error(r2, 2, "the engine has no torch.no_such_function (yet): this file uses a part of PyTorch")
     tail = lambda text, what: text[text.rindex(what) + len(what):].strip()       # noqa: E731
-    assert tail(r.stderr, "Tensor.unfold") == tail(r2.stderr, "torch.no_such_function")   # one message
-    for method in ("scatter", "index_add_"):
+    assert tail(r.stderr, "Tensor.cummax") == tail(r2.stderr, "torch.no_such_function")   # one message
+    for method in ("index_fill_", "index_copy"):
         t = target_file(tmp_path, "torch", f"def f(x):\n    return x.{method}(0, x, x).sum()\n", name="m.py")
         one_error(invoke("grad", t, "--x", "1,2", "--backend", backend), 2, f"the engine has no Tensor.{method} (yet)")
 

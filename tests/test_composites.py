@@ -14,7 +14,8 @@ from engine.ops._core import FUNCTIONS
 # results (argmin, isclose, ...) are compared by value only.
 # nan and inf on purpose (isfinite, isinf, isnan cases): numpy says so, PyTorch does not
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning",
-                                        "ignore:divide by zero encountered:RuntimeWarning")
+                                        "ignore:divide by zero encountered:RuntimeWarning",
+                                        "ignore:torch.qr is deprecated:UserWarning")
 
 CASES = {
     "all": (lambda m, x: m.all(x > 0, dim=1), [(3, 4)]),
@@ -63,6 +64,17 @@ CASES = {
     "unbind": (lambda m, x: m.unbind(x, dim=1), [(2, 3)]),
 
     "vdot": (lambda m, a, b: m.vdot(a, b), [(4,), (4,)]),
+    # torch.linalg's composites (issue 23) and the top-level names PyTorch gives the same ops
+    "det": (lambda m, a: m.det(a), [(3, 3)]),
+    "inverse": (lambda m, a: m.inverse(a), [(2, 3, 3)]),
+    "slogdet": (lambda m, a: m.slogdet(a), [(3, 3)]),
+    "qr": (lambda m, a: m.qr(a), [(4, 3)]),
+    "linalg.svdvals": (lambda m, a: m.linalg.svdvals(a), [(2, 4, 3)]),
+    "linalg.vector_norm": (lambda m, a: m.linalg.vector_norm(a, 3, dim=(0, 2)), [(2, 3, 4)]),
+    "linalg.matrix_norm": (lambda m, a: m.linalg.matrix_norm(a, "nuc"), [(2, 3, 4)]),
+    "linalg.matrix_norm_inf_keepdim": (lambda m, a: m.linalg.matrix_norm(a, float("inf"), keepdim=True), [(3, 4)]),
+    "linalg.norm": (lambda m, a: m.linalg.norm(a), [(2, 3, 4)]),
+    "linalg.norm_ord_dim": (lambda m, a: m.linalg.norm(a, -2, dim=(2, 0)), [(3, 2, 4)]),
     "view": (lambda m, x: x.view(3, 4) if m is not engine else engine.view(x, 3, 4), [(2, 6)]),
 }
 

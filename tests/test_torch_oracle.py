@@ -41,6 +41,20 @@ TORCH_CALL = {
     "topk": lambda x, k, dim=-1, largest=True: torch.topk(x, k, dim, largest)[0],
     "masked_fill": lambda x, mask, value: x.masked_fill(torch.tensor(mask), value),
     "index_select": lambda x, dim, index: torch.index_select(x, dim, torch.tensor(index)),
+    "index_add": lambda x, source, dim, index, alpha=1: torch.index_add(x, dim, torch.tensor(index), source,
+                                                                        alpha=alpha),
+    "scatter": lambda x, src, dim, index: torch.scatter(x, dim, torch.tensor(index), src),
+    "scatter_value": lambda x, dim, index, value: torch.scatter(x, dim, torch.tensor(index), value),
+    "scatter_add": lambda x, src, dim, index: torch.scatter_add(x, dim, torch.tensor(index), src),
+    "unfold": lambda x, dimension, size, step: x.unfold(dimension, size, step),
+    "linalg_inv": lambda A: torch.linalg.inv(A),
+    "linalg_det": lambda A: torch.linalg.det(A),
+    "linalg_solve": lambda A, B, left=True: torch.linalg.solve(A, B, left=left),
+    "linalg_cholesky": lambda A, upper=False: torch.linalg.cholesky(
+        A @ A.mT + A.shape[-1] * torch.eye(A.shape[-1], dtype=A.dtype), upper=upper),
+    "linalg_slogdet": lambda A: torch.linalg.slogdet(A)[1],
+    "linalg_qr": lambda A, mode="reduced": torch.cat([t.reshape(-1) for t in torch.linalg.qr(A, mode)]),
+    "linalg_svd": lambda A, full_matrices=True: _torch_svd_invariants(A, full_matrices),
     "mse_loss": lambda x, y, **kw: torch.nn.functional.mse_loss(x, y, **kw),
     "binary_cross_entropy": lambda x, y, **kw: torch.nn.functional.binary_cross_entropy(x, y, **kw),
     "binary_cross_entropy_with_logits": lambda x, y, pos_weight=None, **kw:
@@ -59,6 +73,14 @@ NAME_EXCEPTIONS = {
     ("to", 0): "PyTorch's to(copy=True) of the same dtype records CloneBackward0",
     ("reshape", 3): "reshape of a 0-d tensor",
 }
+
+
+def _torch_svd_invariants(A, full_matrices):
+    """What SVD.func returns (engine/ops/linalg.py), on PyTorch."""
+    U, S, Vh = torch.linalg.svd(A, full_matrices=full_matrices)
+    k = S.shape[-1]
+    U, Vh = U[..., :k], Vh[..., :k, :]
+    return torch.cat([t.reshape(-1) for t in (S, U @ Vh, U * U, Vh * Vh)])
 
 
 def _tkey(key):

@@ -114,9 +114,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 def __getattr__(name):
     """Loaded on first use, so `import engine` stays light: functional, the checker, and
-    autograd.graph (saved-tensor and multi-grad hooks), forward_ad and locate."""
+    autograd.graph (saved-tensor and multi-grad hooks), forward_ad, locate and profiler."""
     import importlib
-    if name in ("functional", "graph", "forward_ad", "locate"):
+    if name in ("functional", "graph", "forward_ad", "locate", "profiler"):
         return importlib.import_module(f"{__name__}.{name}")
     if name in ("gradcheck", "gradgradcheck", "GradcheckError", "GradcheckReport", "check_gradients"):
         return getattr(importlib.import_module(__name__ + ".checker"), name)

@@ -8,11 +8,13 @@ has a forward derivative, with the registry's rules as the single source. A cust
 that defines `jvp` gets it called with its inputs' tangents when it runs inside a level (its
 output becomes a dual with that tangent, as in PyTorch; such a Function needs no backward here).
 """
-from .. import errors as _errors
 import collections
+import sys
+
+from .. import errors as _errors
 
 from ..grad_mode import enable_grad
-from ..tensor import Tensor
+from ..tensor import _FORWARD_AD, Tensor
 
 UnpackedDualTensor = collections.namedtuple("UnpackedDualTensor", ["primal", "tangent"])
 
@@ -68,8 +70,14 @@ def make_dual(tensor, tangent, *, level=None):
                            f"forward gradient is of size {list(tangent.shape)}.")
     if not tensor.is_floating_point():
         raise ValueError(f"Expected primal to be floating point or complex, but got: {tensor.dtype}")
-    dual = tensor.view_as(tensor) if tensor.requires_grad else tensor.detach().requires_grad_(True)
-    _LEVELS[-1][id(dual)] = _Dual(dual, tangent, tensor.requires_grad)
+    user_graph = tensor.requires_grad
+    if user_graph:
+        dual = tensor.view_as(tensor)
+    else:          # recorded for the tangents' sake only: requires_grad and repr hide it, as PyTorch has none
+        dual = tensor.detach().requires_grad_(True)
+        dual._fwd_only = True
+        _FORWARD_AD[0] = sys.modules[__name__]
+    _LEVELS[-1][id(dual)] = _Dual(dual, tangent, user_graph)
     return dual
 
 
@@ -83,7 +91,7 @@ def unpack_dual(tensor, *, level=None):
     own = _LEVELS[-1].get(id(tensor))
     if own is not None:
         return UnpackedDualTensor(primal, own.tangent)
-    if not tensor.requires_grad or not duals:
+    if not tensor._rg or not duals:
         return UnpackedDualTensor(primal, None)
     from . import grad
     with enable_grad():

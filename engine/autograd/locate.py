@@ -219,29 +219,36 @@ def _check_node(node, vals, attrs, eps, rng, max_elements=MAX_LOCAL_ELEMENTS):
         needs = [bool(asked[i]) if i < len(asked) else False for i in pos]
     else:
         needs = [k < len(node._next) and node._next[k] is not None for k in range(len(pos))]
+    op = class_attr(node, "op")
+    unique = getattr(op, "unique_part", None)
+    attrs_ = dict(getattr(node, "_attrs", None) or {})
     return local_check(run, lambda vs: _backward(node, vs), vals, pos, eps, rng, max_elements=max_elements,
-                       needs=needs, each_output=class_attr(node, "_forward_cls") is not None)
+                       needs=needs, each_output=class_attr(node, "_forward_cls") is not None,
+                       unique=None if unique is None else (lambda vs: unique(vs, **attrs_)))
 
 
-def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None, needs=None, each_output=False):
+def local_check(forward, backward, vals, tensor_pos, eps, rng, max_elements=None, needs=None, each_output=False,
+                unique=None):
     """local_check_with of the random cotangents on every output; with each_output (a custom
     Function of several outputs), also with a cotangent on one output only and None on the
     others -- the branch a set_materialize_grads(False) backward takes when one output is used,
     as gradcheck's rows run it -- the worst of them returned."""
-    res = local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements, needs)
+    res = local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements, needs, unique=unique)
     if res is None or not each_output:
         return res
     outs = forward(list(vals))
     if len(outs) < 2:
         return res
     for k in range(len(outs)):
-        one = local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements, needs, only=k)
+        one = local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements, needs, only=k,
+                               unique=unique)
         if one is not None and one[0] > res[0]:
             res = one
     return res
 
 
-def local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements=None, needs=None, only=None):
+def local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements=None, needs=None, only=None,
+                     unique=None):
     """(max abs err, max rel err, analytical grads, numerical grads, eps/2 grads, noise) of one
     application, or None when it has nothing to check (no float input, or a backward that
     cannot run again). forward(vals) -> list of output arrays; backward(vs) -> one gradient per
@@ -250,12 +257,15 @@ def local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements
     elements of an input (a seeded sample; the rest are taken as they are). needs: per position in
     tensor_pos, whether that input needed a gradient: a backward that returns None for one that
     did says its gradient is zero, and that is checked too (a backward returning None for `scale`
-    or with needs_input_grad read the wrong way round once passed every local check)."""
+    or with needs_input_grad read the wrong way round once passed every local check). unique(vs)
+    -> vs: zero cotangents on the parts of the outputs that are not unique (an op's `unique_part`)."""
     floats = [i for i, v in enumerate(vals) if _is_float(v)]
     if not floats:
         return None
     outs = forward(list(vals))
     vs = [rng.standard_normal(np.shape(o)) for o in outs]
+    if unique is not None:        # outputs a backward leaves alone (svd's extra columns): no cotangent there
+        vs = unique(vs)
     if only is not None:                  # a cotangent on output `only`, None (not given) on the rest
         vs = [v if k == only else None for k, v in enumerate(vs)]
     try:
@@ -382,6 +392,9 @@ def _forward_of(node, vals, attrs):
     if op is None:
         return None
     node_attrs = dict(getattr(node, "_attrs", None) or {})
+
+    if getattr(op, "multi", False):                       # slogdet, qr, svd: one array per output
+        return lambda args: [np.asarray(o) for o in op.forward(*[_arr(a) for a in args], **node_attrs)]
 
     def run(args):
         return [np.asarray(op.forward(*[_arr(a) for a in args], **node_attrs))]

@@ -168,6 +168,79 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return out.squeeze(0) if unbatched else out
 
 
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002
+                     dilation=1):
+    """Transposed 2-D convolution (the adjoint of conv2d in its input) of input (N, C_in, H, W) or
+    (C_in, H, W) with weight (C_in, C_out/groups, kh, kw): per group a matmul gives every input
+    position's kernel-sized contribution, and index_add sums them into the output (col2im), which
+    padding then crops; output_padding adds rows and columns at the end. Its gradients are
+    those ops' (PyTorch records one ConvolutionBackward0)."""
+    import numpy as np
+    from ..ops import cat, index_add
+    from ..tensor import zeros
+    if input.ndim not in (3, 4):
+        raise _errors.EngineRuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got "
+                                         f"input of size: {list(input.shape)}")
+    if weight.ndim != 4:
+        raise _errors.EngineRuntimeError(f"expected stride to be a single integer value or a list of {weight.ndim - 2} "
+                                         f"values to match the convolution dimensions, but got stride="
+                                         f"{list(_pair(stride))}")
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = (_pair(v) for v in (stride, padding, output_padding, dilation))
+    if min(sh, sw) <= 0:
+        raise _errors.EngineRuntimeError("non-positive stride is not supported")
+    if min(ph, pw) < 0:
+        raise _errors.EngineRuntimeError("negative padding is not supported")
+    if min(oph, opw) < 0:
+        raise _errors.EngineRuntimeError("negative output_padding is not supported")
+    if min(dh, dw) <= 0:
+        raise _errors.EngineRuntimeError("dilation should be greater than zero")
+    cin, og, kh, kw = weight.shape
+    if groups <= 0:
+        raise _errors.EngineRuntimeError("non-positive groups is not supported")
+    if cin % groups:
+        raise _errors.EngineRuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at "
+                                         f"dimension 0, but got weight of size [{list(weight.shape)}] instead")
+    n, c, h, w = x.shape
+    if c != cin:
+        raise _errors.EngineRuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected input"
+                                         f"{list(x.shape)} to have {cin} channels, but got {c} channels instead")
+    if (oph >= sh and oph >= dh) or (opw >= sw and opw >= dw):
+        raise _errors.EngineRuntimeError(
+            f"output padding must be smaller than either stride or dilation, but got output_padding_height: {oph} "
+            f"output_padding_width: {opw} stride_height: {sh} stride_width: {sw} dilation_height: {dh} "
+            f"dilation_width: {dw}")
+    cout = og * groups
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != cout):
+        raise _errors.EngineRuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected bias to be "
+                                         f"1-dimensional with {cout} elements, but got bias of size "
+                                         f"{list(bias.shape)} instead")
+    full_h, full_w = (h - 1) * sh + dh * (kh - 1) + 1, (w - 1) * sw + dw * (kw - 1) + 1
+    oh, ow = full_h - 2 * ph + oph, full_w - 2 * pw + opw
+    if oh <= 0 or ow <= 0:
+        raise _errors.EngineRuntimeError(f"Given input size per channel: ({h} x {w}). Calculated output size per "
+                                         f"channel: ({oh} x {ow}). Output size is too small")
+    ch, cw = max(full_h, ph + oh), max(full_w, pw + ow)           # the canvas the kernels write on
+    rows = (np.arange(kh) * dh)[:, None] + (np.arange(h) * sh)[None, :]          # (kh, h)
+    cols = (np.arange(kw) * dw)[:, None] + (np.arange(w) * sw)[None, :]          # (kw, w)
+    where = (rows[:, None, :, None] * cw + cols[None, :, None, :]).reshape(-1)   # (kh, kw, h, w) flat
+    index = Tensor._make(where.astype(np.int64))
+    cg = cin // groups
+    outs = []
+    for g in range(groups):
+        wg = weight[g * cg:(g + 1) * cg] if groups > 1 else weight
+        xg = x[:, g * cg:(g + 1) * cg] if groups > 1 else x
+        parts = wg.reshape(cg, og * kh * kw).t() @ xg.reshape(n, cg, h * w)      # (n, og*kh*kw, h*w)
+        canvas = zeros(n, og, ch * cw, dtype=x.dtype)
+        canvas = index_add(canvas, 2, index, parts.reshape(n, og, kh * kw * h * w))
+        outs.append(canvas.reshape(n, og, ch, cw)[:, :, ph:ph + oh, pw:pw + ow])
+    out = cat(outs, 1) if groups > 1 else outs[0]
+    if bias is not None:
+        out = out + bias.reshape(1, cout, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,  # noqa: A002
                return_indices=False):
     if ceil_mode or return_indices:

@@ -463,6 +463,49 @@ class Conv2d(Module):
         return s
 
 
+class ConvTranspose2d(Module):
+    """weight (in_channels, out_channels/groups, kh, kw); initialised as PyTorch (its fan-in is
+    weight.size(1) * kh * kw)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError("in_channels and out_channels must be divisible by groups")
+        k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.dilation, self.groups = dilation, groups
+        bound = 1.0 / ((out_channels // groups) * k[0] * k[1]) ** 0.5
+        self.weight = Parameter(_uniform((in_channels, out_channels // groups) + k, bound))
+        if bias:
+            self.bias = Parameter(_uniform((out_channels,), bound))
+        else:
+            self._parameters["bias"] = None
+
+    def forward(self, input, output_size=None):  # noqa: A002
+        if output_size is not None:
+            raise NotImplementedError("ConvTranspose2d(output_size=...) is not in the engine yet")
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                  self.groups, self.dilation)
+
+    def extra_repr(self):
+        def pair(v):
+            return v if isinstance(v, tuple) else (v, v)
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={pair(self.stride)}"
+        if self.padding not in (0, (0, 0)):
+            s += f", padding={pair(self.padding)}"
+        if self.dilation not in (1, (1, 1)):
+            s += f", dilation={pair(self.dilation)}"
+        if self.output_padding not in (0, (0, 0)):
+            s += f", output_padding={pair(self.output_padding)}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
 class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()

@@ -16,8 +16,16 @@ class Parameter(Tensor):
         if requires_grad:
             self.requires_grad_(True)
 
+    @classmethod
+    def _make(cls, arr, grad_fn=None, rg=False):
+        # what the engine makes from a Parameter (its .grad, in the backward loop) is a plain
+        # Tensor, as in PyTorch (print(p.grad) shows no "Parameter containing:")
+        return Tensor._make(arr, grad_fn, rg)
+
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+    __str__ = __repr__          # print(p) shows the header too, as in PyTorch
 
 
 def zero_grads(params, set_to_none=True):

@@ -15,7 +15,7 @@ from ._core import (FUNCTIONS, METHODS, REGISTRY, apply, apply1, binary_operator
                     expression_keywords, public_functions)
 from . import elementwise, linalg, loss, reduce, shape, structured  # noqa: F401  (registers every entry and export)
 
-globals().update({name: e.fn for name, e in FUNCTIONS.items()})     # engine.ops.tanh, ...
+globals().update({name: e.fn for name, e in FUNCTIONS.items() if "." not in name})     # engine.ops.tanh, ...
 # what Tensor uses that is not an exported function: properties, indexing, in-place plumbing
 from .shape import T, copy_from, full_like_op, getitem, index_put, mT, to, unindex  # noqa: E402,F401
 
@@ -83,6 +83,14 @@ def xp_zeros_like(a):
 
 def xp_concatenate(seq, axis=0):
     return cat(seq, axis)
+
+
+def xp_solve(a, b):
+    return linalg.linalg_solve(a, b)
+
+
+def xp_inv(a):
+    return linalg.linalg_inv(a)
 
 
 # -- Tensor methods and operators, from the exports and the registry -----------------------------

@@ -42,7 +42,7 @@ class OpDef:
     """One registry entry. See the module docstring for the meaning of each field."""
 
     def __init__(self, name, forward, vjps, nodes, domain, samples, kinks, doc,
-                 differentiable, variadic, returns, fresh=False, saves=None, operators=None):
+                 differentiable, variadic, returns, fresh=False, saves=None, operators=None, multi=False):
         self.name = name
         self.forward = forward
         self.vjps = vjps
@@ -61,15 +61,16 @@ class OpDef:
         self.func = None
         self.operators = operators or {}     # Tensor dunder -> how it calls the public function
         n_in = 0 if variadic or vjps is None else len(vjps)
-        base = {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
+        base = MultiOpNode if multi else {1: UnaryOpNode, 2: BinaryOpNode}.get(n_in, OpNode)
         ns = {"op": self, "__module__": "engine.ops", "_fresh": fresh}
+        self.multi = multi
         if base is UnaryOpNode:
             ns["_vjp"] = _unary_vjp(_rule_or_raise(self, 0))
         elif base is BinaryOpNode:
             ns["_vjp"] = _binary_vjp(_rule_or_raise(self, 0), _rule_or_raise(self, 1))
         self.node_cls = tuple(type(n, (base,), ns) for n in nodes)
         for cls in self.node_cls:
-            seed_attributes(cls, NODE_ATTRS)
+            seed_attributes(cls, NODE_ATTRS + (("_meta", "_n_outputs", "_ovcs", "_nrs") if multi else ()))
         self._keep = {}
         n = 0 if variadic or vjps is None else len(vjps)
         # keep_table[mask]: (keep-input flags, keep-out flag) when the inputs in `mask` need a
@@ -141,8 +142,12 @@ def _check_saves(name, vjps, variadic, saves):
 
 def defop(name, forward, vjps, *, nodes, domain=("real",), samples=(), kinks=None,
           doc="", differentiable=True, variadic=False, returns=None, fresh=False,
-          saves=None, operators=None):
+          saves=None, operators=None, multi=False):
     """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants.
+
+    multi: the forward returns a tuple of arrays, one node with an output per array (slogdet,
+    qr, svd; recorded by `apply_multi`); the rule's `g` is the list of the outputs' gradients
+    (None where an output got none) and `out` the tuple of outputs. One input.
 
     saves: what each rule reads, one string of names per input (see the module docstring).
     fresh: every rule returns an array of its own (never the incoming gradient, a saved value,
@@ -163,7 +168,7 @@ def defop(name, forward, vjps, *, nodes, domain=("real",), samples=(), kinks=Non
     if name in REGISTRY:
         raise ValueError(f"op {name!r} registered twice")
     op = OpDef(name, forward, vjps, nodes, domain, samples, kinks, doc, differentiable,
-               variadic, returns, fresh, saves, operators)
+               variadic, returns, fresh, saves, operators, multi)
     REGISTRY[name] = op
     return op
 
@@ -535,6 +540,107 @@ class UnaryOpNode(OpNode):
 
 class BinaryOpNode(OpNode):
     """Nodes of two-input ops; each op's class gets `_vjp` from `_binary_vjp`."""
+
+
+class MultiOpNode(OpNode):
+    """Nodes of ops with several outputs (defop's `multi`): `_meta` holds each output's shape
+    and dtype (so `_shape` stays None and the loop buffers one gradient per output), `_ovcs` the
+    outputs' version counters when the rule reads them."""
+
+    _plain = False       # the loop calls apply with every output's gradient
+    _ovcs = None
+
+    def apply(self, grads, xp, create_graph, release=False):
+        res = self._apply(grads, xp, create_graph)
+        if release:
+            self._release()
+        return res
+
+    def _apply(self, grads, xp, create_graph):
+        saved = self._saved
+        if saved is FREED:
+            raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
+        if all(g is None for g in grads):
+            return None
+        if self._ver is not None:
+            _check_versions(self)
+        for nr, vc in enumerate(self._ovcs or ()):
+            if vc[0] != 0:
+                shape, dtype = self._meta[nr]
+                raise errors.EngineRuntimeError(errors.modified_message(shape, dtype, self, nr, vc[0], 0))
+        x = saved[0]
+        if create_graph:
+            outs = None
+            if self._out is not None:
+                outs = []
+                for nr, o in enumerate(self._out):
+                    t = Tensor._make(o, self, True)
+                    t._output_nr = nr
+                    outs.append(t)
+                outs = tuple(outs)
+        else:
+            x = x._data if isinstance(x, Tensor) else x
+            outs = self._out
+        return [self.op.vjps[0](xp, list(grads), outs, x, **self._attrs)]
+
+    def _release(self):
+        if self._ver is not None or self._ovcs is not None:
+            self._saved = FREED
+            self._out = None
+
+    def _frees_saved(self):
+        return self._ver is not None or self._ovcs is not None
+
+    @property
+    def _saved_values(self):
+        if self._saved is FREED:
+            return None
+        d = {}
+        if self._saved and isinstance(self._saved[0], Tensor):
+            d["self"] = self._saved[0]._data
+        for nr, o in enumerate(self._out or ()):
+            d[f"result{nr}"] = o
+        return d
+
+
+def apply_multi(op, x, attrs=_EMPTY, v=0):
+    """Run a `multi` op on Tensor x: a tuple of Tensors, outputs 0, 1, ... of one node when x
+    needs a gradient."""
+    outs = tuple(np.asarray(o) for o in op.forward(x._data, **attrs))
+    if not x._rg or not STATE.enabled or x._data.dtype.kind not in "fc":
+        ts = tuple(Tensor._make(o) for o in outs)
+        if STATE.inference:
+            for t in ts:
+                t._inference = True
+        return ts
+    node = op.node_cls[v]()
+    node._next = (_producer(x),)
+    if x._output_nr:
+        node._nrs = (x._output_nr,)
+    keep_in, keep_out = op.keep_table[1]
+    if keep_in[0]:
+        node._saved = (x,)
+        node._ver = (vc_of(x)[0],)
+    else:
+        node._saved = _NONE1
+    if attrs:
+        node._attrs = attrs
+    node._n_outputs = len(outs)
+    node._meta = [(o.shape, o.dtype) for o in outs]
+    node._dtype = outs[0].dtype
+    if STATE.anomaly:
+        node._trace = traceback.format_stack()[:-3]
+    ts = []
+    for nr, o in enumerate(outs):
+        t = Tensor._make(o, node, True)
+        t._output_nr = nr
+        ts.append(t)
+    if keep_out:
+        node._out = outs
+        node._ovcs = [vc_of(t) for t in ts]
+    if STATE.recorder is not None:
+        STATE.recorder(node, (x._data,), attrs)
+    return tuple(ts)
 
 
 def _modified_message(vc, v, who, node):

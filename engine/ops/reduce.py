@@ -187,6 +187,10 @@ def _norm(x, dims, keepdim, p):
         return np.sqrt(np.sum(a * a, axis=dims, keepdims=keepdim))
     if p == np.inf:
         return np.max(a, axis=dims, keepdims=keepdim)
+    if p == -np.inf:
+        return np.min(a, axis=dims, keepdims=keepdim)
+    if p == 0:                                   # the number of nonzero elements
+        return np.sum(a != 0, axis=dims, keepdims=keepdim).astype(x.dtype)
     if p == 1:
         return np.sum(a, axis=dims, keepdims=keepdim)
     return np.sum(a ** p, axis=dims, keepdims=keepdim) ** (1.0 / p)
@@ -198,7 +202,9 @@ def _norm_vjp(xp, g, out, x, dims, keepdim, p):
     xr = xp.raw(x)
     if p == 1:
         return gk * np.sign(xr)
-    if p == np.inf:
+    if p == 0:                                   # a count: no gradient reaches x (PyTorch's .grad stays None)
+        return None
+    if p == np.inf or p == -np.inf:              # ties share the gradient (PyTorch's amax rule)
         mask = np.abs(xr) == xp.raw(outk)
         return gk * (np.sign(xr) * mask / mask.sum(axis=dims, keepdims=True))
     # the gradient where the norm is 0 is taken as 0 (PyTorch masks it the same way)
@@ -210,7 +216,9 @@ def _norm_vjp(xp, g, out, x, dims, keepdim, p):
 
 
 NORM = defop("norm", _norm, (_norm_vjp,), saves=('x out',), nodes="LinalgVectorNormBackward0", domain=("kinkfree",),
-             samples=_samples([(((3,),), {"p": 1}), (((2, 3),), {"p": 3, "dim": 1})]),
+             samples=_samples([(((3,),), {"p": 1}), (((2, 3),), {"p": 3, "dim": 1}),
+                               (((2, 3),), {"p": -np.inf, "dim": 1}), (((4,),), {"p": 0.5}),
+                               (((2, 3),), {"p": -1.5, "dim": 0})]),
              doc="vector p-norm over dim (p=2 by default)")
 
 

@@ -5,6 +5,8 @@ Dims in rules count from the end (negative), so a cotangent with leading batch d
 through unchanged (vectorized Jacobians); picking ops share indexing's adjoint
 (`xp.unindex`, a scatter-add), so their double backward is indexing again.
 """
+import builtins as _builtins
+
 from .. import errors as _errors
 import numpy as np
 
@@ -615,3 +617,248 @@ def all(x, dim=None, keepdim=False):  # noqa: A001
 def any(x, dim=None, keepdim=False):  # noqa: A001
     """Whether some element is nonzero (a bool tensor; along dim when given)."""
     return _bool_reduce(np.any, x, dim, keepdim)
+
+
+# -- index_add, scatter, scatter_add: values written along a dim (the in-place forms x.index_add_,
+# x.scatter_, x.scatter_add_ write the result into x, as every in-place op does) ---------------
+def _index_dtype_name(arr):
+    from .._dtype import scalar_type_name
+    return scalar_type_name(arr.dtype)
+
+
+def _int_index(index, fn):
+    idx = index._data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise _errors.EngineRuntimeError(f"{fn}(): Expected dtype int32/int64 for index" +
+                                         (f" but got: {_index_dtype_name(idx)}" if fn == "index_add_" else ""))
+    return idx.astype(np.int64)
+
+
+def _in_bounds(idx, size, d):
+    bad = idx[(idx >= size) | (idx < -size)] if idx.size else idx
+    if bad.size:
+        raise _errors.EngineRuntimeError(f"index {int(bad.reshape(-1)[0])} is out of bounds for dimension {d} with "
+                                         f"size {size}")
+    return np.where(idx < 0, idx + size, idx)
+
+
+def _index_add_fwd(x, source, key, alpha):
+    out = np.array(x, copy=True)
+    np.add.at(out, key, source * alpha if alpha != 1 else source)
+    return out
+
+
+INDEX_ADD = defop("index_add", _index_add_fwd,
+                  (lambda xp, g, out, x, source, key, alpha: g,
+                   lambda xp, g, out, x, source, key, alpha:
+                   xp.index(g, (Ellipsis,) + key[-1 - _first_array(key):]) * alpha if alpha != 1 else
+                   xp.index(g, (Ellipsis,) + key[-1 - _first_array(key):])),
+                  saves=("", ""), nodes="IndexAddBackward0",
+                  samples=[(((4, 3), (2, 3)), {"dim": 0, "index": np.array([0, 2])}),
+                           (((4, 3), (3, 3)), {"dim": 0, "index": np.array([1, 1, 3]), "alpha": 2.0}),
+                           (((2, 4, 3), (2, 2, 3)), {"dim": 1, "index": np.array([3, 0])})],
+                  doc="x with alpha * source added at `index` along dim (repeated indices add up)")
+
+
+def _first_array(key):
+    """How many dims after the index array a key (slices..., index) leaves: picking with
+    (Ellipsis, index, slice...) counts dims from the end, so batched cotangents pass."""
+    return len(key) - 1 - next(i for i, k in enumerate(key) if isinstance(k, np.ndarray))
+
+
+@export("index_add", op=INDEX_ADD, keywords=("dim", "index", "source", "alpha"))
+def index_add(x, dim, index, source, *, alpha=1):
+    idx = _int_index(index, "index_add_")
+    if idx.ndim > 1:
+        raise _errors.DimensionError(f"index_add_(): Index is supposed to be a vector, but got dim: {idx.ndim} with "
+                                     f"type: {_index_dtype_name(idx)} and size: {list(idx.shape)}")
+    if not isinstance(source, Tensor):
+        source = _t(np.asarray(source, dtype=x._data.dtype))
+    d = wrap_dim(dim, x.ndim)
+    n_src = source.shape[d] if source.ndim else 1
+    if idx.size != n_src:
+        raise _errors.EngineRuntimeError(f"index_add_(): Number of indices ({idx.size}) should be equal to "
+                                         f"source.size(dim): ({n_src}), for dim: {d}")
+    if source.ndim != x.ndim or _builtins.any(a != b for k, (a, b) in enumerate(zip(x.shape, source.shape)) if k != d):
+        raise _errors.EngineRuntimeError(f"source tensor shape must match self tensor shape, excluding the specified "
+                                         f"dimension. Got self.shape = {list(x.shape)} source.shape = "
+                                         f"{list(source.shape)}")
+    if source._data.dtype != x._data.dtype:
+        raise _errors.EngineRuntimeError(f"index_add_(): self ({_index_dtype_name(x._data)}) and source "
+                                         f"({_index_dtype_name(source._data)}) must have the same scalar type")
+    idx = _in_bounds(idx.reshape(-1), x.shape[d] if x.ndim else 1, d)
+    key = (slice(None),) * d + (idx,) + (slice(None),) * (x.ndim - d - 1)
+    return apply(INDEX_ADD, (x, source), {"key": key, "alpha": alpha})
+
+
+@export("index_add_", function=False)
+def index_add_(x, dim, index, source, *, alpha=1):
+    return x._inplace(lambda t, s: index_add(t, dim, index, s, alpha=alpha), source)
+
+
+def _scatter_key(x, dim, index, src, fn):
+    """The key writing src[:index.shape] at index along dim, with PyTorch's checks."""
+    idx = _int_index(index, fn)
+    if idx.ndim != x.ndim:
+        raise _errors.EngineRuntimeError("Index tensor must have the same number of dimensions as self tensor")
+    d = wrap_dim(dim, x.ndim)
+    src_shape = tuple(src.shape) if isinstance(src, Tensor) else None
+    if _builtins.any(s > x.shape[k] for k, s in enumerate(idx.shape) if k != d) or \
+            (src_shape is not None and _builtins.any(s > src_shape[k] for k, s in enumerate(idx.shape))):
+        tail = f" and to be no larger size than src {list(src_shape)}" if src_shape is not None else ""
+        raise _errors.EngineRuntimeError(f"Expected index {list(idx.shape)} to be no larger than self {list(x.shape)} "
+                                         f"apart from dimension {d}{tail}")
+    idx = _in_bounds(idx, x.shape[d], d)
+    key = _along(x.shape, d, idx)
+    cut = tuple(slice(0, s) for s in idx.shape)
+    return key, cut
+
+
+def _scatter_src_vjp(name, xp, g, key, src_shape):
+    """src's gradient: g at the written positions. PyTorch 2.13 returns that in index's shape and
+    its engine refuses it when src is larger than index; the engine raises the same error
+    (a gradient PyTorch cannot give would make code pass here and fail there)."""
+    picked = xp.index(g, (Ellipsis,) + key)
+    got = tuple(np.broadcast_shapes(*(k.shape for k in key))) if key else ()
+    if got != tuple(src_shape):
+        raise _errors.EngineRuntimeError(f"Function {name} returned an invalid gradient at index 1 - got {list(got)} "
+                                         f"but expected shape compatible with {list(src_shape)}")
+    return picked
+
+
+def _scatter_fwd(x, src, key, cut, src_shape, mask):
+    out = np.array(x, copy=True)
+    out[key] = src[cut]
+    return out
+
+
+def _scatter_add_fwd(x, src, key, cut, src_shape):
+    out = np.array(x, copy=True)
+    np.add.at(out, key, src[cut])
+    return out
+
+
+# scatter: the written positions take src, so x's gradient is zero there (mask); with repeated
+# indices one write wins and the gradient of src goes to every one of them (as in PyTorch)
+SCATTER = defop("scatter", _scatter_fwd,
+                (lambda xp, g, out, x, src, key, cut, src_shape, mask: xp.where(mask, g * 0.0, g),
+                 lambda xp, g, out, x, src, key, cut, src_shape, mask: _scatter_src_vjp("ScatterBackward0", xp, g, key,
+                                                                                        src_shape)),
+                saves=("", ""), nodes="ScatterBackward0",
+                # no index written twice, also once the tests tile the samples (a size-1 dim is not
+                # tiled): which of two writes wins is unspecified, in PyTorch too
+                samples=[(((4, 3), (1, 3)), {"dim": 0, "index": np.array([[0, 2, 3]])}),
+                         (((3, 4), (3, 1)), {"dim": 1, "index": np.array([[3], [0], [2]])}),
+                         (((2, 3, 2), (2, 1, 2)), {"dim": -2, "index": np.array([[[2, 0]], [[1, 1]]])})],
+                doc="x with src written at `index` along dim (out[index[i][j]][j] = src[i][j] for dim 0)")
+SCATTER_VALUE = defop("scatter_value", lambda x, key, mask, value: _scatter_value_fwd(x, key, value),
+                      (lambda xp, g, out, x, key, mask, value: xp.where(mask, g * 0.0, g),),
+                      saves=("",), nodes="ScatterBackward1",
+                      samples=[(((4, 3),), {"dim": 0, "index": np.array([[0, 1, 2], [3, 0, 1]]), "value": 1.5})],
+                      doc="x with the number `value` written at `index` along dim")
+SCATTER_ADD = defop("scatter_add", _scatter_add_fwd,
+                    (lambda xp, g, out, x, src, key, cut, src_shape: g,
+                     lambda xp, g, out, x, src, key, cut, src_shape: _scatter_src_vjp("ScatterAddBackward0", xp, g, key,
+                                                                                      src_shape)),
+                    saves=("", ""), nodes="ScatterAddBackward0",
+                    samples=[(((4, 3), (2, 3)), {"dim": 0, "index": np.array([[0, 1, 2], [0, 1, 2]])}),
+                             (((3, 4), (3, 2)), {"dim": 1, "index": np.array([[0, 0], [1, 2], [3, 3]])})],
+                    doc="x with src added at `index` along dim (repeated indices add up)")
+
+
+def _scatter_value_fwd(x, key, value):
+    out = np.array(x, copy=True)
+    out[key] = value
+    return out
+
+
+def _mask(shape, key):
+    m = np.zeros(shape, bool)
+    m[key] = True
+    return m
+
+
+@export("scatter", op=SCATTER, keywords=("dim", "index", "src", "value", "reduce"))
+def scatter(x, dim, index, src=None, value=None, *, reduce=None):
+    """scatter(x, dim, index, src) or scatter(x, dim, index, value=number): x with src (or value) at index"""
+    if reduce is not None:
+        raise NotImplementedError("scatter(reduce=...) is not in the engine yet; use scatter_add (or "
+                                  "scatter_reduce in PyTorch)")
+    if src is None and value is None:
+        raise _errors.EngineTypeError("scatter() missing 1 required argument: 'src' or 'value'")
+    if src is not None and not isinstance(src, Tensor):
+        value, src = src, None
+    if src is None:
+        key, _ = _scatter_key(x, dim, index, None, "scatter")
+        v = value.item() if isinstance(value, Tensor) else value
+        return apply1(SCATTER_VALUE, x, {"key": key, "mask": _mask(x.shape, key), "value": v})
+    if src._data.dtype != x._data.dtype:
+        raise _errors.EngineRuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    key, cut = _scatter_key(x, dim, index, src, "scatter")
+    return apply(SCATTER, (x, src), {"key": key, "cut": cut, "src_shape": tuple(src.shape),
+                                     "mask": _mask(x.shape, key)})
+
+
+@export("scatter_add", op=SCATTER_ADD, keywords=("dim", "index", "src"))
+def scatter_add(x, dim, index, src):
+    if not isinstance(src, Tensor):
+        src = _t(np.asarray(src, dtype=x._data.dtype))
+    if src._data.dtype != x._data.dtype:
+        raise _errors.EngineRuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    key, cut = _scatter_key(x, dim, index, src, "scatter")
+    return apply(SCATTER_ADD, (x, src), {"key": key, "cut": cut, "src_shape": tuple(src.shape)})
+
+
+@export("scatter_", function=False)
+def scatter_(x, dim, index, src=None, value=None, *, reduce=None):
+    if isinstance(src, Tensor):
+        return x._inplace(lambda t, s: scatter(t, dim, index, s, reduce=reduce), src)
+    return x._inplace(lambda t: scatter(t, dim, index, src, value, reduce=reduce))
+
+
+@export("scatter_add_", function=False)
+def scatter_add_(x, dim, index, src):
+    return x._inplace(lambda t, s: scatter_add(t, dim, index, s), src)
+
+
+INDEX_ADD.func = lambda x, source, dim, index, alpha=1: index_add(x, dim, Tensor._make(index), source, alpha=alpha)
+SCATTER.func = lambda x, src, dim, index: scatter(x, dim, Tensor._make(index), src)
+SCATTER_VALUE.func = lambda x, dim, index, value: scatter(x, dim, Tensor._make(index), value=value)
+SCATTER_ADD.func = lambda x, src, dim, index: scatter_add(x, dim, Tensor._make(index), src)
+
+
+# -- unfold: windows of `size` every `step` along dim, as a new last dim (Tensor.unfold) --------
+def _unfold_fwd(x, key, d, in_shape):
+    return np.moveaxis(x[key], d + 1, -1)
+
+
+def _unfold_vjp(xp, g, out, x, key, d, in_shape):
+    n = len(in_shape)
+    nd = len(xp.shape(g))
+    pos = nd - (n - d)                  # where the window's elements go back, counted from the end
+    perm = list(range(nd - 1))
+    perm.insert(pos, nd - 1)
+    return xp.unindex(xp.transpose(g, tuple(perm)), in_shape, key, n + 1, True)
+
+
+UNFOLD = defop("unfold", _unfold_fwd, (_unfold_vjp,), saves=("",), nodes="UnfoldBackward0",
+               samples=[(((5,),), {"dimension": 0, "size": 2, "step": 1}),
+                        (((4, 3),), {"dimension": 0, "size": 2, "step": 2}),
+                        (((2, 5, 3),), {"dimension": 1, "size": 3, "step": 1}),
+                        (((2, 3, 4),), {"dimension": -1, "size": 4, "step": 3})],
+               doc="x.unfold(dim, size, step): the windows of `size` elements every `step` along dim, as a new last dim")
+
+
+@export("unfold", op=UNFOLD, function=False)
+def unfold(x, dimension, size, step):
+    d = wrap_dim(dimension, x.ndim)
+    n = x.shape[d] if x.ndim else 1
+    if size > n:
+        raise _errors.EngineRuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise _errors.EngineRuntimeError(f"step is {step} but must be > 0")
+    if x.ndim == 0:
+        raise NotImplementedError("unfold of a 0-d tensor is not in the engine yet")
+    idx = np.arange((n - size) // step + 1)[:, None] * step + np.arange(size)[None, :]
+    key = (slice(None),) * d + (idx,)
+    return apply1(UNFOLD, x, {"key": key, "d": d, "in_shape": tuple(x.shape)})
