@@ -789,3 +789,18 @@ class Softmax(torch.autograd.Function):
                                 "--json", "--strict", *fast])
         doc = json.loads(r.stdout)
         assert doc["verdict"] == verdict and r.exit_code == (0 if verdict == "pass" else 1), (fast, doc["verdict"])
+
+
+def test_an_added_term_is_an_offset_not_a_factor():
+    """g * (2x + 1e-3) against 2x at x = 0.5, 0.25, 2: ratios 1.001, 1.002, 1.00025 were
+    "a constant factor: every element is x1.001"; at x = 0.5, -1, 2, 0.1 "confined to 1 of 4 rows".
+    A true factor still reads as one."""
+    from engine.autograd.checker import pattern
+    import numpy as np
+    for x in ([0.5, 0.25, 2.0], [0.5, -1.0, 2.0, 0.1]):
+        n = np.diag(2 * np.array(x))
+        said = pattern(n + 1e-3 * np.eye(len(x)), n)
+        assert said.startswith("a constant offset: the analytical is the numerical +0.001"), said
+    n = np.diag([1.0, 0.5, 4.0])
+    assert pattern(1.001 * n + 0 * n, n) == ""                       # within rtol: no error to describe
+    assert pattern(1.01 * n, n).startswith("a constant factor: every element is x1.01")
