@@ -110,7 +110,8 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
             warnings.simplefilter("ignore")
             result.swept = run_sweep(fn, inputs, input_names=names)
     result.worst = _worst_failing_pair(report)
-    if result.worst is not None and report.verdict == "fail":
+    at_kink = any("not differentiable" in w for w in report.warnings)     # a subgradient choice: no error shape
+    if result.worst is not None and report.verdict == "fail" and not at_kink:
         # an error's shape only where the verdict says the gradient is wrong (not finite differences)
         w = result.worst
         result.pattern = pattern(w.analytical, w.numerical, atol, rtol, w.input_shape)

@@ -302,7 +302,8 @@ def _show_pairs(con, report, fast):
         result = "[green]pass[/green]" if p.passed else "[red]FAIL[/red]"
         if p.note:
             result = (f"[green]{p.note}[/green]" if p.note.startswith("pass") else
-                      f"[red]FAIL[/red] ({p.note})" if p.note.startswith("wrong") else f"[yellow]{p.note}[/yellow]")
+                      f"[red]FAIL[/red] ({p.note})" if p.note.startswith(("wrong", "differs")) else
+                      f"[yellow]{p.note}[/yellow]")
         t.add_row(render.esc(label), f"{p.max_abs_error:.3g}",
                   f"{p.max_rel_error:.3g}", render.esc(where),
                   f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}", result)
