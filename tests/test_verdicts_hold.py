@@ -804,3 +804,18 @@ def test_an_added_term_is_an_offset_not_a_factor():
     n = np.diag([1.0, 0.5, 4.0])
     assert pattern(1.001 * n + 0 * n, n) == ""                       # within rtol: no error to describe
     assert pattern(1.01 * n, n).startswith("a constant factor: every element is x1.01")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_empty_input_through_max_is_checked_on_both_backends(tmp_path, backend):
+    """A softmax Function on a (0, 3) input passed on PyTorch and failed on the engine with
+    'cannot reshape array of size 0' blamed on the user's line: the kink watch of max sized an
+    empty input with reshape(-1)."""
+    p = _write(tmp_path, backend, '''import {lib} as torch
+
+
+def f(x):
+    return torch.exp(x - x.max(dim=-1, keepdim=True)[0]).sum()
+''', "empty.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "zeros(0,3)", "--backend", backend, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "pass", r.stderr

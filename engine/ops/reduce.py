@@ -121,7 +121,7 @@ def _take(x, dims, keepdim, idx):
 
 def _tie_gap(x, dims=None, dim=None, **_):
     """Distance between the two largest (and two smallest) values along dims: ties are kinks."""
-    if x.ndim == 0:
+    if x.ndim == 0 or x.size == 0:          # nothing to tie (an empty input: reshape(-1) cannot size it)
         return []
     if dims is None:
         dims = norm_dims(dim, x.ndim)
