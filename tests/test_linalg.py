@@ -447,3 +447,20 @@ def test_nonfinite_inputs_as_pytorch(k):
         res.append([np.isnan(o.numpy()).tolist() for o in outs] +
                    [np.nan_to_num(o.numpy(), nan=7.0).round(6).tolist() for o in outs])
     assert res[0] == res[1]
+
+
+def test_saved_tensor_hooks_see_a_multi_output_nodes_saves():
+    """slogdet/svd record through apply_multi, which skipped saved_tensors_hooks (pack was never
+    called; PyTorch calls it). Pack runs at save time, unpack before the backward uses them, and
+    the gradient is the closed form: d logabsdet / dA = A^-T."""
+    import numpy as np
+    import engine
+    packed, unpacked = [], []
+    A = engine.tensor([[2.0, 1.0], [1.0, 3.0]], requires_grad=True)
+    with engine.autograd.graph.saved_tensors_hooks(lambda t: (packed.append(1), t * 1)[1],
+                                                   lambda t: (unpacked.append(1), t)[1]):
+        _, logabsdet = engine.linalg.slogdet(A)
+    assert packed and not unpacked
+    logabsdet.backward()
+    assert unpacked
+    assert np.allclose(A.grad.numpy(), np.linalg.inv(A.detach().numpy()).T, rtol=1e-14)

@@ -557,6 +557,8 @@ class MultiOpNode(OpNode):
         return res
 
     def _apply(self, grads, xp, create_graph):
+        if self._packed is not None and self._saved is not FREED:
+            self._unpack_multi()
         saved = self._saved
         if saved is FREED:
             raise errors.EngineRuntimeError(errors.SECOND_BACKWARD)
@@ -582,6 +584,24 @@ class MultiOpNode(OpNode):
             x = x._data if isinstance(x, Tensor) else x
             outs = self._out
         return [self.op.vjps[0](xp, list(grads), outs, x, **self._attrs)]
+
+    def _unpack_multi(self):
+        """Under saved_tensors_hooks: the saved input and outputs from unpack(packed), each time."""
+        for slot, (packed, unpack) in self._packed.items():
+            v = unpack(packed)
+            if not isinstance(v, Tensor):
+                raise TypeError(f"Output of saved tensor unpack_hook expected to be a Tensor but got result of type "
+                                f"{type(v).__name__}")
+            if slot == "input":
+                self._saved = (v,)
+                if self._ver is not None:
+                    self._ver = (vc_of(v)[0],)
+            else:
+                out = list(self._out)
+                out[slot] = v._data
+                self._out = tuple(out)
+                if self._ovcs is not None:
+                    self._ovcs = [[0] for _ in self._ovcs]
 
     def _release(self):
         if self._ver is not None or self._ovcs is not None:
@@ -638,6 +658,15 @@ def apply_multi(op, x, attrs=_EMPTY, v=0):
     if keep_out:
         node._out = outs
         node._ovcs = [vc_of(t) for t in ts]
+    if STATE.saved_hooks:               # pack at save time (PyTorch), unpack at each backward
+        pack, unpack = STATE.saved_hooks[-1]
+        node._packed = {}
+        with _no_grad():
+            if keep_in[0]:
+                node._packed["input"] = (pack(x), unpack)
+            if keep_out:
+                for nr, t in enumerate(ts):
+                    node._packed[nr] = (pack(Tensor._make(t._data, node, True)), unpack)
     if STATE.recorder is not None:
         STATE.recorder(node, (x._data,), attrs)
     return tuple(ts)
