@@ -182,15 +182,11 @@ class Differences:
         self.fallback = ""             # why the loop is used (said once, in the report)
         self.ran_batched = False       # whether any differences of this target ran batched
 
-    def _inputs(self, xs):
-        t = torch()
-        out = []
-        for x in xs:
-            if hasattr(x, "_data"):
-                out.append(t.from_numpy(np.array(x._data, copy=True, order="K")))
-            else:
-                out.append(x)
-        return out
+    @staticmethod
+    def _inputs(xs):
+        """Private torch copies of the engine inputs, in their memory layout; the rest as they are."""
+        return [torch().from_numpy(np.array(x._data, copy=True, order="K")) if hasattr(x, "_data") else x
+                for x in xs]
 
     @staticmethod
     def _tuple(outs):
@@ -209,7 +205,7 @@ class Differences:
             overflow.extend(over)
         start = 0
         if self.batched is not False and len(cols) >= self.MIN_COLUMNS:
-            start = self._batched(ins, idx, eps, cols, res, over, tick)
+            start = self._batched(ins, idx, eps, cols, res, over, tick, sum(sizes))
             self.ran_batched = self.ran_batched or start > 0
         if start < len(cols):
             self._loop(ins, idx, eps, cols, start, res, over, tick)
@@ -240,7 +236,7 @@ class Differences:
                 if tick is not None:
                     tick()
 
-    def _batched(self, ins, idx, eps, cols, res, over, tick):
+    def _batched(self, ins, idx, eps, cols, res, over, tick, out_n):
         """Blocks through vmap; returns how many columns were done (all, or 0 after a refusal)."""
         t = torch()
         base = ins[idx]
@@ -256,8 +252,6 @@ class Differences:
                         for c in cols]
         else:
             cols_mem = cols
-        with t.no_grad():
-            out_n = sum(o.numel() for o in self._tuple(self.fn(*ins)))
         per_col = 2 * (n + out_n) * 8
         block = max(1, min(self.MAX_BLOCK, self.BLOCK_BYTES // max(per_col, 1), len(cols)))
 
