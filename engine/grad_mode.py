@@ -46,7 +46,7 @@ class _State(threading.local):
     _anomaly = False
     _kink_watch = None
     _saved_hooks = ()     # a stack of (pack, unpack) from autograd.graph.saved_tensors_hooks
-    _recorder = None      # fn(node, input arrays, attrs) for each node made (the checker's --locate)
+    _recorder = None      # fn(node, input arrays, attrs, output array(s)) for each node made (--locate, explain)
     inference = False     # inside inference_mode (grad is off too, so the per-op path is off)
     _counted = None       # a _Counted while this thread's modes are off their defaults
     anomaly_check_nan = True

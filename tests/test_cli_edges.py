@@ -1627,9 +1627,8 @@ def test_the_users_attributes_on_ctx_are_theirs(tmp_path, backend, factor):
         r = invoke(*args)
         assert r.exit_code == 0, (args, r.stderr)
     assert "ScaleBackward" in (tmp_path / "g.html").read_text()
-    if backend == "engine":                      # explain runs on the engine (issue 23: --backend)
-        r = invoke("explain", *base[:3])
-        assert r.exit_code == 0 and "ScaleBackward" in r.stdout and "Scale.backward" in r.stdout, r.stderr
+    r = invoke("explain", *base)                 # on either backend (issue 23: --backend)
+    assert r.exit_code == 0 and "ScaleBackward" in r.stdout and "Scale.backward" in r.stdout, r.stderr
 
 
 def test_jacobian_json_is_refused_past_its_size_and_o_saves_any_size(tmp_path):

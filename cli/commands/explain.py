@@ -18,6 +18,7 @@ def explain_command(
     no_grad: bool = typer.Option(False, "--no-grad", help="Run the forward pass under torch.no_grad()"),
     detach: str = typer.Option(None, "--detach", help="Detach this variable before the forward pass (NAME)"),
     func: o.Func = "f",
+    backend: o.Backend = "auto",
     seed: o.Seed = 0,
     json_out: o.Json = False,
     debug: o.Debug = False,
@@ -28,21 +29,294 @@ def explain_command(
     """
     from ..boundary import run
     run(ctx, debug, lambda values: _explain(target, values, wrt, times, no_retain, zero_grad, no_grad, detach, func,
-                                            seed, json_out))
+                                            seed, json_out, backend))
 
 
-def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, detach, func, seed, json_out):
-    from engine.graph import node_name
+MATRIX_ROWS = 8          # a 2-D value up to this many rows and columns prints as a matrix
+MATRIX_COLS = 8
+
+
+def fmt(arr):
+    """A value on one line: a number, [1, 2], a matrix [[1, 2], [3, 4]] where it fits, else the
+    short flat form with its shape."""
     import numpy as np
 
-    import engine
-    from engine.dotgraph import fmt_values
+    from engine.dotgraph import fmt_number, fmt_values
+    a = np.asarray(arr)
+    if a.ndim == 2 and a.shape[0] <= MATRIX_ROWS and a.shape[1] <= MATRIX_COLS and a.size:
+        return "[" + ", ".join("[" + ", ".join(fmt_number(v) for v in row) + "]" for row in a.tolist()) + "]"
+    return fmt_values(a)
+
+
+def matrix_lines(arr):
+    """A 2-D value that fits as aligned rows (for the forward listing), else None."""
+    import numpy as np
+
+    from engine.dotgraph import fmt_number
+    a = np.asarray(arr) if not isinstance(arr, tuple) else None
+    if a is None or a.ndim != 2 or a.shape[0] < 2 or a.shape[0] > MATRIX_ROWS or a.shape[1] > MATRIX_COLS:
+        return None
+    cells = [[fmt_number(v) for v in row] for row in a.tolist()]
+    width = [max(len(r[j]) for r in cells) for j in range(a.shape[1])]
+    rows = ["[" + ", ".join(c.rjust(w) for c, w in zip(r, width)) + "]" for r in cells]
+    return ["[" + rows[0]] + [" " + r for r in rows[1:-1]] + [" " + rows[-1] + "]"]
+
+
+def _fmt_value(v):
+    if isinstance(v, tuple):
+        return "(" + ", ".join(fmt(x) for x in v) + ")"
+    return fmt(v)
+
+
+def _short_name(node):
+    from engine.graph import node_name
+    name = node_name(node)
+    return name.rsplit("::", 1)[-1]          # PyTorch's torch::autograd::AccumulateGrad
+
+
+def _is_leaf_node(node):
+    return _short_name(node) == "AccumulateGrad"
+
+
+def _walk(roots):
+    """Every node reachable from roots (next_functions, on either backend), each once."""
+    seen, order, stack = set(), [], list(roots)
+    while stack:
+        n = stack.pop()
+        if n is None or n in seen:
+            continue
+        seen.add(n)
+        order.append(n)
+        stack.extend(m for m, _ in n.next_functions)
+    return order
+
+
+def _post_order(root, known):
+    """The nodes behind root not in `known`, inputs first (the order a forward pass made them)."""
+    out, stack, seen = [], [(root, False)], set()
+    while stack:
+        n, done = stack.pop()
+        if done:
+            out.append(n)
+            continue
+        if n is None or n in known or n in seen or _is_leaf_node(n):
+            continue
+        seen.add(n)
+        stack.append((n, True))
+        stack.extend((m, False) for m, _ in reversed(n.next_functions))
+    return out
+
+
+class _Forward:
+    """What the forward pass made, in order: each node, what computed it (the expression's text,
+    or the user's source line), its value, its inputs' shapes."""
+
+    def __init__(self, target, span_of):
+        self.target, self.span_of = target, span_of
+        self.nodes, self.made, self.value, self.in_shapes = [], {}, {}, {}
+        self.ref = {}          # how the backward steps name a node: its text, or `Name #k` for a file
+        self.busy = False
+        self._user_files = None
+        if target.kind != "expression":
+            from ..targets import _USER_FILES
+            self._user_files = {str(p) for p in _USER_FILES}
+
+    def source_line(self, up=2):
+        """`line N: code` of the innermost frame in the user's file, or None."""
+        import linecache
+        import sys
+        f = sys._getframe(up)
+        while f is not None:
+            fn = f.f_code.co_filename
+            if fn in self._user_files or _resolved(fn) in self._user_files:
+                return f"line {f.f_lineno}: {linecache.getline(fn, f.f_lineno).strip()}"
+            f = f.f_back
+        return None
+
+    def add(self, node, text, value=None, in_shapes=None):
+        if node in self.made:
+            return
+        self.nodes.append(node)
+        self.made[node] = text
+        if value is not None:
+            self.value[node] = value
+        if in_shapes is not None:
+            self.in_shapes[node] = in_shapes
+
+    def __call__(self, node, args, attrs, out=None):         # the engine's recorder
+        import numpy as np
+        if self.span_of is not None:
+            span = self.span_of()
+            text = self.target.text[span[0]:span[1]] if span else _short_name(node)
+        else:
+            text = self.source_line() or _apply_text(node)
+        value = None
+        if out is not None:
+            value = tuple(np.array(getattr(o, "_data", o), copy=True) for o in out) if isinstance(out, (tuple, list)) \
+                else np.array(out, copy=True)
+            if isinstance(value, tuple) and len(value) == 1:
+                value = value[0]
+        shapes = tuple(np.shape(getattr(a, "_data", a)) for a in args)
+        self.add(node, text, value, shapes)
+
+    def torch_call(self, args, kwargs, result):
+        """After a torch function returned `result` (TorchFunctionMode): the nodes it made. A
+        custom Function's node is met as an argument of the next call (apply is not a torch
+        function): recorded then, with its value."""
+        if self.busy:                    # our own attribute reads below go through the mode too
+            return
+        self.busy = True
+        try:
+            self._torch_call(args, kwargs, result)
+        finally:
+            self.busy = False
+
+    def _torch_call(self, args, kwargs, result):
+        line = self.source_line(3)
+        for a in _tensors((args, kwargs)):
+            fn = getattr(a, "grad_fn", None)
+            if fn is not None and fn not in self.made:
+                self._made_by(a, None)
+        for r in _tensors(result):
+            if getattr(r, "grad_fn", None) is not None and r.grad_fn not in self.made:
+                self._made_by(r, line)
+
+    def _made_by(self, r, line):
+        fn = r.grad_fn
+        for n in _post_order(fn, self.made):
+            value = self.target.to_numpy(r) if n is fn else None
+            if value is None:
+                saved = getattr(n, "_saved_result", None)
+                value = self.target.to_numpy(saved) if saved is not None and hasattr(saved, "detach") else None
+            self.add(n, line or _apply_text(n), value)
+
+    def complete(self, outs):
+        """Nodes the recorder did not see (PyTorch's custom Functions, made outside any mode)."""
+        for o in outs:
+            fn = getattr(o, "grad_fn", None)
+            if fn is not None and fn not in self.made:
+                self._made_by(o, None)
+
+    def label_shared(self):
+        """Several nodes made by one call (cross_entropy: log_softmax, then nll_loss) share its
+        text: say which step of it each one is."""
+        by_text = {}
+        for n in self.nodes:
+            by_text.setdefault(self.made[n], []).append(n)
+        for text, nodes in by_text.items():
+            if len(nodes) > 1 and len({_short_name(n) for n in nodes}) == len(nodes):
+                for k, n in enumerate(nodes, 1):
+                    self.made[n] = f"{text}, step {k} of {len(nodes)}: {_op_word(n)}"
+        for k, n in enumerate(self.nodes, 1):
+            self.ref[n] = self.made[n] if self.span_of is not None else f"{_short_name(n)} #{k}"
+
+
+def _tensors(obj):
+    """The torch tensors in a call's arguments or result (lists, tuples, dicts)."""
+    if isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _tensors(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _tensors(o)
+    elif hasattr(type(obj), "grad_fn") and hasattr(type(obj), "requires_grad"):
+        yield obj
+
+
+def _apply_text(node):
+    cls = _forward_cls(node)
+    return f"{cls.__name__}.apply" if cls is not None else _short_name(node)
+
+
+def _resolved(fn):
+    import os
+    return os.path.realpath(fn)
+
+
+def _forward_cls(node):
+    from engine.graph import class_attr
+    return class_attr(node, "_forward_cls")
+
+
+def registry_op(node):
+    """The registry entry of a node: its class's on the engine; on PyTorch, the entry whose node
+    names include the node's name (MulBackward0 -> mul), or None."""
+    from engine.graph import class_attr
+    op = class_attr(node, "op")
+    if op is not None or type(node).__module__.startswith("engine"):
+        return op
+    global _BY_NODE_NAME
+    if _BY_NODE_NAME is None:
+        import engine  # noqa: F401 - fills the registry
+        from engine.ops._core import REGISTRY
+        _BY_NODE_NAME = {}
+        for entry in REGISTRY.values():
+            for nm in entry.node_names:
+                _BY_NODE_NAME.setdefault(nm, entry)
+    return _BY_NODE_NAME.get(_short_name(node))
+
+
+_BY_NODE_NAME = None
+
+
+def _op_word(node):
+    if _forward_cls(node) is not None:
+        return _apply_text(node)
+    op = registry_op(node)
+    if op is not None and getattr(op, "name", None):
+        return op.name
+    name = _short_name(node)
+    return name[:-len("Backward0")] if name.endswith("Backward0") else name
+
+
+class _torch_mode:
+    """A TorchFunctionMode that hands each torch call's result to the forward record."""
+
+    def __init__(self, forward):
+        from torch.overrides import TorchFunctionMode
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                result = func(*args, **(kwargs or {}))
+                forward.torch_call(args, kwargs, result)
+                return result
+        self.mode = Mode()
+        self.forward = forward
+
+    def __enter__(self):
+        # a custom Function's apply is no torch function: wrapped for the time of the forward,
+        # so its node is recorded where the user's line made it
+        import torch
+        self.orig = torch.autograd.Function.__dict__["apply"]
+        orig, forward = self.orig.__func__, self.forward
+
+        def apply(cls, *args, **kwargs):
+            result = orig(cls, *args, **kwargs)
+            forward.torch_call(args, kwargs, result)
+            return result
+        torch.autograd.Function.apply = classmethod(apply)
+        return self.mode.__enter__()
+
+    def __exit__(self, *exc):
+        import torch
+        torch.autograd.Function.apply = self.orig
+        return self.mode.__exit__(*exc)
+
+
+def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, detach, func, seed, json_out,
+             backend="auto"):
+    import contextlib
+
+    import numpy as np
+
     from engine.errors import SECOND_BACKWARD
 
     from .. import render
     from ..errors import CliError
     from ..targets import build_inputs, load_target
-    target = load_target(target_text, func, given=values, backend="engine")
+    target = load_target(target_text, func, given=values, backend=backend)
+    on_torch = target.backend == "torch"
+    lib = target.lib
     tensors, chosen = build_inputs(target, values, wrt=wrt, seed=seed)
     if detach is not None and detach not in tensors:
         raise CliError(f"--detach names '{detach}', which the target does not use (it uses {', '.join(tensors)})")
@@ -50,30 +324,32 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
     if target.kind == "expression":
         from expressions.compiler import CURRENT_SPAN
         span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
-    forward, made = [], {}
-
-    def record(node, args, attrs):
-        span = span_of() if span_of else None
-        made[node] = target.text[span[0]:span[1]] if span else node_name(node)
-        forward.append(node)
+    forward = _Forward(target, span_of)
     names = {id(t): n for n, t in tensors.items()}
     args = dict(tensors)
     if detach is not None:
         args[detach] = tensors[detach].detach()
         names[id(args[detach])] = f"{detach} (detached)"
-    prev = engine.grad_mode.STATE.recorder
-    engine.grad_mode.STATE.recorder = record
-    try:
-        with engine.no_grad() if no_grad else _nothing():
-            outs, single = target.call(args)
-    finally:
-        engine.grad_mode.STATE.recorder = prev
+    with contextlib.ExitStack() as stack:
+        if on_torch:
+            stack.enter_context(_torch_mode(forward))
+        else:
+            import engine
+            prev = engine.grad_mode.STATE.recorder
+            engine.grad_mode.STATE.recorder = forward
+            stack.callback(setattr, engine.grad_mode.STATE, "recorder", prev)
+        if no_grad:
+            stack.enter_context(target.no_grad())
+        outs, single = target.call(args)
+    forward.complete(outs)
+    forward.label_shared()
     out = outs[0]
-    doc = {"expression": target.text, "forward": [], "calls": []}
-    lines = []
-    for node in forward:
-        o_val = _output_value(node)
-        doc["forward"].append({"node": node_name(node), "computes": made[node], "value": o_val})
+    doc = {**target.json_fields(), "expression": target.text, "forward": [], "calls": []}
+    header = target.header()
+    for node in forward.nodes:
+        v = forward.value.get(node)
+        doc["forward"].append({"node": _short_name(node), "computes": forward.made[node],
+                               "value": None if v is None else _fmt_value(v)})
     if not single:
         raise CliError("explain follows one output; this target returns several (use 'autograd jacobian')")
     if out.grad_fn is None and not out.requires_grad:
@@ -82,99 +358,177 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
         msg = "element 0 of tensors does not require grad and does not have a grad_fn"
         doc["error"] = msg
         doc["why"] = why
-        return _finish(doc, json_out, [f"backward() fails: RuntimeError: {msg}", f"why: {why}"], render)
-    seed_grad = None if out.numel() == 1 else engine.ones_like(out)
-    # an output that is a leaf itself (`explain x`): its backward is its AccumulateGrad alone, and
-    # PyTorch's x.backward() leaves x.grad = 1
-    root = out.grad_fn if out.grad_fn is not None else engine.graph.accumulator(out)
+        return _finish(doc, json_out, [f"backward() fails: RuntimeError: {msg}", f"why: {why}"], render, forward,
+                       header)
+    seed_grad = None if out.numel() == 1 else lib.ones_like(out)
+    if out.grad_fn is not None:
+        root = out.grad_fn
+    elif on_torch:
+        root = None
+    else:
+        import engine
+        root = engine.graph.accumulator(out)
+    to_np = target.to_numpy
+
+    def arrays(gs):
+        return [None if g is None else to_np(g) for g in gs]
     for call in range(1, times + 1):
         if zero_grad and call > 1:
             for n in chosen:
                 if tensors[n].grad is not None:
                     tensors[n].grad.zero_()
-        steps, handles = [], []
-        before = {n: (None if tensors[n].grad is None else tensors[n].grad.numpy().copy()) for n in chosen}
-        for node in engine.graph.walk([root]):
+        steps, handles, parts = [], [], {}
+        before = {n: (None if tensors[n].grad is None else to_np(tensors[n].grad)) for n in chosen}
+        nodes = _walk([root]) if root is not None else []
+        for node in nodes:
             handles.append(node.register_prehook(lambda gs, node=node: steps.append(
-                {"node": node, "received": [None if g is None else g.numpy(force=True).copy() for g in gs]})))
-            if not isinstance(node, engine.graph.AccumulateGrad):
-                handles.append(node.register_hook(lambda gi, go, node=node: _sent(steps, node, gi)))
+                {"node": node, "received": arrays(gs)})))
+            if not _is_leaf_node(node):
+                handles.append(node.register_hook(lambda gi, go, node=node: _sent(steps, node, arrays(gi), parts,
+                                                                                  forward)))
         try:
-            out.backward(seed_grad, retain_graph=not no_retain)
-        except RuntimeError as e:
-            # the lesson's error (a second backward() without retain_graph) is part of the story;
-            # anything else -- the user's backward raising, returning a wrong shape -- is an error
-            # of the input, said as `grad` says it (exit 2)
-            if not str(e).startswith(SECOND_BACKWARD[:50]):
-                raise
-            first = str(e).splitlines()[0]
-            why = ("backward() frees what the nodes saved unless retain_graph=True; the first call did that, "
-                   "so this one has nothing to work with")
-            doc["calls"].append({"call": call, "error": first, "why": why})
-            break
+            with target.autograd_errors():
+                try:
+                    if root is None:          # a torch leaf that is its own output: x.backward()
+                        out.backward(seed_grad, retain_graph=not no_retain)
+                        steps.append({"node": None, "received": [to_np(seed_grad if seed_grad is not None
+                                                                          else lib.ones_like(out))]})
+                    else:
+                        out.backward(seed_grad, retain_graph=not no_retain)
+                except RuntimeError as e:
+                    # the lesson's error (a second backward() without retain_graph) is part of the
+                    # story; anything else -- the user's backward raising, returning a wrong shape --
+                    # is an error of the input, said as `grad` says it (exit 2)
+                    if not str(e).startswith(SECOND_BACKWARD[:50]):
+                        raise
+                    first = str(e).splitlines()[0]
+                    why = ("backward() frees what the nodes saved unless retain_graph=True; the first call did "
+                           "that, so this one has nothing to work with")
+                    doc["calls"].append({"call": call, "error": first, "why": why})
+                    break
         finally:
             for h in handles:
                 h.remove()
         call_doc = {"call": call, "steps": []}
         for st in steps:
             node = st["node"]
-            received = fmt_values(st["received"][0]) if st["received"] and st["received"][0] is not None else "None"
-            if isinstance(node, engine.graph.AccumulateGrad):
-                var = node.variable
+            received, sum_of = _received(node, st["received"], parts)
+            if node is None or _is_leaf_node(node):
+                var = out if node is None else node.variable
                 nm = names.get(id(var), "leaf")
                 b = before.get(nm)
-                after = None if var.grad is None else var.grad.numpy().copy()
-                call_doc["steps"].append({"node": "AccumulateGrad", "leaf": nm, "received": received,
-                                          "grad_before": None if b is None else fmt_values(b),
-                                          "grad_after": None if after is None else fmt_values(after)})
+                after = None if var.grad is None else to_np(var.grad)
+                step = {"node": "AccumulateGrad", "leaf": nm, "received": received,
+                        "grad_before": None if b is None else fmt(b),
+                        "grad_after": None if after is None else fmt(after)}
+                if sum_of:
+                    step["sum_of"] = sum_of
+                call_doc["steps"].append(step)
                 continue
-            inputs = _input_names(node, names, made)
-            sent = {k: (fmt_values(v) if v is not None else "None")
-                    for k, v in zip(inputs, st.get("sent", [None] * len(inputs)))}
-            call_doc["steps"].append({"node": node_name(node), "computes": made.get(node, ""), "received": received,
-                                      "rule": _rule(node, inputs), "sent": sent})
+            inputs = _inputs(node, names, forward)
+            sent = {}
+            for k, v in zip(inputs, st.get("sent", [None] * len(inputs))):
+                key = k if k not in sent else f"{k} (input {len(sent)})"
+                sent[key] = fmt(v) if v is not None else "None"
+            step = {"node": _short_name(node), "computes": forward.ref.get(node, ""), "received": received}
+            if sum_of:
+                step["sum_of"] = sum_of
+            step["rule"] = _node_rule(node, inputs, on_torch)
+            step["sent"] = sent
+            call_doc["steps"].append(step)
         doc["calls"].append(call_doc)
-    doc["gradients"] = {n: None if tensors[n].grad is None else render.to_jsonable(tensors[n].grad.numpy())
+    doc["gradients"] = {n: None if tensors[n].grad is None else render.to_jsonable(to_np(tensors[n].grad))
                         for n in chosen}
-    return _finish(doc, json_out, None, render)
+    return _finish(doc, json_out, None, render, forward, header)
 
 
-class _nothing:
-    def __enter__(self):
-        return self
+def _fit_to(g, shape):
+    """What a rule returned, as the backward loop hands it on: reduced or expanded to the input's
+    shape (a lazy uniform gradient of sum is every element's 1)."""
+    import numpy as np
 
-    def __exit__(self, *exc):
-        return False
+    from engine._xp import NUMPY
+    from engine.graph import _fit
+    if shape is None or np.shape(g) == tuple(shape):
+        return g
+    try:
+        return np.asarray(_fit(NUMPY, g, tuple(shape), np.asarray(g).dtype, 0))
+    except Exception:  # noqa: BLE001 - show what was sent as is
+        return g
 
 
-def _output_value(node):
-    from engine.dotgraph import fmt_values
-    out = getattr(node, "_out", None)
-    return fmt_values(out) if out is not None else None
-
-
-def _sent(steps, node, grad_inputs):
+def _sent(steps, node, grad_inputs, parts, forward):
+    """The node's hook: what it sent to each input, fitted to that input's shape; and each
+    contribution noted at the node it goes to, so a sum of several is shown as a sum."""
+    shapes = forward.in_shapes.get(node, ())
+    edges = node.next_functions
+    fitted = []
+    for k, g in enumerate(grad_inputs):
+        if g is not None and k < len(shapes):
+            g = _fit_to(g, shapes[k])
+        fitted.append(g)
+        if g is not None and k < len(edges) and edges[k][0] is not None:
+            parts.setdefault((edges[k][0], edges[k][1]), []).append(g)
     for st in reversed(steps):
         if st["node"] is node:
-            st["sent"] = [None if g is None else g.numpy(force=True).copy() for g in grad_inputs]
+            st["sent"] = fitted
             return
 
 
-def _input_names(node, names, made):
-    """What each input of node is called: a variable's name, or what computed it."""
-    from engine.graph import AccumulateGrad, node_name
+def _received(node, received, parts):
+    """(text of what a node received, [its parts] when several paths sent to it)."""
+    import numpy as np
+    texts = []
+    many = len(received) > 1
+    sum_of = []
+    for nr, g in enumerate(received):
+        got = parts.pop((node, nr), []) if node is not None else []
+        if g is None:
+            texts.append(f"output {nr}: nothing (not used; zeros)" if many else "None")
+            continue
+        t = fmt(g)
+        if len(got) > 1 and all(np.shape(p) == np.shape(g) for p in got):
+            sum_of.append([fmt(p) for p in got])
+            t = " + ".join(fmt(p) for p in got) + " = " + t
+        texts.append(f"output {nr}: {t}" if many else t)
+    return "; ".join(texts), sum_of
+
+
+def _inputs(node, names, forward):
+    """What each input of node is called: a variable's name, or what computed it (None for an
+    input no gradient goes to: a constant)."""
     res = []
     saved = getattr(node, "_saved", None)
     saved = saved if isinstance(saved, tuple) else ()
-    for k, nxt in enumerate(node._next):
+    for k, (nxt, _) in enumerate(node.next_functions):
         if nxt is None:
             t = saved[k] if k < len(saved) else None
-            res.append(names.get(id(t), f"input{k}") if t is not None else f"input{k}")
-        elif isinstance(nxt, AccumulateGrad):
+            if id(t) in names:
+                res.append(names[id(t)])
+            elif isinstance(t, (int, float)) and not isinstance(t, bool):
+                res.append(fmt(t))            # x/2: the constant 2
+            else:
+                res.append(f"input{k}")
+        elif _is_leaf_node(nxt):
             res.append(names.get(id(nxt.variable), f"input{k}"))
         else:
-            res.append(made.get(nxt, node_name(nxt)))
+            res.append(forward.ref.get(nxt, _short_name(nxt)))
     return res
+
+
+def _node_rule(node, inputs, on_torch):
+    if not on_torch:
+        return _rule(node, inputs)
+    return _torch_rule(node, inputs)
+
+
+def _torch_rule(node, inputs):
+    """The rule of a PyTorch node, from the registry entry of the same op (by PyTorch's node
+    name), or the user's backward for a custom Function."""
+    cls = _forward_cls(node)
+    if cls is not None:
+        return f"your backward ({cls.__name__}.backward)"
+    return ""
 
 
 def _rule(node, inputs):
@@ -257,15 +611,23 @@ def _rename(text, ren):
     return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: ren.get(m.group(0), m.group(0)), text)
 
 
-def _finish(doc, json_out, extra, render):
+def _finish(doc, json_out, extra, render, forward, header):
     if json_out:
         render.dump_json(doc)
         return
     con = render.console()
+    if header:
+        con.print(render.esc(header))
     con.print(f"[bold]forward pass[/bold] ({render.plural(len(doc['forward']), 'node')} recorded, in order)")
-    for f in doc["forward"]:
+    for k, (f, node) in enumerate(zip(doc["forward"], forward.nodes), 1):
+        rows = matrix_lines(forward.value[node]) if node in forward.value else None
+        if rows is not None:
+            con.print(f"  {k}. {render.esc(f['node'])}: {render.esc(f['computes'])} =")
+            for r in rows:
+                con.print(f"       {render.esc(r)}")
+            continue
         val = f" = {f['value']}" if f["value"] is not None else ""
-        con.print(f"  {render.esc(f['node'])}: {render.esc(f['computes'])}{render.esc(val)}")
+        con.print(f"  {k}. {render.esc(f['node'])}: {render.esc(f['computes'])}{render.esc(val)}")
     if extra:
         for line in extra:
             con.print(render.esc(line))
@@ -278,13 +640,17 @@ def _finish(doc, json_out, extra, render):
                 con.print(f"  why: {render.esc(c['why'])}")
             continue
         for k, st in enumerate(c["steps"], 1):
+            got = st["received"] + (" (the sum of what each path sent: gradients add up)" if st.get("sum_of") else "")
             if st["node"] == "AccumulateGrad":
-                con.print(f"  {k}. AccumulateGrad for {render.esc(st['leaf'])}: received {render.esc(st['received'])}; "
+                con.print(f"  {k}. AccumulateGrad for {render.esc(st['leaf'])}: received {render.esc(got)}; "
                           f"{render.esc(st['leaf'])}.grad {render.esc(str(st['grad_before']))} -> "
                           f"{render.esc(str(st['grad_after']))}")
                 continue
-            sent = ", ".join(f"{v} to {k2}" for k2, v in st["sent"].items())
-            con.print(f"  {k}. {render.esc(st['node'])} ({render.esc(st['computes'])}) received "
-                      f"{render.esc(st['received'])}, sent {render.esc(sent)}")
+            label = st["computes"] if st["computes"].startswith(st["node"] + " #") else \
+                f"{st['node']} ({st['computes']})"
+            sent = ", ".join(f"{v} to {k2}" if v != "None" else f"nothing to {k2} (it needs no gradient)"
+                             for k2, v in st["sent"].items())
+            con.print(f"  {k}. {render.esc(label)} received "
+                      f"{render.esc(got)}, sent {render.esc(sent)}")
             if st["rule"]:
                 con.print(f"     rule: {render.esc(st['rule'])}")

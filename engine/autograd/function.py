@@ -332,7 +332,7 @@ class Function(metaclass=FunctionMeta):
         ctx._saved = tuple(saved)
         ctx.to_save = ()
         if STATE.recorder is not None:
-            STATE.recorder(ctx, received, kwargs)
+            STATE.recorder(ctx, received, kwargs, tuple(getattr(w, "_data", w) for w in wrapped))
         if STATE.anomaly:
             ctx._trace = traceback.format_stack()[:-1]
         return wrapped[0] if single else tuple(wrapped)

@@ -46,7 +46,7 @@ class _Recorder:
         self.span_of = span_of
         self.module_names = module_names
 
-    def __call__(self, node, args, attrs):
+    def __call__(self, node, args, attrs, out=None):
         vals = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else
                      (Tensor._make(np.array(a._data, copy=True)) if isinstance(a, Tensor) else a) for a in args)
         module = ""

@@ -668,7 +668,7 @@ def apply_multi(op, x, attrs=_EMPTY, v=0):
                 for nr, t in enumerate(ts):
                     node._packed[nr] = (pack(Tensor._make(t._data, node, True)), unpack)
     if STATE.recorder is not None:
-        STATE.recorder(node, (x._data,), attrs)
+        STATE.recorder(node, (x._data,), attrs, outs)
     return tuple(ts)
 
 
@@ -837,7 +837,7 @@ def binary_operator(op, slow):
         if off and STATE.saved_hooks:
             pack_saved(node)
         if off and STATE.recorder is not None:
-            STATE.recorder(node, (x._data, yd), _EMPTY)
+            STATE.recorder(node, (x._data, yd), _EMPTY, out)
         return t
     operator.__name__ = op.name
     return operator
@@ -881,7 +881,7 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     if off and STATE.saved_hooks:
         pack_saved(node)
     if off and STATE.recorder is not None:
-        STATE.recorder(node, (x._data,), attrs)
+        STATE.recorder(node, (x._data,), attrs, out)
     return t
 
 
@@ -919,7 +919,7 @@ def _record(op, v, args, attrs, out):
         if STATE.saved_hooks:
             pack_saved(node)
         if STATE.recorder is not None:
-            STATE.recorder(node, tuple(a._data if isinstance(a, Tensor) else a for a in args), attrs)
+            STATE.recorder(node, tuple(a._data if isinstance(a, Tensor) else a for a in args), attrs, out)
     return t
 
 

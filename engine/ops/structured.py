@@ -405,7 +405,7 @@ def _pieces(x, arrays, node_cls, d):
         import traceback
         node._trace = traceback.format_stack()[:-2]
     if STATE.recorder is not None:
-        STATE.recorder(node, (x,), None)
+        STATE.recorder(node, (x,), None, tuple(arrays))
     for nr, t in enumerate(outs):
         t.grad_fn = node
         t._rg = True
