@@ -41,9 +41,9 @@ function show(id) {
   const list = (title, ids) => ids.length ? "<h4>" + title + "</h4><ul>" + ids.map(i =>
       "<li><a href='#' data-go='" + esc(i) + "'>" + esc(INFO[i] ? INFO[i].title : i) + "</a></li>").join("") + "</ul>" : "";
   document.getElementById("panel").innerHTML = "<h3 id='node-title'>" + esc(d.title) + "</h3><p>" + esc(d.kind) +
-      "</p><pre id='node-label'>" + esc(d.label) + "</pre>" + (d.note ? "<p id='node-note'>" + esc(d.note) + "</p>" : "") +
+      "</p>" + (d.label ? "<pre id='node-label'>" + esc(d.label) + "</pre>" : "") + (d.note ? "<p id='node-note'>" + esc(d.note) + "</p>" : "") +
       (d.rule ? "<h4>op and rule</h4><pre id='node-rule'>" + esc(d.rule) + "</pre>" : "") +
-      list("saved for backward", d.saved) + list("this saved tensor is", d.is) + list("gradient flows from", d.from) + list("gradient flows to", d.to);
+      list("saved for backward", d.saved) + list("this saved tensor is", d.is) + list("saved by", d.by) + list("gradient flows from", d.from) + list("gradient flows to", d.to);
   document.querySelectorAll("#panel a[data-go]").forEach(a => a.onclick = e => { e.preventDefault(); pick(a.dataset.go, true); });
 }
 function esc(s) { return String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c])); }
@@ -77,6 +77,14 @@ view.addEventListener("wheel", e => { e.preventDefault(); const k = e.deltaY > 0
   const m = toUser(e.clientX, e.clientY);
   vb.x = m.x - (m.x - vb.x) * k; vb.y = m.y - (m.y - vb.y) * k; vb.width *= k; vb.height *= k; }, {passive: false});
 function fit() { [vb.x, vb.y, vb.width, vb.height] = full; }
+const MIN_SCALE = 1.25, MAX_SCALE = 1.8;   // px a point: Graphviz's 10 pt labels at 12.5 to 18 px
+function first() {  // the first view: the whole graph when its text stays readable at that scale,
+  const v = view.getBoundingClientRect();        // else the graph's top at MIN_SCALE (pan, or Whole graph)
+  const s = Math.min(v.width / full[2], v.height / full[3]), k = Math.min(Math.max(s, MIN_SCALE), MAX_SCALE);
+  const w = v.width / k, h = v.height / k;
+  vb.width = w; vb.height = h; vb.x = full[0] + (full[2] - w) / 2;
+  vb.y = s < MIN_SCALE ? full[1] : full[1] + (full[3] - h) / 2; }
+first();
 view.addEventListener("dblclick", fit);
 document.getElementById("fit").addEventListener("click", fit);
 view.addEventListener("mousedown", e => { drag = toUser(e.clientX, e.clientY); view.style.cursor = "grabbing"; });
@@ -94,17 +102,19 @@ def page(g, svg, rules=None):
         lines = label.split("\n")
         info[nid] = {"title": lines[0], "kind": {"leaf": "leaf (input)", "output": "output", "saved": "saved tensor",
                                                 "op": "backward node", "accumulate": "AccumulateGrad (writes .grad)",
-                                                "fail": "backward node: its local check fails"}.get(kind, kind),
+                                                "fail": "backward node: its local check fails",
+                                                "constant": "input that does not require grad"}.get(kind, kind),
                      "label": "\n".join(lines[1:]) if len(lines) > 1 else "",
-                     "note": "", "rule": (rules or {}).get(nid, ""), "saved": [], "is": [], "from": [], "to": []}
+                     "note": "", "rule": (rules or {}).get(nid, ""), "saved": [], "is": [], "from": [], "to": [], "by": []}
         if kind == "fail":
             info[nid]["note"] = lines[-1]
     for sid, lid in g.came_from.items():
         info[sid]["is"].append(lid)
     for src, dst, style in g.edges:
         if src in info and dst in info:
-            if style == "dashed":
+            if style in ("dashed", "dotted"):      # a saved tensor, or an input without grad it saved
                 info[dst]["saved"].append(src)
+                info[src]["by"].append(dst)
             else:                  # an edge runs from a node's input side to it: gradients flow dst -> src
                 info[src]["from"].append(dst)
                 info[dst]["to"].append(src)

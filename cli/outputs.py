@@ -65,6 +65,7 @@ def write_graph(outs, tensors, output, *, rankdir="TB", timeout=None, **options)
 
     from . import render
     names = {id(t): n for n, t in tensors.items()}
+    options.setdefault("constants", [(n, t) for n, t in tensors.items() if not t.requires_grad])
     if options.get("view", 0) is None:
         del options["view"]                    # the engine's own graph
     if output is not None and output.suffix == ".mmd":

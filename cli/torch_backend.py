@@ -431,6 +431,16 @@ class TorchView:
         return [(name, TorchView.data(v)) for name, v in saved_tensors(node)]
 
     @staticmethod
+    def uses(node, t):
+        """The names under which node saved tensor t (the same storage, shape and strides)."""
+        try:
+            saved = saved_tensors(node)
+        except RuntimeError:                 # freed by a backward without retain_graph
+            return []
+        return [name for name, v in saved if v.data_ptr() == t.data_ptr() and v.shape == t.shape
+                and v.stride() == t.stride()]
+
+    @staticmethod
     def children(node):
         return [n for n, _ in node.next_functions]
 

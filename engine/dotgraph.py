@@ -15,7 +15,10 @@ from .graph import class_attr, node_name
 from .tensor import Tensor
 
 COLORS = {"leaf": "lightblue", "output": "darkolivegreen1", "saved": "orange", "op": "lightgrey",
-          "accumulate": "lightgrey", "note": "white", "fail": "tomato"}
+          "accumulate": "lightgrey", "note": "white", "fail": "tomato", "constant": "white"}
+LEGEND = {"leaf": "leaf (input)", "constant": "input, no grad", "op": "backward node", "saved": "saved for backward",
+          "output": "output", "fail": "local check fails"}
+PER_LINE = 3             # numbers per line of a value on a node (a wide node shrinks the whole drawing)
 MAX_VALUES = 6
 
 
@@ -74,14 +77,42 @@ class _Graph:
         self.came_from = {}  # saved tensor's id -> the id of the leaf it is (the HTML page links them)
 
 
-def _tensor_label(name, arr, show_values, grad=None):
+def _tensor_label(name, arr, show_values, grad=None, extra=None):
     parts = [name] if name else []
     parts.append(f"{fmt_shape(arr.shape)} {arr.dtype.name}")
+    if extra:
+        parts.append(extra)
     if show_values:
-        parts.append("value " + fmt_values(arr))
+        parts.extend(value_lines("value", arr))
     if grad is not None:
-        parts.append("grad " + fmt_values(grad))
+        parts.extend(value_lines("grad", grad))
     return "\n".join(parts)
+
+
+def value_lines(head, arr):
+    """A value as a few short lines, so a node stays narrow: a matrix by rows (at most PER_LINE
+    rows and columns), a vector PER_LINE numbers a line; the shape is on the label already."""
+    a = np.asarray(arr)
+    if a.ndim == 0:
+        return [f"{head} {fmt_number(a.item())}"]
+    if a.ndim == 2 and a.size:
+        rows = []
+        for r in a[:PER_LINE].tolist():
+            cells = [fmt_number(v) for v in r[:PER_LINE]] + (["..."] if a.shape[1] > PER_LINE else [])
+            rows.append("[" + ", ".join(cells) + "]")
+        if a.shape[0] > PER_LINE:
+            rows.append("...")
+        return [head] + rows
+    flat = a.reshape(-1)
+    nums = [fmt_number(v) for v in flat[:2 * PER_LINE].tolist()]
+    lines = [", ".join(nums[i:i + PER_LINE]) for i in range(0, len(nums), PER_LINE)] or [""]
+    lines = [line + "," for line in lines[:-1]] + lines[-1:]
+    more = ", ..." if flat.size > 2 * PER_LINE else ""
+    lines[0] = "[" + lines[0]
+    lines[-1] = lines[-1] + more + "]" + (" (flat)" if a.ndim > 1 else "")
+    if len(lines) == 1:
+        return [f"{head} {lines[0]}"]
+    return [head] + lines
 
 
 class EngineView:
@@ -117,18 +148,25 @@ class EngineView:
     saved = staticmethod(lambda node: _saved_of(node))
 
     @staticmethod
+    def uses(node, t):
+        """The names under which node saved tensor t (its data), if it did."""
+        return [name for name, arr in _saved_of(node) if arr is t._data]
+
+    @staticmethod
     def children(node):
         return node._next
 
 
 def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved=False, forward=False,
-          max_nodes=1000, node_grads=None, output_names=None, view=EngineView, highlight=None):
+          max_nodes=1000, node_grads=None, output_names=None, view=EngineView, highlight=None, constants=None):
     """The graph behind `outputs` (a Tensor or a sequence) as a _Graph.
 
     names: {id(tensor): name} for leaves (a leaf without one shows its shape and values only).
     node_grads: {node: [array per output]} gradients seen flowing into each node (--retain-grad).
     view: how the graph is read (EngineView; the CLI passes PyTorch's).
     highlight: {node: reason} nodes painted red with the reason in their label (check --locate).
+    constants: [(name, tensor)] inputs that do not require grad (the lesson's x in w*x): drawn
+    too, with a dotted edge to each node that saved them (the only way a backward node uses them).
     """
     outs = [outputs] if isinstance(outputs, view.tensor_type) else list(outputs)
     names = names or {}
@@ -205,6 +243,15 @@ def build(outputs, names=None, *, show_values=False, show_grad=False, show_saved
     for sid, arr in saved_arrays:
         if id(arr) in leaf_of_array:
             g.came_from[sid] = leaf_of_array[id(arr)][0]
+    for name, t in constants or ():
+        cid = new_id()
+        users = [(ids[n], sname) for n in order if view.variable(n) is None for sname in view.uses(n, t)]
+        how = "requires_grad=False" + ("" if users else "; no backward node uses it")
+        g.nodes.append((cid, "constant", _tensor_label(name, view.data(t), show_values, extra=how)))
+        for nid, sname in users:
+            g.edges.append((cid, nid, "dotted"))
+    g.nodes = [(nid, kind, label if label.strip() else f"(unnamed {LEGEND.get(kind, kind)})")
+               for nid, kind, label in g.nodes]
     if hidden:
         g.note = (new_id(), f"{hidden} more backward nodes not shown (raise --max-nodes to see them)")
     return g
@@ -246,15 +293,14 @@ def dot_text(g, rankdir="TB", legend=True):
         lines.append(f'  {g.note[0]} [label="{_esc(g.note[1])}", shape=note, fillcolor=white];')
     for src, dst, style in g.edges:
         lines.append(f"  {src} -> {dst}" + (f" [style={style}]" if style else "") + ";")
-    if legend:
+    if legend:                # what this drawing has, in one column beside it
+        used = {kind for _, kind, _ in g.nodes}
+        kinds = [k for k in LEGEND if k in used or k in ("leaf", "op", "output")]
         lines += ['  subgraph cluster_legend {',
-                  '    label="legend"; fontsize=9; style=dashed;',
-                  '    legend_leaf [label="leaf (input)", fillcolor=lightblue];',
-                  '    legend_op [label="backward node", fillcolor=lightgrey];',
-                  '    legend_saved [label="saved for backward", fillcolor=orange];',
-                  '    legend_output [label="output", fillcolor=darkolivegreen1];',
-                  '    legend_leaf -> legend_op -> legend_output [style=invis];',
-                  '  }']
+                  '    label="legend"; fontsize=10; style=dashed;']
+        lines += [f'    legend_{k} [label="{LEGEND[k]}", fillcolor={COLORS[k]}];' for k in kinds]
+        lines.append('    ' + " -> ".join(f"legend_{k}" for k in kinds) + ' [style=invis];')
+        lines.append('  }')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -279,7 +325,7 @@ def to_mermaid(outputs, names=None, *, rankdir="TB", **options):
     if g.note:
         lines.append(f'  {g.note[0]}["{mermaid_text(g.note[1])}"]')
     for src, dst, style in g.edges:
-        lines.append(f"  {src} {'-.->' if style == 'dashed' else '-->'} {dst}")
+        lines.append(f"  {src} {'-.->' if style in ('dashed', 'dotted') else '-->'} {dst}")
     used = {kind for _, kind, _ in g.nodes}
     for kind, color in COLORS.items():
         if kind == "fail" and kind not in used:      # only check --dot paints nodes red

@@ -1087,12 +1087,14 @@ def test_a_dashed_options_variable_before_the_double_dash_says_where_it_goes(tmp
     r = invoke("grad", target, "--x", "1,2", "--grad_output", "1", "--max_nodes", "2", "--dot_timeout", "3")
     one_error(r, 2, "the variable 'grad_output' is named like the option --grad-output: give its value after --, "
                     "as in `-- --grad_output VALUES`")
+    r = invoke("graph", target, "--x", "1,2", "--", "--grad_output", "1", "--max_nodes", "2", "--dot_timeout", "3")
+    assert r.exit_code == 0, r.stderr
     r = invoke("graph", target, "--x", "1,2", "--grad_output", "1", "--", "--max_nodes", "2", "--dot_timeout", "3")
-    assert r.exit_code == 0, r.stderr                      # graph has no --grad-output: a plain variable
-    r = invoke("graph", target, "--x", "1,2", "--grad_output", "1", "--", "--max_nodes", "2")
+    one_error(r, 2, "the variable 'grad_output' is named like the option --grad-output")   # graph has it too now
+    r = invoke("graph", target, "--x", "1,2", "--", "--grad_output", "1", "--max_nodes", "2")
     one_error(r, 2, "the variable 'dot_timeout' is named like the option --dot-timeout: give its value after --, "
                     "as in `-- --dot_timeout VALUES`")
-    r = invoke("graph", target, "--x", "1,2", "--max_nodes", "2", "--grad_output", "1", "--", "--dot_timeout", "3")
+    r = invoke("graph", target, "--x", "1,2", "--max_nodes", "2", "--", "--grad_output", "1", "--dot_timeout", "3")
     one_error(r, 2, "the variable 'max_nodes' is named like the option --max-nodes: give its value after --")
     # a misspelt option where no variable has that name is still a misspelt option
     one_error(invoke("grad", "sum(x)", "--x", "1,2", "--grad_output", "1"), 2,

@@ -153,6 +153,7 @@ def test_no_name_runs_in_chromium_and_the_page_still_works(tmp_path, lib, comman
         from selenium.webdriver.common.by import By
         driver.get(out.as_uri())
         assert driver.title == "autograd graph"
+        driver.find_element(By.ID, "fit").click()          # every node in view, to be clicked
         nodes = driver.find_elements(By.CSS_SELECTOR, "g.node")
         seen = set()
         for n in nodes:                                    # every node's panel, its links and the search

@@ -302,13 +302,21 @@ class OpNode(Node):
         if self._saved is FREED:
             return None
         d = {}
-        names = ("self", "other", "third")
+        names = _SAVED_NAMES.get(type(self).__name__, ("self", "other"))
         for i, s in enumerate(self._saved or ()):
             if isinstance(s, Tensor):
-                d[names[i] if i < 3 else f"input{i}"] = s._data
+                d[names[i] if i < len(names) else f"input{i}"] = s._data
         if self._out is not None:
             d["result"] = self._out
         return d
+
+
+# what PyTorch calls each input a node saved (its _saved_<name>), where not ("self", "other")
+_SAVED_NAMES = {"AddmmBackward0": ("self", "mat1", "mat2"), "MmBackward0": ("self", "mat2"),
+                "BmmBackward0": ("self", "mat2"), "MvBackward0": ("self", "vec"), "DotBackward0": ("self", "tensor"),
+                "PowBackward1": ("self", "exponent"), "MseLossBackward0": ("self", "target"),
+                "BinaryCrossEntropyBackward0": ("self", "target", "weight"),
+                "NllLossBackward0": ("self", "target", "weight")}
 
 
 # -- what a node saved, as PyTorch shows it: grad_fn._saved_self, _saved_other, _saved_result,
