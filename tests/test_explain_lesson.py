@@ -170,6 +170,11 @@ def test_the_two_backends_send_the_same_numbers(tmp_path):
     docs = [explain_json(path, "--w", "1,2", "--x", "3,4", "--backend", b) for b in ("engine", "torch")]
     told = [[(s["node"], s["received"], sorted(s.get("sent", {}).values())) for s in steps_of(d)] for d in docs]
     assert sorted(told[0]) == sorted(told[1])
+    saved = [{f["node"]: f.get("saved") for f in d["forward"]} for d in docs]
+    for node in ("MulBackward0", "TanhBackward0"):           # PyTorch's _saved_* names and values
+        assert saved[0][node] == saved[1][node], node
+    assert saved[1]["MulBackward0"] == {"other": "[3, 4]", "self": "[1, 2]"}
+    assert saved[1]["TanhBackward0"] == {"result": fmt(np.tanh([3.0, 8.0]))}
 
 
 def test_explain_backend_torch_on_an_expression_is_refused():

@@ -348,8 +348,11 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
     header = target.header()
     for node in forward.nodes:
         v = forward.value.get(node)
-        doc["forward"].append({"node": _short_name(node), "computes": forward.made[node],
-                               "value": None if v is None else _fmt_value(v)})
+        entry = {"node": _short_name(node), "computes": forward.made[node], "value": None if v is None else _fmt_value(v)}
+        saved = _saved(node, target)
+        if saved:
+            entry["saved"] = saved
+        doc["forward"].append(entry)
     if not single:
         raise CliError("explain follows one output; this target returns several (use 'autograd jacobian')")
     if out.grad_fn is None and not out.requires_grad:
@@ -440,6 +443,21 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
     doc["gradients"] = {n: None if tensors[n].grad is None else render.to_jsonable(to_np(tensors[n].grad))
                         for n in chosen}
     return _finish(doc, json_out, None, render, forward, header)
+
+
+def _saved(node, target):
+    """{name: value} of what the node saved for backward, by PyTorch's names (_saved_self,
+    _saved_other, _saved_result ...): read after the forward, before a backward frees it."""
+    if _forward_cls(node) is not None:
+        return {}
+    if target.backend == "torch":
+        from ..torch_backend import saved_tensors
+        try:
+            return {k: fmt(target.to_numpy(v)) for k, v in saved_tensors(node)}
+        except RuntimeError:
+            return {}
+    from engine.dotgraph import _saved_of
+    return {k: fmt(v) for k, v in _saved_of(node)}
 
 
 def _fit_to(g, shape):
@@ -628,6 +646,8 @@ def _finish(doc, json_out, extra, render, forward, header):
             continue
         val = f" = {f['value']}" if f["value"] is not None else ""
         con.print(f"  {k}. {render.esc(f['node'])}: {render.esc(f['computes'])}{render.esc(val)}")
+        if f.get("saved"):
+            con.print("       saved for backward: " + render.esc(", ".join(f"{n} = {v}" for n, v in f["saved"].items())))
     if extra:
         for line in extra:
             con.print(render.esc(line))
