@@ -56,13 +56,15 @@ def fmt_shape(shape):
 # the first become the label's own line break, the rest U+FFFD, so one node is always one line
 _DOT_CONTROL = {**{c: "\\n" for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"},
                 **{chr(c): "\ufffd" for c in range(32) if chr(c) not in "\n\r\t\x0b\x0c\x1c\x1d\x1e"},
-                "\x7f": "\ufffd", "\\": "\\\\", '"': '\\"'}
+                "\x7f": "\ufffd", "\\": "\\\\", '"': '\\"',
+                "&": "&amp;"}        # Graphviz reads entities in a label: a name "a&amp;b" would draw as "a&b"
 _DOT_TABLE = str.maketrans(_DOT_CONTROL)
 
 
 def _esc(s):
     """Text as the inside of a quoted DOT string: quotes and backslashes escaped (so Graphviz's
-    own escapes like \\N and \\l cannot be reached), line breaks as \\n, no raw control character."""
+    own escapes like \\N and \\l cannot be reached), & as &amp; (Graphviz decodes entities in a
+    label), line breaks as \\n, no raw control character."""
     return s.translate(_DOT_TABLE)
 
 

@@ -171,3 +171,20 @@ def test_the_page_draws_readable_text_and_the_input_without_grad(tmp_path):
                 driver.save_screenshot(str(tmp_path / "first.png"))
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize("name", ["a&amp;b", "p&lt;q&gt;", "&#38;", "x & y", "&amp;amp;"])
+def test_a_name_with_an_entity_is_drawn_as_written(name):
+    """Graphviz decodes entities in a label: a leaf named "a&amp;b" was drawn "a&b" (red team C7)."""
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (apt-get install graphviz)")
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    import engine
+    from engine import dotgraph
+    w = engine.tensor([1.0, 2.0], requires_grad=True)
+    dot = dotgraph.to_dot((w * 2).sum(), {id(w): name})
+    svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=True).stdout
+    texts = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert name in texts, texts
