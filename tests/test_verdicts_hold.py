@@ -3,6 +3,7 @@ to first order; float32 is judged against a float64 reference, never replaced by
 finite differences cannot resolve is not called a bug. Each expected answer is known by
 construction (a Function made wrong on purpose, or a right one)."""
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -819,3 +820,31 @@ def f(x):
 ''', "empty.py")
     r = runner.invoke(app, ["check", str(p), "--x", "zeros(0,3)", "--backend", backend, "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "pass", r.stderr
+
+
+LOG_NEAR_0 = '''import {lib} as torch
+
+
+def f(x):
+    return torch.log(x).sum()
+
+
+inputs = {{"x": [1e-7, 1.0]}}
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_row_passed_at_another_step_shows_the_differences_it_passed_with(tmp_path, backend):
+    """log at 1e-7: eps=1e-6 leaves the domain (NaN), eps=1e-10 agrees. The row said "pass at eps
+    1e-10" beside numerical NaN, with the abs err of another element (red team C5); it shows the
+    differences at the step that passed, and the worst of those. 1/x at 1e-7 is 1e7."""
+    p = _write(tmp_path, backend, LOG_NEAR_0, "lognear0.py")
+    r = runner.invoke(app, ["check", str(p), "--backend", backend, "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    for row, a in ((doc["inputs"]["x"], "analytical"), (doc["backward_grad"]["x"], "grad")):
+        assert math.isfinite(row["numerical"]) and row["numerical"] == pytest.approx(1e7, rel=1e-3), row
+        assert row[a] == pytest.approx(1e7, rel=1e-12)
+        assert 0 < row["max_abs_error"] <= 1e-5 + 1e-3 * 1e7 and row["passed"]
+    text = runner.invoke(app, ["check", str(p), "--backend", backend]).stdout
+    assert "nan" not in text.lower(), text

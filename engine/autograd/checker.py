@@ -683,7 +683,7 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False):
         cols[p.input] = sorted(set(cols.get(p.input, [])) | set(picked))
     steps = sorted(set(STEPS) | {report.eps}, reverse=True)
     nums = {i: [_numerical_columns(func, inputs, i, h, c) for h in steps] for i, c in cols.items()}
-    verdicts, best, nan_seen = [], {}, False
+    verdicts, best, nan_seen, rejudged = [], {}, False, {}
     for p in failing:
         c = cols[p.input]
         a = p.analytical[:, c]
@@ -712,6 +712,16 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False):
             k = int(np.argmax(every)) if every.any() else int(np.argmax(okb.sum(axis=1)))
             best[p.input_name] = steps[k + 1]
             p.note = f"pass at eps {steps[k + 1]:.0e}"
+            # the row shows the differences it passed with: each failing element at its first
+            # step pair that agrees (it showed eps's NaN beside "pass", red team C5)
+            n_best = p.numerical.copy()
+            sub = n_best[:, c]
+            first = np.argmax(ok, axis=0) + 1                                           # (rows, cols)
+            rows, cl = np.nonzero(bad)
+            sub[rows, cl] = n[first[rows, cl], rows, cl]
+            n_best[:, c] = sub
+            _restate(p, n_best, atol, rtol)
+            rejudged[(p.output, p.input)] = n_best
         else:
             verdicts.append("inconclusive")
             p.note = "unresolved"
@@ -729,6 +739,11 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False):
         if not np.all((got == vta) | (np.abs(got - vta) <= report.atol + report.rtol * np.abs(vta))):
             return                        # backward() disagrees with the Jacobian rows: a real failure
         p.note = "pass (= v^T J)"
+        nums_t = {(q.output, q.input): rejudged.get((q.output, q.input), q.numerical) for q in report.pairs
+                  if q.kind == "jacobian"}
+        vtn = sum(v.reshape(-1) @ nums_t[(k, p.input)] for k, v in enumerate(vs) if (k, p.input) in nums_t)
+        if np.ndim(vtn):                  # v^T of the differences the rows passed with
+            _restate(p, np.asarray(vtn, dtype=np.float64).reshape(1, -1), report.atol, report.rtol)
     if all(v == "pass" for v in verdicts):
         for p in report.pairs:
             if p.note.startswith("pass"):
@@ -747,6 +762,19 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False):
     said = next((p for p in failing if p.note == "unresolved" and not np.isfinite(p.worst_numerical)), None)
     report.inconclusive = said.describe() if said is not None else _why_unresolved(func, inputs, nan_seen)
     report.failures.insert(0, f"inconclusive: {report.inconclusive}")
+
+
+def _restate(p, numerical, atol, rtol):
+    """A re-judged pair's errors and worst element, against the differences it was judged by."""
+    p.numerical = numerical
+    _, w, p.max_abs_error, p.max_rel_error = _compare(p.analytical, numerical, atol, rtol)
+    if not p.analytical.size:
+        return
+    r, col = np.unravel_index(w, p.analytical.shape)
+    p.worst_analytical, p.worst_numerical = float(p.analytical[r, col]), float(numerical[r, col])
+    o_idx = tuple(int(v) for v in np.unravel_index(r, p.output_shape)) if len(p.output_shape) else ()
+    i_idx = tuple(int(v) for v in np.unravel_index(col, p.input_shape)) if len(p.input_shape) else ()
+    p.worst_index = (o_idx, i_idx)
 
 
 def _why_unresolved(func, inputs, nan_seen):
