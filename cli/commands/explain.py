@@ -542,11 +542,31 @@ def _node_rule(node, inputs, on_torch):
 
 def _torch_rule(node, inputs):
     """The rule of a PyTorch node, from the registry entry of the same op (by PyTorch's node
-    name), or the user's backward for a custom Function."""
+    name: MulBackward0 -> mul), or the user's backward for a custom Function. The formula reads
+    the node's attributes from PyTorch's _saved_<name> (pow's exponent, a sum's dim)."""
     cls = _forward_cls(node)
     if cls is not None:
         return f"your backward ({cls.__name__}.backward)"
-    return ""
+    op = registry_op(node)
+    if op is None:
+        return ""
+    attrs = {}
+    for a in dir(node):
+        if a.startswith("_saved_") and not a.endswith(("_sym_sizes", "_sym_strides")):
+            try:
+                v = getattr(node, a)
+            except RuntimeError:                 # freed by a backward without retain_graph
+                continue
+            if isinstance(v, (bool, int, float, str, tuple)) or v is None:
+                attrs[a[len("_saved_"):]] = v
+    view = type("TorchNode", (), {"op": op})()
+    view._next = tuple(n for n, _ in node.next_functions)
+    view._attrs = attrs
+    view._saved = ()
+    try:
+        return _rule(view, inputs)
+    except Exception:  # noqa: BLE001 - a rule is a courtesy: PyTorch's node may differ from the entry
+        return ""
 
 
 def _rule(node, inputs):
