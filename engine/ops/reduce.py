@@ -94,7 +94,7 @@ PROD = defop("prod", lambda x, dims, keepdim: np.prod(x, axis=dims, keepdims=kee
              samples=[(((2,),), {}), (((3, 2),), {}), (((3, 2),), {"dim": 0}),
                       (((2, 3),), {"dim": 1, "keepdim": True})],
              doc="product over one dim (all dims by default)",
-             formula='grad * result / x, (where x holds a zero: grad times the product of the other elements)')
+             formula='grad * result / x, or where x holds a zero: grad times the product of the other elements')
 
 
 # -- max / min / amax / amin -------------------------------------------------------------------
@@ -236,7 +236,7 @@ NORM = defop("norm", _norm, (_norm_vjp,), saves=('x out',), nodes="LinalgVectorN
              doc="vector p-norm over dim (p=2 by default)",
              formula=('grad * sign(x) if p == 1 else 0 if p == 0 else grad * sign(x) * (abs(x) == result) / '
                       'sum(abs(x) == result, dims) if abs(p) == inf else where(result == 0, 0, grad * x * '
-                      'abs(x)^(p - 2) / result^(p - 1)), 0 where the norm is 0'))
+                      'abs(x)^(p - 2) / result^(p - 1))'))
 
 
 # -- softmax / log_softmax ---------------------------------------------------------------------
