@@ -484,7 +484,7 @@ QR = defop("linalg_qr", _qr_fwd, (_qr_vjp,), saves=("x out",), nodes="LinalgQrBa
                                     (((2, 5, 2),), {"mode": "reduced"})],
            doc="linalg.qr(A, mode='reduced'): (Q, R) with A = Q R, Q orthonormal columns, R upper triangular",
            formula=("the grads of Q and R pulled back through x = Q R (Walter and Lehmann's rule, as PyTorch; "
-                    'reduced or square factors)',))
+                    "none for mode 'complete' with more rows than columns)",))
 
 
 # svd: A = U diag(S) Vh. PyTorch's svd_backward (distinct singular values; a rectangular A of
