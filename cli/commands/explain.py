@@ -570,83 +570,17 @@ def _torch_rule(node, inputs):
 
 
 def _rule(node, inputs):
-    """The node's local rule in plain math, from its registry entry ("grad_w = grad * x")."""
+    """The node's local rule in the lesson's notation, from its registry entry's formula
+    ("grad_w = grad * x"; cli/formulas.py renders it for this node and its inputs' names)."""
     from engine.graph import class_attr
+
+    from ..formulas import node_rule
     if class_attr(node, "_forward_cls") is not None:
         return f"your backward ({class_attr(node, '_forward_cls').__name__}.backward)"
     op = class_attr(node, "op")
-    if op is None or op.vjps is None:
+    if op is None or op.vjps is None or op.formula is None:
         return ""
-    rules = (op.vjps,) * len(inputs) if op.variadic else op.vjps
-    if op.name == "matmul" and len(inputs) == 2:
-        a, b = inputs
-        return (f"grad_{a} = grad @ {b}^T; grad_{b} = {a}^T @ grad (transposes act on the last two dims; "
-                "a 1-D operand is a row or a column)")
-    if op.name in _PLAIN:
-        return f"grad_{inputs[0]} = {_PLAIN[op.name]}"
-    parts = []
-    seen_lines = {}
-    for k, (rule, name) in enumerate(zip(rules, inputs)):
-        if node._next[k] is None:             # no gradient wanted for this input: not computed
-            continue
-        line = rule.__code__.co_firstlineno if rule is not None else None
-        nth = seen_lines.get(line, 0)
-        seen_lines[line] = nth + 1
-        body = _rule_text(rule, nth)
-        if body is not None and "_" in body.split("(")[0][:1]:      # a private helper: no plain formula
-            body = None
-        if body is None:
-            return f"the {op.name} rules in engine/ops ({', '.join(r.__name__ for r in rules if r is not None)})"
-        params = rule.__code__.co_varnames[:rule.__code__.co_argcount]
-        ren = {"g": "grad", "out": "result"}
-        for p, n in zip(params[3:], inputs):
-            ren[p] = n
-        parts.append(f"grad_{name} = {_rename(body, ren)}")
-    return "; ".join(parts)
-
-
-# rules whose registry form calls a helper, said in words
-_PLAIN = {"sum": "grad, copied to every summed element", "mean": "grad / n, copied to every averaged element",
-          "tanh": "grad * (1 - result^2)", "sigmoid": "grad * result * (1 - result)",
-          "softmax": "result * (grad - sum(grad * result))", "log_softmax": "grad - exp(result) * sum(grad)"}
-
-_SOURCES = {}
-_TEXTS = {}
-
-
-def _rule_text(rule, nth=0):
-    """The expression a lambda rule returns, as source text (None for a def or unreadable):
-    the nth lambda with the same parameters starting on the rule's line (mul's two rules share
-    one line)."""
-    import ast
-    if rule is None or rule.__name__ != "<lambda>":
-        return None
-    code = rule.__code__
-    if (code, nth) in _TEXTS:
-        return _TEXTS[code, nth]
-    path = code.co_filename
-    if path not in _SOURCES:
-        try:
-            with open(path) as fh:
-                _SOURCES[path] = ast.parse(fh.read())
-        except (OSError, SyntaxError):
-            _SOURCES[path] = None
-    tree = _SOURCES[path]
-    if tree is None:
-        return None
-    params = list(code.co_varnames[:code.co_argcount])
-    cands = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Lambda) and n.lineno == code.co_firstlineno
-                    and [a.arg for a in n.args.args] == params), key=lambda n: n.col_offset)
-    text = ast.unparse(cands[min(nth, len(cands) - 1)].body) if cands else None
-    _TEXTS[code, nth] = text             # a graph of 10,000 nodes reads each rule once
-    return text
-
-
-def _rename(text, ren):
-    import re
-    text = re.sub(r"\bxp\.raw\(([^()]*)\)", r"\1", text)
-    text = re.sub(r"\bxp\.", "", text)
-    return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: ren.get(m.group(0), m.group(0)), text)
+    return node_rule(node, op, inputs)
 
 
 def _finish(doc, json_out, extra, render, forward, header):

@@ -19,6 +19,28 @@ What each rule needs is declared in its entry, as derivatives.yaml states `self`
 are the rule's parameter names, `out` the result). A node saves the union over the inputs that
 need a gradient, so `x * w` with only x requiring grad saves w alone, and an in-place change of
 a value no rule reads never fails a backward.
+
+Each entry also states its rules as the lesson writes them, `formula=(...)`: one string per
+input (None where the rule is None; a variadic op such as cat has one string, used for every
+input), the vector-Jacobian product in the rule's own parameter names, with `grad` for the
+incoming gradient and `result` for the op's output (`autograd explain` shows it, the names
+replaced by what each input is). A formula is an expression, an expression followed by a
+comment in words after a top-level ", ", or words alone where math is not the clearest
+statement (reshape, indexing, scatter, ...). Expressions use:
+    * / + -   elementwise, broadcasting          @       matrix product
+    ^         power                              a^T     a with its last two dims swapped
+    == < <= > >= & |   elementwise tests, as 1/0 (a test against None holds: no bound)
+    a if test else b   a choice made by an attribute (`reduction == "mean"`), never by values
+    pi, inf; functions exp log sqrt sin cos sinh cosh tanh sigmoid erf softplus sign abs,
+    where(test, a, b), clamp(a, lo), numel(a), outer(a, b), inv(a), solve(a, b) (X with a X = b),
+    sum(a, dim) and mean(a, dim) (over dim, or every dim when none is given; the reduced dims kept
+    with size 1), unsqueeze(a, dim), squeeze(a, dim), reshape(a, shape), transpose(a, dim0, dim1),
+    permute(a, dims), argsort(dims), flip(a, dims), cumsum(a, dim), roll(a, shifts, dims),
+    tril(a, k), triu(a, k), diagonal(a, k), select(a, dim, i), slice(a, dim, start, stop),
+    a[key] (indexing with an attribute key).
+In the formula of a reduction (its rule takes dims and keepdim), `grad` and `result` carry the
+reduced dims with size 1 (what `_unreduce` gives the rule). Every formula is read against its
+rule at the registry's samples (tests/test_formulas.py).
 """
 import traceback
 
@@ -42,7 +64,8 @@ class OpDef:
     """One registry entry. See the module docstring for the meaning of each field."""
 
     def __init__(self, name, forward, vjps, nodes, domain, samples, kinks, doc,
-                 differentiable, variadic, returns, fresh=False, saves=None, operators=None, multi=False):
+                 differentiable, variadic, returns, fresh=False, saves=None, operators=None, multi=False,
+                 formula=None):
         self.name = name
         self.forward = forward
         self.vjps = vjps
@@ -56,6 +79,7 @@ class OpDef:
         self.returns = returns
         self.fresh = fresh
         self.saves = _check_saves(name, vjps, variadic, saves) if differentiable and vjps is not None else ()
+        self.formula = _check_formula(name, vjps, variadic, formula)
         # how the registry's tests call this entry with a sample's tensors and attributes: the
         # public function exported with op=this entry, unless the module sets an adapter
         self.func = None
@@ -140,9 +164,31 @@ def _check_saves(name, vjps, variadic, saves):
     return tuple(out)
 
 
+def _check_formula(name, vjps, variadic, formula):
+    """The formula as one string (variadic) or a tuple aligned with the rules (None where the
+    rule is None); None when the entry gives none (tests/test_formulas.py fails on that)."""
+    if formula is None:
+        return None
+    if variadic:
+        if not isinstance(formula, str):
+            raise ValueError(f"op {name!r}: a variadic op's formula is one string, used for every input")
+        return formula
+    if isinstance(formula, str):
+        formula = (formula,)
+    formula = tuple(formula)
+    if vjps is None or len(formula) != len(vjps):
+        raise ValueError(f"op {name!r}: formula has {len(formula)} entries for "
+                         f"{0 if vjps is None else len(vjps)} rules")
+    for k, (rule, text) in enumerate(zip(vjps, formula)):
+        if (rule is None) != (text is None):
+            raise ValueError(f"op {name!r}: formula {k} is {'None' if text is None else 'given'} where the rule "
+                             f"is {'None' if rule is None else 'given'}")
+    return formula
+
+
 def defop(name, forward, vjps, *, nodes, domain=("real",), samples=(), kinks=None,
           doc="", differentiable=True, variadic=False, returns=None, fresh=False,
-          saves=None, operators=None, multi=False):
+          saves=None, operators=None, multi=False, formula=None):
     """Register an op. `nodes` is PyTorch's node name, or a tuple of names for variants.
 
     multi: the forward returns a tuple of arrays, one node with an output per array (slogdet,
@@ -150,6 +196,7 @@ def defop(name, forward, vjps, *, nodes, domain=("real",), samples=(), kinks=Non
     (None where an output got none) and `out` the tuple of outputs. One input.
 
     saves: what each rule reads, one string of names per input (see the module docstring).
+    formula: each rule as the lesson writes it, one string per input (see the module docstring).
     fresh: every rule returns an array of its own (never the incoming gradient, a saved value,
     the output or a view of one), so the backward loop may add into it instead of allocating
     a sum; tests/test_backward_paths.py checks each op that says so.
@@ -168,7 +215,7 @@ def defop(name, forward, vjps, *, nodes, domain=("real",), samples=(), kinks=Non
     if name in REGISTRY:
         raise ValueError(f"op {name!r} registered twice")
     op = OpDef(name, forward, vjps, nodes, domain, samples, kinks, doc, differentiable,
-               variadic, returns, fresh, saves, operators, multi)
+               variadic, returns, fresh, saves, operators, multi, formula)
     REGISTRY[name] = op
     return op
 

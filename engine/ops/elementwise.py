@@ -19,23 +19,30 @@ def _samples(shapes):
 
 # -- arithmetic --------------------------------------------------------------------------------
 ADD = defop("add", np.add, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g),
-            saves=('', ''), operators={"__add__": "fast", "__radd__": "fast"}, nodes="AddBackward0", samples=_samples(BINARY), doc="x + y")
+            saves=('', ''), operators={"__add__": "fast", "__radd__": "fast"}, nodes="AddBackward0", samples=_samples(BINARY), doc="x + y",
+            formula=('grad', 'grad'))
 SUB = defop("sub", np.subtract, (lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g),
-            saves=('', ''), operators={"__sub__": "fast", "__rsub__": "reflected"}, nodes="SubBackward0", samples=_samples(BINARY), doc="x - y")
+            saves=('', ''), operators={"__sub__": "fast", "__rsub__": "reflected"}, nodes="SubBackward0", samples=_samples(BINARY), doc="x - y",
+            formula=('grad', '-grad'))
 RSUB = defop("rsub", lambda x, other: other - x, (lambda xp, g, out, x, other: -g,),
              saves=('',), nodes="RsubBackward1", samples=[(((2, 3),), {"other": 2.0})],
-             doc="other - x for a number `other` (what `2 - x` records)")
+             doc="other - x for a number `other` (what `2 - x` records)",
+             formula='-grad')
 MUL = defop("mul", np.multiply, (lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x),
-            saves=('y', 'x'), operators={"__mul__": "fast", "__rmul__": "fast"}, nodes="MulBackward0", samples=_samples(BINARY), doc="x * y")
+            saves=('y', 'x'), operators={"__mul__": "fast", "__rmul__": "fast"}, nodes="MulBackward0", samples=_samples(BINARY), doc="x * y",
+            formula=('grad * y', 'grad * x'))
 DIV = defop("div", np.true_divide,
             (lambda xp, g, out, x, y: g / y, lambda xp, g, out, x, y: -g * x / (y * y)),
             saves=('y', 'x y'), operators={"__truediv__": "fast", "__rtruediv__": "reflected"},
-            nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y")
+            nodes="DivBackward0", domain=("real", "nonzero"), samples=_samples(BINARY), doc="x / y",
+            formula=('grad / y', '-grad * x / y^2'))
 NEG = defop("neg", np.negative, (lambda xp, g, out, x: -g,), saves=('',), nodes="NegBackward0", fresh=True, operators={"__neg__": "unary"},
-            samples=_samples(UNARY), doc="-x")
+            samples=_samples(UNARY), doc="-x",
+            formula='-grad')
 RECIPROCAL = defop("reciprocal", lambda x: 1.0 / x, (lambda xp, g, out, x: -g * out * out,),
                    saves=('out',), nodes="ReciprocalBackward0", domain=("nonzero",), samples=_samples(UNARY),
-                   doc="1 / x")
+                   doc="1 / x",
+                   formula='-grad * result^2')
 
 
 def _pow_scalar_vjp(xp, g, out, x, exponent):
@@ -62,23 +69,27 @@ POW = defop("pow", lambda x, exponent: np.power(x, exponent), (_pow_scalar_vjp,)
             saves=('x',), nodes="PowBackward0", domain=("positive",),
             samples=[(((2, 3),), {"exponent": 2}), (((3,),), {"exponent": 0.5}),
                      (((2,),), {"exponent": -1.5}), (((),), {"exponent": 3})],
-            doc="x ** exponent for a number exponent")
+            doc="x ** exponent for a number exponent",
+            formula='0 if exponent == 0 else grad * exponent * x^(exponent - 1)')
 POW_T = defop("pow_tensor", np.power, (_pow_base_vjp, _pow_exp_vjp), saves=('x y', 'x y out'), nodes="PowBackward1",
               operators={"__pow__": "call", "__rpow__": "reflected"},
               domain=("positive", "real"), samples=_samples(BINARY[:6]),
-              doc="x ** y for tensors x and y")
+              doc="x ** y for tensors x and y",
+              formula=('where(y == 0, 0, grad * y * x^(y - 1))',
+                       'where((x == 0) & (y >= 0), 0, grad * result * log(x))'))
 RPOW = defop("rpow", lambda x, base: np.power(base, x),
              (lambda xp, g, out, x, base: g * out * float(np.log(base)),),
              saves=('out',), nodes="PowBackward2", samples=[(((2, 3),), {"base": 2.0})],
-             doc="base ** x for a number base")
+             doc="base ** x for a number base",
+             formula='grad * result * log(base)')
 
 
 # -- unary math --------------------------------------------------------------------------------
 def _unary(name, fwd, rule, node, domain=("real",), kinks=None, doc="", fresh=False, saves=None,
-           operators=None):
+           operators=None, formula=None):
     return defop(name, fwd, (rule,), nodes=node, domain=domain, samples=_samples(UNARY),
                  kinks=kinks, doc=doc or f"elementwise {name}(x)", fresh=fresh, saves=saves,
-                 operators=operators)
+                 operators=operators, formula=formula)
 
 
 def _sigmoid(x):
@@ -96,39 +107,59 @@ def _softplus_vjp(xp, g, out, x, beta=1.0, threshold=20.0):
     return xp.where(bx > threshold, g, g * xp.sigmoid(x * beta))
 
 
-EXP = _unary("exp", np.exp, lambda xp, g, out, x: g * out, "ExpBackward0", saves=('out',))
-LOG = _unary("log", np.log, lambda xp, g, out, x: g / x, "LogBackward0", ("positive",), saves=('x',))
-LOG1P = _unary("log1p", np.log1p, lambda xp, g, out, x: g / (x + 1.0), "Log1PBackward0", ("positive",), saves=('x',))
-SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackward0", ("positive",), saves=('out',))
-SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0", saves=('x',))
-COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0", saves=('x',))
-TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",), saves=('out',))
+EXP = _unary("exp", np.exp, lambda xp, g, out, x: g * out, "ExpBackward0", saves=('out',),
+             formula='grad * result')
+LOG = _unary("log", np.log, lambda xp, g, out, x: g / x, "LogBackward0", ("positive",), saves=('x',),
+             formula='grad / x')
+LOG1P = _unary("log1p", np.log1p, lambda xp, g, out, x: g / (x + 1.0), "Log1PBackward0", ("positive",), saves=('x',),
+               formula='grad / (1 + x)')
+SQRT = _unary("sqrt", np.sqrt, lambda xp, g, out, x: g / (2.0 * out), "SqrtBackward0", ("positive",), saves=('out',),
+              formula='grad / (2 * result)')
+SIN = _unary("sin", np.sin, lambda xp, g, out, x: g * xp.cos(x), "SinBackward0", saves=('x',),
+             formula='grad * cos(x)')
+COS = _unary("cos", np.cos, lambda xp, g, out, x: -g * xp.sin(x), "CosBackward0", saves=('x',),
+             formula='-grad * sin(x)')
+TAN = _unary("tan", np.tan, lambda xp, g, out, x: g * (1.0 + out * out), "TanBackward0", ("unit",), saves=('out',),
+             formula='grad * (1 + result^2)')
 ASIN = _unary("asin", np.arcsin, lambda xp, g, out, x: g / xp.sqrt(1.0 - x * x), "AsinBackward0", ("unit",),
-              saves=('x',))
+              saves=('x',),
+              formula='grad / sqrt(1 - x^2)')
 ACOS = _unary("acos", np.arccos, lambda xp, g, out, x: -g / xp.sqrt(1.0 - x * x), "AcosBackward0", ("unit",),
-              saves=('x',))
-ATAN = _unary("atan", np.arctan, lambda xp, g, out, x: g / (1.0 + x * x), "AtanBackward0", saves=('x',))
-SINH = _unary("sinh", np.sinh, lambda xp, g, out, x: g * xp.cosh(x), "SinhBackward0", saves=('x',))
-COSH = _unary("cosh", np.cosh, lambda xp, g, out, x: g * xp.sinh(x), "CoshBackward0", saves=('x',))
-EXPM1 = _unary("expm1", np.expm1, lambda xp, g, out, x: g * (out + 1.0), "Expm1Backward0", saves=('out',))
+              saves=('x',),
+              formula='-grad / sqrt(1 - x^2)')
+ATAN = _unary("atan", np.arctan, lambda xp, g, out, x: g / (1.0 + x * x), "AtanBackward0", saves=('x',),
+              formula='grad / (1 + x^2)')
+SINH = _unary("sinh", np.sinh, lambda xp, g, out, x: g * xp.cosh(x), "SinhBackward0", saves=('x',),
+              formula='grad * cosh(x)')
+COSH = _unary("cosh", np.cosh, lambda xp, g, out, x: g * xp.sinh(x), "CoshBackward0", saves=('x',),
+              formula='grad * sinh(x)')
+EXPM1 = _unary("expm1", np.expm1, lambda xp, g, out, x: g * (out + 1.0), "Expm1Backward0", saves=('out',),
+               formula='grad * (result + 1)')
 RSQRT = _unary("rsqrt", lambda x: 1.0 / np.sqrt(x), lambda xp, g, out, x: -0.5 * g * out * out * out,
-               "RsqrtBackward0", ("positive",), saves=('out',))
+               "RsqrtBackward0", ("positive",), saves=('out',),
+               formula='-0.5 * grad * result^3')
 # floor'(x) = 0 everywhere it exists (PyTorch's FloorBackward0 returns zeros)
 FLOOR = _unary("floor", np.floor, lambda xp, g, out, x: g * 0.0, "FloorBackward0", ("kinkfree",),
-               kinks=lambda x, **a: [x - np.round(x)], saves=('',))
+               kinks=lambda x, **a: [x - np.round(x)], saves=('',),
+               formula="0, a step's slope wherever it has one")
 TANH = _unary("tanh", np.tanh, lambda xp, g, out, x: xp.tanh_backward(g, out), "TanhBackward0",
-               fresh=True, saves=('out',))
+               fresh=True, saves=('out',),
+              formula='grad * (1 - result^2)')
 SIGMOID = _unary("sigmoid", _sigmoid, lambda xp, g, out, x: xp.sigmoid_backward(g, out),
-                  "SigmoidBackward0", fresh=True, saves=('out',))
+                  "SigmoidBackward0", fresh=True, saves=('out',),
+                 formula='grad * result * (1 - result)')
 # abs'(0) = 0 (PyTorch uses sgn(x), which is 0 at 0)
 ABS = _unary("abs", np.abs, lambda xp, g, out, x: g * np.sign(xp.raw(x)), "AbsBackward0",
-             ("kinkfree",), kinks=lambda x, **a: [x], saves=('x',), operators={"__abs__": "unary"})
+             ("kinkfree",), kinks=lambda x, **a: [x], saves=('x',), operators={"__abs__": "unary"},
+             formula='grad * sign(x), so 0 at x = 0')
 # relu'(0) = 0 (PyTorch's threshold_backward passes the gradient only where out > 0)
 RELU = _unary("relu", lambda x: np.maximum(x, 0), lambda xp, g, out, x: g * (xp.raw(out) > 0),
-              "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x], saves=('out',))
+              "ReluBackward0", ("kinkfree",), kinks=lambda x, **a: [x], saves=('out',),
+              formula='where(x > 0, grad, 0), so 0 at x = 0')
 SOFTPLUS = defop("softplus", _softplus, (_softplus_vjp,), saves=('x',), nodes="SoftplusBackward0",
                  samples=_samples(UNARY) + [(((3,),), {"beta": 2.0})],
-                 doc="log(1 + exp(x)), linear above threshold (torch.nn.functional.softplus)")
+                 doc="log(1 + exp(x)), linear above threshold (torch.nn.functional.softplus)",
+                 formula='where(beta * x > threshold, grad, grad * sigmoid(beta * x))')
 
 
 # -- clamp, maximum, minimum, where ------------------------------------------------------------
@@ -158,7 +189,8 @@ def _clamp_kinks(x, min=None, max=None, **_):  # noqa: A002
 CLAMP = defop("clamp", _clamp, (_clamp_vjp,), saves=('x',), nodes="ClampBackward1", domain=("kinkfree",),
               samples=[(((2, 3),), {"min": -0.5, "max": 0.5}), (((4,),), {"min": 0.0}),
                        (((3,),), {"max": 0.2})],
-              kinks=_clamp_kinks, doc="x limited to [min, max]")
+              kinks=_clamp_kinks, doc="x limited to [min, max]",
+              formula='where((x >= min) & (x <= max), grad, 0), the bounds included')
 
 
 def _tie_split(xp, g, mine, other, keep):
@@ -171,19 +203,24 @@ MAXIMUM = defop("maximum", np.maximum,
                 (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.greater),
                  lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.greater)),
                 saves=('x y', 'x y'), nodes="MaximumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
-                kinks=lambda x, y, **a: [x - y], doc="elementwise max; ties split the gradient in half")
+                kinks=lambda x, y, **a: [x - y], doc="elementwise max; ties split the gradient in half",
+                formula=('where(x == y, grad / 2, where(x > y, grad, 0)), a tie splits grad in half',
+                         'where(x == y, grad / 2, where(y > x, grad, 0)), a tie splits grad in half'))
 MINIMUM = defop("minimum", np.minimum,
                 (lambda xp, g, out, x, y: _tie_split(xp, g, x, y, np.less),
                  lambda xp, g, out, x, y: _tie_split(xp, g, y, x, np.less)),
                 saves=('x y', 'x y'), nodes="MinimumBackward0", domain=("real", "real"), samples=_samples(BINARY[:5]),
-                kinks=lambda x, y, **a: [x - y], doc="elementwise min; ties split the gradient in half")
+                kinks=lambda x, y, **a: [x - y], doc="elementwise min; ties split the gradient in half",
+                formula=('where(x == y, grad / 2, where(x < y, grad, 0)), a tie splits grad in half',
+                         'where(x == y, grad / 2, where(y < x, grad, 0)), a tie splits grad in half'))
 WHERE = defop("where", lambda x, y, condition: np.where(condition, x, y),
               (lambda xp, g, out, x, y, condition: xp.where(condition, g, 0.0),
                lambda xp, g, out, x, y, condition: xp.where(condition, 0.0, g)),
               saves=('', ''), nodes="WhereBackward0",
               samples=[(((2, 3), (2, 3)), {"condition": np.array([[True, False, True], [False, True, False]])}),
                        (((3,), ()), {"condition": np.array([True, False, True])})],
-              doc="where(condition, x, y): x where condition holds, else y")
+              doc="where(condition, x, y): x where condition holds, else y",
+              formula=('where(condition, grad, 0)', 'where(condition, 0, grad)'))
 
 
 # -- comparisons and other non-differentiable elementwise ops --------------------------------
@@ -371,49 +408,65 @@ def _gelu_vjp(xp, g, out, x, approximate="none"):
 
 
 ERF = _unary("erf", _erf, lambda xp, g, out, x: g * float(2 / np.sqrt(np.pi)) * xp.exp(-x * x), "ErfBackward0",
-             saves=('x',), doc="the error function erf(x)")
+             saves=('x',), doc="the error function erf(x)",
+             formula='grad * 2 / sqrt(pi) * exp(-x^2)')
 ATAN2 = defop("atan2", np.arctan2,
               (lambda xp, g, out, x, y: g * y / (x * x + y * y),
                lambda xp, g, out, x, y: -g * x / (x * x + y * y)),
               saves=('x y', 'x y'), nodes="Atan2Backward0", domain=("nonzero", "nonzero"),
-              samples=_samples(BINARY[:5]), doc="atan2(x, other): the angle of the point (other, x)")
+              samples=_samples(BINARY[:5]), doc="atan2(x, other): the angle of the point (other, x)",
+              formula=('grad * y / (x^2 + y^2)', '-grad * x / (x^2 + y^2)'))
 SILU = _unary("silu", lambda x: x * _sigmoid(x),
               lambda xp, g, out, x: g * xp.sigmoid(x) * (1.0 + x * (1.0 - xp.sigmoid(x))), "SiluBackward0",
-              saves=('x',), doc="x * sigmoid(x) (torch.nn.functional.silu)")
+              saves=('x',), doc="x * sigmoid(x) (torch.nn.functional.silu)",
+              formula='grad * sigmoid(x) * (1 + x * (1 - sigmoid(x)))')
 GELU = defop("gelu", _gelu, (_gelu_vjp,), saves=('x',), nodes="GeluBackward0",
              samples=_samples(UNARY) + [(((3, 2),), {"approximate": "tanh"})],
-             doc="x * Phi(x), Phi the normal CDF (approximate='tanh' for the tanh formula)")
+             doc="x * Phi(x), Phi the normal CDF (approximate='tanh' for the tanh formula)",
+             formula=('grad * (0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))) + 0.5 * x * (1 - '
+                      'tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))^2) * sqrt(2 / pi) * (1 + 3 * 0.044715 * x^2)) '
+                      'if approximate == "tanh" else grad * (0.5 * (1 + erf(x / sqrt(2))) + x * exp(-x^2 / 2) / '
+                      'sqrt(2 * pi))'))
 LEAKY_RELU = defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
                    (lambda xp, g, out, x, negative_slope=0.01: xp.where(xp.raw(x) > 0, g, g * negative_slope),),
                    saves=('x',), nodes="LeakyReluBackward0", domain=("kinkfree",), kinks=lambda x, **a: [x],
                    samples=_samples(UNARY) + [(((3,),), {"negative_slope": 0.2})],
-                   doc="x where x > 0, else negative_slope * x")
+                   doc="x where x > 0, else negative_slope * x",
+                   formula='where(x > 0, grad, grad * negative_slope), so grad * negative_slope at x = 0')
 ELU = defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
             (lambda xp, g, out, x, alpha=1.0: xp.where(xp.raw(x) > 0, g, g * (out + alpha)),),
             saves=('x out',), nodes="EluBackward0", domain=("kinkfree",), kinks=lambda x, **a: [x],
             samples=_samples(UNARY) + [(((3,),), {"alpha": 0.5})],
-            doc="x where x > 0, else alpha * (exp(x) - 1)")
+            doc="x where x > 0, else alpha * (exp(x) - 1)",
+            formula='where(x > 0, grad, grad * (result + alpha)), so grad * (result + alpha) at x = 0')
 HARDTANH = defop("hardtanh", lambda x, min_val=-1.0, max_val=1.0: np.clip(x, min_val, max_val),
                  (lambda xp, g, out, x, min_val=-1.0, max_val=1.0:
                   xp.where((xp.raw(x) > min_val) & (xp.raw(x) < max_val), g, g * 0.0),),
                  saves=('x',), nodes="HardtanhBackward0", domain=("kinkfree",),
                  kinks=lambda x, min_val=-1.0, max_val=1.0, **a: [x - min_val, x - max_val],
                  samples=_samples(UNARY) + [(((4,),), {"min_val": 0.0, "max_val": 6.0})],
-                 doc="x limited to [min_val, max_val]; no gradient at or beyond them")
+                 doc="x limited to [min_val, max_val]; no gradient at or beyond them",
+                 formula='where((x > min_val) & (x < max_val), grad, 0), so 0 at the bounds')
 
 erf = _u(ERF)
 _LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
-LOG2 = _unary("log2", np.log2, lambda xp, g, out, x: g / (x * _LN2), "Log2Backward0", ("positive",), saves=('x',))
+LOG2 = _unary("log2", np.log2, lambda xp, g, out, x: g / (x * _LN2), "Log2Backward0", ("positive",), saves=('x',),
+              formula='grad / (x * log(2))')
 LOG10 = _unary("log10", np.log10, lambda xp, g, out, x: g / (x * _LN10), "Log10Backward0", ("positive",),
-               saves=('x',))
-EXP2 = _unary("exp2", np.exp2, lambda xp, g, out, x: g * out * _LN2, "Exp2Backward0", saves=('out',))
+               saves=('x',),
+               formula='grad / (x * log(10))')
+EXP2 = _unary("exp2", np.exp2, lambda xp, g, out, x: g * out * _LN2, "Exp2Backward0", saves=('out',),
+              formula='grad * result * log(2)')
 # round, ceil and trunc have a zero derivative wherever they have one (PyTorch returns zeros)
 ROUND = _unary("round", np.round, lambda xp, g, out, x: g * 0.0, "RoundBackward0", ("kinkfree",),
-               kinks=lambda x, **a: [x - np.floor(x) - 0.5], saves=('',))
+               kinks=lambda x, **a: [x - np.floor(x) - 0.5], saves=('',),
+               formula="0, a step's slope wherever it has one")
 CEIL = _unary("ceil", np.ceil, lambda xp, g, out, x: g * 0.0, "CeilBackward0", ("kinkfree",),
-              kinks=lambda x, **a: [x - np.round(x)], saves=('',))
+              kinks=lambda x, **a: [x - np.round(x)], saves=('',),
+              formula="0, a step's slope wherever it has one")
 TRUNC = _unary("trunc", np.trunc, lambda xp, g, out, x: g * 0.0, "TruncBackward0", ("kinkfree",),
-               kinks=lambda x, **a: [x - np.round(x)], saves=('',))
+               kinks=lambda x, **a: [x - np.round(x)], saves=('',),
+               formula="0, a step's slope wherever it has one")
 log2, log10, exp2 = _u(LOG2), _u(LOG10), _u(EXP2)
 round, ceil, trunc = _u(ROUND), _u(CEIL), _u(TRUNC, "fix")  # noqa: A001
 silu = _u(SILU)

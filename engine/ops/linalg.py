@@ -49,7 +49,11 @@ MATMUL = defop("matmul", _matmul, (_mm_x, _mm_y),
                         (((3,), (2, 3, 4)), {}),
                         # square: the gradient of sum() has the shape of both operands
                         (((3, 3), (3, 3)), {}), (((2, 3, 3), (2, 3, 3)), {})],
-               doc="matrix product (x @ y) for 1-D, 2-D and batched operands")
+               doc="matrix product (x @ y) for 1-D, 2-D and batched operands",
+               formula=('grad * y if xd == 1 and yd == 1 else outer(grad, y) if yd == 1 else y @ grad if xd == 1 '
+                        'and yd == 2 else squeeze(y @ unsqueeze(grad, -1), -1) if xd == 1 else grad @ y^T',
+                        'grad * x if xd == 1 and yd == 1 else outer(x, grad) if xd == 1 else x^T @ grad if xd == '
+                        '2 and yd == 1 else squeeze(unsqueeze(grad, -2) @ x, -2) if yd == 1 else x^T @ grad'))
 
 
 def _matmul_error(a, b):
@@ -99,7 +103,8 @@ ADDMM = defop("addmm", lambda bias, mat1, mat2: bias + np.matmul(mat1, mat2),
                lambda xp, g, out, bias, mat1, mat2: xp.matmul(xp.swapaxes(mat1, -1, -2), g)),
               saves=("", "mat2", "mat1"), nodes="AddmmBackward0",
               samples=[(((3,), (2, 4), (4, 3)), {}), (((2, 3), (2, 4), (4, 3)), {}), (((), (2, 2), (2, 3)), {})],
-              doc="bias + mat1 @ mat2 for matrices (what nn.Linear records)")
+              doc="bias + mat1 @ mat2 for matrices (what nn.Linear records)",
+              formula=('grad', 'grad @ mat2^T', 'mat1^T @ grad'))
 
 
 @export("addmm", op=ADDMM)
@@ -293,7 +298,8 @@ INV = defop("linalg_inv", lambda x: _inv(x),
             (lambda xp, g, out, x: -xp.matmul(xp.swapaxes(out, -1, -2), xp.matmul(g, xp.swapaxes(out, -1, -2))),),
             saves=("out",), nodes="LinalgInvExBackward0",
             samples=[(((3, 3),), {}), (((2, 4, 4),), {}), (((1, 1),), {})],
-            doc="linalg.inv(A): the inverse of square matrices A (batched)")
+            doc="linalg.inv(A): the inverse of square matrices A (batched)",
+            formula='-result^T @ grad @ result^T')
 
 
 # solve: X = A^-1 B (left) or B A^-1 (left=False); B a vector when it is 1-D or has A's batch
@@ -331,7 +337,11 @@ SOLVE = defop("linalg_solve", _solve_fwd, (_solve_gA, _solve_gB), saves=("A out"
               samples=[(((3, 3), (3,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (2, 3)), {}),
                        (((2, 3, 3), (3, 4)), {}), (((2, 1, 3, 3), (4, 3, 2)), {}),
                        (((3, 3), (2, 3)), {"left": False})],
-              doc="linalg.solve(A, B): X with A X = B (B a vector or matrices; left=False: X A = B)")
+              doc="linalg.solve(A, B): X with A X = B (B a vector or matrices; left=False: X A = B)",
+              formula=('-outer(squeeze(solve(A^T, unsqueeze(grad, -1)), -1), result) if vector else -solve(A^T, '
+                       'grad) @ result^T if left else -result^T @ solve(A, grad^T)^T',
+                       'squeeze(solve(A^T, unsqueeze(grad, -1)), -1) if vector else solve(A^T, grad) if left '
+                       'else solve(A, grad^T)^T'))
 
 
 # det: d det / dA = det A^-T. At an exactly singular matrix PyTorch 2.13 returns zeros (not
@@ -359,7 +369,8 @@ def _slogdet(x):
 
 DET = defop("linalg_det", _det, (_det_vjp,), saves=("x out",), nodes="LinalgDetBackward0",
             samples=[(((3, 3),), {}), (((2, 4, 4),), {}), (((1, 1),), {})],
-            doc="linalg.det(A): the determinant of square matrices A (batched)")
+            doc="linalg.det(A): the determinant of square matrices A (batched)",
+            formula='unsqueeze(grad * result, (-2, -1)) * inv(x)^T, 0 where x is singular (as PyTorch)')
 
 
 # slogdet: (sign, log|det|); only log|det| has a gradient for real A: g A^-T
@@ -372,7 +383,8 @@ def _slogdet_vjp(xp, g, out, x):
 SLOGDET = defop("linalg_slogdet", _slogdet, (_slogdet_vjp,), saves=("x",),
                 nodes="LinalgSlogdetBackward0", multi=True, returns="sign, logabsdet",
                 samples=[(((3, 3),), {}), (((2, 4, 4),), {})],
-                doc="linalg.slogdet(A): (sign, logabsdet) of det(A), computed stably")
+                doc="linalg.slogdet(A): (sign, logabsdet) of det(A), computed stably",
+                formula=('the grad of logabsdet times inv(x)^T, for each matrix (the sign gets no gradient)',))
 
 
 # cholesky: A = L L^T; gA = L^-T Phi(L^T gL) L^-1 symmetrized, Phi the lower triangle with its
@@ -411,7 +423,10 @@ CHOLESKY = defop("linalg_cholesky", _cholesky_fwd, (_cholesky_vjp,), saves=("out
                  nodes="LinalgCholeskyExBackward0",
                  samples=[(((3, 3),), {"upper": False}), (((2, 4, 4),), {"upper": False}),
                           (((3, 3),), {"upper": True})],
-                 doc="linalg.cholesky(A): L, lower triangular, with L L^T = A for positive-definite A")
+                 doc="linalg.cholesky(A): L, lower triangular, with L L^T = A for positive-definite A",
+                 formula=('with L the lower factor (result, or its transpose when upper): the symmetric part of '
+                          'inv(L)^T @ P @ inv(L), P the lower triangle of L^T @ grad (transposed alike) with its '
+                          "diagonal halved (Murray's rule, as PyTorch)",))
 
 
 # qr: A = Q R. Square or tall (m >= n, reduced; Walter & Lehmann, as in PyTorch's
@@ -467,7 +482,9 @@ QR = defop("linalg_qr", _qr_fwd, (_qr_vjp,), saves=("x out",), nodes="LinalgQrBa
            returns="Q, R", samples=[(((3, 3),), {"mode": "reduced"}), (((4, 3),), {"mode": "reduced"}),
                                     (((2, 3, 5),), {"mode": "reduced"}), (((3, 3),), {"mode": "complete"}),
                                     (((2, 5, 2),), {"mode": "reduced"})],
-           doc="linalg.qr(A, mode='reduced'): (Q, R) with A = Q R, Q orthonormal columns, R upper triangular")
+           doc="linalg.qr(A, mode='reduced'): (Q, R) with A = Q R, Q orthonormal columns, R upper triangular",
+           formula=("the grads of Q and R pulled back through x = Q R (Walter and Lehmann's rule, as PyTorch; "
+                    "none for mode 'complete' with more rows than columns)",))
 
 
 # svd: A = U diag(S) Vh. PyTorch's svd_backward (distinct singular values; a rectangular A of
@@ -525,7 +542,9 @@ SVD = defop("linalg_svd", _svd,
             samples=[(((3, 3),), {"full_matrices": False}), (((4, 3),), {"full_matrices": False}),
                      (((2, 3, 5),), {"full_matrices": False}), (((4, 3),), {"full_matrices": True}),
                      (((2, 3, 4),), {"full_matrices": True})],
-            doc="linalg.svd(A, full_matrices=True): (U, S, Vh) with A = U diag(S) Vh")
+            doc="linalg.svd(A, full_matrices=True): (U, S, Vh) with A = U diag(S) Vh",
+            formula=("the grads of U, S and Vh pulled back through x = U diag(S) Vh (PyTorch's rule; distinct "
+                     'singular values); a grad of S alone gives U diag(grad of S) Vh',))
 
 
 # -- the public functions: engine.linalg.NAME (the expression language's `linalg.NAME`), and the

@@ -54,7 +54,9 @@ MSE_LOSS = defop("mse_loss", lambda x, y, reduction="mean": _reduce((x - y) ** 2
                  saves=("x y", "x y"), nodes="MseLossBackward0", domain=("real", "real"),
                  samples=[(((3,), (3,)), {}), (((2, 3), (2, 3)), {"reduction": "sum"}),
                           (((2, 3), (2, 3)), {"reduction": "none"})],
-                 doc="mean of (input - target)^2")
+                 doc="mean of (input - target)^2",
+                 formula=('2 * grad * (x - y) / numel(x) if reduction == "mean" else 2 * grad * (x - y)',
+                          '-2 * grad * (x - y) / numel(x) if reduction == "mean" else -2 * grad * (x - y)'))
 
 
 @export("mse_loss", op=MSE_LOSS, method=False, keywords=("reduction",))
@@ -112,7 +114,9 @@ NLL_LOSS = defop("nll_loss", _nll_fwd, (_nll_vjp,), saves=('',), nodes=("NllLoss
                           (((2, 3, 2),), {"target": np.array([[0, 2], [1, 1]])}),
                           (((3, 4),), {"target": np.array([0, 3, 1]), "weight": np.array([1.0, 2.0, 0.5, 3.0])}),
                           (((3, 4),), {"target": np.array([0, -100, 1])})],
-                 doc="-input[n, target[n]], averaged (input: log-probabilities; target: class indices)")
+                 doc="-input[n, target[n]], averaged (input: log-probabilities; target: class indices)",
+                 formula=("-grad at each sample's target class, times that class's weight (0 for an ignored "
+                          "target), 0 elsewhere; a mean loss also divides by the sum of the targets' weights",))
 
 
 @export("nll_loss", op=NLL_LOSS, method=False, keywords=("reduction", "ignore_index"))
@@ -162,7 +166,12 @@ BCE = defop("binary_cross_entropy", _bce_fwd, (_bce_x, _bce_y), saves=("x y", "x
             nodes="BinaryCrossEntropyBackward0", domain=("probability", "probability"),
             samples=[(((3,), (3,)), {}), (((2, 3), (2, 3)), {"reduction": "sum"}),
                      (((2, 3), (2, 3)), {"reduction": "none"})],
-            doc="-(target log(input) + (1 - target) log(1 - input)), logs clamped at -100")
+            doc="-(target log(input) + (1 - target) log(1 - input)), logs clamped at -100",
+            formula=('grad * w * (x - y) / (numel(x) * clamp((1 - x) * x, 1e-12)) if reduction == "mean" else '
+                     'grad * w * (x - y) / clamp((1 - x) * x, 1e-12), the denominator held at 1e-12 or more',
+                     'grad * w * (clamp(log(1 - x), -100) - clamp(log(x), -100)) / numel(x) if reduction == '
+                     '"mean" else grad * w * (clamp(log(1 - x), -100) - clamp(log(x), -100)), the logs held at '
+                     '-100 or more'))
 
 
 def _bcel_fwd(x, y, w, pw, reduction="mean"):
@@ -187,7 +196,12 @@ BCE_LOGITS = defop("binary_cross_entropy_with_logits", _bcel_fwd, (_bcel_x, _bce
                    samples=[(((3,), (3,)), {}), (((2, 3), (2, 3)), {"reduction": "sum"}),
                             (((2, 3), (2, 3)), {"reduction": "none"}),
                             (((2, 3), (2, 3)), {"pos_weight": np.array([1.0, 2.0, 0.5])})],
-                   doc="binary cross-entropy of sigmoid(input), computed stably from the logits")
+                   doc="binary cross-entropy of sigmoid(input), computed stably from the logits",
+                   formula=('grad * w * ((1 - y) - (1 + (pw - 1) * y) * (1 - sigmoid(x))) / numel(x) if '
+                            'reduction == "mean" else grad * w * ((1 - y) - (1 + (pw - 1) * y) * (1 - '
+                            'sigmoid(x)))',
+                            'grad * w * ((pw - 1) * softplus(-x) - x) / numel(x) if reduction == "mean" else '
+                            'grad * w * ((pw - 1) * softplus(-x) - x)'))
 
 
 def _weights(weight, dtype):

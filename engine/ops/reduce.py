@@ -57,11 +57,13 @@ def _samples(extra=()):
 SUM = defop("sum", lambda x, dims, keepdim: np.sum(x, axis=dims, keepdims=keepdim),
             (lambda xp, g, out, x, dims, keepdim: _unreduce(xp, g, dims, keepdim),),
             saves=('',), nodes=("SumBackward0", "SumBackward1"), samples=_samples([(((),), {})]),
-            doc="sum over dim (all dims by default)")
+            doc="sum over dim (all dims by default)",
+            formula='grad, copied to every summed element')
 MEAN = defop("mean", lambda x, dims, keepdim, n: np.mean(x, axis=dims, keepdims=keepdim),
              (lambda xp, g, out, x, dims, keepdim, n: _unreduce(xp, g, dims, keepdim) / n,),
              saves=('',), nodes=("MeanBackward0", "MeanBackward1"), samples=_samples([(((),), {})]),
-             doc="mean over dim (all dims by default)")
+             doc="mean over dim (all dims by default)",
+             formula='grad / n, copied to every averaged element')
 
 
 def _exclusive_prod(x, axis):
@@ -91,7 +93,8 @@ PROD = defop("prod", lambda x, dims, keepdim: np.prod(x, axis=dims, keepdims=kee
              saves=('x out',), nodes=("ProdBackward0", "ProdBackward1"), domain=("nonzero",),
              samples=[(((2,),), {}), (((3, 2),), {}), (((3, 2),), {"dim": 0}),
                       (((2, 3),), {"dim": 1, "keepdim": True})],
-             doc="product over one dim (all dims by default)")
+             doc="product over one dim (all dims by default)",
+             formula='grad * result / x, or where x holds a zero: grad times the product of the other elements')
 
 
 # -- max / min / amax / amin -------------------------------------------------------------------
@@ -136,18 +139,26 @@ _RED_SAMPLES = [(((4,),), {}), (((3, 2),), {}), (((3, 2),), {"dim": 0}),
                 (((2, 3, 4),), {"dim": -1, "keepdim": True})]
 MAX_ALL = defop("max", lambda x, dims, keepdim: np.max(x, axis=dims, keepdims=keepdim), (_even_vjp,),
                 saves=('x out',), nodes="MaxBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
-                doc="the largest element; max(x, dim) gives (values, indices)")
+                doc="the largest element; max(x, dim) gives (values, indices)",
+                formula='where(x == result, grad / sum(x == result, dims), 0), ties share grad evenly')
 MIN_ALL = defop("min", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=keepdim), (_even_vjp,),
                 saves=('x out',), nodes="MinBackward1", samples=_RED_SAMPLES[:2], kinks=_tie_gap,
-                doc="the smallest element; min(x, dim) gives (values, indices)")
+                doc="the smallest element; min(x, dim) gives (values, indices)",
+                formula='where(x == result, grad / sum(x == result, dims), 0), ties share grad evenly')
 MAX_DIM = defop("max_dim", _take, (_select_vjp,), saves=('x',), nodes="MaxBackward0", kinks=_tie_gap,
-                samples=[], doc="values of max along a dim (internal: max(x, dim))")
+                samples=[], doc="values of max along a dim (internal: max(x, dim))",
+                formula=('grad at the index max returned along the dim, 0 elsewhere (that one index, even among '
+                         'ties)',))
 MIN_DIM = defop("min_dim", _take, (_select_vjp,), saves=('x',), nodes="MinBackward0", kinks=_tie_gap,
-                samples=[], doc="values of min along a dim (internal: min(x, dim))")
+                samples=[], doc="values of min along a dim (internal: min(x, dim))",
+                formula=('grad at the index min returned along the dim, 0 elsewhere (that one index, even among '
+                         'ties)',))
 AMAX = defop("amax", lambda x, dims, keepdim: np.max(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-             saves=('x out',), nodes="AmaxBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="max over dims; ties share the gradient")
+             saves=('x out',), nodes="AmaxBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="max over dims; ties share the gradient",
+             formula='where(x == result, grad / sum(x == result, dims), 0), ties share grad evenly')
 AMIN = defop("amin", lambda x, dims, keepdim: np.min(x, axis=dims, keepdims=keepdim), (_even_vjp,),
-             saves=('x out',), nodes="AminBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="min over dims; ties share the gradient")
+             saves=('x out',), nodes="AminBackward0", samples=_RED_SAMPLES, kinks=_tie_gap, doc="min over dims; ties share the gradient",
+             formula='where(x == result, grad / sum(x == result, dims), 0), ties share grad evenly')
 
 
 # -- var / std / logsumexp / norm --------------------------------------------------------------
@@ -162,9 +173,11 @@ def _std_vjp(xp, g, out, x, dims, keepdim, correction, n):
 
 
 VAR = defop("var", lambda x, dims, keepdim, correction, n: np.var(x, axis=dims, ddof=correction, keepdims=keepdim),
-            (_var_vjp,), saves=('x',), nodes="VarBackward0", samples=_samples(), doc="variance (correction=1 by default)")
+            (_var_vjp,), saves=('x',), nodes="VarBackward0", samples=_samples(), doc="variance (correction=1 by default)",
+            formula='2 * grad * (x - mean(x, dims)) / (n - correction)')
 STD = defop("std", lambda x, dims, keepdim, correction, n: np.std(x, axis=dims, ddof=correction, keepdims=keepdim),
-            (_std_vjp,), saves=('x out',), nodes="StdBackward0", samples=_samples(), doc="standard deviation (correction=1)")
+            (_std_vjp,), saves=('x out',), nodes="StdBackward0", samples=_samples(), doc="standard deviation (correction=1)",
+            formula='grad * (x - mean(x, dims)) / ((n - correction) * result)')
 
 
 def _logsumexp(x, dims, keepdim):
@@ -178,7 +191,8 @@ LOGSUMEXP = defop("logsumexp", _logsumexp,
                   (lambda xp, g, out, x, dims, keepdim:
                    _unreduce(xp, g, dims, keepdim) * xp.exp(x - _unreduce(xp, out, dims, keepdim)),),
                   saves=('x out',), nodes="LogsumexpBackward0", samples=_samples(),
-                  doc="log(sum(exp(x))) over dim, computed stably")
+                  doc="log(sum(exp(x))) over dim, computed stably",
+                  formula='grad * exp(x - result)')
 
 
 def _norm(x, dims, keepdim, p):
@@ -219,7 +233,10 @@ NORM = defop("norm", _norm, (_norm_vjp,), saves=('x out',), nodes="LinalgVectorN
              samples=_samples([(((3,),), {"p": 1}), (((2, 3),), {"p": 3, "dim": 1}),
                                (((2, 3),), {"p": -np.inf, "dim": 1}), (((4,),), {"p": 0.5}),
                                (((2, 3),), {"p": -1.5, "dim": 0})]),
-             doc="vector p-norm over dim (p=2 by default)")
+             doc="vector p-norm over dim (p=2 by default)",
+             formula=('grad * sign(x) if p == 1 else 0 if p == 0 else grad * sign(x) * (abs(x) == result) / '
+                      'sum(abs(x) == result, dims) if abs(p) == inf else where(result == 0, 0, grad * x * '
+                      'abs(x)^(p - 2) / result^(p - 1))'))
 
 
 # -- softmax / log_softmax ---------------------------------------------------------------------
@@ -237,12 +254,14 @@ SOFTMAX = defop("softmax", _softmax,
                 (lambda xp, g, out, x, dim: out * (g - xp.sum(g * out, (dim,), True)),),
                 saves=('out',), nodes="SoftmaxBackward0",
                 samples=[(((3,),), {"dim": 0}), (((2, 3),), {"dim": 1}), (((2, 3, 4),), {"dim": 0})],
-                doc="exp(x) / sum(exp(x)) along dim")
+                doc="exp(x) / sum(exp(x)) along dim",
+                formula='result * (grad - sum(grad * result, dim))')
 LOG_SOFTMAX = defop("log_softmax", _log_softmax,
                     (lambda xp, g, out, x, dim: g - xp.exp(out) * xp.sum(g, (dim,), True),),
                     saves=('out',), nodes="LogSoftmaxBackward0",
                     samples=[(((3,),), {"dim": 0}), (((2, 3),), {"dim": 1}), (((2, 3, 4),), {"dim": 0})],
-                    doc="log(softmax(x)) along dim, computed stably")
+                    doc="log(softmax(x)) along dim, computed stably",
+                    formula='grad - exp(result) * sum(grad, dim)')
 
 
 # -- public functions --------------------------------------------------------------------------

@@ -25,17 +25,21 @@ RESHAPE = defop("reshape", lambda x, shape, in_shape: np.reshape(x, shape),
                 saves=('',), nodes=("ViewBackward0", "UnsafeViewBackward0"),
                 samples=[(((2, 3),), {"shape": (3, 2)}), (((2, 3, 4),), {"shape": (6, -1)}),
                          (((4,),), {"shape": (2, 2)}), (((),), {"shape": (1,)})],
-                doc="the same elements in a new shape (-1 infers one size)")
+                doc="the same elements in a new shape (-1 infers one size)",
+                formula='reshape(grad, in_shape)')
 CLONE = defop("clone", lambda x: np.array(x, copy=True), (lambda xp, g, out, x: g,),
-              saves=('',), nodes="CloneBackward0", samples=[(((2, 3),), {})], doc="a copy")
+              saves=('',), nodes="CloneBackward0", samples=[(((2, 3),), {})], doc="a copy",
+              formula='grad')
 TO = defop("to", lambda x, dtype: x.astype(dtype), (lambda xp, g, out, x, dtype: g,),
            saves=('',), nodes="ToCopyBackward0", samples=[(((2,),), {"dtype": np.float64})],
-           doc="convert to dtype (gradient converted back)")
+           doc="convert to dtype (gradient converted back)",
+           formula="grad, converted back to x's dtype")
 TRANSPOSE = defop("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
                   (lambda xp, g, out, x, dim0, dim1: xp.swapaxes(g, dim0, dim1),),
                   saves=('',), nodes=("TransposeBackward0", "TBackward0"),
                   samples=[(((2, 3),), {"dim0": 0, "dim1": 1}), (((2, 3, 4),), {"dim0": 0, "dim1": 2})],
-                  doc="swap two dims")
+                  doc="swap two dims",
+                  formula='transpose(grad, dim0, dim1)')
 
 
 def _permute_vjp(xp, g, out, x, dims):
@@ -47,22 +51,26 @@ def _permute_vjp(xp, g, out, x, dims):
 PERMUTE = defop("permute", lambda x, dims: np.transpose(x, dims), (_permute_vjp,),
                 saves=('',), nodes="PermuteBackward0",
                 samples=[(((2, 3),), {"dims": (1, 0)}), (((2, 3, 4),), {"dims": (2, 0, 1)})],
-                doc="reorder dims")
+                doc="reorder dims",
+                formula='permute(grad, argsort(dims))')
 # unsqueeze's rule squeezes the dim back (PyTorch: its double backward records SqueezeBackward1)
 UNSQUEEZE = defop("unsqueeze", lambda x, dim, in_shape: np.expand_dims(x, dim),
                   (lambda xp, g, out, x, dim, in_shape: xp.squeeze(g, dim - len(in_shape) - 1),),
                   saves=('',), nodes="UnsqueezeBackward0",
                   samples=[(((2, 3),), {"dim": 1}), (((),), {"dim": 0}), (((3,),), {"dim": -1})],
-                  doc="insert a size-1 dim")
+                  doc="insert a size-1 dim",
+                  formula='squeeze(grad, dim)')
 SQUEEZE = defop("squeeze", lambda x, dims, in_shape: np.squeeze(x, axis=dims),
                 (lambda xp, g, out, x, dims, in_shape: _back(xp, g, in_shape, len(in_shape) - len(dims)),),
                 saves=('',), nodes=("SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2"),
                 samples=[(((1, 3, 1),), {}), (((1, 3),), {"dim": 0}), (((2, 1),), {"dim": 0})],
-                doc="drop size-1 dims")
+                doc="drop size-1 dims",
+                formula='unsqueeze(grad, dims)')
 EXPAND = defop("expand", lambda x, shape: np.broadcast_to(x, shape),
                (lambda xp, g, out, x, shape: g,), saves=('',), nodes="ExpandBackward0",
                samples=[(((3, 1),), {"size": (3, 4)}), (((2,),), {"size": (3, 2)})],
-               doc="broadcast to a larger shape without copying")
+               doc="broadcast to a larger shape without copying",
+               formula='grad, summed over the dims x was expanded along')
 
 
 def _slice_part(xp, g, i, dim, offsets):
@@ -74,12 +82,14 @@ CAT = defop("cat", lambda *xs, dim, offsets: np.concatenate(xs, axis=dim),
             lambda xp, g, i, dim, offsets: _slice_part(xp, g, i, dim, offsets),
             saves=("",), nodes="CatBackward0", variadic=True,
             samples=[((((2, 3), (1, 3)),), {"dim": 0}), ((((2, 1), (2, 2)),), {"dim": 1})],
-            doc="join tensors along an existing dim")
+            doc="join tensors along an existing dim",
+            formula='slice(grad, dim, offsets[i], offsets[i + 1])')
 STACK = defop("stack", lambda *xs, dim: np.stack(xs, axis=dim),
               lambda xp, g, i, dim: xp.index(g, (Ellipsis, i) + (slice(None),) * (-dim - 1)),
               saves=("",), nodes="StackBackward0", variadic=True,
               samples=[((((2, 3), (2, 3)),), {"dim": 0}), ((((2,), (2,), (2,)),), {"dim": 1})],
-              doc="join tensors along a new dim")
+              doc="join tensors along a new dim",
+              formula='select(grad, dim, i)')
 
 
 # -- indexing ----------------------------------------------------------------------------------
@@ -95,7 +105,8 @@ INDEX = defop("index", lambda x, key, in_shape, out_ndim, accumulate: x[key], (_
                        (((4,),), {"key": np.array([0, 2, 2])}), (((2, 3),), {"key": Ellipsis}),
                        (((2, 3),), {"key": (Ellipsis, None, 1)}),
                        (((2, 3),), {"key": np.array([[True, False, True], [False, True, True]])})],
-              doc="x[key]: ints, slices, ..., None, integer arrays, boolean masks")
+              doc="x[key]: ints, slices, ..., None, integer arrays, boolean masks",
+              formula='grad placed at the indexed positions of x, zeros elsewhere (repeated indices add up)')
 
 
 def _unindex_fwd(g, shape, key, out_ndim, accumulate):
@@ -109,7 +120,8 @@ def _unindex_vjp(xp, gg, out, g, shape, key, out_ndim, accumulate):
 
 UNINDEX = defop("unindex", _unindex_fwd, (_unindex_vjp,), saves=('',), nodes="IndexBackwardBackward0", samples=[(((2,),), {"shape": (3, 2), "key": (1,), "out_ndim": 1,
                                                    "accumulate": False})],
-                doc="zeros of `shape` with g added at key (the adjoint of indexing)")
+                doc="zeros of `shape` with g added at key (the adjoint of indexing)",
+                formula='grad read at the positions g was placed at (indexing again)')
 
 
 def _put_fwd(x, v, key):
@@ -132,14 +144,19 @@ def _put_vjp_v(xp, g, out, x, v, key):
 
 INDEX_PUT = defop("index_put", _put_fwd, (_put_vjp_x, _put_vjp_v), saves=('x out', 'x'), nodes="CopySlices",
                   samples=[(((3, 2), (2,)), {"key": (1,)}), (((4,), ()), {"key": (slice(1, 3),)})],
-                  doc="x with x[key] = v (what `x[key] = v` records)")
+                  doc="x with x[key] = v (what `x[key] = v` records)",
+                  formula=('grad where v did not overwrite x, 0 where it did',
+                           'grad read at the positions v was written to'))
 FILL = defop("fill", lambda x, value: np.full_like(x, value), (lambda xp, g, out, x, value: g * 0.0,),
              saves=('',), nodes="FillBackward0", samples=[(((2,),), {"value": 1.5})],
-             doc="a tensor like x filled with value (what x.fill_ records)")
+             doc="a tensor like x filled with value (what x.fill_ records)",
+             formula='0, every element of x is overwritten')
 COPY = defop("copy", lambda x, src: np.broadcast_to(src, np.shape(x)).astype(x.dtype),
              (lambda xp, g, out, x, src: g * 0.0, lambda xp, g, out, x, src: g),
              saves=('', ''), nodes="CopyBackwards", samples=[(((2, 3), (3,)), {})],
-             doc="src broadcast into x's shape (what x.copy_ records)")
+             doc="src broadcast into x's shape (what x.copy_ records)",
+             formula=('0, every element of x is overwritten',
+                      'grad, summed over the dims src was broadcast along'))
 
 
 def _normalize_key(key, shape):

@@ -31,11 +31,13 @@ CUMSUM = defop("cumsum", lambda x, dim: np.cumsum(x, axis=dim),
                (lambda xp, g, out, x, dim: xp.flip(xp.cumsum(xp.flip(g, (dim,)), dim), (dim,)),),
                saves=('',), nodes="CumsumBackward0",
                samples=[(((4,),), {"dim": 0}), (((2, 3),), {"dim": 1}), (((2, 3, 2),), {"dim": 0})],
-               doc="running sum along dim")
+               doc="running sum along dim",
+               formula='flip(cumsum(flip(grad, dim), dim), dim), the running sums taken from the end')
 FLIP = defop("flip", lambda x, dims: np.flip(x, dims).copy(), (lambda xp, g, out, x, dims: xp.flip(g, dims),),
              saves=('',), nodes="FlipBackward0",
              samples=[(((4,),), {"dims": (0,)}), (((2, 3),), {"dims": (0, 1)}), (((2, 3),), {"dims": (1,)})],
-             doc="x with the order of elements reversed along dims")
+             doc="x with the order of elements reversed along dims",
+             formula='flip(grad, dims)')
 
 
 def _repeat_vjp(xp, g, out, x, repeats, in_shape):
@@ -52,7 +54,8 @@ REPEAT = defop("repeat", lambda x, repeats, in_shape: np.tile(x, repeats), (_rep
                saves=('',), nodes="RepeatBackward0",
                samples=[(((3,),), {"repeats": (2,)}), (((2, 3),), {"repeats": (2, 1)}),
                         (((2,),), {"repeats": (3, 2)})],
-               doc="x tiled `repeats` times along each dim (new leading dims when there are more repeats)")
+               doc="x tiled `repeats` times along each dim (new leading dims when there are more repeats)",
+               formula=("the sum of grad's tiles, one tile for each copy of x",))
 
 
 @export("cumsum", op=CUMSUM, keywords=("dim",))
@@ -83,15 +86,18 @@ def repeat(x, *repeats):
 TRIL = defop("tril", lambda x, diagonal=0: np.tril(x, diagonal), (lambda xp, g, out, x, diagonal=0: xp.tril(g, diagonal),),
              saves=('',), nodes="TrilBackward0",
              samples=[(((3, 3),), {}), (((2, 3, 4),), {"diagonal": 1}), (((3, 2),), {"diagonal": -1})],
-             doc="the lower triangle of the last two dims (zeros above diagonal)")
+             doc="the lower triangle of the last two dims (zeros above diagonal)",
+             formula='tril(grad, diagonal)')
 TRIU = defop("triu", lambda x, diagonal=0: np.triu(x, diagonal), (lambda xp, g, out, x, diagonal=0: xp.triu(g, diagonal),),
              saves=('',), nodes="TriuBackward0",
              samples=[(((3, 3),), {}), (((2, 3, 4),), {"diagonal": 1}), (((3, 2),), {"diagonal": -1})],
-             doc="the upper triangle of the last two dims (zeros below diagonal)")
+             doc="the upper triangle of the last two dims (zeros below diagonal)",
+             formula='triu(grad, diagonal)')
 TRACE = defop("trace", lambda x: np.trace(x),
               (lambda xp, g, out, x: xp.expand_dims(g, (-1, -2)) * np.eye(*xp.shape(x)[-2:]),),
               saves=('x',), nodes="TraceBackward0", samples=[(((3, 3),), {}), (((2, 3),), {})],
-              doc="the sum of the main diagonal of a matrix")
+              doc="the sum of the main diagonal of a matrix",
+              formula=('grad on the diagonal of x, 0 elsewhere',))
 
 
 def _diag_key(n, m, offset):
@@ -105,13 +111,15 @@ DIAG_EMBED = defop("diag_embed", lambda v, diagonal: np.diag(v, diagonal),
                        xp.shape(g)[-2], xp.shape(g)[-1], diagonal)),),
                    saves=('',), nodes="DiagEmbedBackward0",
                    samples=[(((3,),), {"diagonal": 0}), (((2,),), {"diagonal": 1})],
-                   doc="a square matrix with v on its diagonal (diag of a vector)")
+                   doc="a square matrix with v on its diagonal (diag of a vector)",
+                   formula='diagonal(grad, diagonal)')
 DIAGONAL = defop("diagonal", lambda x, diagonal: np.diagonal(x, diagonal).copy(),
                  (lambda xp, g, out, x, diagonal: xp.unindex(g, xp.shape(x)[-2:], _diag_key(
                      *xp.shape(x)[-2:], diagonal), 1, False),),
                  saves=('x',), nodes="DiagonalBackward0_copy",
                  samples=[(((3, 3),), {"diagonal": 0}), (((3, 4),), {"diagonal": 1}), (((3, 2),), {"diagonal": -1})],
-                 doc="the diagonal of a matrix, as a vector (diag of a matrix)")
+                 doc="the diagonal of a matrix, as a vector (diag of a matrix)",
+                 formula=('grad put back where it was read from in x, 0 elsewhere',))
 
 
 @export("tril", op=TRIL, keywords=("diagonal",))
@@ -163,13 +171,17 @@ def _pick_vjp(xp, g, out, x, key, in_shape):
 GATHER = defop("gather", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',), nodes="GatherBackward0",
                samples=[(((3, 4),), {"dim": 1, "index": np.array([[0, 1], [2, 2], [3, 0]])}),
                         (((3, 2),), {"dim": 0, "index": np.array([[0, 2], [1, 1]])})],
-               doc="values of x at `index` along dim (out[i][j] = x[i][index[i][j]] for dim 1)")
+               doc="values of x at `index` along dim (out[i][j] = x[i][index[i][j]] for dim 1)",
+               formula=('grad added back at the positions of x it was gathered from, 0 elsewhere (repeated '
+                        'indices add up)',))
 SORT = defop("sort", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',), nodes="SortBackward0",
              samples=[(((5,),), {}), (((3, 4),), {"dim": 0}), (((3, 4),), {"dim": 1, "descending": True})],
-             doc="values sorted along dim (sort returns values and indices)")
+             doc="values sorted along dim (sort returns values and indices)",
+             formula=('grad put back where each value was before sorting',))
 TOPK = defop("topk", lambda x, key, in_shape: x[key], (_pick_vjp,), saves=('',), nodes="TopkBackward0",
              samples=[(((5,),), {"k": 2}), (((3, 4),), {"k": 3, "dim": 0}), (((3, 4),), {"k": 2, "largest": False})],
-             doc="the k largest (or smallest) values along dim, and their indices")
+             doc="the k largest (or smallest) values along dim, and their indices",
+             formula=('grad put back at the positions of x the values were picked from, 0 elsewhere',))
 
 
 def _index_tensor(index):
@@ -240,7 +252,8 @@ MASKED_FILL = defop("masked_fill", lambda x, mask, value: np.where(mask, value, 
                     samples=[(((2, 3),), {"mask": np.array([[True, False, True], [False, False, True]]),
                                           "value": 0.0}),
                              (((2, 3),), {"mask": np.array([True, False, False]), "value": -1.5})],
-                    doc="x with `value` where mask is True")
+                    doc="x with `value` where mask is True",
+                    formula='where(mask, 0, grad)')
 
 
 @export("masked_fill", op=MASKED_FILL, function=True)
@@ -494,7 +507,8 @@ ROLL = defop("roll", lambda x, shifts, dims: np.roll(x, shifts, dims),
              (lambda xp, g, out, x, shifts, dims: xp.roll(g, tuple(-s for s in shifts), dims),),
              saves=('',), nodes="RollBackward0",
              samples=[(((5,),), {"shifts": 2}), (((3, 4),), {"shifts": (1, -1), "dims": (0, 1)})],
-             doc="x shifted circularly by `shifts` along dims")
+             doc="x shifted circularly by `shifts` along dims",
+             formula='roll(grad, -shifts, dims)')
 
 
 @export("roll", op=ROLL, keywords=("shifts", "dims"))
@@ -515,7 +529,9 @@ def _cumprod_vjp(xp, g, out, x, dim):
 CUMPROD = defop("cumprod", lambda x, dim: np.cumprod(x, axis=dim), (_cumprod_vjp,), saves=('x out',),
                 nodes="CumprodBackward0", domain=("nonzero",),
                 samples=[(((4,),), {"dim": 0}), (((2, 3),), {"dim": 1})],
-                doc="running product along dim (its gradient here assumes no zero in x)")
+                doc="running product along dim (its gradient here assumes no zero in x)",
+                formula=('flip(cumsum(flip(grad * result, dim), dim), dim) / x, x has no zero (the engine '
+                         'refuses one)'))
 
 
 @export("cumprod", op=CUMPROD, keywords=("dim",))
@@ -531,7 +547,8 @@ INDEX_SELECT = defop("index_select", lambda x, key, in_shape: x[key], (_pick_vjp
                      nodes="IndexSelectBackward0",
                      samples=[(((4, 3),), {"dim": 0, "index": np.array([0, 2, 2])}),
                               (((4, 3),), {"dim": 1, "index": np.array([1])})],
-                     doc="the slices of x at `index` along dim")
+                     doc="the slices of x at `index` along dim",
+                     formula=('grad added back at the selected slices of x, 0 elsewhere (repeated indices add up)',))
 
 
 @export("index_select", op=INDEX_SELECT, keywords=("dim", "index"))
@@ -657,7 +674,8 @@ INDEX_ADD = defop("index_add", _index_add_fwd,
                   samples=[(((4, 3), (2, 3)), {"dim": 0, "index": np.array([0, 2])}),
                            (((4, 3), (3, 3)), {"dim": 0, "index": np.array([1, 1, 3]), "alpha": 2.0}),
                            (((2, 4, 3), (2, 2, 3)), {"dim": 1, "index": np.array([3, 0])})],
-                  doc="x with alpha * source added at `index` along dim (repeated indices add up)")
+                  doc="x with alpha * source added at `index` along dim (repeated indices add up)",
+                  formula=('grad', 'alpha * grad[key], key the positions source was added to'))
 
 
 def _first_array(key):
@@ -750,12 +768,15 @@ SCATTER = defop("scatter", _scatter_fwd,
                 samples=[(((4, 3), (1, 3)), {"dim": 0, "index": np.array([[0, 2, 3]])}),
                          (((3, 4), (3, 1)), {"dim": 1, "index": np.array([[3], [0], [2]])}),
                          (((2, 3, 2), (2, 1, 2)), {"dim": -2, "index": np.array([[[2, 0]], [[1, 1]]])})],
-                doc="x with src written at `index` along dim (out[index[i][j]][j] = src[i][j] for dim 0)")
+                doc="x with src written at `index` along dim (out[index[i][j]][j] = src[i][j] for dim 0)",
+                formula=('where(mask, 0, grad), mask where src was written',
+                         'grad[key], key the positions src was written to'))
 SCATTER_VALUE = defop("scatter_value", lambda x, key, mask, value: _scatter_value_fwd(x, key, value),
                       (lambda xp, g, out, x, key, mask, value: xp.where(mask, g * 0.0, g),),
                       saves=("",), nodes="ScatterBackward1",
                       samples=[(((4, 3),), {"dim": 0, "index": np.array([[0, 1, 2], [3, 0, 1]]), "value": 1.5})],
-                      doc="x with the number `value` written at `index` along dim")
+                      doc="x with the number `value` written at `index` along dim",
+                      formula='where(mask, 0, grad), mask where value was written')
 SCATTER_ADD = defop("scatter_add", _scatter_add_fwd,
                     (lambda xp, g, out, x, src, key, cut, src_shape: g,
                      lambda xp, g, out, x, src, key, cut, src_shape: _scatter_src_vjp("ScatterAddBackward0", xp, g, key,
@@ -763,7 +784,8 @@ SCATTER_ADD = defop("scatter_add", _scatter_add_fwd,
                     saves=("", ""), nodes="ScatterAddBackward0",
                     samples=[(((4, 3), (2, 3)), {"dim": 0, "index": np.array([[0, 1, 2], [0, 1, 2]])}),
                              (((3, 4), (3, 2)), {"dim": 1, "index": np.array([[0, 0], [1, 2], [3, 3]])})],
-                    doc="x with src added at `index` along dim (repeated indices add up)")
+                    doc="x with src added at `index` along dim (repeated indices add up)",
+                    formula=('grad', 'grad[key], key the positions src was added to'))
 
 
 def _scatter_value_fwd(x, key, value):
@@ -846,7 +868,8 @@ UNFOLD = defop("unfold", _unfold_fwd, (_unfold_vjp,), saves=("",), nodes="Unfold
                         (((4, 3),), {"dimension": 0, "size": 2, "step": 2}),
                         (((2, 5, 3),), {"dimension": 1, "size": 3, "step": 1}),
                         (((2, 3, 4),), {"dimension": -1, "size": 4, "step": 3})],
-               doc="x.unfold(dim, size, step): the windows of `size` elements every `step` along dim, as a new last dim")
+               doc="x.unfold(dim, size, step): the windows of `size` elements every `step` along dim, as a new last dim",
+               formula=("each window's grad added back at the positions it was taken from (overlaps add up)",))
 
 
 @export("unfold", op=UNFOLD, function=False)
