@@ -254,7 +254,7 @@ def recorded(op, spec, k):
     ts = to_tensors(args)
     seen = []
     prev = engine.grad_mode.STATE.recorder
-    engine.grad_mode.STATE.recorder = lambda node, ins, attrs: seen.append((node, ins, dict(attrs or {})))
+    engine.grad_mode.STATE.recorder = lambda node, ins, attrs, out=None: seen.append((node, ins, dict(attrs or {})))
     try:
         op.func(*ts, **kwargs)
     finally:
