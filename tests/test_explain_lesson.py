@@ -180,3 +180,10 @@ def test_the_two_backends_send_the_same_numbers(tmp_path):
 def test_explain_backend_torch_on_an_expression_is_refused():
     r = invoke("explain", "sum(x)", "--x", "1", "--backend", "torch")
     assert r.exit_code == 2 and "expressions run on the engine" in r.stderr
+
+
+def test_a_rule_is_read_before_backward_frees_what_it_names():
+    """x/2 with --no-retain: the node's saved 2 is freed by the first backward; the rule and the
+    sent line were read after it and said `input1`."""
+    r = invoke("explain", "x/2", "--x", "3", "--no-retain")
+    assert r.exit_code == 0 and "rule: grad_x = grad / 2" in r.stdout and "input1" not in r.stdout, r.stdout

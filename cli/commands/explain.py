@@ -375,6 +375,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
 
     def arrays(gs):
         return [None if g is None else to_np(g) for g in gs]
+    told = {}
     for call in range(1, times + 1):
         if zero_grad and call > 1:
             for n in chosen:
@@ -383,6 +384,10 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
         steps, handles, parts = [], [], {}
         before = {n: (None if tensors[n].grad is None else to_np(tensors[n].grad)) for n in chosen}
         nodes = _walk([root]) if root is not None else []
+        for node in nodes:          # names and rules before backward frees what they read (x/2's 2)
+            if node not in told and not _is_leaf_node(node):
+                inputs = _inputs(node, names, forward)
+                told[node] = (inputs, _node_rule(node, inputs, on_torch))
         for node in nodes:
             handles.append(node.register_prehook(lambda gs, node=node: steps.append(
                 {"node": node, "received": arrays(gs)})))
@@ -428,7 +433,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
                     step["sum_of"] = sum_of
                 call_doc["steps"].append(step)
                 continue
-            inputs = _inputs(node, names, forward)
+            inputs, rule = told[node]
             sent = {}
             for k, v in zip(inputs, st.get("sent", [None] * len(inputs))):
                 key = k if k not in sent else f"{k} (input {len(sent)})"
@@ -436,7 +441,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
             step = {"node": _short_name(node), "computes": forward.ref.get(node, ""), "received": received}
             if sum_of:
                 step["sum_of"] = sum_of
-            step["rule"] = _node_rule(node, inputs, on_torch)
+            step["rule"] = rule
             step["sent"] = sent
             call_doc["steps"].append(step)
         doc["calls"].append(call_doc)
