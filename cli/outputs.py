@@ -103,22 +103,21 @@ def write_text(output, text):
 
 
 def _rules(g, names):
-    """{node id: its local rule in plain math} for the page's panel (engine nodes; PyTorch's own
-    nodes have no registry entry, and a node whose rule cannot be read shows none)."""
-    from engine.dotgraph import EngineView
-    from engine.graph import AccumulateGrad
-
-    from .commands.explain import _rule
+    """{node id: its local rule in plain math} for the page's panel: an engine node's from its
+    registry entry, a PyTorch node's from the entry with the same node name (MulBackward0 is
+    mul), a custom Function's "your backward"; a node whose rule cannot be read shows none."""
+    from .commands.explain import _forward_cls, _is_leaf_node, _node_rule, _op_word, registry_op
     rules = {}
     for nid, node in g.objects.items():
-        nexts = getattr(node, "_next", ())
-        inputs = [names.get(id(n.variable), f"input{k}") if isinstance(n, AccumulateGrad)
+        nexts = [n for n, _ in node.next_functions]
+        inputs = [names.get(id(n.variable), f"input{k}") if n is not None and _is_leaf_node(n)
                   else ("input" if len(nexts) == 1 else f"input{k}") for k, n in enumerate(nexts)]
-        fwd = EngineView.forward_name(node)
+        on_torch = not type(node).__module__.startswith("engine")
         try:
-            text = _rule(node, inputs)
+            text = _node_rule(node, inputs, on_torch)
         except Exception:  # noqa: BLE001 - a rule is a courtesy; the page is still right without it
             text = ""
+        fwd = _op_word(node) if registry_op(node) is not None or _forward_cls(node) is not None else ""
         if fwd:
             text = f"forward: {fwd}" + (f"\n{text}" if text else "")
         if text:

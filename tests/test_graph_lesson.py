@@ -188,3 +188,21 @@ def test_a_name_with_an_entity_is_drawn_as_written(name):
     svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=True).stdout
     texts = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
     assert name in texts, texts
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_the_page_gives_each_node_its_rule_on_both_backends(tmp_path, backend):
+    """The page's panel reads a node's rule from the registry entry of its op; a PyTorch node from
+    the entry with the same node name (it had none on the torch backend)."""
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (apt-get install graphviz)")
+    from cli.htmlpage import script_json  # noqa: F401 - the page's data is JSON in a script
+    args = target(tmp_path, backend, "def f(w, x):\n    return torch.tanh(w * x).sum()\n")
+    out = tmp_path / "g.html"
+    r = invoke("graph", *args, "--w", "1,2", "--x", "3,4", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    text = out.read_text()
+    info = json.loads(text[text.index("const INFO = ") + len("const INFO = "):text.index(";\nconst svg")])
+    rules = {d["title"]: d["rule"] for d in info.values() if d["rule"]}
+    assert rules["TanhBackward0"] == "forward: tanh\ngrad_input = grad * (1 - result^2)", rules
+    assert rules["MulBackward0"] == "forward: mul\ngrad_w = grad * x; grad_x = grad * w", rules
