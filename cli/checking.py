@@ -182,17 +182,27 @@ def _short(where):
 def _agree(report, located):
     """The verdict and the local checks agree, or the report says why: a node that fails on its own
     while the whole passes makes the verdict suspicious (its error is within tolerance at the
-    outputs -- small beside the rest of the gradient, or cancelled by it -- and still a bug)."""
-    wrong = [c for c in located if c.verdict == "fail"]
-    if report.verdict != "pass" or not wrong:
+    outputs -- small beside the rest of the gradient, or cancelled by it -- and still a bug); so
+    does a node whose own check is suspicious (within tolerance, far beyond its finite-difference
+    error) -- the whole cannot pass while the table names a first wrong node."""
+    if report.verdict != "pass":
+        return
+    wrong = [c for c in located if c.verdict == "fail"] or [c for c in located if c.verdict == "suspicious"]
+    if not wrong:
         return
     c = wrong[0]
     where = f" at {c.where}" if c.where else ""
     report.verdict = "suspicious"
-    report.suspicion = (f"the whole is within tolerance, but {c.node}{where} fails its own local check (max abs error "
-                        f"{c.max_abs_err:.3g} against its own forward): its error is too small to show at the outputs "
-                        "(within atol + rtol*|gradient| there) or is cancelled by the rest of the graph; it is still a "
-                        "wrong backward")
+    if c.verdict == "fail":
+        report.suspicion = (f"the whole is within tolerance, but {c.node}{where} fails its own local check (max abs "
+                            f"error {c.max_abs_err:.3g} against its own forward): its error is too small to show at "
+                            "the outputs (within atol + rtol*|gradient| there) or is cancelled by the rest of the graph; "
+                            "it is still a wrong backward")
+    else:
+        report.suspicion = (f"the whole is within tolerance, but {c.node}{where} is suspicious on its own (max abs "
+                            f"error {c.max_abs_err:.3g} against its own forward, far beyond what finite differences of "
+                            "it err by): an error too small for the tolerances, at the outputs and on its own, and "
+                            "still not numerics")
 
 
 def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None, max_elements=None):

@@ -639,6 +639,7 @@ def _local(rec, eps, rng, max_elements=None):
     # (in the memory layout they arrived in: a backward that reads a transposed input's memory
     # order is checked on the layout it saw -- order="K" -- as the engine's local check is)
     vals = [np.array(a.numpy(), copy=True, order="K") if i in pos else a for i, a in enumerate(args)]
+    own = vals                         # what the analytical side (the Function's own backward) runs on
 
     def call(vs, grad):
         xs = [t.from_numpy(np.array(v, copy=True, order="K")).requires_grad_(grad) if i in pos else
@@ -656,11 +657,23 @@ def _local(rec, eps, rng, max_elements=None):
         # outputs (cast to float64 here, right float32 Functions were "suspicious" on PyTorch)
         return [o.detach().numpy() for o in call(vs, False)[1]]
 
+    resolution = 0.0
+    if any(vals[i].dtype.kind == "f" and vals[i].dtype.itemsize < 8 for i in pos):
+        # float32 inputs: the forward differenced on float64 copies when it runs there (float32's
+        # round-off over the step hid a wrong float32 Function), its own float32 backward judged
+        # against them within float32's resolution (engine.autograd.locate.local_check_with)
+        up = [np.asarray(v, np.float64) if i in pos else v for i, v in enumerate(vals)]
+        try:
+            forward(up)
+            resolution = max(float(np.finfo(vals[i].dtype).eps) for i in pos if vals[i].dtype.kind == "f")
+            vals = up
+        except Exception:  # noqa: BLE001 - a Function that takes only float32: differenced as it is
+            pass
     graph = []                         # one graph, its backward called as often as asked (retained)
 
     def backward(vs):
         if not graph:
-            graph.append(call(vals, True))
+            graph.append(call(own, True))
         xs, outs = graph[0]
         live = [(o, v) for o, v in zip(outs, vs) if o.requires_grad and v is not None]
         if not live:
@@ -670,4 +683,4 @@ def _local(rec, eps, rng, max_elements=None):
                              allow_unused=True, retain_graph=True)
         return [None if g is None else g.detach().numpy() for g in gs]
     return local_check(forward, backward, vals, pos, eps, rng, max_elements=max_elements or MAX_LOCAL_ELEMENTS,
-                       needs=[True] * len(pos), each_output=True)
+                       needs=[True] * len(pos), each_output=True, resolution=resolution)

@@ -360,6 +360,8 @@ def _show_located(con, checks, asked, verdict="fail", torch=False):
                   "(its subgradient choice), not a bug")
     else:
         con.print("every node passes on its own, as the whole does" if verdict == "pass" else
+                  "every node passes on its own; the whole is inconclusive only because finite differences cannot "
+                  "resolve it (why: below), not because a node is wrong" if verdict == "inconclusive" else
                   "every node passes on its own: look at how they are combined (or at the tolerances)")
 
 

@@ -683,7 +683,8 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False):
         cols[p.input] = sorted(set(cols.get(p.input, [])) | set(picked))
     steps = sorted(set(STEPS) | {report.eps}, reverse=True)
     nums = {i: [_numerical_columns(func, inputs, i, h, c) for h in steps] for i, c in cols.items()}
-    verdicts, best, nan_seen, rejudged = [], {}, False, {}
+    verdicts, best, nan_seen, rejudged, hidden = [], {}, False, {}, None
+    h = np.asarray(steps, dtype=np.float64)[:, None, None]
     for p in failing:
         c = cols[p.input]
         a = p.analytical[:, c]
@@ -693,12 +694,26 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False):
         gap = np.abs(a - n)
         agree = gap <= atol + rtol * np.abs(n)
         ok = agree[:-1] & agree[1:]                                                    # two adjacent steps
+        # float64's round-off of f's own value, over the step: (f(x+h) - f(x-h)) / 2h cannot
+        # resolve a change smaller than eps64 |f| / h. A gap below it at a step is no evidence:
+        # 1e12 + 1e-3 x^2 rounds to the same f on both sides (differences 0 at every step, which
+        # "agree" with each other), and so does exp(600) beside exp(700) in one sum (red team A1-2)
+        f = np.abs(outs[p.output]._data.astype(np.float64)).reshape(-1)
+        floor = 2 * _EPS64 * np.where(np.isfinite(f), f, 0.0)[None, :, None] / h          # (steps, rows, 1)
+        resolved = gap > floor
         # settled: two adjacent steps agree with each other as the check asks the two sides to
         # (atol + rtol*|numerical|), and to a tenth of their gap to the analytical value. Within
         # a tenth of the gap alone is not enough: where the differences are tiny beside a huge
         # analytical value (sin(1e9 x): |n| ~ 1/eps, the gradient 1e9) every step "agrees" so
-        fine = np.abs(n[:-1] - n[1:]) <= np.minimum(0.1 * np.minimum(gap[:-1], gap[1:]), atol + rtol * np.abs(n[1:]))
-        settled = fine & ~agree[:-1] & ~agree[1:]
+        # (or to round-off's floor at the smaller step, where that exceeds the tolerance: a huge f's
+        # differences cannot agree to rtol, and still settle ten times closer than the gap)
+        fine = np.abs(n[:-1] - n[1:]) <= np.minimum(0.1 * np.minimum(gap[:-1], gap[1:]),
+                                                   np.maximum(atol + rtol * np.abs(n[1:]), 3 * floor[1:]))
+        settled = fine & ~agree[:-1] & ~agree[1:] & resolved[:-1] & resolved[1:]
+        under = bad & ~ok.any(axis=0) & ~resolved.any(axis=0)       # below round-off at every step
+        if under.any() and hidden is None:
+            r, q = np.argwhere(under)[0]
+            hidden = (p, int(r), int(c[q]), float(f[r]), float(gap[0, r, q]))
         passed, wrong = ok.any(axis=0) & bad, settled.any(axis=0) & ~ok.any(axis=0) & bad
         if wrong.any():
             verdicts.append("fail")
@@ -760,7 +775,10 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False):
     report.verdict = "inconclusive"
     # an element whose differences are no number says why in its own words (an overflow, the domain)
     said = next((p for p in failing if p.note == "unresolved" and not np.isfinite(p.worst_numerical)), None)
-    report.inconclusive = said.describe() if said is not None else _why_unresolved(func, inputs, nan_seen)
+    if said is None and hidden is not None:
+        report.inconclusive = _why_hidden(*hidden, steps[0])
+    else:
+        report.inconclusive = said.describe() if said is not None else _why_unresolved(func, inputs, nan_seen)
     report.failures.insert(0, f"inconclusive: {report.inconclusive}")
 
 
@@ -775,6 +793,18 @@ def _restate(p, numerical, atol, rtol):
     o_idx = tuple(int(v) for v in np.unravel_index(r, p.output_shape)) if len(p.output_shape) else ()
     i_idx = tuple(int(v) for v in np.unravel_index(col, p.input_shape)) if len(p.input_shape) else ()
     p.worst_index = (o_idx, i_idx)
+
+
+def _why_hidden(p, row, col, value, gap, largest):
+    """The words for a gradient that float64's round-off of f hides at every step."""
+    o_idx = tuple(int(v) for v in np.unravel_index(row, p.output_shape)) if len(p.output_shape) else ()
+    i_idx = tuple(int(v) for v in np.unravel_index(col, p.input_shape)) if len(p.input_shape) else ()
+    out = p.output_name + (f"[{', '.join(map(str, o_idx))}]" if o_idx else "")
+    inp = p.input_name + (f"[{', '.join(map(str, i_idx))}]" if i_idx else "")
+    return (f"round-off: {out} is {value:.3g}, which float64 resolves only to about {_EPS64 * value:.2g}; an error "
+            f"of {gap:.3g} in d {out}/d {inp} moves f(x +- eps) by {gap * largest:.2g} even at eps={largest:g}, "
+            f"below that, so finite differences cannot say whether the gradient is right (check where the output "
+            f"is smaller, e.g. without a large constant term)")
 
 
 def _why_unresolved(func, inputs, nan_seen):
@@ -1265,10 +1295,13 @@ def sweep(func, inputs, *, eps_grid=SWEEP_EPS, columns=8, input_names=None):
                 if a.size:
                     worst = max(worst, float(np.nanmax(np.abs(a - num[k]))))
         errors.append(worst)
-    return _read_sweep(list(eps_grid), errors, analytical)
+    # float64's round-off of f's own value over each step: an error below it is no evidence
+    fmax = max((float(np.max(np.abs(o._data))) for o in outs if o._data.size and np.isfinite(o._data).all()),
+               default=0.0)
+    return _read_sweep(list(eps_grid), errors, analytical, [2 * _EPS64 * fmax / e for e in eps_grid])
 
 
-def _read_sweep(eps, errors, analytical):
+def _read_sweep(eps, errors, analytical, floor=None):
     """What the error-against-step curve says. "wrong" only when it is flat -- the same error,
     within a factor of 3, at every step from 1e-3 to 1e-8 -- since only then do finite
     differences agree with each other and not with the gradient; a curve that spans decades
@@ -1285,6 +1318,13 @@ def _read_sweep(eps, errors, analytical):
                      "every step left the function's domain: check at a point further inside it")
     e_ok = np.asarray(eps, dtype=np.float64)[keep]
     errs = np.maximum(raw[keep], 1e-300)
+    if floor is not None and bool(np.all(errs <= np.asarray(floor, dtype=np.float64)[keep])):
+        big = float(floor[0]) * float(eps[0]) / (2 * _EPS64)
+        return Sweep(list(eps), [float(e) for e in errors], 0.0, float(eps[0]), float(np.min(errs)), "unclear",
+                     f"round-off: the output is {big:.3g}, and at every step the error ({float(errs.min()):.2g} at "
+                     f"least) is below what float64's rounding of that value does to a central difference there "
+                     f"(about {float(np.min(np.asarray(floor)[keep])):.2g} at eps={float(eps[0]):.0e}): "
+                     "finite differences cannot say whether the gradient is right" + note)
     k = int(np.argmin(errs))
     order = 0.0
     if k >= 2:
