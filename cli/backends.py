@@ -61,6 +61,11 @@ class MissingTorchName(AttributeError):
                 f"such a file when PyTorch is installed)")
 
 
+# shown as what it is to the user's code (hasattr sees one): `AttributeError: the engine has no
+# torch.as_strided (yet) ...`, not the CLI's own module path in their traceback
+MissingTorchName.__module__, MissingTorchName.__qualname__ = "builtins", "AttributeError"
+
+
 def imports_torch(source):
     """Whether Python `source` imports torch (import torch, import torch.nn, from torch import ...)."""
     try:

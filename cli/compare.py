@@ -60,7 +60,8 @@ def compare(target, given, func, tensors, chosen, out, seed_grad, dtype):
     if out_t.requires_grad:
         with other.autograd_errors():
             out_t.backward(None if seed_grad is None else t.from_numpy(np.array(seed_grad.numpy(), copy=True)))
-    rtol = RTOL[dtype]
+    rtol = RTOL[dtype or next((str(t.dtype).replace('torch.', '') for t in tensors.values()
+                               if str(t.dtype).endswith('float32')), 'float64')]
     rows = [_row("output", out.detach().numpy(), out_t.detach().numpy(), rtol)]
     for n in chosen:
         e, p = tensors[n].grad, tt[n].grad

@@ -20,7 +20,8 @@ Target = Annotated[str, typer.Argument(help="An expression like \"sum(w*x)\", or
 Wrt = Annotated[Optional[str], typer.Option("--wrt", help="Variables that require grad, comma-separated (default: all)")]
 Func = Annotated[str, typer.Option("--func", help="Function to use in a .py target (a Function subclass means its .apply)")]
 Seed = Annotated[int, typer.Option("--seed", min=0, max=2 ** 32 - 1, help="Seed for randn(...)/rand(...) values")]
-DType = Annotated[str, typer.Option("--dtype", help="float64 (default) or float32")]
+DType = Annotated[str, typer.Option("--dtype", help="float64 or float32 (default: float64 for values typed on the "
+                                                  "command line, a file's own dtype for its `inputs` and defaults)")]
 Backend = Annotated[str, typer.Option("--backend", help="auto (default), engine, or torch: where a .py target "
                                                       "that imports torch runs (see the README)")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else")]
@@ -36,5 +37,5 @@ VALUES_HELP = ("Give each variable as --NAME VALUES: 3, 1,2, \"1,2;3,4\", \"[[1,
 
 def check_dtype(dtype):
     from .errors import CliError
-    if dtype not in ("float64", "float32"):
+    if dtype not in ("", "float64", "float32"):
         raise CliError(f"--dtype must be float64 or float32, not '{dtype}'")

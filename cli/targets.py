@@ -410,6 +410,7 @@ def _numeric(v, lib=None):
     import numpy as np
 
     from expressions.values import MAX_DIMS
+    from engine._layout import same_layout
     if lib is not None and isinstance(v, lib.Tensor):
         if v.is_complex():
             return None, f"a complex tensor ({str(v.dtype).replace('torch.', '')})"
@@ -423,7 +424,12 @@ def _numeric(v, lib=None):
         if bad is not None:
             return None, bad
     try:
-        arr = np.array(v, dtype=np.float64)
+        if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+            # an array or tensor of the file's own: its layout (a transposed or sliced weight) and a
+            # float32 dtype are kept, as f will be handed them in training (build_inputs says so)
+            arr = same_layout(v, np.float32 if v.dtype == np.float32 else np.float64)
+        else:
+            arr = np.array(v, dtype=np.float64)
     except ValueError:
         return None, "a ragged list (its rows differ in length)"
     except (TypeError, OverflowError) as e:
@@ -673,8 +679,10 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
             raise CliError(f"no such option: --{unknown[0]} (did you mean --{near}?)")
         used = ", ".join(target.params) or "no variables"
         raise CliError(f"--{unknown[0]} is given but the target does not use '{unknown[0]}' (it uses {used})")
-    np_dtype = {"float64": np.float64, "float32": np.float32}[dtype]
+    from engine._layout import same_layout
+    np_dtype = {"float64": np.float64, "float32": np.float32, "": None}[dtype]
     tensors = {}
+    kept = []
     for name in target.names:
         if name in raw:
             arr = parse_value(raw[name], rng, name=name)
@@ -688,7 +696,24 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
         else:
             span = target.program.span_of(name) if target.program else None
             raise CliError(f"'{name}' has no value: pass --{name} VALUES", span=span, text=target.text)
-        tensors[name] = target.lib.tensor(arr.astype(np_dtype))
+        if np_dtype is None and arr.dtype == np.float32 and name not in raw:
+            kept.append(name)            # the file's float32 value (below)
+        tensors[name] = arr
+    # without --dtype: a file whose values are all float32 (`inputs` of a model run in float32) is
+    # checked in float32, as it runs -- float32's gradients judged against a float64 reference of
+    # the same computation; once any value is float64 (typed on the command line, or the file's
+    # own), all are float64, as one dtype must meet another in f (nn.Linear's float32 weight and a
+    # float64 --x would not multiply). Either way it is said.
+    as32 = bool(kept) and len(kept) == len(tensors)
+    for name, arr in tensors.items():
+        tensors[name] = _leaf(target.lib, same_layout(arr, np_dtype or (np.float32 if as32 else np.float64)))
+    if kept:
+        from . import render
+        these = f"{', '.join(kept)} {'is' if len(kept) == 1 else 'are'} float32 in the file"
+        render.remark(f"{these}, and checked so (float32 gradients judged against a float64 reference of the same "
+                      f"computation); --dtype float64 checks float64 copies instead" if as32 else
+                      f"{these}, and used as float64 copies beside the float64 values; --dtype float32 uses float32"
+                      if np_dtype is None else f"{these}, and used as {np.dtype(np_dtype).name} (--dtype)")
     chosen = list(target.names) if not wrt else wrt_list
     for w in chosen:
         if w not in tensors:
@@ -696,6 +721,15 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
     for name in chosen:
         tensors[name].requires_grad_(True)
     return tensors, chosen
+
+
+def _leaf(lib, arr):
+    """A tensor of lib (the engine, or torch) holding arr itself: its memory layout -- a transposed or
+    sliced value's strides -- is what f receives, as lib.tensor's copy would not keep."""
+    if lib.__name__ == "torch":
+        return lib.from_numpy(arr)
+    from engine.tensor import Tensor
+    return Tensor._make(arr)
 
 
 def _constant(name, arr, default):

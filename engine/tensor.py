@@ -233,6 +233,16 @@ class Tensor:
             return Size(self._data.shape)
         return self._data.shape[wrap_dim(dim, self._data.ndim)]
 
+    def stride(self, dim=None):
+        """Elements to step in memory per index of each dim, as PyTorch counts them (a transposed
+        tensor's are reversed; an expanded dim's are 0)."""
+        st = tuple(s // self._data.itemsize for s in self._data.strides) if self._data.itemsize else \
+            (0,) * self._data.ndim
+        return st if dim is None else st[wrap_dim(dim, self._data.ndim)]
+
+    def is_contiguous(self, memory_format=None):
+        return bool(self._data.flags.c_contiguous)
+
     @property
     def dtype(self):
         return _dtype.from_numpy_dtype(self._data.dtype)

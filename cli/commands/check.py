@@ -31,7 +31,7 @@ def check_command(
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
-    dtype: o.DType = "float64",
+    dtype: o.DType = "",
     json_out: o.Json = False,
     debug: o.Debug = False,
 ):
@@ -361,7 +361,7 @@ def _show_located(con, checks, asked, verdict="fail", torch=False):
     else:
         con.print("every node passes on its own, as the whole does" if verdict == "pass" else
                   "every node passes on its own; the whole is inconclusive only because finite differences cannot "
-                  "resolve it (why: below), not because a node is wrong" if verdict == "inconclusive" else
+                  "resolve it (why: below)" if verdict == "inconclusive" else
                   "every node passes on its own: look at how they are combined (or at the tolerances)")
 
 

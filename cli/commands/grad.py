@@ -19,7 +19,7 @@ def grad_command(
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
-    dtype: o.DType = "float64",
+    dtype: o.DType = "",
     json_out: o.Json = False,
     debug: o.Debug = False,
 ):

@@ -23,7 +23,7 @@ def graph_command(
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
-    dtype: o.DType = "float64",
+    dtype: o.DType = "",
     debug: o.Debug = False,
 ):
     """Export the backward graph of an expression or a .py function.

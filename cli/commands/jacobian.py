@@ -16,7 +16,7 @@ def jacobian_command(
     func: o.Func = "f",
     backend: o.Backend = "auto",
     seed: o.Seed = 0,
-    dtype: o.DType = "float64",
+    dtype: o.DType = "",
     json_out: o.Json = False,
     output: str = typer.Option(None, "-o", "--output", help="Save the Jacobians to FILE.npz (numpy's "
                                "np.load reads them, one array per output/input pair) or FILE.npy (one pair)"),

@@ -353,7 +353,13 @@ def detach(x):
 
 @export("contiguous", function=False)
 def contiguous(x):
-    return x
+    """x itself when its memory is in row-major order, else a row-major copy (CloneBackward0), as
+    PyTorch: a transposed or sliced input is copied."""
+    if x._data.flags.c_contiguous:
+        return x
+    out = apply1(CLONE, x)
+    out._data = np.ascontiguousarray(out._data)
+    return out
 
 
 @export("to", op=TO, function=False)
