@@ -83,6 +83,16 @@ def test_a_sum_with_an_absorbed_term_is_inconclusive(tmp_path, backend):
     assert code == 1 and doc["verdict"] == "inconclusive" and "round-off" in doc["inconclusive"], doc
 
 
+@pytest.mark.parametrize("expr,want", [("sum(1e12 + 1e-3*x**2)", "unclear"), ("sum(50*x**2)", "right"),
+                                       ("sum(2*x)", "right"), ("sum(x**3)", "right")])
+def test_sweep_says_round_off_where_no_step_can_show_the_gradient(expr, want):
+    """--sweep read the flat error of 1e12 + 1e-3 x^2 (differences 0 at every step) as "the gradient
+    is wrong"; differences exact at every step (a quadratic, a line) still read right, not round-off."""
+    code, doc = _run(["check", expr, "--x", "1,2,3", "--sweep"], "engine")
+    assert doc["sweep"]["verdict"] == want, doc["sweep"]
+    assert ("round-off: the output is 3e+12" in doc["sweep"]["message"]) == (want == "unclear")
+
+
 CAST = '''import {lib} as torch
 
 

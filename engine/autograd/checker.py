@@ -1298,10 +1298,10 @@ def sweep(func, inputs, *, eps_grid=SWEEP_EPS, columns=8, input_names=None):
     # float64's round-off of f's own value over each step: an error below it is no evidence
     fmax = max((float(np.max(np.abs(o._data))) for o in outs if o._data.size and np.isfinite(o._data).all()),
                default=0.0)
-    return _read_sweep(list(eps_grid), errors, analytical, [2 * _EPS64 * fmax / e for e in eps_grid])
+    return _read_sweep(list(eps_grid), errors, analytical, fmax)
 
 
-def _read_sweep(eps, errors, analytical, floor=None):
+def _read_sweep(eps, errors, analytical, fmax=None):
     """What the error-against-step curve says. "wrong" only when it is flat -- the same error,
     within a factor of 3, at every step from 1e-3 to 1e-8 -- since only then do finite
     differences agree with each other and not with the gradient; a curve that spans decades
@@ -1318,13 +1318,6 @@ def _read_sweep(eps, errors, analytical, floor=None):
                      "every step left the function's domain: check at a point further inside it")
     e_ok = np.asarray(eps, dtype=np.float64)[keep]
     errs = np.maximum(raw[keep], 1e-300)
-    if floor is not None and bool(np.all(errs <= np.asarray(floor, dtype=np.float64)[keep])):
-        big = float(floor[0]) * float(eps[0]) / (2 * _EPS64)
-        return Sweep(list(eps), [float(e) for e in errors], 0.0, float(eps[0]), float(np.min(errs)), "unclear",
-                     f"round-off: the output is {big:.3g}, and at every step the error ({float(errs.min()):.2g} at "
-                     f"least) is below what float64's rounding of that value does to a central difference there "
-                     f"(about {float(np.min(np.asarray(floor)[keep])):.2g} at eps={float(eps[0]):.0e}): "
-                     "finite differences cannot say whether the gradient is right" + note)
     k = int(np.argmin(errs))
     order = 0.0
     if k >= 2:
@@ -1349,6 +1342,13 @@ def _read_sweep(eps, errors, analytical, floor=None):
                    f"to {float(tail.min()):.2g} at eps={float(e_ok[e_ok < 1e-8][int(np.argmin(tail))]):.0e}: the "
                    "function varies faster than those steps resolve, and finite differences only begin to converge "
                    "below them -- they cannot say the gradient is wrong")
+    elif flat and abs(order) < 0.5 and rel > 1e-6 and fmax and bool(np.all(errs <= 2 * _EPS64 * fmax / e_ok)):
+        # flat only because float64's rounding of a huge f hides every step's change (1e12 + 1e-3 x^2)
+        verdict = "unclear"
+        message = (f"round-off: the output is {fmax:.3g}, and at every step the error ({float(errs.min()):.2g} at "
+                   f"least) is below what float64's rounding of that value does to a central difference there "
+                   f"(about {float((2 * _EPS64 * fmax / e_ok).min()):.2g} at eps={float(e_ok[0]):.0e}): finite "
+                   "differences cannot say whether the gradient is right")
     elif flat and abs(order) < 0.5 and rel > 1e-6:
         verdict = "wrong"
         message = (f"the error is flat at {best:.2g} for every eps from 1e-3 to 1e-8 (slope {order:.1f}): finite "
