@@ -712,8 +712,7 @@ def build_inputs(target, raw, *, wrt=None, dtype="float64", seed=0):
         these = f"{', '.join(kept)} {'is' if len(kept) == 1 else 'are'} float32 in the file"
         render.remark(f"{these}, and checked so (float32 gradients judged against a float64 reference of the same "
                       f"computation); --dtype float64 checks float64 copies instead" if as32 else
-                      f"{these}, and used as float64 copies beside the float64 values; --dtype float32 uses float32"
-                      if np_dtype is None else f"{these}, and used as {np.dtype(np_dtype).name} (--dtype)")
+                      f"{these}, and used as float64 copies beside the float64 values; --dtype float32 uses float32")
     chosen = list(target.names) if not wrt else wrt_list
     for w in chosen:
         if w not in tensors:
