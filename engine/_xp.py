@@ -161,6 +161,10 @@ class _Numpy:
     def const(a):
         return a
 
+    @staticmethod
+    def mul_scalar(a, c):
+        return a * c
+
 
 class _Tensor:
     """Same vocabulary on Tensors through engine ops (looked up on first use of each name)."""

@@ -102,7 +102,9 @@ def test_vectorized_jacobian_equals_loop_equals_finite_differences(name, k, spec
                                    err_msg=f"{name}: jacobian != finite differences")
 
 
-SECOND_ORDER = [c for c in SIMPLE if c.values[0] not in ("index_put", "to")]
+# scatter_reduce(reduce='prod') says it has no double backward (tests/test_pytorch_names.py)
+SECOND_ORDER = [c for c in SIMPLE if c.values[0] not in ("index_put", "to")
+                and not (c.values[0] == "scatter_reduce" and c.values[2][1].get("reduce") == "prod")]
 
 
 @pytest.mark.parametrize("name,k,spec", SECOND_ORDER)

@@ -60,6 +60,7 @@ REACHED_THROUGH = {
     "rpow": "pow(number, x) and number ** x", "max_dim": "max(x, dim)", "min_dim": "min(x, dim)",
     "index": "x[key]", "unindex": "the backward of x[key]", "index_put": "x[key] = v",
     "fill": "x.fill_(v)", "copy": "x.copy_(src)", "scatter_value": "scatter(x, dim, index, value=number)",
+    "mul_scalar": "the double backward of x ** number (PyTorch's MulBackward1)",
 }
 
 

@@ -7,6 +7,7 @@ from .. import errors as _errors
 import numpy as np
 
 from ..tensor import Tensor
+from .. import _xp
 from ._core import apply, apply1, defop, export
 
 UNARY = [((),), ((2,),), ((3, 2),), ((1, 2),), ((2, 3, 4),)]
@@ -31,6 +32,12 @@ RSUB = defop("rsub", lambda x, other: other - x, (lambda xp, g, out, x, other: -
 MUL = defop("mul", np.multiply, (lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x),
             saves=('y', 'x'), operators={"__mul__": "fast", "__rmul__": "fast"}, nodes="MulBackward0", samples=_samples(BINARY), doc="x * y",
             formula=('grad * y', 'grad * x'))
+# x * a number inside a backward formula (PyTorch's mul.Scalar, as pow's backward records it:
+# MulBackward1, its _saved_other the number); a user's `x * 3` wraps 3 and records MulBackward0
+MUL_SCALAR = defop("mul_scalar", lambda x, other: x * other, (lambda xp, g, out, x, other: g * other,),
+                   saves=('',), nodes="MulBackward1", samples=[(((2, 3),), {"other": 2.5})],
+                   doc="x * a number, as a backward formula records it",
+                   formula='grad * other')
 DIV = defop("div", np.true_divide,
             (lambda xp, g, out, x, y: g / y, lambda xp, g, out, x, y: -g * x / (y * y)),
             saves=('y', 'x y'), operators={"__truediv__": "fast", "__rtruediv__": "reflected"},
@@ -49,9 +56,11 @@ def _pow_scalar_vjp(xp, g, out, x, exponent):
     # PyTorch's pow_backward: exponent 0 gives a zero gradient (not 0 * x**-1, which is nan at 0)
     if exponent == 0:
         return g * 0.0
-    if exponent == 2:
+    if exponent == 2 and xp is _xp.NUMPY:
         return g * (x * 2.0)          # the common square, without computing x ** 1
-    return g * (exponent * x ** (exponent - 1))
+    # PyTorch: grad * (exponent * x.pow(exponent - 1)), which double backward records as
+    # MulBackward0 <- MulBackward1 <- PowBackward0
+    return g * xp.mul_scalar(x ** (exponent - 1), float(exponent))
 
 
 def _pow_base_vjp(xp, g, out, x, y):
@@ -232,8 +241,14 @@ def _cmp(name, fn):
 EQ, NE, LT, LE, GT, GE = (_cmp(n, f) for n, f in (("eq", np.equal), ("ne", np.not_equal),
                                                   ("lt", np.less), ("le", np.less_equal),
                                                   ("gt", np.greater), ("ge", np.greater_equal)))
-SIGN = defop("sign", np.sign, None, nodes=(), differentiable=False, samples=_samples(UNARY),
-             doc="sign of x (no gradient)")
+# sign'(x) = 0 wherever it exists; PyTorch records SignBackward0 (zeros), so a graph through
+# sign(x) * x has the node and sign(x).requires_grad is True; sgn is sign for real tensors
+SIGN = _unary("sign", np.sign, lambda xp, g, out, x: g * 0.0, "SignBackward0", ("kinkfree",),
+              kinks=lambda x, **a: [x], saves=('',), doc="sign of x (-1, 0 or 1; its gradient is 0)",
+              formula="0, a step's slope wherever it has one")
+SGN = _unary("sgn", np.sign, lambda xp, g, out, x: g * 0.0, "SgnBackward0", ("kinkfree",),
+             kinks=lambda x, **a: [x], saves=('',), doc="sgn of x: sign for real tensors (its gradient is 0)",
+             formula="0, a step's slope wherever it has one")
 LOGICAL_NOT = defop("logical_not", np.logical_not, None, nodes=(), differentiable=False,
                     operators={"__invert__": "unary"},
                     samples=_samples(UNARY), doc="not x")
@@ -313,7 +328,7 @@ def square(x):
     return pow(x, 2)
 sin, cos, tan, tanh, sigmoid = _u(SIN), _u(COS), _u(TAN), _u(TANH), _u(SIGMOID)
 abs, relu = _u(ABS, "absolute"), _u(RELU)  # noqa: A001
-sign, logical_not = _u(SIGN), _u(LOGICAL_NOT)
+sign, sgn, logical_not = _u(SIGN), _u(SGN), _u(LOGICAL_NOT)
 
 
 @export("softplus", op=SOFTPLUS, keywords=("beta", "threshold"))
@@ -375,6 +390,7 @@ gt, ge = _c(GT, "greater"), _c(GE, "greater_equal")
 
 # how the registry's tests call the entries whose public function takes other arguments
 RSUB.func = lambda x, other: sub(other, x)
+MUL_SCALAR.func = lambda x, other: apply1(MUL_SCALAR, x, {"other": other})
 POW.func = lambda x, exponent: pow(x, exponent)
 RPOW.func = lambda x, base: pow(base, x)
 WHERE.func = lambda x, y, condition: where(condition, x, y)

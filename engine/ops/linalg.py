@@ -141,17 +141,22 @@ def vdot(x, y):
 @export("inner")
 def inner(x, y):
     """Sum over the last dims of x and y: shape x.shape[:-1] + y.shape[:-1] (a number times a
-    tensor when either is 0-D), as torch.inner; recorded as PyTorch's tensordot records it (the
-    pieces flattened to matrices, one MmBackward0, the result viewed back: ViewBackward0)."""
+    tensor when either is 0-D), as torch.inner; recorded as PyTorch's tensordot records it."""
     if x.ndim == 0 or y.ndim == 0:
         return x * y
     if x.shape[-1] != y.shape[-1]:
         raise errors.ShapeError(f"inner() the last dimension must match on both input tensors but got shapes "
                                 f"{list(x.shape)} and {list(y.shape)}")
+    from .shape import permute
     k = x.shape[-1]
+    # tensordot(x, y, ([-1], [-1])) as PyTorch runs it: each side permuted (the contracted dim
+    # last in x, first in y: a PermuteBackward0 even when it moves nothing), reshaped to a
+    # matrix, one mm (a dot for two vectors), the result viewed back to its shape
+    xp = permute(x, tuple(range(x.ndim)))
+    yp = permute(y, (y.ndim - 1,) + tuple(range(y.ndim - 1)))
     if x.ndim == 1 and y.ndim == 1:
-        return matmul(x, y).reshape(())
-    out = matmul(x.reshape(-1, k), y.reshape(-1, k).t())
+        return dot(xp, yp).reshape(())
+    out = mm(xp.reshape(-1, k), yp.reshape(k, -1))
     return out.reshape(tuple(x.shape[:-1]) + tuple(y.shape[:-1]))
 
 

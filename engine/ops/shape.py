@@ -22,7 +22,7 @@ def _back(xp, g, in_shape, out_ndim):
 # -- reshape family ----------------------------------------------------------------------------
 RESHAPE = defop("reshape", lambda x, shape, in_shape: np.reshape(x, shape),
                 (lambda xp, g, out, x, shape, in_shape: _back(xp, g, in_shape, len(shape)),),
-                saves=('',), nodes=("ViewBackward0", "UnsafeViewBackward0"),
+                saves=('',), nodes=("ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0"),
                 samples=[(((2, 3),), {"shape": (3, 2)}), (((2, 3, 4),), {"shape": (6, -1)}),
                          (((4,),), {"shape": (2, 2)}), (((),), {"shape": (1,)})],
                 doc="the same elements in a new shape (-1 infers one size)",
@@ -302,7 +302,9 @@ def reshape(x, *shape):
         view.shape = shape
     except AttributeError:
         return apply1(RESHAPE, clone(x), attrs, 1)   # PyTorch: CloneBackward0 -> UnsafeViewBackward0
-    return apply1(RESHAPE, x, attrs, 0)
+    # PyTorch: a contiguous tensor reshapes by view (ViewBackward0), a strided one that a view
+    # can still express by _reshape_alias (ReshapeAliasBackward0)
+    return apply1(RESHAPE, x, attrs, 0 if x._data.flags.c_contiguous else 2)
 
 
 @export("view")
@@ -444,9 +446,26 @@ def permute(x, *dims):
     return apply1(PERMUTE, x, {"dims": norm})
 
 
+_T_WARNED = set()
+_T_WARNINGS = {
+    0: "Tensor.T is deprecated on 0-D tensors. This function is the identity in these cases.",
+    1: "The use of `x.T` on tensors of dimension other than 2 to reverse their shape is deprecated and it "
+       "will throw an error in a future release. Consider `x.mT` to transpose batches of matrices or "
+       "`x.permute(*torch.arange(x.ndim - 1, -1, -1))` to reverse the dimensions of a tensor."}
+
+
 def T(x):
+    """x.T: all dims reversed, a PermuteBackward0 at every rank as PyTorch records it (on 0-D and
+    1-D the identity permute); PyTorch's deprecation warning for a rank other than 2, once per
+    process as its TORCH_WARN_ONCE (the 3-D and 1-D cases share one message)."""
     nd = x._data.ndim
-    return permute(x, tuple(range(nd - 1, -1, -1))) if nd >= 2 else x
+    if nd != 2:
+        key = min(nd, 1)
+        if key not in _T_WARNED:
+            _T_WARNED.add(key)
+            import warnings
+            warnings.warn(_T_WARNINGS[key], UserWarning, stacklevel=2)
+    return permute(x, tuple(range(nd - 1, -1, -1)))
 
 
 def mT(x):

@@ -831,6 +831,125 @@ def scatter_add(x, dim, index, src):
     return apply(SCATTER_ADD, (x, src), {"key": key, "cut": cut, "src_shape": tuple(src.shape)})
 
 
+# -- scatter_reduce: src reduced into x at index along dim (sum, prod, mean, amax, amin), with or
+# without x's own values in the reduction; the rules are PyTorch's scatter_reduce_backward ---------
+_REDUCE_AT = {"sum": np.add, "mean": np.add, "prod": np.multiply, "amax": np.maximum, "amin": np.minimum}
+_NEUTRAL = {"sum": 0.0, "mean": 0.0, "prod": 1.0, "amax": -np.inf, "amin": np.inf}
+
+
+def _scatter_reduce_np(x, s, key, reduce, include_self, mask, count):
+    """The reduction on arrays: s is src cut to index's shape."""
+    out = np.array(x, copy=True) if include_self else np.where(mask, _NEUTRAL[reduce], x).astype(x.dtype)
+    _REDUCE_AT[reduce].at(out, key, s)
+    return out / count if reduce == "mean" else out
+
+
+def _scatter_reduce_fwd(x, src, key, cut, src_shape, reduce, include_self, mask, count):
+    return _scatter_reduce_np(x, src[cut], key, reduce, include_self, mask, count)
+
+
+def _extreme_weights(xp, out, x, src, key, cut):
+    """amax/amin: the gradient is shared evenly by every value equal to the result."""
+    outr, sr = xp.raw(out), xp.raw(src)[cut]
+    self_is = (xp.raw(x) == outr).astype(outr.dtype)
+    src_is = (sr == outr[key]).astype(outr.dtype)
+    n = self_is.copy()
+    np.add.at(n, key, src_is)
+    return self_is, src_is, n
+
+
+def _scatter_reduce_self_vjp(xp, g, out, x, src, key, cut, src_shape, reduce, include_self, mask, count):
+    if reduce == "sum":
+        gs = g
+    elif reduce == "mean":
+        gs = g / count
+    elif reduce in ("amax", "amin"):
+        self_is, _, n = _extreme_weights(xp, out, x, src, key, cut)
+        gs = g * (self_is / n)
+    else:
+        gs = g * _prod_self_factor(xp, x, src, key, cut, include_self, mask, count)
+    return gs if include_self else xp.where(mask, g * 0.0, gs)
+
+
+def _scatter_reduce_src_vjp(xp, g, out, x, src, key, cut, src_shape, reduce, include_self, mask, count):
+    name = "ScatterReduceBackward0"
+    if reduce == "sum":
+        return _scatter_src_vjp(name, xp, g, key, src_shape)
+    if reduce == "mean":
+        return _scatter_src_vjp(name, xp, g / count, key, src_shape)
+    if reduce in ("amax", "amin"):
+        _, src_is, n = _extreme_weights(xp, out, x, src, key, cut)
+        return _scatter_src_vjp(name, xp, g * (1.0 / n), key, src_shape) * src_is
+    _no_prod_double_backward(xp)
+    xr, outr, sr = xp.raw(x), xp.raw(out), xp.raw(src)[cut]
+    src_zero = sr == 0
+    zeros = np.zeros(xr.shape)
+    np.add.at(zeros, key, src_zero)
+    single = src_zero & (zeros[key] == 1)           # the only zero among its position's factors
+    others = _scatter_reduce_np(xr, np.where(single, 1.0, sr), key, "prod", include_self, mask, count)
+    picked = _scatter_src_vjp(name, xp, g, key, src_shape)
+    return xp.where(single, picked * others[key], picked * (outr[key] / np.where(src_zero, 1.0, sr)))
+
+
+def _prod_self_factor(xp, x, src, key, cut, include_self, mask, count):
+    """d out / d x for prod: the product of the other factors (x's zeros taken as 1)."""
+    _no_prod_double_backward(xp)
+    xr = xp.raw(x)
+    masked = np.where(xr == 0, 1.0, xr)
+    return _scatter_reduce_np(masked, xp.raw(src)[cut], key, "prod", include_self, mask, count) / masked
+
+
+def _no_prod_double_backward(xp):
+    from .. import _xp
+    if xp is not _xp.NUMPY:
+        raise NotImplementedError("the engine has no double backward for scatter_reduce(reduce='prod') yet "
+                                  "(its first derivative is PyTorch's)")
+
+
+SCATTER_REDUCE = defop("scatter_reduce", _scatter_reduce_fwd, (_scatter_reduce_self_vjp, _scatter_reduce_src_vjp),
+                       saves=("x src out", "x src out"), nodes="ScatterReduceBackward0",
+                       samples=[(((4, 3), (3, 3)), {"dim": 0, "index": np.array([[0, 1, 2], [0, 1, 2], [3, 1, 0]]),
+                                                    "reduce": r, "include_self": inc})
+                                for r in ("sum", "prod", "mean", "amax", "amin") for inc in (True, False)]
+                       + [(((3, 4), (3, 2)), {"dim": 1, "index": np.array([[0, 0], [1, 2], [3, 3]]),
+                                              "reduce": "amax", "include_self": False})],
+                       doc="x with src reduced in at `index` along dim (sum, prod, mean, amax or amin)",
+                       formula=("by reduce: sum passes grad, mean grad / count, prod grad times the other "
+                                "factors, amax and amin share grad among the values equal to result; 0 where "
+                                "src replaced x (include_self False)",
+                                "by reduce: sum grad[key], mean (grad / count)[key], prod grad[key] times the "
+                                "other factors, amax and amin grad[key] shared among the values equal to "
+                                "result; key the positions src went to"))
+
+
+@export("scatter_reduce", op=SCATTER_REDUCE, keywords=("dim", "index", "src", "reduce", "include_self"))
+def scatter_reduce(x, dim, index, src, reduce, *, include_self=True):
+    """x.scatter_reduce(dim, index, src, reduce, include_self=True), as PyTorch: reduce is
+    'sum', 'prod', 'mean', 'amax' or 'amin'."""
+    if reduce not in _REDUCE_AT:
+        raise _errors.EngineRuntimeError("reduce argument must be either sum, prod, mean, amax or amin, got "
+                                         f"{reduce}")
+    if not isinstance(src, Tensor):
+        src = _t(np.asarray(src, dtype=x._data.dtype))
+    if src._data.dtype != x._data.dtype:
+        raise _errors.EngineRuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    key, cut = _scatter_key(x, dim, index, src, "scatter")
+    mask = _mask(x.shape, key)
+    count = 1.0
+    if reduce == "mean":
+        count = np.full(x.shape, 1.0 if include_self else 0.0)
+        np.add.at(count, key, 1.0)
+        count[count == 0] = 1.0
+    return apply(SCATTER_REDUCE, (x, src), {"key": key, "cut": cut, "src_shape": tuple(src.shape),
+                                            "reduce": reduce, "include_self": bool(include_self),
+                                            "mask": mask, "count": count})
+
+
+@export("scatter_reduce_", function=False)
+def scatter_reduce_(x, dim, index, src, reduce, *, include_self=True):
+    return x._inplace(lambda t, s: scatter_reduce(t, dim, index, s, reduce, include_self=include_self), src)
+
+
 @export("scatter_", function=False)
 def scatter_(x, dim, index, src=None, value=None, *, reduce=None):
     if isinstance(src, Tensor):
@@ -847,6 +966,8 @@ INDEX_ADD.func = lambda x, source, dim, index, alpha=1: index_add(x, dim, Tensor
 SCATTER.func = lambda x, src, dim, index: scatter(x, dim, Tensor._make(index), src)
 SCATTER_VALUE.func = lambda x, dim, index, value: scatter(x, dim, Tensor._make(index), value=value)
 SCATTER_ADD.func = lambda x, src, dim, index: scatter_add(x, dim, Tensor._make(index), src)
+SCATTER_REDUCE.func = lambda x, src, dim, index, reduce, include_self=True: scatter_reduce(
+    x, dim, Tensor._make(index), src, reduce, include_self=include_self)
 
 
 # -- unfold: windows of `size` every `step` along dim, as a new last dim (Tensor.unfold) --------
