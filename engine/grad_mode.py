@@ -7,6 +7,7 @@ at its own thread's state only when that is not 0.
 """
 import functools
 import threading
+from ._names import torch_repr
 
 OFF_DEFAULT = [0]     # threads whose modes are not (grad on, no anomaly mode, no kink watch)
 _LOCK = threading.Lock()
@@ -94,10 +95,12 @@ class _Mode:
         return self.__class__()
 
 
+@torch_repr("torch.autograd.grad_mode.no_grad")
 class no_grad(_Mode):
     mode = False
 
 
+@torch_repr("torch.autograd.grad_mode.enable_grad")
 class enable_grad(_Mode):
     mode = True
 
@@ -113,11 +116,15 @@ class set_grad_enabled(_Mode):
     def __enter__(self):
         pass
 
+    def __repr__(self):
+        return f"torch.autograd.grad_mode.set_grad_enabled(mode={self.mode})"
+
     def __call__(self, fn):
         STATE.enabled = self.prev  # used as a decorator: the switch applies inside fn only
         return super().__call__(fn)
 
 
+@torch_repr("torch.autograd.grad_mode.inference_mode")
 class inference_mode(no_grad):
     """no_grad, and the tensors made inside are inference tensors (they track no version:
     reading `_version` raises, as in PyTorch; `is_inference()` is True)."""
@@ -154,6 +161,7 @@ def is_anomaly_enabled():
     return STATE.anomaly
 
 
+@torch_repr("torch.autograd.anomaly_mode.detect_anomaly")
 class detect_anomaly:
     """Record where each node's forward op was created, and raise when backward makes NaN."""
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import errors
 from .grad_mode import STATE
+from ._names import torch_repr
 
 
 class _Freed:
@@ -146,6 +147,7 @@ NODE_ATTRS = ("_next", "_saved", "_ver", "_ovc", "_out", "_attrs", "_shape", "_d
               "_buf", "_own", "_deps")
 
 
+@torch_repr("torch.utils.hooks.RemovableHandle")
 class RemovableHandle:
     """What register_hook returns: `.remove()` unregisters."""
 

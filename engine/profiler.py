@@ -7,6 +7,7 @@ import enum
 
 from .autograd import profiler as _profiler
 from .autograd.profiler import EventList, record_function  # noqa: F401
+from ._names import torch_repr
 
 
 class ProfilerActivity(enum.Enum):
@@ -15,6 +16,7 @@ class ProfilerActivity(enum.Enum):
     MPS = 2
 
 
+@torch_repr("torch.profiler.profiler.profile")
 class profile(_profiler.profile):  # noqa: N801 - PyTorch's name
     def __init__(self, *, activities=None, schedule=None, on_trace_ready=None, record_shapes=False,
                  profile_memory=False, with_stack=False, with_flops=False, with_modules=False, **kwargs):

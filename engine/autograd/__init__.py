@@ -118,6 +118,8 @@ def __getattr__(name):
     import importlib
     if name in ("functional", "graph", "forward_ad", "locate", "profiler"):
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("grad_mode", "anomaly_mode"):          # torch.autograd.grad_mode.no_grad, ...
+        return importlib.import_module("engine.grad_mode")
     if name in ("gradcheck", "gradgradcheck", "GradcheckError", "GradcheckReport", "check_gradients"):
         return getattr(importlib.import_module(__name__ + ".checker"), name)
     raise AttributeError(f"module 'engine.autograd' has no attribute {name!r}")

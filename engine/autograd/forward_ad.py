@@ -15,6 +15,7 @@ from .. import errors as _errors
 
 from ..grad_mode import enable_grad
 from ..tensor import _FORWARD_AD, Tensor
+from .._names import torch_repr
 
 UnpackedDualTensor = collections.namedtuple("UnpackedDualTensor", ["primal", "tangent"])
 
@@ -28,6 +29,7 @@ class _Dual:
         self.dual, self.tangent, self.user_graph = dual, tangent, user_graph
 
 
+@torch_repr("torch.autograd.forward_ad.dual_level")
 class dual_level:  # noqa: N801 - PyTorch's name
     """Inside it, make_dual tensors carry tangents; leaving it forgets them."""
 

@@ -8,8 +8,10 @@ hooks that keep the tensor as it is (the engine has only the CPU).
 from .. import errors as _errors
 from ..graph import Node  # noqa: F401 - torch.autograd.graph.Node
 from ..grad_mode import STATE
+from .._names import torch_repr
 
 
+@torch_repr("torch.autograd.graph.saved_tensors_hooks")
 class saved_tensors_hooks:  # noqa: N801 - PyTorch's name
     def __init__(self, pack_hook, unpack_hook):
         self.pack_hook, self.unpack_hook = pack_hook, unpack_hook
@@ -25,6 +27,7 @@ class saved_tensors_hooks:  # noqa: N801 - PyTorch's name
         return False
 
 
+@torch_repr("torch.autograd.graph.save_on_cpu")
 class save_on_cpu(saved_tensors_hooks):  # noqa: N801
     """Saved tensors go to CPU memory; on the engine they are there already."""
 
@@ -32,6 +35,7 @@ class save_on_cpu(saved_tensors_hooks):  # noqa: N801
         super().__init__(lambda t: t, lambda t: t)
 
 
+@torch_repr("contextlib._GeneratorContextManager")  # PyTorch: a @contextmanager
 class disable_saved_tensors_hooks:  # noqa: N801
     """Inside, using saved_tensors_hooks raises RuntimeError(error_message)."""
 
@@ -86,6 +90,7 @@ def register_multi_grad_hook(tensors, fn, *, mode="all"):
     return _MultiHandle(handles)
 
 
+@torch_repr("torch.autograd.graph._MultiHandle")
 class _MultiHandle:
     def __init__(self, handles):
         self.handles = handles

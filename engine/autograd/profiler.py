@@ -9,6 +9,7 @@ per-op path pays nothing.
 """
 import sys
 import time
+from .._names import torch_repr
 
 __all__ = ["profile", "record_function", "EventList", "FunctionEventAvg"]
 
@@ -71,6 +72,10 @@ class EventList(list):
     def __str__(self):
         return self.table()
 
+    def __repr__(self):
+        # PyTorch: unfinished until the with-block ends, then its events
+        return "<unfinished torch.autograd.profile>" if not self._finished else self.table()
+
 
 def _watched():
     """code object -> how to name the event of a frame running it."""
@@ -107,6 +112,7 @@ class _PROBE_OP:
     name = "probe"
 
 
+@torch_repr("torch.autograd.profiler.record_function")
 class record_function:  # noqa: N801 - PyTorch's name
     """A user-named range: its time is listed under `name` in the open profile (if any)."""
 
@@ -141,6 +147,7 @@ class profile:  # noqa: N801 - PyTorch's name
         self._codes = None
         self._previous = None
         self.entered = False
+        self._finished = False
 
     def __enter__(self):
         if not self.enabled:
@@ -161,6 +168,7 @@ class profile:  # noqa: N801 - PyTorch's name
         _ACTIVE.remove(self)
         while self._stack:           # anything still open (an exception) closes now
             self._pop(self._stack[-1][1])
+        self._finished = True
         return False
 
     def _push(self, key, token):
@@ -215,3 +223,7 @@ class profile:  # noqa: N801 - PyTorch's name
 
     def __str__(self):
         return self.table()
+
+    def __repr__(self):
+        # PyTorch: unfinished until the with-block ends, then its events
+        return "<unfinished torch.autograd.profile>" if not self._finished else self.table()
