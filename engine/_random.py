@@ -66,8 +66,11 @@ class Generator:
             x = (self._u64(n) & _MASK53).astype(np.float64) * 2.0 ** -53
             out = x * (high - low) + low
         else:
-            x = (self._u32(n) & _MASK24).astype(np.float32) * np.float32(2.0 ** -24)
-            out = x * np.float32(high - low) + np.float32(low)
+            # PyTorch's CPU kernel: the bounds as float32 (their difference in float32), the
+            # draw scaled in double (float's accumulate type on CPU), then stored as float32
+            lo, hi = np.float32(low), np.float32(high)
+            x = (self._u32(n) & _MASK24).astype(np.float64) * 2.0 ** -24
+            out = (x * np.float64(hi - lo) + np.float64(lo)).astype(np.float32)
         return out.reshape(shape)
 
     def _normal_pair(self):

@@ -101,7 +101,28 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
+        d = self.__dict__
+        if "_forward_hooks" in d or "_forward_pre_hooks" in d or "_backward_hooks" in d or "_backward_pre_hooks" in d:
+            from .hooks import call
+            return call(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # -- hooks (engine/nn/hooks.py), as PyTorch's -------------------------------------------------
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        from .hooks import add
+        return add(self, "_forward_pre_hooks", (hook, with_kwargs), prepend)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        from .hooks import add
+        return add(self, "_forward_hooks", (hook, with_kwargs, always_call), prepend)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        from .hooks import add
+        return add(self, "_backward_hooks", hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        from .hooks import add
+        return add(self, "_backward_pre_hooks", hook, prepend)
 
     # -- traversal ------------------------------------------------------------------------------
     def named_modules(self, memo=None, prefix=""):
