@@ -32,8 +32,12 @@ class CheckResult:
 
     def marks(self):
         """{node: reason} of the located nodes to paint red (check --dot)."""
-        return {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
-                for c in self.located or () if c.verdict in ("fail", "suspicious") and c.node_ref is not None}
+        marks = {c.node_ref: f"{c.verdict.upper()}: local check, max abs err {c.max_abs_err:.3g}"
+                 for c in self.located or () if c.verdict in ("fail", "suspicious") and c.node_ref is not None}
+        for c in self.located or ():
+            if c.second == "fail" and c.node_ref is not None and c.node_ref not in marks:
+                marks[c.node_ref] = f"FAIL: second-order local check ({c.second_why})"
+        return marks
 
     def to_json(self):
         """The document `autograd check --json` prints."""
@@ -61,7 +65,9 @@ class CheckResult:
         if located is not None:
             doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
                               "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
-                              "verdict": c.verdict, **({"module": c.module} if c.module else {})} for c in located]
+                              "verdict": c.verdict, **({"module": c.module} if c.module else {}),
+                              **({"second_order": {"verdict": c.second, "why": c.second_why}} if c.second else {})}
+                             for c in located]
             if not self.target.engine_graph:
                 doc["locate_scope"] = "custom Functions (built-in PyTorch ops are trusted)"
         return doc
@@ -115,15 +121,16 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
         # an error's shape only where the verdict says the gradient is wrong (not finite differences)
         w = result.worst
         result.pattern = pattern(w.analytical, w.numerical, atol, rtol, w.input_shape)
-    if locate or not report.passed or report.verdict == "suspicious":
+    second_failed = second is not None and not second.passed
+    if locate or not report.passed or report.verdict == "suspicious" or second_failed:
         from engine.autograd.locate import MAX_LOCAL_ELEMENTS, MAX_LOCAL_ELEMENTS_FAST
         most = MAX_LOCAL_ELEMENTS_FAST if fast else MAX_LOCAL_ELEMENTS    # --fast: a smaller sample per node
         if target.engine_graph:
-            result.located, result.ran = _locate(target, fn, inputs, eps, atol, rtol, user_files, most)
+            result.located, result.ran = _locate(target, fn, inputs, eps, atol, rtol, user_files, most, order)
             result.leaves = {n: t for n, t in zip(names, inputs)}
         else:                         # PyTorch: every custom Function application, re-checked
             result.located, result.ran, result.leaves = _locate_torch(target, tensors, names, eps, atol, rtol, seed,
-                                                                      user_files, most)
+                                                                      user_files, most, order)
         _agree(report, result.located)
         _at_kink(report, result.located, at_kink, torch=not target.engine_graph)
     return result
@@ -164,7 +171,7 @@ def _combined(first, second):
     return "pass"
 
 
-def _locate(target, fn, inputs, eps, atol, rtol, user_files=None, max_elements=None):
+def _locate(target, fn, inputs, eps, atol, rtol, user_files=None, max_elements=None, order=1):
     """Every backward node checked on its own (engine.autograd.locate), with where it was made:
     file:line in a .py target, the part of an expression."""
     import warnings
@@ -181,7 +188,7 @@ def _locate(target, fn, inputs, eps, atol, rtol, user_files=None, max_elements=N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES},
-                        span_of=span_of, outputs=ran, max_elements=max_elements,
+                        span_of=span_of, outputs=ran, max_elements=max_elements, order=order,
                         module_names=module_names(target.module_roots, Module) if target.module_roots else None)
     for c in checks:
         if c.span is not None:
@@ -232,7 +239,7 @@ def _agree(report, located):
                             "still not numerics")
 
 
-def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None, max_elements=None):
+def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None, max_elements=None, order=1):
     """On PyTorch: the target run once with every custom Function application recorded, each
     re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted. Returns
     (checks, the run's outputs, {name: the leaf it ran on})."""
@@ -248,7 +255,8 @@ def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None
         warnings.simplefilter("ignore")
         checks, outs = torch_backend.locate(target.function(names), leaves, eps=eps, atol=atol, rtol=rtol,
                                             user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES}, seed=seed,
-                                            max_elements=max_elements, module_names=module_names(target.module_roots, t_lib.nn.Module))
+                                            max_elements=max_elements, order=order,
+                                            module_names=module_names(target.module_roots, t_lib.nn.Module))
     for c in checks:
         if c.where:
             c.where = _short(c.where)

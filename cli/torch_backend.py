@@ -610,7 +610,7 @@ def second_order(fn, inputs, names, seed=0):
     return engine_function(first_order), inputs + vs, list(names) + vnames
 
 
-def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0, max_elements=None):
+def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0, max_elements=None, order=1):
     """Where a PyTorch target's gradient goes wrong: every custom Function application, checked
     on its own. The target runs once with `torch.autograd.Function.apply` wrapped (for this run
     only, and each Function subclass's own forward, which PyTorch looks up at every call, so a
@@ -710,10 +710,33 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
             c = LocalCheck(f"{rec['cls'].__name__}Backward", where, True, err, rel, ok, k, None, verdict, rec["node"])
             c.module = rec["module"]
             c.nested = rec["nested"]
+            if order == 2:
+                c.second, c.second_why = _second_order_torch(rec, eps, atol, rtol)
             checks.append(c)
     finally:
         state["off"] = False
     return checks, list(outs)
+
+
+def _second_order_torch(rec, eps, atol, rtol):
+    """A recorded Function application's second derivatives on their own: PyTorch's
+    gradgradcheck of the Function alone on float64 copies of the inputs that needed a gradient."""
+    from engine.autograd.locate import second_order_verdict
+    t = torch()
+    cls, kwargs, args = rec["cls"], rec["kwargs"], rec["args"]
+    pos = [i for i, need in enumerate(rec["needs"]) if need]
+    if not pos:
+        return "", ""
+    xs = tuple(args[i].detach().to(t.float64).clone().requires_grad_(True) for i in pos)
+
+    def one(*ts):
+        full = [a.clone() if isinstance(a, t.Tensor) else a for a in args]
+        for i, x in zip(pos, ts):
+            full[i] = x.clone()       # a copy: a forward that works in place (mark_dirty) refuses a leaf
+        out = cls.apply(*full, **kwargs)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return tuple(o for o in outs if isinstance(o, t.Tensor) and o.requires_grad)
+    return second_order_verdict(lambda: t.autograd.gradgradcheck(one, xs, eps=eps, atol=atol, rtol=rtol))
 
 
 def _kinked(rec, eps):

@@ -264,7 +264,8 @@ def render_result(con, result, *, strict=False, full=False, locate_asked=False, 
     if swept is not None:
         _show_sweep(con, swept)
     if located is not None:
-        _show_located(con, located, locate, report.verdict, torch=not target.engine_graph)
+        _show_located(con, located, locate, report.verdict, torch=not target.engine_graph,
+                      second=None if second is None else second.verdict or ("pass" if second.passed else "fail"))
     verdict = result.verdict
     # the report that decides: a failing one first, else a suspicious one (first order first)
     deciding = next((r for r in (report, second) if r is not None and r.verdict == verdict), report)
@@ -326,17 +327,27 @@ def _made_at(c):
     return where
 
 
-def _show_located(con, checks, asked, verdict="fail", torch=False):
+def _show_located(con, checks, asked, verdict="fail", torch=False, second=None):
+    """The local checks' table and what it says. second: the whole's second-order verdict with
+    --order 2 (then each custom Function is also checked at second order on its own; a built-in
+    op's double backward is trusted, as its first derivative is on PyTorch)."""
     from .. import render
     wrong = [c for c in checks if c.verdict in ("fail", "suspicious")]
-    shown = checks if asked or len(checks) <= 12 else wrong
-    t = render.table("each custom Function application against its own forward (local checks; built-in "
-                     "PyTorch ops are trusted)" if torch else "each backward node against its own forward (local checks)",
-                     ["node", "made at", "max abs err", "result"])
+    wrong2 = [c for c in checks if c.second == "fail" and c not in wrong]
+    shown = checks if asked or len(checks) <= 12 else wrong + wrong2
+    scope = ("each custom Function application against its own forward (local checks; built-in PyTorch ops are "
+             "trusted" if torch else "each backward node against its own forward (local checks")
+    if second is not None:
+        scope += "; custom Functions also at second order"
+    t = render.table(scope + ")", ["node", "made at", "max abs err", "result"])
     marks = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "suspicious": "[yellow]SUSPICIOUS[/yellow]",
              "kink": "kink (not judged)", "domain": "step leaves the domain (not judged)"}
     for c in shown:
-        t.add_row(render.esc(c.node), render.esc(_made_at(c)), f"{c.max_abs_err:.3g}", marks[c.verdict])
+        mark = marks[c.verdict]
+        if c.second == "fail":
+            mark = ("[red]FAIL[/red] (and at second order)" if c.verdict == "fail" else
+                    mark + ", [red]FAIL at second order[/red]")
+        t.add_row(render.esc(c.node), render.esc(_made_at(c)), f"{c.max_abs_err:.3g}", mark)
     if checks:
         render.show(con, t)
     elif torch:
@@ -355,9 +366,21 @@ def _show_located(con, checks, asked, verdict="fail", torch=False):
                   + (f" at {render.esc(_made_at(first))}" if first.where or first.module else "")
                   + (" (within tolerance, far beyond the finite-difference error)" if first.verdict == "suspicious"
                      else ""))
+    elif wrong2:
+        first = wrong2[0]
+        con.print(f"first node wrong at second order in forward order: [bold]{render.esc(first.node)}[/bold]"
+                  + (f" at {render.esc(_made_at(first))}" if first.where or first.module else "")
+                  + f": its first derivative is right, its backward's own derivative is not "
+                  f"({render.esc(first.second_why)})")
     elif any(c.verdict == "kink" for c in checks):
         con.print("no node is wrong away from kinks: the mismatch is at a point where an op has no derivative "
                   "(its subgradient choice), not a bug")
+    elif second is not None and second != "pass":
+        con.print("every node passes on its own at first order, and every custom Function at second order; the "
+                  "second-order mismatch is in how they combine or in a built-in op's double backward, which "
+                  "local checks trust" if second == "fail" else
+                  "every node passes on its own at first order, and every custom Function at second order; the "
+                  "second order is inconclusive because finite differences cannot resolve it (why: below)")
     else:
         con.print("every node passes on its own, as the whole does" if verdict == "pass" else
                   "every node passes on its own; the whole is inconclusive only because finite differences cannot "

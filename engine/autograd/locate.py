@@ -37,6 +37,9 @@ class LocalCheck:
     node_ref: object = dataclasses.field(default=None, repr=False, compare=False)   # the node itself
     module: str = ""         # the nn.Module it was made in (its qualified name), when known
     nested: bool = False     # applied inside another Function's forward (it makes no node there)
+    second: str = ""         # check --order 2: a custom Function's own second-order check ("pass",
+                             # "fail"; "" when not run); built-in ops' double backward is trusted
+    second_why: str = ""     # why the second-order check failed, in one line
 
 
 class _Recorder:
@@ -125,13 +128,14 @@ def _resolved(filename):
 
 
 def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None, outputs=None,
-           module_names=None, max_elements=None):
+           module_names=None, max_elements=None, order=1):
     """[LocalCheck] for every node func's graph makes, in forward order (see the module doc).
     user_files: the paths whose frames say where a node was made; span_of(): the expression
     span being evaluated now (the CLI's compiler), or None; outputs: a list that receives the
     run's outputs (to draw the graph the checks name); module_names: {id(nn.Module): qualified
     name}, to say which module each node was made in. max_elements: input elements differenced
-    per argument of a node (default MAX_LOCAL_ELEMENTS; a seeded sample beyond)."""
+    per argument of a node (default MAX_LOCAL_ELEMENTS; a seeded sample beyond). order=2: each
+    custom Function is also checked at second order on its own (second_order_local)."""
     rec = _Recorder(user_files, span_of, module_names)
     prev = STATE.recorder
     STATE.recorder = rec
@@ -153,9 +157,49 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
             # a Function whose forward has a kink within eps (a custom ReLU at 0): judged again
             # where no input is near it -- a kink there, or wrong there too
             err, rel, ok, verdict = _off_the_kink(node, vals, attrs, eps, rng, atol, rtol, max_elements, err, rel)
-        out.append(LocalCheck(node_name(node), where, class_attr(node, "_forward_cls") is not None, err, rel, ok, k,
-                              span, verdict, node, module))
+        c = LocalCheck(node_name(node), where, class_attr(node, "_forward_cls") is not None, err, rel, ok, k,
+                       span, verdict, node, module)
+        if order == 2 and c.custom:
+            c.second, c.second_why = _second_order_engine(node, vals, attrs, eps, atol, rtol)
+        out.append(c)
     return out
+
+
+def _second_order_engine(node, vals, attrs, eps, atol, rtol):
+    """A recorded custom Function's second derivatives, checked on their own: gradgradcheck of
+    the Function alone on float64 copies of the inputs it received (those that needed a
+    gradient), its output cotangents random. ("pass" | "fail", why)."""
+    from ..grad_mode import enable_grad
+    from .checker import gradgradcheck
+    cls = class_attr(node, "_forward_cls")
+    needs = tuple(getattr(node, "needs_input_grad", ()) or ())
+    pos = [i for i, v in enumerate(vals) if isinstance(v, Tensor) and _is_float(v) and i < len(needs) and needs[i]]
+    if not pos:
+        return "", ""
+    xs = tuple(Tensor._make(np.array(_arr(vals[i]), dtype=np.float64)).requires_grad_(True) for i in pos)
+
+    def one(*ts):
+        args = list(vals)
+        for i, t in zip(pos, ts):
+            args[i] = t
+        with enable_grad():
+            out = cls.apply(*args, **attrs)
+        outs = out if isinstance(out, tuple) else (out,)
+        return tuple(o for o in outs if isinstance(o, Tensor) and o.requires_grad)
+    return second_order_verdict(lambda: gradgradcheck(one, xs, eps=eps, atol=atol, rtol=rtol))
+
+
+def second_order_verdict(run):
+    """("pass" | "fail", why) of a gradgradcheck call that raises on a mismatch (both backends)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            run()
+        except Exception as e:  # noqa: BLE001 - a mismatch, or a backward that cannot be differentiated
+            why = str(e).strip().splitlines()[0].split("; ")[0] if str(e).strip() else type(e).__name__
+            return "fail", why[:300]
+    return "pass", ""
 
 
 def judge(res, atol, rtol, kink=False):

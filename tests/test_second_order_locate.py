@@ -1,0 +1,105 @@
+"""check --order 2 locates second-order bugs (issue 19): each custom Function is also checked at
+second order on its own (gradgradcheck of the Function alone on float64 copies of its inputs), on
+both backends, and the report never says "every node passes" above a second-order FAIL. The
+answers are known by construction: a backward whose value is right but whose own derivative is
+not (a detached cos, x + x.detach()) and right ones."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+
+runner = CliRunner()
+BACKENDS = ["engine", "torch"]
+
+SIN = '''import {lib} as torch
+
+
+class MySin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * torch.cos({cos_of})
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * ({twice})
+
+
+def f(x, w):
+    return (MySin.apply(Square.apply(x)) * w).sum()
+
+
+inputs = {{"x": torch.tensor([0.3, -0.7, 1.1, 0.5], dtype=torch.float64),
+          "w": torch.tensor([1.5, -0.5, 0.25, 2.0], dtype=torch.float64)}}
+'''
+
+
+def _run(path, backend, *extra):
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    r = runner.invoke(app, ["check", str(path), "--order", "2", "--backend", backend, *extra])
+    return r
+
+
+def _write(tmp_path, backend, cos_of="x", twice="2 * x"):
+    p = tmp_path / "fns.py"
+    p.write_text(SIN.format(lib="torch" if backend == "torch" else "engine", cos_of=cos_of, twice=twice))
+    return p
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bug,culprit", [("cos", "MySinBackward"), ("square", "SquareBackward")])
+def test_a_function_wrong_only_at_second_order_is_named(tmp_path, backend, bug, culprit):
+    kw = {"cos_of": "x.detach()"} if bug == "cos" else {"twice": "x + x.detach()"}
+    p = _write(tmp_path, backend, **kw)
+    r = _run(p, backend, "--json")
+    assert r.exit_code == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["first_order"]["passed"] and not doc["second_order"]["passed"]
+    by = {c["node"]: c for c in doc["locate"]}
+    assert by[culprit]["verdict"] == "pass"                      # right at first order
+    assert by[culprit]["second_order"]["verdict"] == "fail"
+    other = "SquareBackward" if culprit == "MySinBackward" else "MySinBackward"
+    assert by[other]["second_order"]["verdict"] == "pass"
+    text = _run(p, backend).stdout
+    assert f"first node wrong at second order in forward order: {culprit} at fns.py:" in text
+    assert "every node passes" not in text
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_right_functions_pass_at_both_orders_on_their_own(tmp_path, backend):
+    p = _write(tmp_path, backend)
+    r = _run(p, backend, "--json", "--locate")
+    assert r.exit_code == 0, r.stdout
+    doc = json.loads(r.stdout)
+    customs = [c for c in doc["locate"] if c["custom_function"]]
+    assert {c["node"] for c in customs} == {"MySinBackward", "SquareBackward"}
+    assert all(c["second_order"]["verdict"] == "pass" for c in customs)
+    assert "every node passes on its own, as the whole does" in _run(p, backend, "--locate").stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_first_order_locate_has_no_second_order_column(tmp_path, backend):
+    """Without --order 2 nothing is checked at second order (the detached cos passes: its first
+    derivative is right), and the JSON says nothing of it."""
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    p = _write(tmp_path, backend, cos_of="x.detach()")
+    r = runner.invoke(app, ["check", str(p), "--locate", "--json", "--backend", backend])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and all("second_order" not in c for c in doc["locate"])
