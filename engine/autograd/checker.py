@@ -1387,6 +1387,9 @@ def pattern(analytical, numerical, atol=1e-5, rtol=1e-3, input_shape=None):
         # diagonal of 0.5, 0.25 and 4 gives ratios 1.002, 1.004 and 1.00025: no constant factor)
         if abs(r - 1) > rtol and np.allclose(ratio, r, rtol=0, atol=0.05 * abs(r - 1)) and \
                 np.allclose(a[~big], r * n[~big], atol=10 * atol):
+            if abs(r + 1) <= rtol:
+                return ("a sign flip: every element is the numerical one negated (a minus sign lost or added, "
+                        "or a subtraction the wrong way round)")
             return (f"a constant factor: every element is x{r:.6g} the numerical one "
                     f"({(r - 1) * 100:+.3g} %)")
     if a.shape[0] == a.shape[1] and a.shape[0] > 1 and np.allclose(a, n.T, rtol=rtol, atol=atol) and \
@@ -1418,9 +1421,16 @@ def pattern(analytical, numerical, atol=1e-5, rtol=1e-3, input_shape=None):
     rows = np.flatnonzero(bad.any(axis=1))
     cols = np.flatnonzero(bad.any(axis=0))
     if a.shape[0] > 1 and len(rows) < a.shape[0]:
-        return (f"the error is confined to {len(rows)} of {a.shape[0]} rows (output elements "
-                f"{', '.join(map(str, rows[:6]))}{', ...' if len(rows) > 6 else ''})")
-    if a.shape[1] > 1 and len(cols) < a.shape[1]:
+        if a.shape[0] >= 3 and list(rows) == list(range(1, a.shape[0])):
+            # the rows of a graph with a custom Function are one backward call each
+            return (f"every row but the first is wrong ({len(rows)} of {a.shape[0]} rows, output elements 1 on): "
+                    "a backward right on its first call only (state kept between calls: not reentrant) gives "
+                    "this, as each row is a backward call of its own")
+        if 2 * len(rows) <= a.shape[0]:
+            return (f"the error is confined to {len(rows)} of {a.shape[0]} rows (output elements "
+                    f"{', '.join(map(str, rows[:6]))}{', ...' if len(rows) > 6 else ''})")
+    if a.shape[1] > 1 and len(cols) < a.shape[1] and 2 * len(cols) <= a.shape[1]:
+        # "confined" only to a minority: 11 of 12 columns wrong is an error nearly everywhere
         return (f"the error is confined to {len(cols)} of {a.shape[1]} columns (input elements "
                 f"{', '.join(map(str, cols[:6]))}{', ...' if len(cols) > 6 else ''}): wrong for some inputs only "
                 "(a sign-dependent branch, or a broadcast not summed?)")

@@ -1,0 +1,129 @@
+"""The error's shape in words, where a red team doubted it (issue 19), on both backends: a sign
+flip is a sign flip (was "a constant factor x-1"), a backward right on its first call only is said
+to be (was "confined to 3 of 4 rows"), an error in 11 of 12 columns is not "confined" ("wrong for
+some inputs only"), and an error in a minority of columns still is. Each gradient is wrong (or
+right) by construction."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+
+runner = CliRunner()
+BACKENDS = ["engine", "torch"]
+
+HEAD = '''import {lib} as torch
+'''
+SIGN = HEAD + '''
+
+class AminusB(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * (a - b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return g * (2 * a - b), g * a          # d/db is -a
+
+
+def f(a, b):
+    return AminusB.apply(a, b).sum()
+'''
+STATEFUL = HEAD + '''
+seen = [0]
+
+
+class Cube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        seen[0] += 1
+        return g * (3.0 if seen[0] == 1 else 2.5) * x ** 2
+
+
+def f(x):
+    return Cube.apply(x)
+'''
+CENTRED = HEAD + '''
+
+class Centre(torch.autograd.Function):
+    """x - mean(x) per row, scaled by 1/std: its backward drops the projection term."""
+    @staticmethod
+    def forward(ctx, x):
+        xc = x - x.mean(-1, keepdim=True)
+        r = ((xc ** 2).mean(-1, keepdim=True) + 1e-5).rsqrt()
+        ctx.save_for_backward(xc * r, r)
+        return xc * r
+
+    @staticmethod
+    def backward(ctx, g):
+        xh, r = ctx.saved_tensors
+        return r * (g - g.mean(-1, keepdim=True))
+
+
+def f(x, w):
+    return (Centre.apply(x) * w).sum()
+'''
+NEGATIVE = HEAD + '''
+
+class Leaky(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x > 0, x, 0.1 * x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return torch.where(x > 0, g, 0.3 * g)   # 0.1 for x < 0
+
+
+def f(x):
+    return Leaky.apply(x).sum()
+'''
+
+
+def _check(tmp_path, backend, source, *values):
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    p = tmp_path / "fn.py"
+    p.write_text(source.format(lib="torch" if backend == "torch" else "engine"))
+    r = runner.invoke(app, ["check", str(p), *values, "--backend", backend, "--json"])
+    assert r.exit_code == 1, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "fail"
+    return doc["pattern"] or ""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sign_flip_is_called_one(tmp_path, backend):
+    said = _check(tmp_path, backend, SIGN, "--a", "0.5,-1.2,0.8,2.0", "--b", "1.5,0.3,-0.7,0.25")
+    assert said.startswith("a sign flip: every element is the numerical one negated"), said
+    assert "factor" not in said
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_backward_right_on_its_first_call_only_is_named(tmp_path, backend):
+    said = _check(tmp_path, backend, STATEFUL, "--x", "0.5,-1.2,0.8,2.0")
+    assert said.startswith("every row but the first is wrong (3 of 4 rows"), said
+    assert "not reentrant" in said and "confined" not in said
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_error_nearly_everywhere_is_not_confined(tmp_path, backend):
+    said = _check(tmp_path, backend, CENTRED, "--x", "randn(3,4)", "--w", "0.5,-1.5,2.0,0.7", "--seed", "3")
+    assert "confined" not in said and "some inputs only" not in said, said
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_error_in_a_minority_of_columns_is_confined(tmp_path, backend):
+    said = _check(tmp_path, backend, NEGATIVE, "--x", "0.5,-1.2,0.8,2.0,1.1,0.9")
+    assert said.startswith("the error is confined to 1 of 6 columns (input elements 1)"), said
