@@ -763,14 +763,23 @@ def randn(*size, dtype=None, requires_grad=False, generator=None):
     return _factory(arr.astype(_float_dtype(dtype), copy=False), requires_grad)
 
 
+def _like_dtype(t, dtype):
+    """The dtype a *_like draw asks for: t's, except that a tensor of the engine's default float64
+    stands for PyTorch's default float32 (an nn.Parameter, torch.zeros(3)): it draws from that
+    stream, as randn(3) does (t.uniform_() reads the same way: Tensor._double_stream)."""
+    if dtype is not None:
+        return dtype
+    return None if t._data.dtype == np.float64 and not _dtype.DEFAULT_SET else t.dtype
+
+
 @_device.on_cpu
 def rand_like(t, dtype=None, requires_grad=False):
-    return rand(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+    return rand(*t.shape, dtype=_like_dtype(t, dtype), requires_grad=requires_grad)
 
 
 @_device.on_cpu
 def randn_like(t, dtype=None, requires_grad=False):
-    return randn(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+    return randn(*t.shape, dtype=_like_dtype(t, dtype), requires_grad=requires_grad)
 
 
 @_device.on_cpu

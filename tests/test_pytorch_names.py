@@ -216,3 +216,42 @@ def test_helper_objects_print_pytorchs_names():
 
 def test_torch_autograd_grad_mode_is_reachable():
     assert engine.autograd.grad_mode.no_grad is engine.no_grad
+
+
+# -- PyTorch's keyword names and the errors of a wrong call -------------------------------------
+KEYWORD_CALLS = {
+    "matmul": lambda m, a, b: m.matmul(input=a, other=b[0]),
+    "mm": lambda m, a, b: m.mm(input=a, mat2=b),
+    "bmm": lambda m, a, b: m.bmm(input=a[None], mat2=b[None]),
+    "dot": lambda m, a, b: m.dot(input=a[0], tensor=b[0]),
+    "add": lambda m, a, b: m.add(input=a, other=b, alpha=2),
+    "sub": lambda m, a, b: m.sub(input=a, other=b, alpha=0.5),
+    "mul": lambda m, a, b: m.mul(input=a, other=b),
+    "div": lambda m, a, b: m.div(input=a, other=b),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEYWORD_CALLS))
+def test_pytorchs_keyword_names(name):
+    """torch.matmul(input=..., other=...) (PyTorch's polynomial tutorial writes it so)."""
+    torch = _torch()
+    a, b = np.array([[1.0, 2.0], [3.0, -1.0]]), np.array([[0.5, -2.0], [1.5, 4.0]])
+    ours = KEYWORD_CALLS[name](engine, engine.tensor(a), engine.tensor(b))
+    theirs = KEYWORD_CALLS[name](torch, torch.tensor(a), torch.tensor(b))
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-15)
+
+
+def test_to_refuses_a_keyword_it_does_not_take_as_pytorch():
+    """x.to(requires_grad=True) raises PyTorch's TypeError (it was ignored: a tutorial that shows
+    the error went on printing)."""
+    torch = _torch()
+    msgs = []
+    for m in (engine, torch):
+        with pytest.raises(TypeError) as e:
+            m.zeros(2).to(requires_grad=True)
+        msgs.append(str(e.value))
+        with pytest.raises(TypeError) as e:
+            m.zeros(2).to(m.float32, requires_grad=False)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[2] and msgs[1] == msgs[3]
+    assert engine.zeros(2).to(dtype=engine.float32, copy=False, non_blocking=False).dtype == engine.float32

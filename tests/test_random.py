@@ -39,6 +39,10 @@ CASES = [
     ("Linear", lambda m: m.cat([p.detach().reshape(-1) for p in m.nn.Linear(7, 5).parameters()])),
     ("Conv2d", lambda m: m.cat([p.detach().reshape(-1) for p in m.nn.Conv2d(2, 3, 3).parameters()])),
     ("normal(mean, std, size)", lambda m: m.normal(1.0, 3.0, size=(4,))),
+    # a default-dtype tensor's *_like draws PyTorch's float32 stream (they drew its float64 one)
+    ("rand_like", lambda m: m.stack([m.rand_like(m.zeros(5)), m.rand(5)])),
+    ("randn_like Parameter", lambda m: m.cat([m.randn_like(m.nn.Parameter(m.zeros(20))), m.randn(3)])),
+    ("randn_like float64", lambda m: m.randn_like(m.zeros(6, dtype=m.float64), dtype=m.float64)),
 ]
 
 

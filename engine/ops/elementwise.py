@@ -260,7 +260,8 @@ def _t(v):
 
 
 @export("add", op=ADD, keywords=("alpha",))
-def add(x, y, *, alpha=1):
+def add(input, other, *, alpha=1):  # noqa: A002 - PyTorch's names (torch.add(input=..., other=...))
+    x, y = input, other
     if alpha != 1:
         y = y * alpha
     if not isinstance(x, Tensor):
@@ -269,7 +270,8 @@ def add(x, y, *, alpha=1):
 
 
 @export("sub", "subtract", op=SUB, keywords=("alpha",))
-def sub(x, y, *, alpha=1):
+def sub(input, other, *, alpha=1):  # noqa: A002
+    x, y = input, other
     if alpha != 1:
         y = y * alpha
     if not isinstance(x, Tensor):
@@ -280,14 +282,16 @@ def sub(x, y, *, alpha=1):
 
 
 @export("mul", "multiply", op=MUL)
-def mul(x, y):
+def mul(input, other):  # noqa: A002
+    x, y = input, other
     if not isinstance(x, Tensor):
         return apply(MUL, (y, x)) if isinstance(y, Tensor) else _t(np.multiply(x, y))
     return apply(MUL, (x, y))
 
 
 @export("div", "divide", "true_divide", op=DIV)
-def div(x, y):
+def div(input, other):  # noqa: A002
+    x, y = input, other
     if not isinstance(x, Tensor):
         if isinstance(y, Tensor) and isinstance(x, (int, float)):
             return mul(reciprocal(y), x)        # PyTorch records 2 / x as reciprocal(x) * 2

@@ -70,7 +70,8 @@ def _matmul_error(a, b):
 
 
 @export("matmul", op=MATMUL)
-def matmul(x, y):
+def matmul(input, other):  # noqa: A002 - PyTorch's names (torch.matmul(input=..., other=...))
+    x, y = input, other
     if not isinstance(x, Tensor):
         x = Tensor._make(np.asarray(x))
     if not isinstance(y, Tensor):
@@ -122,7 +123,8 @@ def addmm(input, mat1, mat2):  # noqa: A002
 
 
 @export("dot")
-def dot(x, y):
+def dot(input, tensor):  # noqa: A002
+    x, y = input, tensor
     if x.ndim != 1 or y.ndim != 1:
         raise errors.ShapeError(f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
     return matmul(x, y)
@@ -163,7 +165,8 @@ def inner(x, y):
 
 
 @export("mm")
-def mm(x, y):
+def mm(input, mat2):  # noqa: A002
+    x, y = input, mat2
     if x.ndim != 2:
         raise errors.ShapeError("self must be a matrix")
     if y.ndim != 2:
@@ -179,7 +182,8 @@ def mv(x, y):
 
 
 @export("bmm")
-def bmm(x, y):
+def bmm(input, mat2):  # noqa: A002
+    x, y = input, mat2
     if x.ndim != 3 or y.ndim != 3:
         raise errors.ShapeError("batch1 and batch2 must be 3D tensors")
     return matmul(x, y)

@@ -369,6 +369,22 @@ def to(x, *args, **kwargs):
     """x.to(dtype), x.to(device), x.to(device, dtype), x.to(other), with keywords too; the device
     must be the CPU (engine/_device.py)."""
     from .. import _device
+    bad = [k for k in kwargs if k not in ("dtype", "device", "non_blocking", "copy", "memory_format")]
+    if bad:
+        def name(v):
+            return ("torch.dtype" if isinstance(v, _dtype.dtype) else "torch.device" if isinstance(v, _device.device)
+                    else "Tensor" if isinstance(v, Tensor) else type(v).__name__)
+        kws = [f"{k}={name(kwargs[k])}" for k in sorted(kwargs)]
+        # PyTorch's arg parser: keywords sorted; "k=t, " each when there is no positional argument
+        got = ", ".join([name(a) for a in args] + kws) if args else "".join(k + ", " for k in kws)
+        raise errors.EngineTypeError(
+            f"to() received an invalid combination of arguments - got ({got}), but expected one of:\n"
+            " * (torch.device device = None, torch.dtype dtype = None, bool non_blocking = False, bool copy = False, "
+            "*, torch.memory_format memory_format = None)\n"
+            " * (torch.dtype dtype, bool non_blocking = False, bool copy = False, *, torch.memory_format "
+            "memory_format = None)\n"
+            " * (Tensor tensor, bool non_blocking = False, bool copy = False, *, torch.memory_format memory_format "
+            "= None)\n")
     dtype = kwargs.get("dtype")
     _device.check(kwargs.get("device"))
     for a in args:
