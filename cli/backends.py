@@ -36,6 +36,10 @@ ENGINE_MODULES = {"torch": "engine", "torch.nn": "engine.nn", "torch.nn.function
                   "torch.autograd.forward_ad": "engine.autograd.forward_ad",
                   "torch.func": "engine.func", "torch.optim": "engine.optim",
                   "torch.optim.lr_scheduler": "engine.optim.lr_scheduler", "torch.nn.utils": "engine.nn.utils",
+                  "torch.autograd.grad_mode": "engine.grad_mode", "torch.autograd.anomaly_mode": "engine.grad_mode",
+                  "torch.autograd.profiler": "engine.autograd.profiler", "torch.profiler": "engine.profiler",
+                  "torch.nn.parameter": "engine.nn.parameter", "torch.nn.modules": "engine.nn.modules",
+                  "torch.utils": "engine.utils", "torch.utils.data": "engine.utils.data",
                   "torchviz": "engine.torchviz"}     # torchviz.make_dot draws the engine's graph
 TORCH_MODULES = tuple(ENGINE_MODULES)
 

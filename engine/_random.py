@@ -111,6 +111,22 @@ class Generator:
         draws = self._u64(n) if span >= 2 ** 32 else self._u32(n)
         return ((draws % np.uint64(span)).astype(np.int64) + int(low)).reshape(shape)
 
+    def full_range(self, shape, nd):
+        """random_() without bounds, as PyTorch's CPU kernel: a 64-bit draw for int64 and float64,
+        32 bits otherwise, modulo the dtype's range (max + 1 for an integer type, 2**digits + 1
+        for a floating one; its lowest bit for bool)."""
+        n = int(np.prod(shape, dtype=np.int64))
+        nd = np.dtype(nd)
+        wide = nd in (np.dtype(np.int64), np.dtype(np.float64))
+        draws = self._u64(n) if wide else self._u32(n)
+        if nd == np.bool_:
+            return (draws & np.uint64(1)).astype(bool).reshape(shape)
+        if nd.kind == "f":
+            span = (1 << {2: 11, 4: 24, 8: 53}[nd.itemsize]) + 1
+        else:
+            span = int(np.iinfo(nd).max) + 1
+        return (draws % np.uint64(span)).astype(nd).reshape(shape)
+
     def randperm(self, n):
         r = np.arange(n, dtype=np.int64)
         if n > 1:

@@ -445,10 +445,15 @@ class Tensor:
         arr = (generator or default_generator).normal(self._data.shape, self._double_stream(), mean, std)
         return self.copy_(Tensor._make(arr.astype(self._data.dtype)))
 
-    def random_(self, low=0, high=None, *, generator=None):
+    def random_(self, low=None, high=None, *, generator=None):
+        g = generator or default_generator
+        if low is None and high is None:        # the dtype's whole range (an engine float64 is float32's)
+            nd = self._data.dtype
+            stands_for = np.dtype(np.float32) if nd == np.float64 and not _dtype.DEFAULT_SET else nd
+            return self.copy_(Tensor._make(g.full_range(self._data.shape, stands_for).astype(nd)))
         if high is None:
             low, high = 0, low
-        arr = (generator or default_generator).randint(low, high, self._data.shape)
+        arr = g.randint(low, high, self._data.shape)
         return self.copy_(Tensor._make(arr.astype(self._data.dtype)))
 
     def bernoulli_(self, p=0.5, *, generator=None):

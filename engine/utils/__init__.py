@@ -1,0 +1,1 @@
+"""torch.utils: the data-loading part tutorials use (engine.utils.data)."""
