@@ -68,8 +68,8 @@ _STRING_KEYWORDS = frozenset({"ord"})       # linalg.norm(A, ord='nuc'): None by
 # the parameters that take a tensor (the registry's vocabulary: x, y; PyTorch's names elsewhere):
 # a list of numbers given there is a tensor, on the engine as in PyTorch (whose functions take
 # no list there: `cross_entropy(z, [0, 2])` under --compare torch)
-_TENSOR_PARAMS = frozenset({"x", "y", "input", "other", "target", "weight", "pos_weight", "exponent", "mat1", "mat2",
-                            "index", "mask", "condition", "src", "source"})
+_TENSOR_PARAMS = frozenset({"x", "y", "input", "other", "tensor", "target", "weight", "pos_weight", "exponent",
+                            "mat1", "mat2", "index", "mask", "condition", "src", "source"})
 _INDEX_TARGETS = frozenset({"cross_entropy", "nll_loss"})      # whole numbers there are class indices
 
 
