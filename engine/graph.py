@@ -61,6 +61,7 @@ class Node:
     _shape = None        # single-output nodes (ops): their output's shape and dtype, kept
     _dtype = None        # as two attributes so recording allocates nothing for them
     _n_outputs = 1
+    _leaf = False        # AccumulateGrad: runs as soon as it is ready (PyTorch gives it top priority)
     batch_aware = True   # rules accept cotangents with leading batch dimensions
     metadata = None
 
@@ -169,6 +170,8 @@ class RemovableHandle:
 
 class AccumulateGrad(Node):
     """Where a leaf's gradient lands. A leaf holds it weakly (no cycle), as in PyTorch."""
+
+    _leaf = True
 
     def __init__(self, variable):
         self.variable = variable
@@ -452,13 +455,21 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
             else:
                 grads_in = _execute(node, xp, retain_graph, create_graph, targets, captured,
                                     accumulate, inputs, needed)
+            # PyTorch's ready queue gives AccumulateGrad the highest priority: leaves made ready
+            # by this node run next, in its inputs' order (pushed last, in reverse, on the stack)
+            leaves = None
             if grads_in is None:
                 for nxt in node._next:
                     if nxt is not None:
                         d = nxt._deps - 1
                         nxt._deps = d
                         if not d:
-                            push(nxt)
+                            if nxt._leaf:
+                                leaves = [nxt] if leaves is None else leaves + [nxt]
+                            else:
+                                push(nxt)
+                if leaves is not None:
+                    ready.extend(reversed(leaves))
                 continue
             for nxt, gi, nr in zip(node._next, grads_in, node._nrs or _ZEROS):
                 if nxt is None:
@@ -480,7 +491,12 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 d = nxt._deps - 1
                 nxt._deps = d
                 if not d:
-                    push(nxt)
+                    if nxt._leaf:
+                        leaves = [nxt] if leaves is None else leaves + [nxt]
+                    else:
+                        push(nxt)
+            if leaves is not None:
+                ready.extend(reversed(leaves))
     except BaseException:
         _reset(order)
         raise

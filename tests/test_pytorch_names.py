@@ -255,3 +255,32 @@ def test_to_refuses_a_keyword_it_does_not_take_as_pytorch():
         msgs.append(str(e.value))
     assert msgs[0] == msgs[2] and msgs[1] == msgs[3]
     assert engine.zeros(2).to(dtype=engine.float32, copy=False, non_blocking=False).dtype == engine.float32
+
+
+# -- the order leaves are accumulated in ---------------------------------------------------------
+ORDER_GRAPHS = {
+    "mul then add": lambda m, x, w, b, c: ((x * w + b) @ m.tensor([[1.0, 0.5], [2.0, -1.0]], dtype=m.float64).t()
+                                          * c).sum(),
+    "stack": lambda m, x, w, b, c: (m.stack([x, w]) @ b.unsqueeze(1)).sum() + (x * x).sum(),
+    "branches": lambda m, x, w, b, c: (x.exp() * w.sin() + b.tanh() * c).sum(),
+    "mm": lambda m, x, w, b, c: (x.unsqueeze(0) @ m.stack([w, b]).t()).sum() * c.sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ORDER_GRAPHS))
+def test_leaves_accumulate_in_pytorchs_order(name):
+    """PyTorch's ready queue runs an AccumulateGrad as soon as it is ready (top priority), leaves
+    made ready together in the node's input order; post-accumulate hooks (and explain) see that
+    order. The engine's stack ran the other branch first."""
+    torch = _torch()
+    orders = []
+    for m in (engine, torch):
+        log = []
+        leaves = []
+        for n in "xwbc":
+            t = m.tensor([1.0, 2.0], dtype=m.float64, requires_grad=True)
+            t.register_post_accumulate_grad_hook(lambda p, n=n: log.append(n))
+            leaves.append(t)
+        ORDER_GRAPHS[name](m, *leaves).backward()
+        orders.append(log)
+    assert orders[0] == orders[1]

@@ -129,7 +129,7 @@ class _Forward:
         while f is not None:
             fn = f.f_code.co_filename
             if fn in self._user_files or _resolved(fn) in self._user_files:
-                return f"line {f.f_lineno}: {linecache.getline(fn, f.f_lineno).strip()}"
+                return f"line {f.f_lineno}: {_without_comment(linecache.getline(fn, f.f_lineno))}"
             f = f.f_back
         return None
 
@@ -177,14 +177,19 @@ class _Forward:
             fn = getattr(a, "grad_fn", None)
             if fn is not None and fn not in self.made:
                 self._made_by(a, None)
+        outs = {}
         for r in _tensors(result):
             if getattr(r, "grad_fn", None) is not None and r.grad_fn not in self.made:
-                self._made_by(r, line)
+                outs.setdefault(r.grad_fn, []).append(r)
+        for fn, rs in outs.items():      # a node of several outputs (a Function returning two): all shown
+            self._made_by(rs[0], line, rs if len(rs) > 1 else None)
 
-    def _made_by(self, r, line):
+    def _made_by(self, r, line, several=None):
         fn = r.grad_fn
         for n in _post_order(fn, self.made):
             value = self.target.to_numpy(r) if n is fn else None
+            if n is fn and several is not None:
+                value = tuple(self.target.to_numpy(o) for o in sorted(several, key=lambda o: o.output_nr))
             if value is None:
                 saved = getattr(n, "_saved_result", None)
                 value = self.target.to_numpy(saved) if saved is not None and hasattr(saved, "detach") else None
@@ -228,6 +233,21 @@ def _apply_text(node):
     return f"{cls.__name__}.apply" if cls is not None else _short_name(node)
 
 
+def _without_comment(line):
+    """A source line's code, its trailing `# comment` dropped (a `#` inside a string stays)."""
+    import io
+    import tokenize
+    text = line.strip()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.COMMENT:
+                return text[:tok.start[1]].rstrip()
+    except (tokenize.TokenError, IndentationError, SyntaxError):   # a line of a longer statement
+        cut = text.find("  #")
+        return text[:cut].rstrip() if cut > 0 else text
+    return text
+
+
 def _resolved(fn):
     import os
     return os.path.realpath(fn)
@@ -257,6 +277,8 @@ def registry_op(node):
 
 
 _BY_NODE_NAME = None
+_IMPLIED = {"MmBackward0": {"xd": 2, "yd": 2}, "MvBackward0": {"xd": 2, "yd": 1}, "BmmBackward0": {"xd": 3, "yd": 3},
+            "TBackward0": {"dim0": 0, "dim1": 1}}
 
 
 def _op_word(node):
@@ -326,6 +348,10 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
         span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
     forward = _Forward(target, span_of)
     names = {id(t): n for n, t in tensors.items()}
+    if target.module_roots:         # an nn.Module's parameters by their qualified names (net.fc1.weight)
+        from engine.autograd.locate import parameter_names
+        for k, n in parameter_names(target.module_roots, lib.nn.Module).items():
+            names.setdefault(k, n)
     args = dict(tensors)
     if detach is not None:
         args[detach] = tensors[detach].detach()
@@ -435,8 +461,13 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
                 continue
             inputs, rule = told[node]
             sent = {}
-            for k, v in zip(inputs, st.get("sent", [None] * len(inputs))):
-                key = k if k not in sent else f"{k} (input {len(sent)})"
+            nexts = list(node.next_functions)
+            for i, (k, v) in enumerate(zip(inputs, st.get("sent", [None] * len(inputs)))):
+                # the same node twice: its outputs (a Function of two outputs, split's pieces)
+                nr = nexts[i][1] if i < len(nexts) and nexts[i][0] is not None else i
+                key = k if k not in sent else f"{k} (its output {nr})"
+                if key in sent:
+                    key = f"{k} (input {i})"
                 sent[key] = fmt(v) if v is not None else "None"
             step = {"node": _short_name(node), "computes": forward.ref.get(node, ""), "received": received}
             if sum_of:
@@ -564,6 +595,8 @@ def _torch_rule(node, inputs):
                 continue
             if isinstance(v, (bool, int, float, str, tuple)) or v is None:
                 attrs[a[len("_saved_"):]] = v
+    # what PyTorch's node implies and does not save: mm's operands are matrices, t() swaps 0 and 1
+    attrs = {**_IMPLIED.get(_short_name(node), {}), **attrs}
     view = type("TorchNode", (), {"op": op})()
     view._next = tuple(n for n, _ in node.next_functions)
     view._attrs = attrs

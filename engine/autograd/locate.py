@@ -83,6 +83,17 @@ def module_names(roots, module_type):
     return names
 
 
+def parameter_names(roots, module_type):
+    """{id(parameter): qualified name} (net.fc1.weight) for every parameter of the modules under
+    the (prefix, object) roots given, the first name found kept for a shared one."""
+    names = {}
+    for prefix, root in roots:
+        if isinstance(root, module_type):
+            for qual, p in root.named_parameters():
+                names.setdefault(id(p), ".".join(q for q in (prefix, qual) if q))
+    return names
+
+
 _OWN = __file__.rsplit("/autograd/", 1)[0]      # the engine package: not "where" a user made a node
 # ... nor the tool's other packages beside it (the CLI's torch backend applies Functions too)
 _TOOL = tuple(os.path.join(os.path.dirname(_OWN), d) + os.sep for d in ("cli", "engine", "expressions", "benchmarks"))
