@@ -127,3 +127,60 @@ def test_an_error_nearly_everywhere_is_not_confined(tmp_path, backend):
 def test_an_error_in_a_minority_of_columns_is_confined(tmp_path, backend):
     said = _check(tmp_path, backend, NEGATIVE, "--x", "0.5,-1.2,0.8,2.0,1.1,0.9")
     assert said.startswith("the error is confined to 1 of 6 columns (input elements 1)"), said
+
+
+F32_RELU = HEAD + '''
+
+def f(x):
+    return (torch.relu(x) * x).sum()
+
+
+inputs = {{"x": torch.tensor([-1.5, 0.7, -0.3, 2.0, 1.1, -2.2], dtype=torch.float32)}}
+'''
+TWO_SCALES = HEAD + '''
+
+class Scaled(torch.autograd.Function):
+    """[1000 x0, x1]: the backward is 0.05 % off on the first (inside rtol there) and 1 % off on
+    the second (outside): the largest error is the first's, the failing element the second."""
+    @staticmethod
+    def forward(ctx, x):
+        return x * torch.tensor([1000.0, 1.0], dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * torch.tensor([1000.5, 1.01], dtype=g.dtype)
+
+
+def f(x):
+    return Scaled.apply(x)
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_rows_abs_error_is_the_named_elements(tmp_path, backend):
+    """The row's abs err is the error at its "worst at" element (it was the pair's largest, at
+    another element within its tolerance)."""
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    p = tmp_path / "fn.py"
+    p.write_text(TWO_SCALES.format(lib="torch" if backend == "torch" else "engine"))
+    r = runner.invoke(app, ["check", str(p), "--x", "1,1", "--backend", backend])
+    assert r.exit_code == 1
+    row = next(line for line in r.stdout.splitlines() if line.startswith("x "))
+    cells = row.split()
+    assert cells[3] == "y[1]," and cells[4] == "x[1]" and float(cells[1]) == pytest.approx(0.01, rel=1e-3), row
+    assert "abs error 0.01)" in r.stdout                 # the failure's words say the same
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float32_row_that_passes_names_an_element_with_values(tmp_path, backend):
+    """Float32 against float64 with every error 0: the row names the largest gradient, not a
+    cell where both are 0 (relu's x < 0)."""
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    p = tmp_path / "fn.py"
+    p.write_text(F32_RELU.format(lib="torch" if backend == "torch" else "engine"))
+    r = runner.invoke(app, ["check", str(p), "--backend", backend, "--json"])
+    ref = json.loads(r.stdout)["float64_reference"]
+    for pair in ref.values():
+        assert pair["worst_index"][1] == [3] and pair["float64"] == pytest.approx(4.0), pair

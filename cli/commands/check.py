@@ -305,8 +305,9 @@ def _show_pairs(con, report, fast):
             result = (f"[green]{p.note}[/green]" if p.note.startswith("pass") else
                       f"[red]FAIL[/red] ({p.note})" if p.note.startswith(("wrong", "differs")) else
                       f"[yellow]{p.note}[/yellow]")
-        t.add_row(render.esc(label), f"{p.max_abs_error:.3g}",
-                  f"{p.max_rel_error:.3g}", render.esc(where),
+        # the error at the element the row names ("worst at"), not the pair's largest elsewhere
+        t.add_row(render.esc(label), f"{p.worst_abs_error:.3g}",
+                  f"{p.worst_rel_error:.3g}", render.esc(where),
                   f"{p.worst_analytical:.6g}", f"{p.worst_numerical:.6g}", result)
     if report.pairs:
         render.show(con, t)

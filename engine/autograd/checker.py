@@ -91,8 +91,19 @@ class PairResult:
                     "value, or a division by a number that rounds to 0 in float32)")
         return (f"the float32 gradient ({what}) differs from the float64 one of the same computation: worst at {at}: "
                 f"float32 {self.worst_analytical:.10g}, float64 {self.worst_numerical:.10g} (abs error "
-                f"{self.max_abs_error:.3g}, more than {FLOAT32_K:g} times float32's own error there): a float32-only "
+                f"{self.worst_abs_error:.3g}, more than {FLOAT32_K:g} times float32's own error there): a float32-only "
                 "bug (precision lost in a cancellation, or a step done at lower precision)")
+
+    @property
+    def worst_abs_error(self):
+        """|analytical - numerical| at the element the report names (max_abs_error is the largest
+        anywhere in the pair, which may be another element: one within its tolerance)."""
+        return abs(self.worst_analytical - self.worst_numerical)
+
+    @property
+    def worst_rel_error(self):
+        e, n = self.worst_abs_error, abs(self.worst_numerical)
+        return e / n if n > 0 else (float("inf") if e > 0 else 0.0)
 
     def _describe(self):
         o, i = self.worst_index
@@ -100,12 +111,12 @@ class PairResult:
             at = f"{self.input_name}[{', '.join(map(str, i))}]" if i else self.input_name
             return (f"{self.input_name}.grad after backward() does not match finite differences: worst at "
                     f"{at}: .grad {self.worst_analytical:.10g}, numerical {self.worst_numerical:.10g} "
-                    f"(abs error {self.max_abs_error:.3g})")
+                    f"(abs error {self.worst_abs_error:.3g})")
         at = lambda name, idx: f"{name}[{', '.join(map(str, idx))}]" if idx else name  # noqa: E731
         return (f"Jacobian mismatch for output {self.output} ({self.output_name}) with respect to input "
                 f"{self.input} ({self.input_name}): worst at {at(self.output_name, o)} / "
                 f"{at(self.input_name, i)}: analytical {self.worst_analytical:.10g}, numerical "
-                f"{self.worst_numerical:.10g} (abs error {self.max_abs_error:.3g})")
+                f"{self.worst_numerical:.10g} (abs error {self.worst_abs_error:.3g})")
 
 
 @dataclasses.dataclass
@@ -184,6 +195,15 @@ def _analytical(func, inputs, diff):
     return outs, table
 
 
+def _largest(err, ref):
+    """The flat index of the largest error; where every error is 0, of the largest reference value
+    (not a cell where both sides are 0)."""
+    e = np.where(np.isnan(err), 0.0, err)
+    if e.size and float(np.max(e)) > 0:
+        return int(np.argmax(e))
+    return int(np.argmax(np.abs(np.where(np.isfinite(ref), ref, 0.0))))
+
+
 def _compare(a, n, atol, rtol):
     """(passed, flat index of the worst violation, max abs error, max rel error) for a vs n."""
     err = np.abs(a - n)
@@ -193,7 +213,7 @@ def _compare(a, n, atol, rtol):
         return ok, 0, 0.0, 0.0
     # failing: the element furthest beyond its tolerance; passing: the largest error (the one the
     # row's "abs err" reports -- argmax of err - allowed picked an element where both sides are 0)
-    worst = int(np.argmax(np.where(np.isnan(err), np.inf, err if ok else err - allowed)))
+    worst = _largest(err, n) if ok else int(np.argmax(np.where(np.isnan(err), np.inf, err - allowed)))
     # relative to a numerical 0 an error is infinite where it is outside the tolerance (analytical 1,
     # numerical 0 read "rel err 1e-12": that element was left out), and not counted where within it
     rel = np.where(np.abs(n) > 0, err / np.where(np.abs(n) > 0, np.abs(n), 1.0), np.where(err > allowed, np.inf, 0.0))
@@ -596,7 +616,10 @@ def _against_float64(func, inputs, diff, report, eps, atol, rtol, input_names, o
                              + moved) + 1e-30
         err = np.abs(a - ref)
         bad = ~(err <= bound)                                   # NaN and inf are outside every bound
-        w = int(np.argmax(np.where(bad, np.inf, err - bound))) if a.size else 0
+        # failing: the element furthest beyond its bound (NaN or inf first); passing: the largest
+        # error -- argmax of err - bound picked a cell where both gradients are 0 (red team B)
+        over = np.where(np.isfinite(err), err / bound, np.inf)
+        w = (int(np.argmax(np.where(bad, over, -np.inf))) if bad.any() else _largest(err, ref)) if a.size else 0
         wi = np.unravel_index(w, a.shape) if a.size else (0, 0)
         o_idx = tuple(int(v) for v in np.unravel_index(wi[0], p.output_shape)) if p.output_shape else ()
         i_idx = tuple(int(v) for v in np.unravel_index(wi[1], p.input_shape)) if p.input_shape else ()
