@@ -66,7 +66,8 @@ class CheckResult:
             doc["locate"] = [{"node": c.node, "where": c.where, "custom_function": c.custom,
                               "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
                               "verdict": c.verdict, **({"module": c.module} if c.module else {}),
-                              **({"second_order": {"verdict": c.second, "why": c.second_why}} if c.second else {})}
+                              **({"second_order": {"verdict": c.second, "why": c.second_why}} if c.second else {}),
+                              **({"spread": c.spread} if c.spread > 0 else {})}
                              for c in located]
             if not self.target.engine_graph:
                 doc["locate_scope"] = "custom Functions (built-in PyTorch ops are trusted)"

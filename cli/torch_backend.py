@@ -710,6 +710,7 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
             c = LocalCheck(f"{rec['cls'].__name__}Backward", where, True, err, rel, ok, k, None, verdict, rec["node"])
             c.module = rec["module"]
             c.nested = rec["nested"]
+            c.spread = float(res[6]) if np.isfinite(res[6]) else 0.0
             if order == 2:
                 c.second, c.second_why = _second_order_torch(rec, eps, atol, rtol)
             checks.append(c)

@@ -184,3 +184,41 @@ def test_a_float32_row_that_passes_names_an_element_with_values(tmp_path, backen
     ref = json.loads(r.stdout)["float64_reference"]
     for pair in ref.values():
         assert pair["worst_index"][1] == [3] and pair["float64"] == pytest.approx(4.0), pair
+
+
+NONDET = HEAD + '''
+calls = [0]
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        calls[0] += 1
+        return g * 2 * x * (1 + 1e-4 * (-1) ** calls[0])     # a different answer on every call
+
+
+def f(x):
+    return Square.apply(x).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_nondeterministic_backward_shows_its_spread(tmp_path, backend):
+    """The located node says how far two calls with the same cotangent differ (the spread)."""
+    if backend == "torch":
+        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    p = tmp_path / "fn.py"
+    p.write_text(NONDET.format(lib="torch" if backend == "torch" else "engine"))
+    r = runner.invoke(app, ["check", str(p), "--x", "1.5,-2,0.5", "--backend", backend, "--json"])
+    assert r.exit_code == 1
+    node = next(c for c in json.loads(r.stdout)["locate"] if c["node"] == "SquareBackward")
+    # 2x(1 + 1e-4) against 2x(1 - 1e-4) times a unit-scale cotangent: about 4e-4 |x| |v|
+    assert node["verdict"] == "fail" and 1e-5 < node["spread"] < 1e-2, node
+    text = runner.invoke(app, ["check", str(p), "--x", "1.5,-2,0.5", "--backend", backend]).stdout
+    assert "two backward calls with the same cotangent differ by up to" in text

@@ -366,7 +366,9 @@ def _show_located(con, checks, asked, verdict="fail", torch=False, second=None):
         con.print(f"first wrong node in forward order: [bold]{render.esc(first.node)}[/bold]"
                   + (f" at {render.esc(_made_at(first))}" if first.where or first.module else "")
                   + (" (within tolerance, far beyond the finite-difference error)" if first.verdict == "suspicious"
-                     else ""))
+                     else "")
+                  + (f": two backward calls with the same cotangent differ by up to {first.spread:.3g} (not "
+                     "reentrant, or nondeterministic)" if first.spread > 0 else ""))
     elif wrong2:
         first = wrong2[0]
         con.print(f"first node wrong at second order in forward order: [bold]{render.esc(first.node)}[/bold]"

@@ -40,6 +40,7 @@ class LocalCheck:
     second: str = ""         # check --order 2: a custom Function's own second-order check ("pass",
                              # "fail"; "" when not run); built-in ops' double backward is trusted
     second_why: str = ""     # why the second-order check failed, in one line
+    spread: float = 0.0      # how far two backward calls with the same cotangent differ (0: reentrant)
 
 
 class _Recorder:
@@ -170,6 +171,7 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
             err, rel, ok, verdict = _off_the_kink(node, vals, attrs, eps, rng, atol, rtol, max_elements, err, rel)
         c = LocalCheck(node_name(node), where, class_attr(node, "_forward_cls") is not None, err, rel, ok, k,
                        span, verdict, node, module)
+        c.spread = float(res[6]) if np.isfinite(res[6]) else 0.0
         if order == 2 and c.custom:
             c.second, c.second_why = _second_order_engine(node, vals, attrs, eps, atol, rtol)
         out.append(c)
