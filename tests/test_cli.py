@@ -104,7 +104,7 @@ def test_check_passes_and_fails_with_exit_codes():
     assert doc["custom_functions"] == ["CubeBackward"]
     r = invoke("check", EX / "wrong_backward.py", "--func", "Cube", "--x", "1,2,3")
     assert r.exit_code == 1 and "FAIL" in r.stdout and "y[2], x[2]" in r.stdout
-    assert "custom Functions on this graph (the built-in ops are tested): CubeBackward" in r.stdout
+    assert "custom Functions on this graph (the first suspects: built-in ops are trusted, their backward is tested): CubeBackward" in r.stdout
 
 
 def test_check_warns_at_kinks_and_for_float32():

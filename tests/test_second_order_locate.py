@@ -79,6 +79,9 @@ def test_a_function_wrong_only_at_second_order_is_named(tmp_path, backend, bug, 
     text = _run(p, backend).stdout
     assert f"first node wrong at second order in forward order: {culprit} at fns.py:" in text
     assert "every node passes" not in text
+    # the reason in one clean clause (PyTorch's first line ended in a comma before its matrices)
+    why = by[culprit]["second_order"]["why"]
+    assert why.startswith("Jacobian mismatch for output 0") and not why.endswith(","), why
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -256,7 +256,8 @@ def render_result(con, result, *, strict=False, full=False, locate_asked=False, 
     if result.differences and result.differences.get("note") and not target.engine_graph:
         render.remark(result.differences["note"])
     if not report.passed and report.suspects:
-        con.print(f"custom Functions on this graph (the built-in ops are tested): {', '.join(report.suspects)}")
+        from engine.autograd.checker import SUSPECTS_WORDS
+        con.print(f"{SUSPECTS_WORDS}: {', '.join(report.suspects)}")
     if worst is not None:
         _show_heat(con, worst, atol, rtol, full)
         if shape_of_error:
