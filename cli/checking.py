@@ -99,10 +99,19 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
                                      output_names=onames, verdicts=True, progress=progress)
             second = None
             if order == 2:       # second order adds to the first: both are checked, both reported
+                from engine.autograd.function import ONCE_DIFFERENTIABLE
                 fn2, inputs2, names2 = target.second_order(fn, inputs, names, seed=seed)
-                second = check_gradients(fn2, inputs2, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
-                                         input_names=names2, verdicts=True, progress=progress,
-                                         output_names=[f"grad_{n}" for n, x in zip(names, inputs) if x.requires_grad])
+                try:
+                    second = check_gradients(fn2, inputs2, eps=eps, atol=atol, rtol=rtol, fast_mode=fast,
+                                             input_names=names2, verdicts=True, progress=progress,
+                                             output_names=[f"grad_{n}" for n, x in zip(names, inputs)
+                                                           if x.requires_grad])
+                except RuntimeError as e:
+                    if not str(e).startswith(ONCE_DIFFERENTIABLE):
+                        raise
+                    from .errors import CliError      # the same words as on PyTorch (cli/torch_backend.py)
+                    raise CliError(f"{ONCE_DIFFERENTIABLE}: its backward has no second derivative, so --order 2 "
+                                   "cannot check it") from None
         except CheckInterrupted as e:
             if on_interrupt is not None:
                 on_interrupt(e)

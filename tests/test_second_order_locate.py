@@ -106,3 +106,37 @@ def test_first_order_locate_has_no_second_order_column(tmp_path, backend):
     r = runner.invoke(app, ["check", str(p), "--locate", "--json", "--backend", backend])
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and all("second_order" not in c for c in doc["locate"])
+
+
+ONCE = '''import {lib} as torch
+from {lib}.autograd.function import once_differentiable
+
+
+class Cube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * 3 * x ** 2
+
+
+def f(x):
+    return Cube.apply(x).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_order_2_of_a_once_differentiable_function_says_why_in_the_same_words(tmp_path, backend):
+    p = tmp_path / "once.py"
+    p.write_text(ONCE.format(lib="torch" if backend == "torch" else "engine"))
+    r = _run(p, backend, "--x", "0.5,-1.5")
+    assert r.exit_code == 2
+    assert r.stderr.strip() == ("error: trying to differentiate twice a function that was marked with "
+                                "@once_differentiable: its backward has no second derivative, so --order 2 "
+                                "cannot check it")
+    assert runner.invoke(app, ["check", str(p), "--x", "0.5,-1.5", "--backend", backend]).exit_code == 0
