@@ -40,6 +40,7 @@ ENGINE_MODULES = {"torch": "engine", "torch.nn": "engine.nn", "torch.nn.function
                   "torch.autograd.profiler": "engine.autograd.profiler", "torch.profiler": "engine.profiler",
                   "torch.nn.parameter": "engine.nn.parameter", "torch.nn.modules": "engine.nn.modules",
                   "torch.utils": "engine.utils", "torch.utils.data": "engine.utils.data",
+                  "torch.utils.benchmark": "engine.utils.benchmark",
                   "torchviz": "engine.torchviz"}     # torchviz.make_dot draws the engine's graph
 TORCH_MODULES = tuple(ENGINE_MODULES)
 

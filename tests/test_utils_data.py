@@ -87,3 +87,23 @@ def test_torch_utils_data_is_the_engines_while_a_target_runs(tmp_path):
     with torch_on_engine(True):
         got = runpy.run_path(str(p))["RESULT"]
     assert got == (DataLoader, TensorDataset, engine.no_grad, engine.nn.Parameter)
+
+
+def test_benchmark_timer_prints_as_pytorchs():
+    """torch.utils.benchmark.Timer (PyTorch's jacobians tutorial times jacrev with it): the same
+    lines as PyTorch's Measurement but the time itself, which is this machine's."""
+    torch = _torch()
+    from torch.utils import benchmark as tb
+
+    from engine.utils import benchmark as eb
+    import re
+    shown = []
+    for m, b in ((engine, eb), (torch, tb)):
+        t = b.Timer(stmt="x.sin()", setup="y = 1", globals={"x": m.ones(10)}, label="L", sub_label="S",
+                    description="D")
+        meas = t.timeit(50)
+        assert len(meas.times) == 1 and meas.number_per_run == 50 and 0 < meas.mean == meas.median
+        lines = re.sub(r" at 0x[0-9a-f]+", "", repr(meas)).splitlines()
+        assert re.fullmatch(r"  \d+\.\d\d (s|ms|us|ns)", lines[4]), lines
+        shown.append(lines[:4] + lines[5:])
+    assert shown[0] == shown[1]
