@@ -127,7 +127,11 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
             result.swept = run_sweep(fn, inputs, input_names=names)
     result.worst = _worst_failing_pair(report)
     at_kink = any("not differentiable" in w for w in report.warnings)     # a subgradient choice: no error shape
-    if result.worst is not None and report.verdict == "fail" and not at_kink:
+    deciding = report
+    if result.worst is None and second is not None and second.verdict == "fail" and report.passed:
+        # right at first order, wrong at second: the shape (and heat map) of the second derivatives
+        result.worst, deciding = _worst_failing_pair(second), second
+    if result.worst is not None and deciding.verdict == "fail" and not at_kink:
         # an error's shape only where the verdict says the gradient is wrong (not finite differences)
         w = result.worst
         result.pattern = pattern(w.analytical, w.numerical, atol, rtol, w.input_shape)

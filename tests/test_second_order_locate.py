@@ -140,3 +140,35 @@ def test_order_2_of_a_once_differentiable_function_says_why_in_the_same_words(tm
                                 "@once_differentiable: its backward has no second derivative, so --order 2 "
                                 "cannot check it")
     assert runner.invoke(app, ["check", str(p), "--x", "0.5,-1.5", "--backend", backend]).exit_code == 0
+
+
+HALF = '''import {lib} as torch
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * (x + x.detach())     # 2x, whose own derivative is 1, not 2
+
+
+def f(x):
+    return Square.apply(x)
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_second_order_only_bug_gets_its_shape(tmp_path, backend):
+    """Right at first order, wrong at second: the error's shape is read off the second
+    derivatives (there was none: the first-order pair it reads passed)."""
+    p = tmp_path / "half.py"
+    p.write_text(HALF.format(lib="torch" if backend == "torch" else "engine"))
+    r = _run(p, backend, "--x", "0.5,-1.5,2.0", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["first_order"]["passed"]
+    assert doc["pattern"].startswith("a constant factor: every element is x0.5 the numerical one"), doc["pattern"]
