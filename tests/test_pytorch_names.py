@@ -284,3 +284,46 @@ def test_leaves_accumulate_in_pytorchs_order(name):
         ORDER_GRAPHS[name](m, *leaves).backward()
         orders.append(log)
     assert orders[0] == orders[1]
+
+
+# -- anomaly mode's traceback of the forward call --------------------------------------------------
+ANOMALY_FORMS = {
+    "operator": "y = x * zero",
+    "method": "y = x.mul(zero)",
+    "function": "y = m.mul(x, zero)",
+    "exp method": "y = (x * 0 - 800).exp() * 0",
+    "engine.exp": "y = m.exp(x * 0 - 800) * 0",
+    "chunk": "y = m.cat([x, x]).chunk(2)[0] * zero",
+}
+
+
+def _anomaly_frames(m, form, path):
+    """The frames (file, line, function) of the forward traceback anomaly mode warns with, for a
+    node whose backward makes NaN, restricted to this test file's frames."""
+    import traceback
+    src = (f"def make(m, x, zero):\n    {form}\n    return (y * m.tensor(float('nan'))).sum()\n")
+    ns = {}
+    exec(compile(src, str(path), "exec"), ns)
+    x = m.tensor([1.0, 2.0], dtype=m.float64, requires_grad=True)
+    zero = m.tensor([0.0, 0.0], dtype=m.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with m.autograd.detect_anomaly():
+            try:
+                ns["make"](m, x, zero).backward()
+            except RuntimeError:
+                pass
+    said = next(str(w.message) for w in caught if "Traceback of forward call" in str(w.message))
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', said)
+    return [f for f in frames if f[0] == str(path)], frames[-1][0] == str(path)
+
+
+@pytest.mark.parametrize("form", sorted(ANOMALY_FORMS))
+def test_anomaly_traceback_ends_at_the_users_line(form, tmp_path):
+    """The traceback of the forward call ends at the user's line whatever form made the node
+    (it ended one frame too high for x * y, x.exp(), engine.exp(x) and inside chunk)."""
+    torch = _torch()
+    path = tmp_path / "user_code.py"
+    ours, ours_last = _anomaly_frames(engine, ANOMALY_FORMS[form], path)
+    theirs, theirs_last = _anomaly_frames(torch, ANOMALY_FORMS[form], path)
+    assert ours == theirs and ours_last and theirs_last, (ours, theirs)

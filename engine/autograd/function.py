@@ -6,7 +6,6 @@ node that sits in the same graph and runs through the same backward loop as buil
 from .. import errors as _errors
 import functools
 import threading
-import traceback
 
 import numpy as np
 
@@ -334,7 +333,8 @@ class Function(metaclass=FunctionMeta):
         if STATE.recorder is not None:
             STATE.recorder(ctx, received, kwargs, tuple(getattr(w, "_data", w) for w in wrapped))
         if STATE.anomaly:
-            ctx._trace = traceback.format_stack()[:-1]
+            from ..ops._core import forward_trace
+            ctx._trace = forward_trace()
         return wrapped[0] if single else tuple(wrapped)
 
 

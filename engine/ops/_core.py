@@ -46,6 +46,21 @@ import traceback
 
 import numpy as np
 
+_ENGINE_DIR = __file__.rsplit("/ops/", 1)[0] + "/"
+_NN_DIR = _ENGINE_DIR + "nn/"
+
+
+def forward_trace():
+    """Anomaly mode's "traceback of forward call": the stack up to the user's line that made the
+    node, as PyTorch's ends there -- the engine's own op machinery (ops, tensor, autograd
+    function) cut from the end, wherever the node was made (x * y, x.mul(y), engine.exp(x),
+    chunk, a Function's apply); engine/nn's layers stay, as torch/nn's Python frames do."""
+    stack = traceback.extract_stack()[:-1]
+    k = len(stack)
+    while k and stack[k - 1].filename.startswith(_ENGINE_DIR) and not stack[k - 1].filename.startswith(_NN_DIR):
+        k -= 1
+    return traceback.format_list(stack[:k])
+
 from .. import errors
 from ..graph import FREED, NODE_ATTRS, Node, producer as _producer, seed_attributes
 from ..grad_mode import OFF_DEFAULT, STATE, no_grad as _no_grad
@@ -704,7 +719,7 @@ def apply_multi(op, x, attrs=_EMPTY, v=0):
     node._meta = [(o.shape, o.dtype) for o in outs]
     node._dtype = outs[0].dtype
     if STATE.anomaly:
-        node._trace = traceback.format_stack()[:-3]
+        node._trace = forward_trace()
     ts = []
     for nr, o in enumerate(outs):
         t = Tensor._make(o, node, True)
@@ -886,7 +901,7 @@ def binary_operator(op, slow):
         node._shape = out.shape
         node._dtype = out.dtype
         if off and STATE.anomaly:
-            node._trace = traceback.format_stack()[:-2]
+            node._trace = forward_trace()
         t.grad_fn = node
         t._rg = True
         if off and STATE.saved_hooks:
@@ -930,7 +945,7 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     node._shape = out.shape
     node._dtype = out.dtype
     if off and STATE.anomaly:
-        node._trace = traceback.format_stack()[:-3]
+        node._trace = forward_trace()
     t.grad_fn = node
     t._rg = True
     if off and STATE.saved_hooks:
@@ -965,7 +980,7 @@ def _record(op, v, args, attrs, out):
     node._shape = out.shape
     node._dtype = out.dtype
     if STATE.anomaly:
-        node._trace = traceback.format_stack()[:-3]
+        node._trace = forward_trace()
     t = Tensor._make(out, node, True)
     if keep_out:
         node._out = out

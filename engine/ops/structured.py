@@ -415,8 +415,8 @@ def _pieces(x, arrays, node_cls, d):
     node._n_outputs = len(outs)
     node._meta = [(a.shape, a.dtype) for a in arrays]
     if STATE.anomaly:
-        import traceback
-        node._trace = traceback.format_stack()[:-2]
+        from ._core import forward_trace
+        node._trace = forward_trace()
     if STATE.recorder is not None:
         STATE.recorder(node, (x,), None, tuple(arrays))
     for nr, t in enumerate(outs):
