@@ -87,3 +87,33 @@ def test_mm_t_and_a_two_output_function(tmp_path, backend):
     assert steps["TBackward0"]["rule"] in ("grad_W = transpose(grad, 0, 1)", "grad_W = transpose(grad, -2, -1)")
     assert all(" if " not in s["rule"] for s in steps.values())
     assert list(steps["AddBackward0"]["sent"]) == ["TwoBackward #3", "TwoBackward #3 (its output 1)"]
+
+
+@pytest.mark.parametrize("shape", [(100_000,), (100_001,), (400, 251), (3, 50_000, 1)])
+def test_a_big_forward_value_is_shown_as_fmt_shows_it_without_copying_it(shape):
+    """Above KEPT elements explain keeps only the numbers it shows, read from the value itself
+    (a 10**9-element expand copied 8 GB before the size limit could refuse it); what it shows is
+    what fmt shows of the whole array, on both sides of the threshold and for a broadcast view."""
+    import numpy as np
+
+    from cli.commands.explain import KEPT, _fmt_value, _kept, fmt
+    a = np.random.default_rng(0).standard_normal(shape)
+    for v in (a, np.broadcast_to(a[..., :1], shape)):
+        assert _fmt_value(_kept(v)) == fmt(np.array(v))
+        assert isinstance(_kept(v), np.ndarray) == (v.size <= KEPT)
+    torch = pytest.importorskip("torch")
+    from cli.commands.explain import _Forward
+    t = torch.from_numpy(a)
+    fw = _Forward.__new__(_Forward)
+    fw.target = type("T", (), {"to_numpy": staticmethod(lambda x: x.detach().numpy().copy())})()
+    assert _fmt_value(fw._torch_kept(t)) == fmt(a)
+
+
+def test_explain_refuses_a_huge_expand_before_copying_it():
+    import tracemalloc
+    tracemalloc.start()
+    r = runner.invoke(app, ["explain", "sum(x.expand(10**9)) + w", "--w", "eye(2)", "--x", "2"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert r.exit_code == 2 and "would have 1,000,000,000 elements" in r.stderr
+    assert peak < 200 * 2 ** 20, peak           # it peaked at 8 GB

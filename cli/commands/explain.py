@@ -42,6 +42,8 @@ def fmt(arr):
     import numpy as np
 
     from engine.dotgraph import fmt_number, fmt_values
+    if isinstance(arr, _Shown):
+        return str(arr)
     a = np.asarray(arr)
     if a.ndim == 2 and a.shape[0] <= MATRIX_ROWS and a.shape[1] <= MATRIX_COLS and a.size:
         return "[" + ", ".join("[" + ", ".join(fmt_number(v) for v in row) + "]" for row in a.tolist()) + "]"
@@ -53,13 +55,38 @@ def matrix_lines(arr):
     import numpy as np
 
     from engine.dotgraph import fmt_number
-    a = np.asarray(arr) if not isinstance(arr, tuple) else None
+    a = np.asarray(arr) if not isinstance(arr, (tuple, _Shown)) else None
     if a is None or a.ndim != 2 or a.shape[0] < 2 or a.shape[0] > MATRIX_ROWS or a.shape[1] > MATRIX_COLS:
         return None
     cells = [[fmt_number(v) for v in row] for row in a.tolist()]
     width = [max(len(r[j]) for r in cells) for j in range(a.shape[1])]
     rows = ["[" + ", ".join(c.rjust(w) for c, w in zip(r, width)) + "]" for r in cells]
     return ["[" + rows[0]] + [" " + r for r in rows[1:-1]] + [" " + rows[-1] + "]"]
+
+
+KEPT = 10 ** 5        # a forward value of more elements is kept as the text shown for it only
+
+
+class _Shown(str):
+    """A forward value too big to copy (a 10**9-element expand is a free view: copying it took
+    8 GB before the size limit could refuse it), kept as fmt shows it: its first numbers."""
+
+
+def _shown(head, shape):
+    from engine.dotgraph import MAX_VALUES, fmt_number
+    items = ", ".join(fmt_number(v) for v in list(head)[:MAX_VALUES])
+    return _Shown(f"[{items}, ...]" + ("" if len(shape) == 1 else f" (flat of {tuple(shape)})"))
+
+
+def _kept(a):
+    """An engine value to show later: a copy (the user's code may change it in place), or for a
+    big one its first numbers (flat[:k] reads k elements of a view, not all of them)."""
+    import numpy as np
+    from engine.dotgraph import MAX_VALUES
+    a = np.asarray(getattr(a, "_data", a))
+    if a.size <= KEPT:
+        return np.array(a, copy=True)
+    return _shown(np.asarray(a.flat[:MAX_VALUES]).tolist(), a.shape)
 
 
 def _fmt_value(v):
@@ -152,8 +179,7 @@ class _Forward:
             text = self.source_line() or _apply_text(node)
         value = None
         if out is not None:
-            value = tuple(np.array(getattr(o, "_data", o), copy=True) for o in out) if isinstance(out, (tuple, list)) \
-                else np.array(out, copy=True)
+            value = tuple(_kept(o) for o in out) if isinstance(out, (tuple, list)) else _kept(out)
             if isinstance(value, tuple) and len(value) == 1:
                 value = value[0]
         shapes = tuple(np.shape(getattr(a, "_data", a)) for a in args)
@@ -187,13 +213,24 @@ class _Forward:
     def _made_by(self, r, line, several=None):
         fn = r.grad_fn
         for n in _post_order(fn, self.made):
-            value = self.target.to_numpy(r) if n is fn else None
+            value = self._torch_kept(r) if n is fn else None
             if n is fn and several is not None:
-                value = tuple(self.target.to_numpy(o) for o in sorted(several, key=lambda o: o.output_nr))
+                value = tuple(self._torch_kept(o) for o in sorted(several, key=lambda o: o.output_nr))
             if value is None:
                 saved = getattr(n, "_saved_result", None)
                 value = self.target.to_numpy(saved) if saved is not None and hasattr(saved, "detach") else None
             self.add(n, line or _apply_text(n), value)
+
+    def _torch_kept(self, t):
+        """_kept for a PyTorch tensor: a copy, or for a big one its first numbers, read element by
+        element (to_numpy would copy an expanded view whole)."""
+        import numpy as np
+        from engine.dotgraph import MAX_VALUES
+        if t.numel() <= KEPT:
+            return self.target.to_numpy(t)
+        d = t.detach()
+        head = [float(d[tuple(int(i) for i in np.unravel_index(k, tuple(d.shape)))]) for k in range(MAX_VALUES)]
+        return _shown(head, tuple(d.shape))
 
     def complete(self, outs):
         """Nodes the recorder did not see (PyTorch's custom Functions, made outside any mode)."""
