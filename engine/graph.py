@@ -464,10 +464,12 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                         d = nxt._deps - 1
                         nxt._deps = d
                         if not d:
-                            if nxt._leaf:
-                                leaves = [nxt] if leaves is None else leaves + [nxt]
-                            else:
+                            if not nxt._leaf:
                                 push(nxt)
+                            elif leaves is None:
+                                leaves = [nxt]
+                            else:
+                                leaves.append(nxt)
                 if leaves is not None:
                     ready.extend(reversed(leaves))
                 continue
@@ -491,10 +493,12 @@ def _run(roots, root_grads, xp, retain_graph, create_graph, inputs, accumulate, 
                 d = nxt._deps - 1
                 nxt._deps = d
                 if not d:
-                    if nxt._leaf:
-                        leaves = [nxt] if leaves is None else leaves + [nxt]
-                    else:
+                    if not nxt._leaf:
                         push(nxt)
+                    elif leaves is None:
+                        leaves = [nxt]
+                    else:
+                        leaves.append(nxt)
             if leaves is not None:
                 ready.extend(reversed(leaves))
     except BaseException:

@@ -449,7 +449,7 @@ class Tensor:
         g = generator or default_generator
         if low is None and high is None:        # the dtype's whole range (an engine float64 is float32's)
             nd = self._data.dtype
-            stands_for = np.dtype(np.float32) if nd == np.float64 and not _dtype.DEFAULT_SET else nd
+            stands_for = np.dtype(np.float32) if nd == np.float64 and not self._double_stream() else nd
             return self.copy_(Tensor._make(g.full_range(self._data.shape, stands_for).astype(nd)))
         if high is None:
             low, high = 0, low
@@ -774,7 +774,7 @@ def _like_dtype(t, dtype):
     stream, as randn(3) does (t.uniform_() reads the same way: Tensor._double_stream)."""
     if dtype is not None:
         return dtype
-    return None if t._data.dtype == np.float64 and not _dtype.DEFAULT_SET else t.dtype
+    return None if t._data.dtype == np.float64 and not t._double_stream() else t.dtype
 
 
 @_device.on_cpu

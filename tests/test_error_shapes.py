@@ -91,11 +91,17 @@ def f(x):
 '''
 
 
-def _check(tmp_path, backend, source, *values):
+def _file(tmp_path, backend, source):
+    """source written for backend (its `{lib}` the engine or torch) as fn.py; skips without torch."""
     if backend == "torch":
         pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
     p = tmp_path / "fn.py"
     p.write_text(source.format(lib="torch" if backend == "torch" else "engine"))
+    return p
+
+
+def _check(tmp_path, backend, source, *values):
+    p = _file(tmp_path, backend, source)
     r = runner.invoke(app, ["check", str(p), *values, "--backend", backend, "--json"])
     assert r.exit_code == 1, r.stdout + r.stderr
     doc = json.loads(r.stdout)
@@ -162,10 +168,7 @@ def f(x):
 def test_a_rows_abs_error_is_the_named_elements(tmp_path, backend):
     """The row's abs err is the error at its "worst at" element (it was the pair's largest, at
     another element within its tolerance)."""
-    if backend == "torch":
-        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
-    p = tmp_path / "fn.py"
-    p.write_text(TWO_SCALES.format(lib="torch" if backend == "torch" else "engine"))
+    p = _file(tmp_path, backend, TWO_SCALES)
     r = runner.invoke(app, ["check", str(p), "--x", "1,1", "--backend", backend])
     assert r.exit_code == 1
     row = next(line for line in r.stdout.splitlines() if line.startswith("x "))
@@ -178,10 +181,7 @@ def test_a_rows_abs_error_is_the_named_elements(tmp_path, backend):
 def test_a_float32_row_that_passes_names_an_element_with_values(tmp_path, backend):
     """Float32 against float64 with every error 0: the row names the largest gradient, not a
     cell where both are 0 (relu's x < 0)."""
-    if backend == "torch":
-        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
-    p = tmp_path / "fn.py"
-    p.write_text(F32_RELU.format(lib="torch" if backend == "torch" else "engine"))
+    p = _file(tmp_path, backend, F32_RELU)
     r = runner.invoke(app, ["check", str(p), "--backend", backend, "--json"])
     ref = json.loads(r.stdout)["float64_reference"]
     for pair in ref.values():
@@ -213,10 +213,7 @@ def f(x):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_nondeterministic_backward_shows_its_spread(tmp_path, backend):
     """The located node says how far two calls with the same cotangent differ (the spread)."""
-    if backend == "torch":
-        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
-    p = tmp_path / "fn.py"
-    p.write_text(NONDET.format(lib="torch" if backend == "torch" else "engine"))
+    p = _file(tmp_path, backend, NONDET)
     r = runner.invoke(app, ["check", str(p), "--x", "1.5,-2,0.5", "--backend", backend, "--json"])
     assert r.exit_code == 1
     node = next(c for c in json.loads(r.stdout)["locate"] if c["node"] == "SquareBackward")
@@ -326,10 +323,7 @@ inputs = {{"x": torch.tensor([[0.5, -1.0, 2.0], [0.3, 1.5, -0.7]], dtype=torch.f
 def test_a_float32_failure_shows_the_float64_copies_evidence(tmp_path, backend):
     """A float32 Function 2 % off fails on float64 copies: the rows that say FAIL, the heat map
     and the error's shape are the float64 copies' (they were float32 differences, noise here)."""
-    if backend == "torch":
-        pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
-    p = tmp_path / "fn.py"
-    p.write_text(F32_FACTOR.format(lib="torch" if backend == "torch" else "engine"))
+    p = _file(tmp_path, backend, F32_FACTOR)
     r = runner.invoke(app, ["check", str(p), "--backend", backend])
     assert r.exit_code == 1
     assert "FAIL (wrong on float64 copies)" in r.stdout and "not judged (float32 steps)" not in r.stdout

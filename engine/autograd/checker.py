@@ -1457,8 +1457,8 @@ def pattern(analytical, numerical, atol=1e-5, rtol=1e-3, input_shape=None):
         d = (a - n)[off]
         c = float(np.median(d))
         k = int(off.sum())
-        bc = np.flatnonzero(off.any(axis=0)) if a.ndim == 2 else np.array([])
-        minority = 2 * k <= a.size and (a.ndim != 2 or 2 * len(bc) <= a.shape[1])
+        bc = np.flatnonzero(off.any(axis=0))         # the input elements (columns) they sit in
+        minority = 2 * len(bc) <= a.shape[1]
         where = (f"{k} element{'s' if k != 1 else ''} (input elements {', '.join(map(str, bc[:6]))}"
                  f"{', ...' if len(bc) > 6 else ''})")
         nz = np.abs(n[off]) > 10 * atol

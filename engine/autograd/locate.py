@@ -147,7 +147,7 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
     run's outputs (to draw the graph the checks name); module_names: {id(nn.Module): qualified
     name}, to say which module each node was made in. max_elements: input elements differenced
     per argument of a node (default MAX_LOCAL_ELEMENTS; a seeded sample beyond). order=2: each
-    custom Function is also checked at second order on its own (second_order_local)."""
+    custom Function is also checked at second order on its own (_second_order_engine)."""
     rec = _Recorder(user_files, span_of, module_names)
     prev = STATE.recorder
     STATE.recorder = rec

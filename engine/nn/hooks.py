@@ -3,6 +3,7 @@ torch/utils/hooks.py's BackwardHook): forward pre-hooks and forward hooks around
 and full backward (pre-)hooks through an identity Function on the inputs and on the outputs
 (PyTorch's BackwardHookFunctionBackward nodes), so that hook(module, grad_input, grad_output)
 sees the gradients of the module's own tensor inputs and outputs."""
+import functools
 import itertools
 import os
 import sys
@@ -65,26 +66,22 @@ def add(module, name, entry, prepend=False):
     return h
 
 
-class _BackwardHookFunction:
-    """The identity Function PyTorch puts on a hooked module's inputs and outputs."""
-    cls = None
+@functools.lru_cache(maxsize=None)
+def _backward_hook_function():
+    """The identity Function PyTorch puts on a hooked module's inputs and outputs (its node is
+    BackwardHookFunctionBackward); made on first use, as engine.autograd loads after engine.nn."""
+    from ..autograd.function import Function
 
-    @classmethod
-    def get(cls):
-        if cls.cls is None:
-            from ..autograd.function import Function
+    class BackwardHookFunction(Function):
+        @staticmethod
+        def forward(ctx, *args):
+            ctx.mark_non_differentiable(*[a for a in args if not a.requires_grad])
+            return args
 
-            class BackwardHookFunction(Function):
-                @staticmethod
-                def forward(ctx, *args):
-                    ctx.mark_non_differentiable(*[a for a in args if not a.requires_grad])
-                    return args
-
-                @staticmethod
-                def backward(ctx, *args):
-                    return args
-            cls.cls = BackwardHookFunction
-        return cls.cls
+        @staticmethod
+        def backward(ctx, *args):
+            return args
+    return BackwardHookFunction
 
 
 class BackwardHook:
@@ -112,7 +109,7 @@ class BackwardHook:
         tensors = [args[i] for i in indices]
         if not (is_grad_enabled() and any(t.requires_grad for t in tensors)):
             return args, None
-        new = _BackwardHookFunction.get().apply(*tensors)
+        new = _backward_hook_function().apply(*tensors)
         if not isinstance(new, tuple):
             new = (new,)
         node = next(t.grad_fn for t in new if t.grad_fn is not None)

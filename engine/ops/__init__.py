@@ -22,8 +22,7 @@ from .shape import T, copy_from, full_like_op, getitem, index_put, mT, to, unind
 
 
 # -- the Tensor-namespace vocabulary for rules under create_graph (see engine/_xp.py) -----------
-def xp_mul_scalar(a, c):
-    return apply1(elementwise.MUL_SCALAR, a, {"other": c})
+xp_mul_scalar = elementwise.mul_scalar
 
 
 def xp_tanh_backward(g, out):

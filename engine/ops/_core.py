@@ -46,6 +46,12 @@ import traceback
 
 import numpy as np
 
+from .. import errors
+from ..graph import FREED, NODE_ATTRS, Node, producer as _producer, seed_attributes
+from ..grad_mode import OFF_DEFAULT, STATE, no_grad as _no_grad
+from .._xp import NUMPY as _NUMPY
+from ..tensor import Tensor, vc_of
+
 _ENGINE_DIR = __file__.rsplit("/ops/", 1)[0] + "/"
 _NN_DIR = _ENGINE_DIR + "nn/"
 
@@ -61,11 +67,6 @@ def forward_trace():
         k -= 1
     return traceback.format_list(stack[:k])
 
-from .. import errors
-from ..graph import FREED, NODE_ATTRS, Node, producer as _producer, seed_attributes
-from ..grad_mode import OFF_DEFAULT, STATE, no_grad as _no_grad
-from .._xp import NUMPY as _NUMPY
-from ..tensor import Tensor, vc_of
 
 REGISTRY = {}
 _EMPTY = {}

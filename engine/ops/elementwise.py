@@ -38,6 +38,13 @@ MUL_SCALAR = defop("mul_scalar", lambda x, other: x * other, (lambda xp, g, out,
                    saves=('',), nodes="MulBackward1", samples=[(((2, 3),), {"other": 2.5})],
                    doc="x * a number, as a backward formula records it",
                    formula='grad * other')
+
+
+def mul_scalar(x, other):
+    """x * a number recorded as MulBackward1 (xp.mul_scalar in a rule under create_graph)."""
+    return apply1(MUL_SCALAR, x, {"other": other})
+
+
 DIV = defop("div", np.true_divide,
             (lambda xp, g, out, x, y: g / y, lambda xp, g, out, x, y: -g * x / (y * y)),
             saves=('y', 'x y'), operators={"__truediv__": "fast", "__rtruediv__": "reflected"},
@@ -394,7 +401,7 @@ gt, ge = _c(GT, "greater"), _c(GE, "greater_equal")
 
 # how the registry's tests call the entries whose public function takes other arguments
 RSUB.func = lambda x, other: sub(other, x)
-MUL_SCALAR.func = lambda x, other: apply1(MUL_SCALAR, x, {"other": other})
+MUL_SCALAR.func = mul_scalar
 POW.func = lambda x, exponent: pow(x, exponent)
 RPOW.func = lambda x, base: pow(base, x)
 WHERE.func = lambda x, y, condition: where(condition, x, y)

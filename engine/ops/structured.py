@@ -7,7 +7,7 @@ through unchanged (vectorized Jacobians); picking ops share indexing's adjoint
 """
 import builtins as _builtins
 
-from .. import errors as _errors
+from .. import _xp, errors as _errors
 import numpy as np
 
 from ..tensor import Tensor, wrap_dim
@@ -883,9 +883,9 @@ def _scatter_reduce_src_vjp(xp, g, out, x, src, key, cut, src_shape, reduce, inc
     _no_prod_double_backward(xp)
     xr, outr, sr = xp.raw(x), xp.raw(out), xp.raw(src)[cut]
     src_zero = sr == 0
-    zeros = np.zeros(xr.shape)
-    np.add.at(zeros, key, src_zero)
-    single = src_zero & (zeros[key] == 1)           # the only zero among its position's factors
+    n_zero = np.zeros(xr.shape)                     # zeros of src reduced into each position
+    np.add.at(n_zero, key, src_zero)
+    single = src_zero & (n_zero[key] == 1)          # the only zero among its position's factors
     others = _scatter_reduce_np(xr, np.where(single, 1.0, sr), key, "prod", include_self, mask, count)
     picked = _scatter_src_vjp(name, xp, g, key, src_shape)
     return xp.where(single, picked * others[key], picked * (outr[key] / np.where(src_zero, 1.0, sr)))
@@ -900,7 +900,6 @@ def _prod_self_factor(xp, x, src, key, cut, include_self, mask, count):
 
 
 def _no_prod_double_backward(xp):
-    from .. import _xp
     if xp is not _xp.NUMPY:
         raise NotImplementedError("the engine has no double backward for scatter_reduce(reduce='prod') yet "
                                   "(its first derivative is PyTorch's)")
