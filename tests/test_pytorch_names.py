@@ -43,6 +43,8 @@ CASES = {
     "inner_22": (lambda m, x, y: m.inner(x, y), [(2, 3), (4, 3)]),
     "inner_32": (lambda m, x, y: m.inner(x, y), [(2, 5, 3), (4, 3)]),
     "inner_13": (lambda m, x, y: m.inner(x, y), [(2,), (3, 4, 2)]),
+    "inner_big": (lambda m, x, y: m.inner(x, y), [(70, 65), (80, 65)]),           # past 4096 elements
+    "inner_big_strided": (lambda m, x, y: m.inner(x.t(), y), [(65, 70), (5, 80, 65)]),
     "reshape_alias_same": (lambda m, x: x.t().reshape(3, 4), [(4, 3)]),
     "reshape_alias_split": (lambda m, x: x.t().reshape(3, 2, 2), [(4, 3)]),
     "reshape_slice": (lambda m, x: x[:, ::2].reshape(12), [(4, 6)]),
@@ -348,3 +350,25 @@ def test_a_method_is_its_operator(call):
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+def test_scatter_reduce_at_size_is_the_plain_loop(reduce):
+    """6000 source elements into 50 x 40 positions, against a plain Python loop over them."""
+    r = np.random.default_rng(5)
+    x = r.uniform(0.5, 1.5, (50, 40))
+    src = r.uniform(0.5, 1.5, (150, 40))
+    idx = r.integers(0, 50, (150, 40))
+    for include_self in (True, False):
+        got = engine.tensor(x).scatter_reduce(0, engine.tensor(idx), engine.tensor(src), reduce,
+                                             include_self=include_self).numpy()
+        groups = {}
+        for i in range(150):
+            for j in range(40):
+                groups.setdefault((idx[i, j], j), []).append(src[i, j])
+        want = x.copy()
+        for (i, j), vals in groups.items():
+            vals = vals + ([x[i, j]] if include_self else [])
+            want[i, j] = {"sum": sum, "prod": np.prod, "mean": np.mean, "amax": max, "amin": min}[reduce](vals)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
