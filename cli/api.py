@@ -29,7 +29,7 @@ def check(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, order=1, loca
         raise ValueError(f"order must be 1 or 2, not {order!r}")
     target, tensors = _target(fn, inputs, names)
     result = run_check(target, tensors, eps=eps, atol=atol, rtol=rtol, fast=fast, order=order, locate=locate,
-                       sweep=sweep, seed=seed, user_files=_user_files(fn))
+                       sweep=sweep, seed=seed)
     return Report(result, strict=strict, locate=locate)
 
 
@@ -199,6 +199,7 @@ def _target(fn, inputs, names):
     if isinstance(fn, lib.nn.Module):
         roots.insert(0, ("", fn))
     target.module_roots = roots
+    target.user_files = _user_files(fn)
     return target, tensors
 
 

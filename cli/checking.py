@@ -75,13 +75,13 @@ class CheckResult:
 
 
 def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, order=1, locate=False,
-              sweep=False, seed=0, progress=None, on_interrupt=None, user_files=None):
+              sweep=False, seed=0, progress=None, on_interrupt=None):
     """The whole check of `target` at `tensors` ({name: tensor} of its backend; those requiring
     grad are checked): first order, second order when order=2, the sweep, and every node re-checked
     on its own when asked or when the check does not pass. outputs: (outs, single) of a forward
     already run (one is run otherwise, for the outputs' names). on_interrupt(CheckInterrupted) is
-    called on Ctrl-C before KeyboardInterrupt is raised again. user_files: the paths whose frames
-    say where a node was made (default: the .py targets loaded)."""
+    called on Ctrl-C before KeyboardInterrupt is raised again. Where a node was made is read from
+    the frames in target.user_files."""
     import warnings
 
     from engine.autograd.checker import CheckInterrupted, check_gradients, pattern
@@ -140,11 +140,11 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
         from engine.autograd.locate import MAX_LOCAL_ELEMENTS, MAX_LOCAL_ELEMENTS_FAST
         most = MAX_LOCAL_ELEMENTS_FAST if fast else MAX_LOCAL_ELEMENTS    # --fast: a smaller sample per node
         if target.engine_graph:
-            result.located, result.ran = _locate(target, fn, inputs, eps, atol, rtol, user_files, most, order)
+            result.located, result.ran = _locate(target, fn, inputs, eps, atol, rtol, most, order)
             result.leaves = {n: t for n, t in zip(names, inputs)}
         else:                         # PyTorch: every custom Function application, re-checked
             result.located, result.ran, result.leaves = _locate_torch(target, tensors, names, eps, atol, rtol, seed,
-                                                                      user_files, most, order)
+                                                                      most, order)
         _agree(report, result.located)
         _at_kink(report, result.located, at_kink, torch=not target.engine_graph)
     return result
@@ -184,7 +184,7 @@ def _combined(first, second):
     return "pass"
 
 
-def _locate(target, fn, inputs, eps, atol, rtol, user_files=None, max_elements=None, order=1):
+def _locate(target, fn, inputs, eps, atol, rtol, max_elements=None, order=1):
     """Every backward node checked on its own (engine.autograd.locate), with where it was made:
     file:line in a .py target, the part of an expression."""
     import warnings
@@ -192,15 +192,11 @@ def _locate(target, fn, inputs, eps, atol, rtol, user_files=None, max_elements=N
     from engine.autograd.locate import locate, module_names
     from engine.nn import Module
 
-    from .targets import _USER_FILES
-    span_of = None
-    if target.kind == "expression":
-        from expressions.compiler import CURRENT_SPAN
-        span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
+    span_of = target.program.running_span if target.kind == "expression" else None
     ran = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES},
+        checks = locate(fn, inputs, eps=eps, atol=atol, rtol=rtol, user_files=target.user_files,
                         span_of=span_of, outputs=ran, max_elements=max_elements, order=order,
                         module_names=module_names(target.module_roots, Module) if target.module_roots else None)
     for c in checks:
@@ -252,7 +248,7 @@ def _agree(report, located):
                             "still not numerics")
 
 
-def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None, max_elements=None, order=1):
+def _locate_torch(target, tensors, names, eps, atol, rtol, seed, max_elements=None, order=1):
     """On PyTorch: the target run once with every custom Function application recorded, each
     re-checked on its own (cli/torch_backend.locate); built-in PyTorch ops are trusted. Returns
     (checks, the run's outputs, {name: the leaf it ran on})."""
@@ -261,13 +257,12 @@ def _locate_torch(target, tensors, names, eps, atol, rtol, seed, user_files=None
     from engine.autograd.locate import module_names
 
     from . import torch_backend
-    from .targets import _USER_FILES
     t_lib = target.lib
     leaves = [torch_backend.fresh_leaf(t) for t in tensors.values()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         checks, outs = torch_backend.locate(target.function(names), leaves, eps=eps, atol=atol, rtol=rtol,
-                                            user_files=user_files if user_files is not None else {str(p) for p in _USER_FILES}, seed=seed,
+                                            user_files=target.user_files, seed=seed,
                                             max_elements=max_elements, order=order,
                                             module_names=module_names(target.module_roots, t_lib.nn.Module))
     for c in checks:

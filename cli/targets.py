@@ -114,6 +114,7 @@ class Target:
         self.optional = {}
         self.given_makes_variable = True     # False for a Function: a given value stays a constant
         self.constants = {}                  # the constants of this run: name -> value (build_inputs)
+        self.user_files = set()              # resolved paths whose frames say where a node was made
 
     @property
     def lib(self):
@@ -271,13 +272,12 @@ def load_target(text, func_name="f", given=(), backend="auto"):
 
 def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     import importlib.util
-    module_name = "__autograd_target__"
+    module_name = TARGET_MODULE
     from importlib.machinery import SourceFileLoader
     # an explicit source loader: a file named t.PY is Python too (the suffix picks no loader)
     spec = importlib.util.spec_from_file_location(module_name, str(path),
                                                   loader=SourceFileLoader(module_name, str(path)))
     module = importlib.util.module_from_spec(spec)
-    _USER_FILES.add(path.resolve())
     _on_path(path.resolve().parent)
     from .backends import torch_on_engine
     try:
@@ -304,6 +304,7 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
         if via:
             backend = "torch"         # loaded against real PyTorch: it runs there, never on engine tensors
     target = Target("file", str(path), [], None, label=f"{path.name}:{func_name}", backend=backend)
+    target.user_files = {str(path.resolve())}
     lib = target.lib
     defaults = getattr(module, "inputs", {}) or {}
     if not isinstance(defaults, dict):
@@ -586,7 +587,6 @@ def check_jacobian_size(target, tensors, chosen, hint, outs=None, order=1):
     return n
 
 
-_USER_FILES = set()       # the .py targets loaded in this process (resolved paths)
 _ADDED_PATHS = []         # folders put first on sys.path for the command that runs now
 
 
@@ -608,10 +608,23 @@ def forget_paths():
             pass
 
 
+TARGET_MODULE = "__autograd_target__"      # the module name a .py target is loaded under
+
+
 def _mine(e):
-    """The frames of e's traceback that are in a loaded target file."""
-    frames = traceback.extract_tb(e.__traceback__)
-    return [f for f in frames if pathlib.Path(f.filename).resolve() in _USER_FILES]
+    """The frames of e's traceback in the user's own code: those of a loaded target file (their
+    module is TARGET_MODULE), and inner to one, those in a module of theirs it called into
+    (engine.autograd.locate.users_file: not this tool, not Python's library, not an installed
+    package). Read from the traceback itself: no record of loaded files is kept."""
+    from engine.autograd.locate import users_file
+    mine, inside = [], False
+    for frame, line in traceback.walk_tb(e.__traceback__):
+        if frame.f_globals.get("__name__") == TARGET_MODULE:
+            inside = True
+        elif not (inside and users_file(frame.f_code.co_filename)):
+            continue
+        mine.append((frame, line))
+    return traceback.StackSummary.extract(mine)
 
 
 def _format(e, frames):

@@ -415,9 +415,9 @@ def engine_function(fn):
         if engine.is_grad_enabled() and any(isinstance(x, engine.Tensor) and x.requires_grad for x in xs):
             return _Bridge.get().apply(fn, *xs)
         t = torch()
-        from engine.grad_mode import STATE
-        watch = STATE.kink_watch
-        with t.no_grad(), (kink_watch(*watch) if watch is not None else contextlib.nullcontext()):
+        from engine.observe import KinkWatch, active
+        watch = active(KinkWatch)          # the engine's checker watches for kinks: watch PyTorch's ops too
+        with t.no_grad(), (kink_watch(watch.eps, watch.found) if watch is not None else contextlib.nullcontext()):
             outs = fn(*[_to_torch(x) for x in xs])
         if isinstance(outs, (tuple, list)):
             return tuple(engine.tensor(to_numpy(o)) for o in outs)

@@ -1,7 +1,7 @@
 """Grad modes: no_grad, enable_grad, set_grad_enabled, is_grad_enabled, and anomaly mode.
 
 Thread-local like PyTorch's. Reading a threading.local attribute costs ~55 ns, and the
-per-op path would read three (grad enabled? anomaly? kink watch?); instead it reads
+per-op path would read several (grad enabled? anomaly? an observer? saved-tensor hooks?); instead it reads
 `OFF_DEFAULT[0]`, the number of threads where any of them is not at its default, and looks
 at its own thread's state only when that is not 0.
 """
@@ -9,7 +9,7 @@ import functools
 import threading
 from ._names import torch_repr
 
-OFF_DEFAULT = [0]     # threads whose modes are not (grad on, no anomaly mode, no kink watch)
+OFF_DEFAULT = [0]     # threads whose modes are not (grad on, no anomaly mode, no observer, no saved hooks)
 _LOCK = threading.Lock()
 
 
@@ -35,8 +35,7 @@ def _mode(name):
 
     def set(self, value):
         setattr(self, name, value)
-        off = (not self._enabled or bool(self._anomaly) or self._kink_watch is not None or bool(self._saved_hooks)
-               or self._recorder is not None)
+        off = not self._enabled or bool(self._anomaly) or bool(self._observers) or bool(self._saved_hooks)
         if off != (self._counted is not None):
             self._counted = _Counted() if off else None
     return property(get, set)
@@ -45,17 +44,16 @@ def _mode(name):
 class _State(threading.local):
     _enabled = True
     _anomaly = False
-    _kink_watch = None
     _saved_hooks = ()     # a stack of (pack, unpack) from autograd.graph.saved_tensors_hooks
-    _recorder = None      # fn(node, input arrays, attrs, output array(s)) for each node made (--locate, explain)
+    _observers = ()       # engine.observe: what watches nodes being made (locate, explain, the kink watch)
+    op_observers = ()     # those of them that watch every op run (a subset: counted through _observers)
     inference = False     # inside inference_mode (grad is off too, so the per-op path is off)
     _counted = None       # a _Counted while this thread's modes are off their defaults
     anomaly_check_nan = True
     enabled = _mode("_enabled")
     anomaly = _mode("_anomaly")
-    kink_watch = _mode("_kink_watch")  # (eps, found) while the gradient checker looks for kinks
     saved_hooks = _mode("_saved_hooks")
-    recorder = _mode("_recorder")
+    observers = _mode("_observers")
 
 
 STATE = _State()

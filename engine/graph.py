@@ -65,6 +65,10 @@ class Node:
     batch_aware = True   # rules accept cotangents with leading batch dimensions
     metadata = None
 
+    def _pack_saved(self, pack, unpack):
+        """Under saved_tensors_hooks, when the node is made: pack what it saved (ops/_core.observed).
+        A node that saves nothing (the pieces of chunk/split/unbind) packs nothing."""
+
     @property
     def next_functions(self):
         """PyTorch's ((node or None, output_nr), ...). Stored as `_next` (+ `_nrs`): one tuple

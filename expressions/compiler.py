@@ -16,7 +16,6 @@ import numpy as np
 from .errors import ExpressionError
 
 MAX_LENGTH = 10_000
-CURRENT_SPAN = [None]    # the span of the operation being run now (autograd check --locate reads it)
 MAX_DEPTH = 100
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
 
@@ -168,12 +167,18 @@ class Pieces:
 class Program:
     """A compiled expression: `variables` in order of first use, `run(values)` builds the graph."""
 
-    def __init__(self, text, root, variables, spans, lib):
+    def __init__(self, text, root, variables, spans, lib, running=None):
         self.lib = lib
         self.text = text
         self._root = root
         self.variables = variables
         self._spans = spans
+        self._running = running or [None]
+
+    def running_span(self):
+        """The (start, end) of the operation this program is running now, or None: who watches
+        the nodes made (locate, explain) asks it which part of the text made each."""
+        return self._running[0]
 
     def span_of(self, name):
         return self._spans.get(name)
@@ -221,7 +226,7 @@ def compile_expression(text, variables=(), lib=None):
     except RecursionError:
         raise ExpressionError(f"the expression is nested too deeply (limit {MAX_DEPTH} levels)", (0, len(text)),
                               text) from None
-    return Program(text, root, c.variables, c.spans, lib)
+    return Program(text, root, c.variables, c.spans, lib, c.running)
 
 
 def _syntax_offset(text, e):
@@ -240,6 +245,7 @@ class _Compiler:
         self.shift = original.find(source) if source in original else 0
         self.variables = []
         self.spans = {}
+        self.running = [None]      # the span of the operation being run now (Program.running_span)
         # line starts as Python's tokenizer counts lines: \n, \r\n and a lone \r end a line
         self._line_starts = [0]
         for i, ch in enumerate(source):
@@ -346,7 +352,7 @@ class _Compiler:
             if pre is not None:
                 _check_size(pre, seg, span, text)
             try:
-                CURRENT_SPAN[0] = span
+                self.running[0] = span
                 out = fn(a, b)
             except Exception as e:   # noqa: BLE001 - every engine failure becomes a pointed message
                 raise ExpressionError(_binop_message(sym, a, b, e, seg), span, text) from None
@@ -360,7 +366,7 @@ class _Compiler:
         if isinstance(node.op, ast.USub):
             def run(env):
                 v = _one(operand(env), self.text)
-                CURRENT_SPAN[0] = span
+                self.running[0] = span
                 return Const(-v.value) if isinstance(v, Const) else -v
             return run
         if isinstance(node.op, ast.UAdd):
@@ -464,7 +470,7 @@ class _Compiler:
                 shape = _product_shape(name, _shape(vals[0]), _shape(vals[1]))
                 if shape is not None:
                     _check_size(shape, self.segment(node), span, self.text)
-            CURRENT_SPAN[0] = span
+            self.running[0] = span
             out = fn(*vals, **kv)
             if isinstance(out, tuple) and not isinstance(out, lib.Tensor):
                 return Pieces(out, seg, span)        # chunk(x, 2)[1], max(x, dim=0).values
@@ -553,7 +559,7 @@ class _Compiler:
                     raise ExpressionError(f"'{v.seg}' gives {len(v.items)} tensors: [{k}] is out of range",
                                           self.span(node), self.text)
                 return v.items[k]
-            CURRENT_SPAN[0] = self.span(node)
+            self.running[0] = self.span(node)
             return v[k]
         return self.guarded(node, run)
 

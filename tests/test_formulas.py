@@ -20,6 +20,7 @@ import pytest
 import engine
 from engine._xp import NUMPY
 from engine.graph import _fit, class_attr
+from engine.observe import Observer, observe
 from engine.ops import REGISTRY
 from engine.ops._core import _rule_params
 from opcases import make_inputs, to_tensors
@@ -253,12 +254,12 @@ def recorded(op, spec, k):
     args, kwargs = make_inputs(op, spec, seed=k)
     ts = to_tensors(args)
     seen = []
-    prev = engine.grad_mode.STATE.recorder
-    engine.grad_mode.STATE.recorder = lambda node, ins, attrs, out=None: seen.append((node, ins, dict(attrs or {})))
-    try:
+
+    class Seen(Observer):
+        def on_node(self, node, ins, attrs, outs):
+            seen.append((node, ins, dict(attrs or {})))
+    with observe(Seen()):
         op.func(*ts, **kwargs)
-    finally:
-        engine.grad_mode.STATE.recorder = prev
     return [s for s in seen if class_attr(s[0], "op") is op]
 
 

@@ -143,10 +143,7 @@ class _Forward:
         self.nodes, self.made, self.value, self.in_shapes = [], {}, {}, {}
         self.ref = {}          # how the backward steps name a node: its text, or `Name #k` for a file
         self.busy = False
-        self._user_files = None
-        if target.kind != "expression":
-            from ..targets import _USER_FILES
-            self._user_files = {str(p) for p in _USER_FILES}
+        self._user_files = target.user_files if target.kind != "expression" else None
 
     def source_line(self, up=2):
         """`line N: code` of the innermost frame in the user's file, or None."""
@@ -170,7 +167,9 @@ class _Forward:
         if in_shapes is not None:
             self.in_shapes[node] = in_shapes
 
-    def __call__(self, node, args, attrs, out=None):         # the engine's recorder
+    ops = False                                                  # an engine.observe observer
+
+    def on_node(self, node, args, attrs, out=None):
         import numpy as np
         if self.span_of is not None:
             span = self.span_of()
@@ -233,7 +232,7 @@ class _Forward:
         return _shown(head, tuple(d.shape))
 
     def complete(self, outs):
-        """Nodes the recorder did not see (PyTorch's custom Functions, made outside any mode)."""
+        """Nodes the forward record did not see (PyTorch's custom Functions, made outside any mode)."""
         for o in outs:
             fn = getattr(o, "grad_fn", None)
             if fn is not None and fn not in self.made:
@@ -379,10 +378,7 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
     tensors, chosen = build_inputs(target, values, wrt=wrt, seed=seed)
     if detach is not None and detach not in tensors:
         raise CliError(f"--detach names '{detach}', which the target does not use (it uses {', '.join(tensors)})")
-    span_of = None
-    if target.kind == "expression":
-        from expressions.compiler import CURRENT_SPAN
-        span_of = lambda: CURRENT_SPAN[0]  # noqa: E731
+    span_of = target.program.running_span if target.kind == "expression" else None
     forward = _Forward(target, span_of)
     names = {id(t): n for n, t in tensors.items()}
     if target.module_roots:         # an nn.Module's parameters by their qualified names (net.fc1.weight)
@@ -397,10 +393,8 @@ def _explain(target_text, values, wrt, times, no_retain, zero_grad, no_grad, det
         if on_torch:
             stack.enter_context(_torch_mode(forward))
         else:
-            import engine
-            prev = engine.grad_mode.STATE.recorder
-            engine.grad_mode.STATE.recorder = forward
-            stack.callback(setattr, engine.grad_mode.STATE, "recorder", prev)
+            from engine.observe import observe
+            stack.enter_context(observe(forward))
         if no_grad:
             stack.enter_context(target.no_grad())
         outs, single = target.call(args)

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from .. import errors
-from ..grad_mode import STATE, enable_grad, no_grad
+from ..grad_mode import enable_grad, no_grad
 from ..graph import run_backward, walk
 from ..graph import node_name
 from ..tensor import Tensor
@@ -393,14 +393,11 @@ def _batched_check(live, ins, rng, tol, batch=3):
 
 def _kink_warnings(func, inputs, eps):
     """Evaluate once with kink watching on: ops whose input lies within eps of a kink."""
-    found = []
-    STATE.kink_watch = (eps, found)
-    try:
+    from ..observe import KinkWatch, observe
+    with observe(KinkWatch(eps)) as watch:
         _eval(func, inputs)
-    finally:
-        STATE.kink_watch = None
     out = []
-    for name, where in found:
+    for name, where in watch.found:
         out.append(f"an input of '{name}' lies within eps={eps:g} of a point where it is not differentiable "
                    f"(at index {where}); a mismatch there may be the op's subgradient choice, not a bug")
     return out

@@ -12,7 +12,8 @@ import numpy as np
 from .. import errors
 from ..graph import FREED, Node, edge_of, seed_attributes
 from ..graph import node_name
-from ..grad_mode import STATE, no_grad, set_grad_enabled
+from ..grad_mode import OFF_DEFAULT, STATE, no_grad, set_grad_enabled
+from ..ops._core import observed
 from ..tensor import Tensor, vc_of
 
 
@@ -83,6 +84,14 @@ class BackwardCFunction(Node):
         self._tensor_pos = ()
 
     # -- ctx API ---------------------------------------------------------------------------------
+    def _pack_saved(self, pack, unpack):
+        """Under saved_tensors_hooks (ops/_core.observed): what save_for_backward kept, packed with
+        grad mode off, unpacked at each use; an output is packed as the Tensor it is."""
+        with no_grad():
+            self._saved = tuple(
+                (_Packed(pack(Tensor._make(t.data, self, True) if isinstance(t, _OutputRef) else t), unpack), 0)
+                if isinstance(t, (Tensor, _OutputRef)) else (t, v) for t, v in self._saved)
+
     def save_for_backward(self, *tensors):
         for t in tensors:
             if t is not None and not isinstance(t, Tensor):
@@ -267,10 +276,10 @@ class Function(metaclass=FunctionMeta):
         tensor_pos = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
         record = STATE.enabled and any(ctx.needs_input_grad)
-        # the recorder (locate) gets the inputs as forward received them: a forward that works in
+        # observers (locate) get the inputs as forward received them: a forward that works in
         # place (mark_dirty) has changed them by the time the node exists
         received = tuple(Tensor._make(np.array(a._data, copy=True)) if isinstance(a, Tensor) else a for a in args) \
-            if record and STATE.recorder is not None else args
+            if record and STATE.observers else args
         with no_grad():
             if cls._setup_style:
                 result = cls.forward(*args, **kwargs)
@@ -323,18 +332,10 @@ class Function(metaclass=FunctionMeta):
                 saved.append((_OutputRef(out_ids[id(t)], t), 0))
             else:
                 saved.append((t, vc_of(t)[0]))
-        if STATE.saved_hooks:               # pack at save time (grad mode off), unpack at each use
-            pack, unpack = STATE.saved_hooks[-1]
-            with no_grad():
-                saved = [(_Packed(pack(Tensor._make(t.data, ctx, True) if isinstance(t, _OutputRef) else t), unpack), 0)
-                         if isinstance(t, (Tensor, _OutputRef)) else (t, v) for t, v in saved]
         ctx._saved = tuple(saved)
         ctx.to_save = ()
-        if STATE.recorder is not None:
-            STATE.recorder(ctx, received, kwargs, tuple(getattr(w, "_data", w) for w in wrapped))
-        if STATE.anomaly:
-            from ..ops._core import forward_trace
-            ctx._trace = forward_trace()
+        if OFF_DEFAULT[0]:
+            observed(ctx, received, kwargs, tuple(getattr(w, "_data", w) for w in wrapped))
         return wrapped[0] if single else tuple(wrapped)
 
 

@@ -1,7 +1,7 @@
 """Where a gradient goes wrong: every backward node re-checked on its own.
 
-`locate(func, inputs)` runs func once with a recorder on (grad_mode.STATE.recorder), which hands
-over each node as it is made, with copies of the values its forward received and where in the
+`locate(func, inputs)` runs func once observed (engine.observe: a _Recorder), which is handed
+each node as it is made, with copies of the values its forward received and where in the
 user's code it was made. Each node is then checked locally: its backward on a random cotangent
 v against central differences of v . forward(its recorded inputs) -- a registry op's forward
 from the registry, a custom Function's own forward. A node whose local check fails is wrong by
@@ -15,7 +15,8 @@ import traceback
 
 import numpy as np
 
-from ..grad_mode import STATE, no_grad
+from ..grad_mode import no_grad
+from ..observe import KinkWatch, Observer, observe
 from ..graph import class_attr, node_name
 from ..tensor import Tensor
 from .._xp import NUMPY
@@ -43,14 +44,17 @@ class LocalCheck:
     spread: float = 0.0      # how far two backward calls with the same cotangent differ (0: reentrant)
 
 
-class _Recorder:
+class _Recorder(Observer):
+    """Each node made, with copies of the values its forward received, where it was made (file:line,
+    the expression's span) and the nn.Module it was made in."""
+
     def __init__(self, user_files, span_of, module_names=None):
         self.items = []
         self.user_files = user_files
         self.span_of = span_of
         self.module_names = module_names
 
-    def __call__(self, node, args, attrs, out=None):
+    def on_node(self, node, args, attrs, out=None):
         vals = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else
                      (Tensor._make(np.array(a._data, copy=True)) if isinstance(a, Tensor) else a) for a in args)
         module = ""
@@ -113,20 +117,24 @@ def _where(user_files, skip=3):
     # a frame inner to the target's own, in a file of the user's beside it (a helper module the
     # target calls into): the innermost such, else the target's
     for f in frames[:mine]:
-        if _elsewhere_yours(f.filename):
+        if users_file(f.filename):
             return f"{f.filename}:{f.lineno}"
     return f"{frames[mine].filename}:{frames[mine].lineno}"
 
 
-@functools.lru_cache(maxsize=1024)
-def _elsewhere_yours(filename):
-    """A file of the user's own beside the targets: a module their target imports (a Function
-    applied in pkg/ops.py was said to be made at the target's line that called into it). Not
-    Python's library, not an installed package (torch's nn.Module frames), not code without a file."""
-    import sysconfig
+def users_file(filename):
+    """Whether `filename` is the user's own code: a target file or a module of theirs beside it
+    (a Function applied in pkg/ops.py was said to be made at the target's line that called into
+    it). Not this tool, not Python's library, not an installed package (torch's nn.Module frames),
+    not code without a file. (The CLI trims an error's traceback to these frames too.)"""
     if not filename or filename.startswith("<"):
         return False
-    path = _resolved(filename)
+    return _users_path(_resolved(filename))
+
+
+@functools.lru_cache(maxsize=1024)
+def _users_path(path):
+    import sysconfig
     if path.startswith(tuple(_resolved(d.rstrip(os.sep)) + os.sep for d in _TOOL)):
         return False
     installed = {_resolved(sysconfig.get_path(k)) for k in ("stdlib", "platstdlib", "purelib", "platlib")
@@ -134,9 +142,18 @@ def _elsewhere_yours(filename):
     return not any(path.startswith(d + os.sep) for d in installed) and os.path.exists(path)
 
 
-@functools.lru_cache(maxsize=1024)
 def _resolved(filename):
-    return os.path.realpath(filename)
+    """filename's real path. A frame's file name is relative when the target was given so
+    (`autograd check net.py`): it is read against the working folder of now, which a cache keyed
+    by the name alone would not see change (a second run elsewhere in one process)."""
+    if not os.path.isabs(filename):
+        filename = os.path.join(os.getcwd(), filename)
+    return _real(filename)
+
+
+@functools.lru_cache(maxsize=1024)
+def _real(path):
+    return os.path.realpath(path)
 
 
 def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=None, span_of=None, outputs=None,
@@ -148,13 +165,8 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
     name}, to say which module each node was made in. max_elements: input elements differenced
     per argument of a node (default MAX_LOCAL_ELEMENTS; a seeded sample beyond). order=2: each
     custom Function is also checked at second order on its own (_second_order_engine)."""
-    rec = _Recorder(user_files, span_of, module_names)
-    prev = STATE.recorder
-    STATE.recorder = rec
-    try:
+    with observe(_Recorder(user_files, span_of, module_names)) as rec:
         res = func(*inputs)
-    finally:
-        STATE.recorder = prev
     if outputs is not None:
         outputs.extend(res if isinstance(res, tuple) else (res,))
     rng = np.random.default_rng(seed)
@@ -236,16 +248,12 @@ def judge(res, atol, rtol, kink=False):
 def _near_kink(node, vals, attrs, eps):
     cls = class_attr(node, "_forward_cls")
     if cls is not None:                     # a Function: the engine ops its forward runs, watched
-        found = []
-        prev = STATE.kink_watch
-        STATE.kink_watch = (eps, found)
         try:
-            _forward_of(node, vals, attrs)(list(vals))
+            with observe(KinkWatch(eps)) as watch:
+                _forward_of(node, vals, attrs)(list(vals))
         except Exception:  # noqa: BLE001 - a forward that does not run again says nothing of kinks
             return False
-        finally:
-            STATE.kink_watch = prev
-        return bool(found)
+        return bool(watch.found)
     op = class_attr(node, "op")
     if op is None or op.kinks is None:
         return False

@@ -487,13 +487,15 @@ def _save_order(op):
     return order
 
 
-def pack_saved(node):
+def pack_saved(node, pack, unpack):
     """Under saved_tensors_hooks: pack every value `node` saved (PyTorch calls pack at save time)."""
-    pack, unpack = STATE.saved_hooks[-1]
     for slot in _save_order(node.op):
         if slot == "result" or isinstance((node._saved or ())[slot] if slot < len(node._saved or ()) else None,
                                           Tensor):
             _pack_slot(node, slot, pack, unpack)
+
+
+OpNode._pack_saved = pack_saved    # the Node method (observed() calls it)
 
 
 def _unpack_into(node):
@@ -621,6 +623,15 @@ class MultiOpNode(OpNode):
     _plain = False       # the loop calls apply with every output's gradient
     _ovcs = None
 
+    def _pack_saved(self, pack, unpack):
+        """Its input, when saved, and each output, when saved (the rule reads them)."""
+        self._packed = {}
+        with _no_grad():
+            if self._saved and self._saved[0] is not None:
+                self._packed["input"] = (pack(self._saved[0]), unpack)
+            for nr, o in enumerate(self._out or ()):
+                self._packed[nr] = (pack(Tensor._make(o, self, True)), unpack)
+
     def apply(self, grads, xp, create_graph, release=False):
         res = self._apply(grads, xp, create_graph)
         if release:
@@ -719,8 +730,6 @@ def apply_multi(op, x, attrs=_EMPTY, v=0):
     node._n_outputs = len(outs)
     node._meta = [(o.shape, o.dtype) for o in outs]
     node._dtype = outs[0].dtype
-    if STATE.anomaly:
-        node._trace = forward_trace()
     ts = []
     for nr, o in enumerate(outs):
         t = Tensor._make(o, node, True)
@@ -729,17 +738,8 @@ def apply_multi(op, x, attrs=_EMPTY, v=0):
     if keep_out:
         node._out = outs
         node._ovcs = [vc_of(t) for t in ts]
-    if STATE.saved_hooks:               # pack at save time (PyTorch), unpack at each backward
-        pack, unpack = STATE.saved_hooks[-1]
-        node._packed = {}
-        with _no_grad():
-            if keep_in[0]:
-                node._packed["input"] = (pack(x), unpack)
-            if keep_out:
-                for nr, t in enumerate(ts):
-                    node._packed[nr] = (pack(Tensor._make(t._data, node, True)), unpack)
-    if STATE.recorder is not None:
-        STATE.recorder(node, (x._data,), attrs, outs)
+    if OFF_DEFAULT[0]:
+        observed(node, (x._data,), attrs, outs)
     return tuple(ts)
 
 
@@ -779,8 +779,8 @@ def apply(op, args, attrs=_EMPTY, v=0):
     except ValueError as e:
         raise _translate(e, vals) from None
     off = OFF_DEFAULT[0]
-    if off and STATE.kink_watch is not None:
-        _watch_kinks(op, vals, attrs)
+    if off and STATE.op_observers:
+        _watch(op, vals, attrs)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if not rg or (off and not STATE.enabled) or not op.differentiable or out.dtype.kind not in "fc":
@@ -791,18 +791,24 @@ def apply(op, args, attrs=_EMPTY, v=0):
     return _record(op, v, args, attrs, out)
 
 
-def _watch_kinks(op, vals, attrs):
-    """Record ops whose inputs lie within eps of a kink (for the gradient checker's warning)."""
-    if op.kinks is None:
-        return
-    eps, found = STATE.kink_watch
-    arrays = [np.asarray(v, dtype=np.float64) for v in vals]
-    for d in op.kinks(*arrays, **attrs):
-        near = np.abs(np.asarray(d)) <= eps
-        if np.any(near):
-            idx = np.unravel_index(int(np.argmax(near)), near.shape) if near.ndim else ()
-            found.append((op.name, tuple(int(i) for i in idx)))
-            return
+def _watch(op, vals, attrs):
+    """An op ran (graph or not): the observers that watch every op see it (engine.observe)."""
+    for o in STATE.op_observers:
+        o.on_op(op, vals, attrs)
+
+
+def observed(node, ins, attrs, outs):
+    """The one place every site that makes a node -- the operators, apply1, apply's _record,
+    apply_multi, structured.py's pieces, Function.apply -- hands it to what watches the forward.
+    Called only while some thread is off its defaults (OFF_DEFAULT): anomaly mode's forward
+    trace, saved_tensors_hooks' pack (at save time, as PyTorch does; each node kind packs what it
+    saves, Node._pack_saved), then engine.observe's observers, innermost last."""
+    if STATE.anomaly:
+        node._trace = forward_trace()
+    if STATE.saved_hooks:
+        node._pack_saved(*STATE.saved_hooks[-1])
+    for o in STATE.observers:
+        o.on_node(node, ins, attrs, outs)
 
 
 def _translate(e, vals):
@@ -847,9 +853,9 @@ def binary_operator(op, slow):
             out = forward(x._data, yd)
         except ValueError as e:
             raise _translate(e, [x._data, yd]) from None
-        off = OFF_DEFAULT[0]             # any thread in no_grad/anomaly/kink-watch mode?
-        if off and STATE.kink_watch is not None:
-            _watch_kinks(op, (x._data, yd), _EMPTY)
+        off = OFF_DEFAULT[0]             # any thread in no_grad, anomaly mode, observed, ...?
+        if off and STATE.op_observers:
+            _watch(op, (x._data, yd), _EMPTY)
         if type(out) is not np.ndarray:
             out = np.asarray(out)
         xr = x._rg
@@ -901,14 +907,10 @@ def binary_operator(op, slow):
             node._ovc = t._vc = [0]
         node._shape = out.shape
         node._dtype = out.dtype
-        if off and STATE.anomaly:
-            node._trace = forward_trace()
         t.grad_fn = node
         t._rg = True
-        if off and STATE.saved_hooks:
-            pack_saved(node)
-        if off and STATE.recorder is not None:
-            STATE.recorder(node, (x._data, yd), _EMPTY, out)
+        if off:
+            observed(node, (x._data, yd), _EMPTY, out)
         return t
     operator.__name__ = op.name
     return operator
@@ -918,8 +920,8 @@ def apply1(op, x, attrs=_EMPTY, v=0):
     """The unary fast path of `apply`."""
     out = op.forward(x._data, **attrs) if attrs else op.forward(x._data)
     off = OFF_DEFAULT[0]
-    if off and STATE.kink_watch is not None:
-        _watch_kinks(op, (x._data,), attrs)
+    if off and STATE.op_observers:
+        _watch(op, (x._data,), attrs)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     t = _new_tensor(Tensor)
@@ -945,14 +947,10 @@ def apply1(op, x, attrs=_EMPTY, v=0):
         node._attrs = attrs
     node._shape = out.shape
     node._dtype = out.dtype
-    if off and STATE.anomaly:
-        node._trace = forward_trace()
     t.grad_fn = node
     t._rg = True
-    if off and STATE.saved_hooks:
-        pack_saved(node)
-    if off and STATE.recorder is not None:
-        STATE.recorder(node, (x._data,), attrs, out)
+    if off:
+        observed(node, (x._data,), attrs, out)
     return t
 
 
@@ -980,17 +978,12 @@ def _record(op, v, args, attrs, out):
         node._attrs = attrs
     node._shape = out.shape
     node._dtype = out.dtype
-    if STATE.anomaly:
-        node._trace = forward_trace()
     t = Tensor._make(out, node, True)
     if keep_out:
         node._out = out
         node._ovc = vc_of(t)
-    if OFF_DEFAULT[0]:               # both count a thread as off its defaults (grad_mode)
-        if STATE.saved_hooks:
-            pack_saved(node)
-        if STATE.recorder is not None:
-            STATE.recorder(node, tuple(a._data if isinstance(a, Tensor) else a for a in args), attrs, out)
+    if OFF_DEFAULT[0]:
+        observed(node, tuple(a._data if isinstance(a, Tensor) else a for a in args), attrs, out)
     return t
 
 

@@ -11,9 +11,9 @@ from .. import _xp, errors as _errors
 import numpy as np
 
 from ..tensor import Tensor, wrap_dim
-from ..grad_mode import STATE
+from ..grad_mode import OFF_DEFAULT, STATE
 from ..graph import NODE_ATTRS, Node, producer as _producer, seed_attributes
-from ._core import apply, apply1, defop, export
+from ._core import apply, apply1, defop, export, observed
 from .reduce import norm_dims
 
 
@@ -414,11 +414,8 @@ def _pieces(x, arrays, node_cls, d):
     node._dim = d
     node._n_outputs = len(outs)
     node._meta = [(a.shape, a.dtype) for a in arrays]
-    if STATE.anomaly:
-        from ._core import forward_trace
-        node._trace = forward_trace()
-    if STATE.recorder is not None:
-        STATE.recorder(node, (x,), None, tuple(arrays))
+    if OFF_DEFAULT[0]:
+        observed(node, (x,), None, tuple(arrays))
     for nr, t in enumerate(outs):
         t.grad_fn = node
         t._rg = True
