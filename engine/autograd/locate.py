@@ -17,7 +17,7 @@ import numpy as np
 
 from ..grad_mode import no_grad
 from ..observe import KinkWatch, Observer, observe
-from ..graph import class_attr, node_name
+from ..graph import _fit, class_attr, node_name
 from ..tensor import Tensor
 from .._xp import NUMPY
 
@@ -439,8 +439,8 @@ def local_check_with(forward, backward, vals, tensor_pos, eps, rng, max_elements
         if max_elements is not None and x.size > max_elements:
             picked = np.sort(rng.choice(x.size, max_elements, replace=False))
         n, h = (_differences(forward, vals, i, x, step, vs, picked) for step in (eps, eps / 2))
-        if g.shape != n.shape:
-            g = _unbroadcast(g, n.shape)
+        if g.shape != n.shape:          # fitted as the backward loop fits it, in its one place
+            g = _fit(NUMPY, g, n.shape, g.dtype, 0)
         if picked is not None:          # compare only the sampled elements
             g, n, h, x = (np.ascontiguousarray(a).reshape(-1)[picked] for a in (g, n, h, x))
         ana.append(g)
@@ -486,22 +486,6 @@ def _differences(forward, vals, i, x, eps, vs, picked=None):
         flat[e] = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) * v))
                       for a, b, v in zip(fp, fm, vs) if v is not None) / (2 * eps)
     return n
-
-
-def _unbroadcast(g, shape):
-    """g fitted to an input's shape, as the backward loop fits it: expanded when a rule returns
-    less (sum's gradient), summed down when it returns the broadcast shape."""
-    try:
-        if np.broadcast_shapes(g.shape, tuple(shape)) == tuple(shape):
-            return np.broadcast_to(g, shape)
-    except ValueError:
-        pass
-    while g.ndim > len(shape):
-        g = g.sum(axis=0)
-    for d, s in enumerate(shape):
-        if s == 1 and g.shape[d] != 1:
-            g = g.sum(axis=d, keepdims=True)
-    return g.reshape(shape)
 
 
 def _is_float(v):
