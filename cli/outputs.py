@@ -10,7 +10,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import tempfile
 
 from .errors import CliError
 
@@ -149,6 +148,7 @@ def _tmp_stem(name, folder):
 
 def _atomic(output, make):
     """make(tmp_path) writes the whole file; then it replaces output.path in one rename."""
+    import tempfile                # here, not at start-up: most runs write no file
     from .interrupts import blocked
     tmp = None
     try:

@@ -1,7 +1,6 @@
 """Rendering: Rich tables on a terminal (plain text when piped, NO_COLOR honoured by Rich), and
 the JSON documents. Rich is imported here only, when a command prints.
 """
-import json
 import math
 import re
 import sys
@@ -183,6 +182,7 @@ def dump_json(doc):
         if isinstance(o, (list, tuple)):
             return [clean(v) for v in o]
         return o
+    import json                       # only with --json: not on every start
     out().write(json.dumps(clean(doc), indent=2) + "\n")
 
 
