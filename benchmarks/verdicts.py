@@ -195,7 +195,38 @@ def real_code_cases(m, rng):
             mk("Function inside an nn.Module: x1.01", "bug", lambda: module_fn(m, W, 1.01), [X]),
             mk("Function inside an nn.Module: mean's gradient dropped", "bug", lambda: module_fn(m, W, "mean"), [X]),
             mk("matmul on a transposed input", "correct", lambda: transposed_fn(m, None), [X.T.copy()]),
-            mk("matmul on a transposed input: x1.002", "bug", lambda: transposed_fn(m, 1.002), [X.T.copy()])]
+            mk("matmul on a transposed input: x1.002", "bug", lambda: transposed_fn(m, 1.002), [X.T.copy()]),
+            mk("backward applies a Function wrong on its own (second order only)", "bug2",
+               lambda: nested_backward_fn(m, 3.0), [rng.standard_normal(5)]),
+            mk("backward applies a right Function", "correct", lambda: nested_backward_fn(m, 2.0),
+               [rng.standard_normal(5)])]
+
+
+def nested_backward_fn(m, slope):
+    """Cube(x) = x^3/3 whose backward is g * Square(x), Square a Function whose backward is
+    g * slope * x: right at first order whatever the slope, wrong at second order unless 2."""
+    class Square(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            return g * slope * x
+
+    class Cube(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x * x / 3
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            return g * Square.apply(x)
+    return Cube.apply
 
 
 def gelu32_fn(m):

@@ -67,7 +67,8 @@ class CheckResult:
                               "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "passed": c.passed,
                               "verdict": c.verdict, **({"module": c.module} if c.module else {}),
                               **({"second_order": {"verdict": c.second, "why": c.second_why}} if c.second else {}),
-                              **({"spread": c.spread} if c.spread > 0 else {})}
+                              **({"spread": c.spread} if c.spread > 0 else {}),
+                              **({"inside_backward_of": c.in_backward_of} if c.in_backward_of else {})}
                              for c in located]
             if not self.target.engine_graph:
                 doc["locate_scope"] = "custom Functions (built-in PyTorch ops are trusted)"
@@ -230,6 +231,7 @@ def _agree(report, located):
     error) -- the whole cannot pass while the table names a first wrong node."""
     if report.verdict != "pass":
         return
+    located = [c for c in located if not c.in_backward_of]     # made by a backward: second order's business
     wrong = [c for c in located if c.verdict == "fail"] or [c for c in located if c.verdict == "suspicious"]
     if not wrong:
         return

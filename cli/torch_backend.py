@@ -610,20 +610,16 @@ def second_order(fn, inputs, names, seed=0):
     return engine_function(first_order), inputs + vs, list(names) + vnames
 
 
-def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0, max_elements=None, order=1):
-    """Where a PyTorch target's gradient goes wrong: every custom Function application, checked
-    on its own. The target runs once with `torch.autograd.Function.apply` wrapped (for this run
-    only, and each Function subclass's own forward, which PyTorch looks up at every call, so a
-    `fn = MyFunction.apply` bound before the run is seen too), which records each application --
-    its class, copies of the inputs it received, whether
-    each needed a gradient, where in the user's code it was made and in which nn.Module -- nested
-    applications (inside another Function's forward, inside modules, applied twice) included.
-    Each is then re-checked by the engine's local check (engine.autograd.locate.local_check): its
-    backward on random cotangents against central differences of its own forward. Built-in PyTorch
-    ops are trusted (PyTorch tests them). Returns ([LocalCheck] in forward order, outputs)."""
+@contextlib.contextmanager
+def _recording(user_files, module_names):
+    """While inside: every custom Function application is recorded (a list of dicts, yielded) --
+    `torch.autograd.Function.apply` wrapped, and each Function subclass's own forward (PyTorch
+    looks forward up on every call, so a `fn = MyFunction.apply` bound before is seen too) --
+    its class, copies of the inputs it received, whether each needed a gradient, where in the
+    user's code it was made, in which nn.Module, and whether inside another Function's forward."""
     from torch.autograd.function import Function
 
-    from engine.autograd.locate import LocalCheck, _where, judge, module_of_stack
+    from engine.autograd.locate import _where, module_of_stack
     t = torch()
     records = []
     state = {"depth": 0, "off": False}
@@ -680,54 +676,78 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
         patch(cls)
     Function.apply = classmethod(apply)
     try:
-        with t.enable_grad():
-            outs = fn(*inputs)
+        yield records
     finally:
         Function.apply = original
         for cls, own in patched.items():
             for k, v in own.items():
                 setattr(cls, k, v)
+        state["off"] = True                 # the classes are restored: nothing records now
+
+
+def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0, max_elements=None, order=1):
+    """Where a PyTorch target's gradient goes wrong: every custom Function application, checked
+    on its own. The target runs once with `torch.autograd.Function.apply` wrapped (for this run
+    only, and each Function subclass's own forward, which PyTorch looks up at every call, so a
+    `fn = MyFunction.apply` bound before the run is seen too), which records each application --
+    its class, copies of the inputs it received, whether
+    each needed a gradient, where in the user's code it was made and in which nn.Module -- nested
+    applications (inside another Function's forward, inside modules, applied twice) included.
+    Each is then re-checked by the engine's local check (engine.autograd.locate.local_check): its
+    backward on random cotangents against central differences of its own forward. Built-in PyTorch
+    ops are trusted (PyTorch tests them). Returns ([LocalCheck] in forward order, outputs)."""
+    from engine.autograd.locate import inside_backward
+    t = torch()
+    with _recording(user_files, module_names) as records, t.enable_grad():
+        outs = fn(*inputs)
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
     rng = np.random.default_rng(seed)
     checks = []
-    state["off"] = True                     # the classes are restored: nothing records now
-    try:
-        for k, rec in enumerate(records):
-            res = _local(rec, eps, rng, max_elements)
-            if res is None:
-                continue
-            err, rel, ok, verdict = judge(res, atol, rtol)
-            if verdict != "pass" and _kinked(rec, eps):
-                # its forward has a kink within eps (a custom ReLU at 0): judged again where no
-                # input is near it -- a kink there, or wrong there too
-                again = _local(rec, eps, rng, max_elements, shift=True)
-                if again is None:
-                    verdict, ok = "kink", True
-                else:
-                    e2, r2, ok2, v2 = judge(again, atol, rtol)
-                    err, rel, ok, verdict = (err, rel, True, "kink") if v2 == "pass" else (e2, r2, ok2, v2)
-            where = rec["where"]
-            c = LocalCheck(f"{rec['cls'].__name__}Backward", where, True, err, rel, ok, k, None, verdict, rec["node"])
-            c.module = rec["module"]
-            c.nested = rec["nested"]
-            c.spread = float(res[6]) if np.isfinite(res[6]) else 0.0
-            if order == 2:
-                c.second, c.second_why = _second_order_torch(rec, eps, atol, rtol)
-            checks.append(c)
-    finally:
-        state["off"] = False
+    for k, rec in enumerate(records):
+        c = _torch_row(k, rec, eps, rng, atol, rtol, max_elements)
+        if c is None:
+            continue
+        checks.append(c)
+        if order == 2:
+            c.second, c.second_why = _second_order_torch(rec, eps, atol, rtol)
+            if c.second == "fail":        # its backward may apply a Function wrong on its own
+                inner = _applied_in_backward(rec, user_files, module_names)
+                checks.extend(inside_backward(c, [_torch_row(k, r, eps, rng, atol, rtol, max_elements) for r in inner]))
     return checks, list(outs)
 
 
-def _second_order_torch(rec, eps, atol, rtol):
-    """A recorded Function application's second derivatives on their own: PyTorch's
-    gradgradcheck of the Function alone on float64 copies of the inputs that needed a gradient."""
-    from engine.autograd.locate import second_order_verdict
+def _torch_row(k, rec, eps, rng, atol, rtol, max_elements):
+    """The LocalCheck of one recorded Function application (k: its place in forward order), or
+    None when it has nothing to check."""
+    from engine.autograd.locate import LocalCheck, judge
+    res = _local(rec, eps, rng, max_elements)
+    if res is None:
+        return None
+    err, rel, ok, verdict = judge(res, atol, rtol)
+    if verdict != "pass" and _kinked(rec, eps):
+        # its forward has a kink within eps (a custom ReLU at 0): judged again where no
+        # input is near it -- a kink there, or wrong there too
+        again = _local(rec, eps, rng, max_elements, shift=True)
+        if again is None:
+            verdict, ok = "kink", True
+        else:
+            e2, r2, ok2, v2 = judge(again, atol, rtol)
+            err, rel, ok, verdict = (err, rel, True, "kink") if v2 == "pass" else (e2, r2, ok2, v2)
+    c = LocalCheck(f"{rec['cls'].__name__}Backward", rec["where"], True, err, rel, ok, k, None, verdict, rec["node"])
+    c.module = rec["module"]
+    c.nested = rec["nested"]
+    c.spread = float(res[6]) if np.isfinite(res[6]) else 0.0
+    return c
+
+
+def _alone(rec):
+    """(one, xs): a recorded Function applied alone -- one(*xs) -> its outputs that need a
+    gradient -- and float64 copies of the inputs it received that needed one; None if none did."""
     t = torch()
     cls, kwargs, args = rec["cls"], rec["kwargs"], rec["args"]
     pos = [i for i, need in enumerate(rec["needs"]) if need]
     if not pos:
-        return "", ""
+        return None
     xs = tuple(args[i].detach().to(t.float64).clone().requires_grad_(True) for i in pos)
 
     def one(*ts):
@@ -737,6 +757,40 @@ def _second_order_torch(rec, eps, atol, rtol):
         out = cls.apply(*full, **kwargs)
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return tuple(o for o in outs if isinstance(o, t.Tensor) and o.requires_grad)
+    return one, xs
+
+
+def _applied_in_backward(rec, user_files, module_names):
+    """The Function applications a recorded Function's backward makes, run once with create_graph
+    on random cotangents (a backward written with another Function: its second derivatives are
+    that Function's first), recorded as the target's run records them."""
+    t = torch()
+    alone = _alone(rec)
+    if alone is None:
+        return []
+    one, xs = alone
+    gen = t.Generator().manual_seed(0)
+    try:
+        with t.enable_grad():
+            outs = one(*xs)
+            vs = [t.randn(o.shape, dtype=o.dtype, generator=gen) for o in outs]
+            with _recording(user_files, module_names) as inner:
+                with autograd_errors():
+                    t.autograd.grad(outs, xs, vs, create_graph=True, allow_unused=True)
+    except Exception:  # noqa: BLE001 - a backward that does not run again: nothing more to name
+        return []
+    return inner
+
+
+def _second_order_torch(rec, eps, atol, rtol):
+    """A recorded Function application's second derivatives on their own: PyTorch's
+    gradgradcheck of the Function alone on float64 copies of the inputs that needed a gradient."""
+    from engine.autograd.locate import second_order_verdict
+    t = torch()
+    alone = _alone(rec)
+    if alone is None:
+        return "", ""
+    one, xs = alone
     return second_order_verdict(lambda: t.autograd.gradgradcheck(one, xs, eps=eps, atol=atol, rtol=rtol))
 
 

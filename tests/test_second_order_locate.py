@@ -172,3 +172,82 @@ def test_a_second_order_only_bug_gets_its_shape(tmp_path, backend):
     doc = json.loads(r.stdout)
     assert r.exit_code == 1 and doc["first_order"]["passed"]
     assert doc["pattern"].startswith("a constant factor: every element is x0.5 the numerical one"), doc["pattern"]
+
+
+NESTED = '''import {lib} as torch
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * {slope} * x
+
+
+class Cube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x / 3
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return {g} * Square.apply(x)
+
+
+def f(x):
+    return Cube.apply(x).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_function_applied_inside_another_functions_backward_is_named(tmp_path, backend, monkeypatch):
+    """Cube's backward is g * Square(x): right at first order whatever Square's backward is (its
+    forward is x*x), so only second order sees a wrong Square.backward (3x for 2x), through
+    Cube's. The culprit is Square, applied at line 25 inside Cube's backward (red team c21)."""
+    (tmp_path / "nest.py").write_text(NESTED.format(lib="torch" if backend == "torch" else "engine", slope=3, g="g"))
+    monkeypatch.chdir(tmp_path)
+    r = _run("nest.py", backend, "--x", "0.3,-0.7,1.1,0.5", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "fail"
+    assert doc["first_order"]["verdict"] == "pass"                 # not "suspicious": first order is right
+    rows = {c["node"]: c for c in doc["locate"]}
+    assert rows["CubeBackward"]["verdict"] == "pass" and rows["CubeBackward"]["second_order"]["verdict"] == "fail"
+    assert "its backward applies SquareBackward at nest.py:25" in rows["CubeBackward"]["second_order"]["why"]
+    sq = rows["SquareBackward"]
+    assert sq["verdict"] == "fail" and sq["where"] == "nest.py:25" and sq["inside_backward_of"] == "CubeBackward"
+    r = _run("nest.py", backend, "--x", "0.3,-0.7,1.1,0.5")
+    assert ("first node wrong at second order: SquareBackward at nest.py:25 (inside CubeBackward's backward)"
+            in " ".join((r.stdout + r.stderr).split()))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_right_function_inside_a_backward_passes_and_the_outer_one_is_named(tmp_path, backend, monkeypatch):
+    """Square is right; Cube's backward detaches g, so Cube's derivative in g is lost (second order
+    only): Square's row passes, and Cube is the one named."""
+    (tmp_path / "nest.py").write_text(NESTED.format(lib="torch" if backend == "torch" else "engine", slope=2,
+                                                    g="g.detach()"))
+    monkeypatch.chdir(tmp_path)
+    doc = json.loads(_run("nest.py", backend, "--x", "0.3,-0.7,1.1,0.5", "--json").stdout)
+    rows = {c["node"]: c for c in doc["locate"]}
+    assert doc["verdict"] == "fail" and rows["CubeBackward"]["second_order"]["verdict"] == "fail"
+    assert "its backward applies" not in rows["CubeBackward"]["second_order"]["why"]
+    assert rows["SquareBackward"]["verdict"] == "pass" and rows["SquareBackward"]["inside_backward_of"] == "CubeBackward"
+    r = _run("nest.py", backend, "--x", "0.3,-0.7,1.1,0.5")
+    assert "first node wrong at second order in forward order: CubeBackward at nest.py:29" in " ".join((r.stdout + r.stderr).split())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_right_nothing_is_probed_and_everything_passes(tmp_path, backend, monkeypatch):
+    (tmp_path / "nest.py").write_text(NESTED.format(lib="torch" if backend == "torch" else "engine", slope=2, g="g"))
+    monkeypatch.chdir(tmp_path)
+    r = _run("nest.py", backend, "--x", "0.3,-0.7,1.1,0.5", "--json", "--locate")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["verdict"] == "pass"
+    assert not any("inside_backward_of" in c for c in doc["locate"])

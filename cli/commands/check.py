@@ -326,6 +326,8 @@ def _made_at(c):
         where += f" in {c.module}"
     if c.nested:
         where += " (inside another Function's forward)"
+    if c.in_backward_of:
+        where += f" (inside {c.in_backward_of}'s backward)"
     return where
 
 
@@ -334,8 +336,11 @@ def _show_located(con, checks, asked, verdict="fail", torch=False, second=None):
     --order 2 (then each custom Function is also checked at second order on its own; a built-in
     op's double backward is trusted, as its first derivative is on PyTorch)."""
     from .. import render
-    wrong = [c for c in checks if c.verdict in ("fail", "suspicious")]
-    wrong2 = [c for c in checks if c.second == "fail" and c not in wrong]
+    wrong = [c for c in checks if c.verdict in ("fail", "suspicious") and not c.in_backward_of]
+    # wrong at second order: a Function applied inside such a one's backward and wrong on its own
+    # first (that is where to look), then the Functions wrong at second order
+    inner = [c for c in checks if c.in_backward_of and c.verdict in ("fail", "suspicious")]
+    wrong2 = inner + [c for c in checks if c.second == "fail" and c not in wrong]
     shown = checks if asked or len(checks) <= 12 else wrong + wrong2
     scope = ("each custom Function application against its own forward (local checks; built-in PyTorch ops are "
              "trusted" if torch else "each backward node against its own forward (local checks")
@@ -370,6 +375,12 @@ def _show_located(con, checks, asked, verdict="fail", torch=False, second=None):
                      else "")
                   + (f": two backward calls with the same cotangent differ by up to {first.spread:.3g} (not "
                      "reentrant, or nondeterministic)" if first.spread > 0 else ""))
+    elif wrong2 and wrong2[0].in_backward_of:
+        first = wrong2[0]
+        con.print(f"first node wrong at second order: [bold]{render.esc(first.node)}[/bold] at "
+                  f"{render.esc(_made_at(first))}: {render.esc(first.in_backward_of)}'s backward applies it, so "
+                  f"{render.esc(first.in_backward_of)}'s second derivatives go through its backward, which is wrong "
+                  f"on its own (local check, max abs error {first.max_abs_err:.3g})")
     elif wrong2:
         first = wrong2[0]
         con.print(f"first node wrong at second order in forward order: [bold]{render.esc(first.node)}[/bold]"

@@ -38,6 +38,8 @@ class LocalCheck:
     node_ref: object = dataclasses.field(default=None, repr=False, compare=False)   # the node itself
     module: str = ""         # the nn.Module it was made in (its qualified name), when known
     nested: bool = False     # applied inside another Function's forward (it makes no node there)
+    in_backward_of: str = "" # applied inside that Function's backward (recorded with --order 2, when that
+                             # Function fails at second order: its second derivatives go through this one)
     second: str = ""         # check --order 2: a custom Function's own second-order check ("pass",
                              # "fail"; "" when not run); built-in ops' double backward is trusted
     second_why: str = ""     # why the second-order check failed, in one line
@@ -171,36 +173,63 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
         outputs.extend(res if isinstance(res, tuple) else (res,))
     rng = np.random.default_rng(seed)
     out = []
-    for k, (node, vals, attrs, where, span, module) in enumerate(rec.items):
-        res = _check_node(node, vals, attrs, eps, rng, max_elements or MAX_LOCAL_ELEMENTS)
-        if res is None:
+    for k, item in enumerate(rec.items):
+        c = _local_row(k, item, eps, rng, atol, rtol, max_elements)
+        if c is None:
             continue
-        kink = _near_kink(node, vals, attrs, eps)
-        err, rel, ok, verdict = judge(res, atol, rtol, kink=kink)
-        if kink and class_attr(node, "_forward_cls") is not None:
-            # a Function whose forward has a kink within eps (a custom ReLU at 0): judged again
-            # where no input is near it -- a kink there, or wrong there too
-            err, rel, ok, verdict = _off_the_kink(node, vals, attrs, eps, rng, atol, rtol, max_elements, err, rel)
-        c = LocalCheck(node_name(node), where, class_attr(node, "_forward_cls") is not None, err, rel, ok, k,
-                       span, verdict, node, module)
-        c.spread = float(res[6]) if np.isfinite(res[6]) else 0.0
-        if order == 2 and c.custom:
-            c.second, c.second_why = _second_order_engine(node, vals, attrs, eps, atol, rtol)
         out.append(c)
+        if order == 2 and c.custom:
+            node, vals, attrs = item[:3]
+            c.second, c.second_why = _second_order_engine(node, vals, attrs, eps, atol, rtol)
+            if c.second == "fail":
+                inner = _applied_in_backward(node, vals, attrs, user_files, module_names)
+                out.extend(inside_backward(c, [_local_row(k, it, eps, rng, atol, rtol, max_elements) for it in inner]))
     return out
 
 
-def _second_order_engine(node, vals, attrs, eps, atol, rtol):
-    """A recorded custom Function's second derivatives, checked on their own: gradgradcheck of
-    the Function alone on float64 copies of the inputs it received (those that needed a
-    gradient), its output cotangents random. ("pass" | "fail", why)."""
+def _local_row(k, item, eps, rng, atol, rtol, max_elements):
+    """The LocalCheck of one recorded node (k: its place in forward order), or None when it has
+    nothing to check."""
+    node, vals, attrs, where, span, module = item
+    res = _check_node(node, vals, attrs, eps, rng, max_elements or MAX_LOCAL_ELEMENTS)
+    if res is None:
+        return None
+    kink = _near_kink(node, vals, attrs, eps)
+    err, rel, ok, verdict = judge(res, atol, rtol, kink=kink)
+    if kink and class_attr(node, "_forward_cls") is not None:
+        # a Function whose forward has a kink within eps (a custom ReLU at 0): judged again
+        # where no input is near it -- a kink there, or wrong there too
+        err, rel, ok, verdict = _off_the_kink(node, vals, attrs, eps, rng, atol, rtol, max_elements, err, rel)
+    c = LocalCheck(node_name(node), where, class_attr(node, "_forward_cls") is not None, err, rel, ok, k,
+                   span, verdict, node, module)
+    c.spread = float(res[6]) if np.isfinite(res[6]) else 0.0
+    return c
+
+
+def inside_backward(outer, rows):
+    """The local checks of the custom Functions `outer`'s backward applies (it failed at second
+    order: its second derivatives are theirs too), marked as made there; when one of them is
+    wrong on its own, outer's reason says so -- that one is where to look (both backends)."""
+    rows = [r for r in rows if r is not None]
+    for r in rows:
+        r.in_backward_of, r.order = outer.node, outer.order
+    bad = next((r for r in rows if r.verdict in ("fail", "suspicious")), None)
+    if bad is not None:
+        at = f" at {bad.where}" if bad.where else ""
+        outer.second_why = (f"its backward applies {bad.node}{at}, whose own backward is wrong (local check, max abs "
+                            f"error {bad.max_abs_err:.3g}); {outer.second_why}")
+    return rows
+
+
+def _alone(node, vals, attrs):
+    """(one, xs): a recorded custom Function applied alone -- one(*xs) -> its outputs that need a
+    gradient -- and float64 copies of the inputs it received that needed one; None if none did."""
     from ..grad_mode import enable_grad
-    from .checker import gradgradcheck
     cls = class_attr(node, "_forward_cls")
     needs = tuple(getattr(node, "needs_input_grad", ()) or ())
     pos = [i for i, v in enumerate(vals) if isinstance(v, Tensor) and _is_float(v) and i < len(needs) and needs[i]]
     if not pos:
-        return "", ""
+        return None
     xs = tuple(Tensor._make(np.array(_arr(vals[i]), dtype=np.float64)).requires_grad_(True) for i in pos)
 
     def one(*ts):
@@ -211,7 +240,40 @@ def _second_order_engine(node, vals, attrs, eps, atol, rtol):
             out = cls.apply(*args, **attrs)
         outs = out if isinstance(out, tuple) else (out,)
         return tuple(o for o in outs if isinstance(o, Tensor) and o.requires_grad)
+    return one, xs
+
+
+def _second_order_engine(node, vals, attrs, eps, atol, rtol):
+    """A recorded custom Function's second derivatives, checked on their own: gradgradcheck of
+    the Function alone on float64 copies of the inputs it received (those that needed a
+    gradient), its output cotangents random. ("pass" | "fail", why)."""
+    from .checker import gradgradcheck
+    alone = _alone(node, vals, attrs)
+    if alone is None:
+        return "", ""
+    one, xs = alone
     return second_order_verdict(lambda: gradgradcheck(one, xs, eps=eps, atol=atol, rtol=rtol))
+
+
+def _applied_in_backward(node, vals, attrs, user_files, module_names):
+    """The custom Function applications a recorded Function's backward makes, run once with
+    create_graph on random cotangents (a backward written with another Function: its second
+    derivatives are that Function's first): recorded as locate records the forward's."""
+    from ..grad_mode import enable_grad
+    from . import grad
+    alone = _alone(node, vals, attrs)
+    if alone is None:
+        return []
+    one, xs = alone
+    rng = np.random.default_rng(0)
+    try:
+        outs = one(*xs)
+        vs = [Tensor._make(rng.standard_normal(o._data.shape)) for o in outs]
+        with observe(_Recorder(user_files, None, module_names)) as rec, enable_grad():
+            grad(outs, xs, vs, create_graph=True, allow_unused=True)
+    except Exception:  # noqa: BLE001 - a backward that does not run again: nothing more to name
+        return []
+    return [it for it in rec.items if class_attr(it[0], "_forward_cls") is not None]
 
 
 def second_order_verdict(run):
