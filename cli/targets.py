@@ -286,7 +286,8 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     except KeyboardInterrupt:
         raise                                # Ctrl-C is 130, not the user's error
     except SystemExit as e:
-        raise CliError(f"{path} called exit({e.code}) while being loaded") from None
+        raise UserCodeError(_format(e, _mine(e)) + f"\nyour code called sys.exit({e.code!r}) while {path.name} was "
+                            "being loaded: nothing was computed or checked") from None
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
         raise UserCodeError(user_traceback(e) or _format(e, [])) from None
     if not hasattr(module, func_name):
@@ -629,7 +630,10 @@ def _mine(e):
 
 def _format(e, frames):
     lines = ["Traceback (in your file):\n"] + traceback.format_list(frames) if frames else []
-    lines += traceback.format_exception_only(type(e), e)
+    last = traceback.format_exception_only(type(e), e)
+    prefix = TARGET_MODULE + "."                    # the user's own exception class: named as `python t.py` names it
+    last = ["__main__." + line[len(prefix):] if line.startswith(prefix) else line for line in last]
+    lines += last
     return "".join(lines).rstrip()
 
 
@@ -638,7 +642,17 @@ def user_traceback(e):
     None when none of it ran there. Catches errors raised anywhere in the user's code: while it
     loads, in f, in a Function's forward or backward (called from inside the engine)."""
     frames = _mine(e)
-    return _format(e, frames) if frames else None
+    if not frames:
+        return None
+    text = _format(e, frames)
+    # the error it was raised from (raise ... from e), or during the handling of which it was
+    # raised in the user's code: shown above it, as Python does
+    cause = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)
+    if cause is not None and (e.__cause__ is not None or _mine(cause)):
+        link = ("The above exception was the direct cause of the following exception:" if e.__cause__ is not None
+                else "During handling of the above exception, another exception occurred:")
+        text = f"{_format(cause, _mine(cause))}\n\n{link}\n\n{text}"
+    return text
 
 
 def _default_array(target, name, np):

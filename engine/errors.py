@@ -24,10 +24,11 @@ class EngineError(Exception):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._pickle_name = cls.__name__       # before any renaming below
+        cls._pickle_module = cls.__module__
 
     def __reduce__(self):
         cls = type(self)
-        return (_rebuild, (cls.__module__, cls._pickle_name, self.args, dict(self.__dict__)))
+        return (_rebuild, (cls._pickle_module, cls._pickle_name, self.args, dict(self.__dict__)))
 
 
 class EngineRuntimeError(EngineError, RuntimeError):
@@ -51,12 +52,13 @@ class EngineKeyError(EngineError, KeyError):
 
 
 # Show PyTorch's type names in tracebacks and `type(e).__name__` (a lesson prints them), while
-# `except EngineError` still catches every one of ours.
-EngineRuntimeError.__name__ = EngineRuntimeError.__qualname__ = "RuntimeError"
-ShapeError.__name__ = ShapeError.__qualname__ = "RuntimeError"
-DimensionError.__name__ = DimensionError.__qualname__ = "IndexError"
-EngineTypeError.__name__ = EngineTypeError.__qualname__ = "TypeError"
-EngineKeyError.__name__ = EngineKeyError.__qualname__ = "KeyError"
+# `except EngineError` still catches every one of ours: PyTorch raises Python's own RuntimeError,
+# which a traceback prints as "RuntimeError: ...", so these say they are builtins' too (a
+# traceback printed "engine.errors.RuntimeError: ..."); pickling finds them by _pickle_module.
+for _cls, _name in ((EngineRuntimeError, "RuntimeError"), (ShapeError, "RuntimeError"), (DimensionError, "IndexError"),
+                    (EngineTypeError, "TypeError"), (EngineKeyError, "KeyError")):
+    _cls.__name__ = _cls.__qualname__ = _name
+    _cls.__module__ = "builtins"
 
 
 class MissingDerivativeError(EngineError, NotImplementedError):

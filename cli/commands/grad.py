@@ -75,8 +75,10 @@ def _grad(target_text, values, wrt, times, zero_grad, grad_output, check, dot, f
                            f"{render.shape_text(out.shape)}")
         seed_grad = target.lib.tensor(seed_grad).to(out.dtype)
     elif out.numel() != 1:
+        reduce = (f"reduce it, e.g. \"sum({target_text})\"" if target.kind == "expression" else
+                  "return a scalar from it (its .sum(), a loss)")
         raise CliError(f"the output has shape {render.shape_text(out.shape)}, not a scalar: pass --grad-output VALUES "
-                       f"(the vector for the vector-Jacobian product) or reduce it, e.g. \"sum({target_text})\"")
+                       f"(the vector for the vector-Jacobian product) or {reduce}")
     history = []
     for call in range(1, times + 1):
         if zero_grad and call > 1:
