@@ -1,7 +1,9 @@
 """What every command shares: reading TARGET (an expression or a .py file), the `--NAME VALUES`
 arguments, and turning them into engine tensors. No math and no rendering here.
 """
+import contextlib
 import inspect
+import os
 import pathlib
 import re
 import sys
@@ -281,7 +283,9 @@ def _load_file(path, func_name, backend="engine", shim=False, requested="auto"):
     _on_path(path.resolve().parent)
     from .backends import torch_on_engine
     try:
-        with torch_on_engine(shim):          # `import torch` is the engine's, while it loads
+        # `import torch` is the engine's, while it loads (with shim); a module of the user's
+        # beside the file named as one of this tool's packages is theirs, as under python
+        with torch_on_engine(shim), _theirs_first(path.resolve().parent):
             spec.loader.exec_module(module)  # the user's own file, run as `python file.py` would
     except KeyboardInterrupt:
         raise                                # Ctrl-C is 130, not the user's error
@@ -610,6 +614,30 @@ def forget_paths():
 
 
 TARGET_MODULE = "__autograd_target__"      # the module name a .py target is loaded under
+_OURS = ("cli", "expressions", "benchmarks")  # the tool's packages a user's module may be named as
+
+
+@contextlib.contextmanager
+def _theirs_first(folder):
+    """While the target loads: a user's cli.py or expressions/ beside it is what its `import cli`
+    gets, as `python t.py` would give it (the folder is first on sys.path) -- not this tool's
+    package of that name, already imported. Ours is hidden from sys.modules for the load only
+    and put back after (the tool's own code does not run inside the load; a module imported
+    inside f later gets ours). The engine stays: the target's `import engine` is this tool's."""
+    hidden = {}
+    for name in _OURS:
+        ours = sys.modules.get(name)
+        theirs = folder / f"{name}.py" if (folder / f"{name}.py").is_file() else folder / name / "__init__.py"
+        if ours is None or not theirs.is_file():
+            continue
+        if os.path.realpath(str(theirs)) == os.path.realpath(getattr(ours, "__file__", "") or ""):
+            continue                                   # the target sits beside this tool's own package
+        hidden[name] = sys.modules.pop(name)
+    try:
+        yield
+    finally:
+        for name, ours in hidden.items():
+            sys.modules[name] = ours
 
 
 def _mine(e):

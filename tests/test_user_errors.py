@@ -100,3 +100,20 @@ def test_a_non_scalar_file_output_is_told_to_return_a_scalar_not_to_wrap_the_fil
     assert r.exit_code == 2 and "sum(vec.py)" not in text and "return a scalar from it" in text
     r, text = _run(tmp_path, monkeypatch, "grad", "x*2", "--x", "1,2")
     assert r.exit_code == 2 and 'e.g. "sum(x*2)"' in text
+
+
+@pytest.mark.parametrize("name", ["expressions", "cli"])
+def test_a_users_module_named_as_one_of_the_tools_packages_is_theirs(tmp_path, monkeypatch, name):
+    """`import expressions` in a target beside the user's expressions.py gets theirs, as under
+    `python t.py` (the tool's package of that name was returned), and the tool's own still works
+    afterwards in the same process."""
+    (tmp_path / f"{name}.py").write_text("def scale():\n    return 3.0\n")
+    (tmp_path / "t.py").write_text(f"import {name}\n\n\ndef f(x):\n    return (x * {name}.scale()).sum()\n")
+    r, text = _run(tmp_path, monkeypatch, "grad", "t.py", "--x", "1,2", "--json")
+    assert r.exit_code == 0, text
+    import json
+    assert json.loads(r.stdout)["gradients"]["x"] == [3.0, 3.0]
+    import sys
+    assert not getattr(sys.modules[name], "__file__", "").startswith(str(tmp_path))       # ours again
+    r, text = _run(tmp_path, monkeypatch, "grad", "sum(x*3)", "--x", "1,2")
+    assert r.exit_code == 0, text
