@@ -595,10 +595,12 @@ def second_order(fn, inputs, names, seed=0):
             pairs = [(y, g) for y, g in zip(ys, gs_in) if y.requires_grad]
             gs = t.autograd.grad([y for y, _ in pairs], [xs[i] for i in diff], [g for _, g in pairs],
                                  create_graph=outer, allow_unused=True) if pairs else [None] * len(diff)
-        if outer and any(g is not None and g.grad_fn is not None and node_name(g.grad_fn).rsplit("::", 1)[-1] in ("Error", "DelayedError") for g in gs):
+        if outer and _error_node_in([g.grad_fn for g in gs if g is not None and g.grad_fn is not None]):
             # a once_differentiable backward: PyTorch marks its results with an Error node, which
-            # raises only when run -- and with allow_unused it is never run (the second derivative
-            # came out 0, "wrong at every step"). The engine raises; so does this, in its words
+            # raises only when run -- and it is never run when it sits under other ops (x * f(x):
+            # its edges lead to the grad_output, not to x), or with allow_unused: the second
+            # derivative through it came out 0, "wrong at every step". The engine raises; so does
+            # this, in its words
             from .errors import CliError
             raise CliError("trying to differentiate twice a function that was marked with @once_differentiable: "
                            "its backward has no second derivative, so --order 2 cannot check it")
@@ -608,6 +610,21 @@ def second_order(fn, inputs, names, seed=0):
         return res
     vnames = ["grad_output" if len(vs) == 1 else f"grad_output{k}" for k in range(len(vs))]
     return engine_function(first_order), inputs + vs, list(names) + vnames
+
+
+def _error_node_in(roots):
+    """Whether PyTorch's graph from roots holds an Error or DelayedError node (what
+    once_differentiable puts on its results under create_graph)."""
+    seen, stack = set(), list(roots)
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node_name(node).rsplit("::", 1)[-1] in ("Error", "DelayedError"):
+            return True
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return False
 
 
 @contextlib.contextmanager
