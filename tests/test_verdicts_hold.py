@@ -856,3 +856,97 @@ def test_a_row_passed_at_another_step_shows_the_differences_it_passed_with(tmp_p
         assert 0 < row["max_abs_error"] <= 1e-5 + 1e-3 * 1e7 and row["passed"]
     text = runner.invoke(app, ["check", str(p), "--backend", backend]).stdout
     assert "nan" not in text.lower(), text
+
+
+FLOAT32_INSIDE = '''import {lib} as torch
+
+
+class SinFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * torch.cos(x) * WRONG
+
+
+WRONG = {wrong}
+
+
+def f(x):
+    return (SinFn.apply(x.float() * 3.0).double() * x).{reduce}
+
+
+torch.manual_seed(0)
+inputs = {{"x": torch.randn({shape}, dtype=torch.float64)}}
+'''
+
+
+def _float32_inside(tmp_path, backend, wrong, shape="4, 3", reduce="sum()"):
+    text = FLOAT32_INSIDE.replace("{wrong}", str(wrong)).replace("{reduce}", reduce).replace("{shape}", shape)
+    return _write(tmp_path, backend, text, "f32in.py")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_inside_f_is_never_wrong_at_second_order_or_under_fast(tmp_path, backend):
+    """A red team's correct sin Function run in float32 inside a float64 f: the default check
+    found it right (its steps re-judged), but --order 2 said "wrong at every step" (the float32
+    differences are exactly 0 at steps below float32's resolution, which "settled" on 0), and
+    --fast said "fast check failed" (its full re-check ran without verdicts). The same Function
+    0.5 % off still fails each way."""
+    p = _float32_inside(tmp_path, backend, 1.0)
+    doc = json.loads(runner.invoke(app, ["check", str(p), "--backend", backend, "--order", "2", "--json"]).stdout)
+    assert doc["verdict"] == "inconclusive" and doc["second_order"]["verdict"] == "inconclusive"
+    assert "does not change at all over the small steps" in doc["second_order"]["inconclusive"]
+    r = runner.invoke(app, ["check", str(p), "--backend", backend, "--fast"])
+    assert r.exit_code == 0 and "is finite differences'" in r.stderr, (r.stdout, r.stderr)
+    p = _float32_inside(tmp_path, backend, 1.005)
+    for extra in (["--order", "2"], ["--fast"]):
+        doc = json.loads(runner.invoke(app, ["check", str(p), "--backend", backend, "--json", *extra]).stdout)
+        assert doc["verdict"] == "fail", extra
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_at_size_with_float32_inside_is_inconclusive_not_wrong(tmp_path, backend):
+    """At 256 x 256 a failed --fast is followed up in blocks (no dense Jacobian): the element it
+    isolates was "wrong" on one step's differences. Differenced at every step, it agrees with
+    backward at large ones: inconclusive. 0.5 % off, the follow-up's element settles wrong."""
+    p = _float32_inside(tmp_path, backend, 1.0, "256, 256", "sum(1)")
+    doc = json.loads(runner.invoke(app, ["check", str(p), "--backend", backend, "--fast", "--json"]).stdout)
+    assert doc["verdict"] == "inconclusive", doc.get("failures")
+    assert "finite differences may be what failed" in doc["inconclusive"]
+    p = _float32_inside(tmp_path, backend, 1.005, "256, 256", "sum(1)")
+    doc = json.loads(runner.invoke(app, ["check", str(p), "--backend", backend, "--fast", "--json"]).stdout)
+    assert doc["verdict"] == "fail"
+
+
+ROUND_STE = '''import {lib} as torch
+
+
+class RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def f(x):
+    return RoundSTE.apply(x).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_zero_derivative_still_settles_on_zero(tmp_path, backend):
+    """The frozen-step rule (differences exactly 0 below a step where they moved are no evidence)
+    must not excuse a backward that is wrong against a derivative that is 0: a straight-through
+    round is fail, also with one element within the largest step of a rounding boundary."""
+    p = _write(tmp_path, backend, ROUND_STE, "ste.py")
+    for x in ("0.2,1.3,-0.7,2.1", "0.2,1.3,-0.7,0.497"):
+        doc = json.loads(runner.invoke(app, ["check", str(p), "--x", x, "--backend", backend, "--json"]).stdout)
+        assert doc["verdict"] == "fail", x
