@@ -199,7 +199,35 @@ def real_code_cases(m, rng):
             mk("backward applies a Function wrong on its own (second order only)", "bug2",
                lambda: nested_backward_fn(m, 3.0), [rng.standard_normal(5)]),
             mk("backward applies a right Function", "correct", lambda: nested_backward_fn(m, 2.0),
-               [rng.standard_normal(5)])]
+               [rng.standard_normal(5)]),
+            mk("sin Function in float32 inside f, times x (frozen steps at second order)", "hard",
+               lambda: sin32_times_x_fn(m), [rng.standard_normal((4, 3))]),
+            mk("softmax logits shifted by a bias in float32 (its gradient cancels to 0)", "hard",
+               lambda: shifted_softmax_fn(m), [rng.standard_normal((6, 8)), rng.standard_normal((6, 1))],
+               "float32")]
+
+
+def sin32_times_x_fn(m):
+    """A right sin Function run in float32 inside a float64 f, its result times x: at second
+    order the float32 differences are exactly 0 below float32's resolution."""
+    class Sin(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.sin()
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            return g * x.cos()
+    return lambda x: (Sin.apply(x.float() * 3.0).double() * x).sum()
+
+
+def shifted_softmax_fn(m):
+    """Built-in ops only: b shifts every logit of its row, so df/db is 0 exactly; float32
+    leaves a residue of ~1e-8 (float64's is 1e-17)."""
+    t = m.linspace(-1, 2, 8)
+    return lambda x, b: (m.softmax(x * 3.0 + b, -1) * t.to(x.dtype)).sum()
 
 
 def nested_backward_fn(m, slope):

@@ -950,3 +950,49 @@ def test_a_zero_derivative_still_settles_on_zero(tmp_path, backend):
     for x in ("0.2,1.3,-0.7,2.1", "0.2,1.3,-0.7,0.497"):
         doc = json.loads(runner.invoke(app, ["check", str(p), "--x", x, "--backend", backend, "--json"]).stdout)
         assert doc["verdict"] == "fail", x
+
+
+SOFTMAX_SHIFT = '''import {lib} as torch
+
+
+class Scale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b):
+        return x * 3.0 + b
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = ((g + SHIFT) - SHIFT) * 3.0      # through a large offset float32 keeps ~SHIFT * 6e-8 of g
+        return gx, g.sum(-1, keepdim=True)
+
+
+SHIFT = {shift}
+
+
+def f(x, b):
+    return (torch.softmax(Scale.apply(x, b), -1) * torch.linspace(-1, 2, 8)).sum()
+
+
+def builtin(x, b):
+    return (torch.softmax(x * 3.0 + b, -1) * torch.linspace(-1, 2, 8)).sum()
+
+
+torch.manual_seed(0)
+inputs = {{"x": torch.randn(6, 8), "b": torch.randn(6, 1)}}
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("func,shift,verdict", [("builtin", "0.0", "pass"), ("f", "0.0", "pass"),
+                                                ("f", "100.0", "fail")])
+def test_a_float32_gradient_that_cancels_to_zero_is_not_a_float32_bug(tmp_path, backend, func, shift, verdict):
+    """b shifts every logit of its softmax row, so df/db is 0 in exact arithmetic; float32 leaves a
+    residue of ~1e-8 where float64's is 1e-17, and PyTorch's own softmax (built-in ops alone) was
+    "a float32-only bug" (a red team). The bound takes the largest gradient of the same backward
+    pass; a backward that really loses float32's digits (g through an offset of 100) still fails."""
+    p = _write(tmp_path, backend, SOFTMAX_SHIFT.replace("{shift}", shift), "shift.py")
+    r = runner.invoke(app, ["check", str(p), "--func", func, "--dtype", "float32", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == verdict, doc.get("failures")
+    if verdict == "fail":
+        assert any("float32-only" in f and "dy/dx" in f for f in doc["failures"]), doc["failures"]
