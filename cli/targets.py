@@ -673,14 +673,19 @@ def user_traceback(e):
     if not frames:
         return None
     text = _format(e, frames)
-    # the error it was raised from (raise ... from e), or during the handling of which it was
-    # raised in the user's code: shown above it, as Python does
-    cause = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)
-    if cause is not None and (e.__cause__ is not None or _mine(cause)):
+    # the errors it was raised from (raise ... from e), or during the handling of which it was
+    # raised in the user's code: shown above it, the whole chain, as Python does (one level was
+    # shown: a loader's FileNotFoundError under a KeyError under a ValueError lost its root)
+    seen = {id(e)}
+    while True:
+        cause = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)
+        if cause is None or id(cause) in seen or not (e.__cause__ is not None or _mine(cause)):
+            return text
         link = ("The above exception was the direct cause of the following exception:" if e.__cause__ is not None
                 else "During handling of the above exception, another exception occurred:")
         text = f"{_format(cause, _mine(cause))}\n\n{link}\n\n{text}"
-    return text
+        seen.add(id(cause))
+        e = cause
 
 
 def _default_array(target, name, np):

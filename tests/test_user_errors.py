@@ -81,6 +81,25 @@ def test_the_cause_of_the_users_error_is_shown_above_it(tmp_path, monkeypatch):
     assert 'line 9, in f' in effect and "LookupError: weights missing" in effect
 
 
+def test_the_whole_chain_of_causes_is_shown_as_python_shows_it(tmp_path, monkeypatch):
+    """Only one level was shown: the root (the missing file) of a three-deep chain was lost."""
+    (tmp_path / "t.py").write_text(
+        "def read():\n    return open('missing-weights.bin').read()\n\n\n"
+        "def parse():\n    try:\n        return read()\n    except OSError as e:\n"
+        "        raise KeyError('weights') from e\n\n\n"
+        "def load():\n    try:\n        return parse()\n    except KeyError:\n"
+        "        raise ValueError('no model')\n\n\n"
+        "def f(x):\n    return x.sum() * load()\n")
+    r, text = _run(tmp_path, monkeypatch, "grad", "t.py", "--x", "1,2")
+    assert r.exit_code == 2
+    first, second, third = (text.index("FileNotFoundError"), text.index("KeyError: 'weights'"),
+                            text.index("ValueError: no model"))
+    assert first < second < third, text
+    assert text.count("The above exception was the direct cause") == 1
+    assert text.count("During handling of the above exception") == 1
+    assert "line 2, in read" in text[:first]
+
+
 def test_an_engine_error_prints_as_pytorchs_builtin_type_and_still_pickles():
     import traceback
 
