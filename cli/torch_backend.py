@@ -49,6 +49,20 @@ def autograd_errors():
         raise CliError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
 
 
+def vjp(outputs, inputs, grad_outputs, **kwargs):
+    """torch.autograd.grad(outputs, inputs, grad_outputs, **kwargs), as the gradient of the one
+    scalar sum_k sum(outputs[k] * grad_outputs[k]): the same vector-Jacobian product (each
+    output's backward receives its cotangent exactly: 1.0 * g), without the tensor cotangents
+    that make PyTorch's _make_grads import torch.fx's symbolic shapes and with them sympy --
+    0.5 s of every CLI check on PyTorch, paid on its first backward."""
+    t = torch()
+    total = None
+    for o, g in zip(outputs, grad_outputs):
+        term = (o * g).sum()
+        total = term if total is None else total + term
+    return t.autograd.grad(total, inputs, **kwargs)
+
+
 def to_numpy(t):
     """A torch tensor's values as a numpy array (a copy). bfloat16, which numpy lacks, comes as
     float32, which holds every bfloat16 value exactly."""
@@ -131,8 +145,8 @@ class _Bridge:
                     grads = iter(())
                     if pairs and need:
                         with autograd_errors():
-                            grads = iter(t.autograd.grad([o for o, _ in pairs], need, [g for _, g in pairs],
-                                                         retain_graph=True, allow_unused=True))
+                            grads = iter(vjp([o for o, _ in pairs], need, [g for _, g in pairs],
+                                             retain_graph=True, allow_unused=True))
                     res = [None]
                     for i in ins:
                         g = next(grads, None) if i.requires_grad else None   # no cotangent: no gradient
@@ -593,7 +607,7 @@ def second_order(fn, inputs, names, seed=0):
             ys = fn(*xs)
             ys = ys if isinstance(ys, (tuple, list)) else (ys,)
             pairs = [(y, g) for y, g in zip(ys, gs_in) if y.requires_grad]
-            gs = t.autograd.grad([y for y, _ in pairs], [xs[i] for i in diff], [g for _, g in pairs],
+            gs = vjp([y for y, _ in pairs], [xs[i] for i in diff], [g for _, g in pairs],
                                  create_graph=outer, allow_unused=True) if pairs else [None] * len(diff)
         if outer and _error_node_in([g.grad_fn for g in gs if g is not None and g.grad_fn is not None]):
             # a once_differentiable backward: PyTorch marks its results with an Error node, which
@@ -792,7 +806,7 @@ def _applied_in_backward(rec, user_files, module_names):
             outs = one(*xs)
             vs = [t.randn(o.shape, dtype=o.dtype, generator=gen) for o in outs]
             with _recording(user_files, module_names) as inner:
-                t.autograd.grad(outs, xs, vs, create_graph=True, allow_unused=True)
+                vjp(outs, xs, vs, create_graph=True, allow_unused=True)
     except Exception:  # noqa: BLE001 - a backward that does not run again: nothing more to name
         return []
     return inner
@@ -878,9 +892,9 @@ def _local(rec, eps, rng, max_elements=None, shift=False):
         live = [(o, v) for o, v in zip(outs, vs) if o.requires_grad and v is not None]
         if not live:
             return [None] * len(pos)
-        gs = t.autograd.grad([o for o, _ in live], [xs[i] for i in pos],
-                             [t.from_numpy(np.asarray(v, dtype=np.float64)).to(o.dtype) for o, v in live],
-                             allow_unused=True, retain_graph=True)
+        gs = vjp([o for o, _ in live], [xs[i] for i in pos],
+                 [t.from_numpy(np.asarray(v, dtype=np.float64)).to(o.dtype) for o, v in live],
+                 allow_unused=True, retain_graph=True)
         return [None if g is None else g.detach().numpy() for g in gs]
     return local_check(forward, backward, vals, pos, eps, rng, max_elements=max_elements or MAX_LOCAL_ELEMENTS,
                        needs=[True] * len(pos), each_output=True, resolution=resolution)

@@ -996,3 +996,40 @@ def test_a_float32_gradient_that_cancels_to_zero_is_not_a_float32_bug(tmp_path, 
     assert doc["verdict"] == verdict, doc.get("failures")
     if verdict == "fail":
         assert any("float32-only" in f and "dy/dx" in f for f in doc["failures"]), doc["failures"]
+
+
+def test_a_check_on_pytorch_does_not_import_sympy(tmp_path):
+    """torch.autograd.grad with tensor cotangents imports torch.fx's symbolic shapes and sympy
+    (0.5 s of every CLI check on PyTorch, on its first backward). The checker's vector-Jacobian
+    products on PyTorch go through one scalar instead: a scalar loss, a vector output, locate and
+    second order leave sympy unimported (locate at second order runs PyTorch's gradgradcheck,
+    which imports it)."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (.ci/run installs it)")
+    import subprocess
+    import sys
+    code = '''import sys, torch
+from cli.api import check
+class Sq(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return SLOPE * x * g
+x = torch.randn(40, dtype=torch.float64, requires_grad=True)
+assert "sympy" not in sys.modules
+for f in (lambda x: Sq.apply(x).sin().sum(), lambda x: Sq.apply(x).sin()):
+    SLOPE = 2.0
+    assert check(f, x).verdict == "pass" and check(f, x, order=2).verdict == "pass"
+    SLOPE = 2.01                      # wrong: locate re-checks the Function on its own
+    assert check(f, x).verdict == "fail"
+print("sympy" in sys.modules)
+'''
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                       env={**os.environ, "PYTHONPATH": root})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
