@@ -1033,3 +1033,19 @@ print("sympy" in sys.modules)
                        env={**os.environ, "PYTHONPATH": root})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("factor,verdict", [("1.0", "pass"), ("1.005", "fail")])
+def test_fast_on_large_float32_inputs_is_judged_against_float64(tmp_path, backend, factor, verdict):
+    """A red team's right 256 x 256 softmax in float32 was "fast check failed": float32's noise in
+    v^T J u (analytical -2.4e-06, numerical -2.6e-05), too large for the full re-check, so never
+    judged against float64 as the full check judges float32. Now the fast check runs on float64
+    copies and backward's float32 gradient must lie within float32's error of the float64 one."""
+    f = _write(tmp_path, backend, SOFTMAX.replace("FACTOR", factor), "sm.py")
+    r = runner.invoke(app, ["check", str(f), "--x", "randn(256,256)", "--fast", "--dtype", "float32",
+                            "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == verdict, doc["failures"]
+    if verdict == "fail":
+        assert doc["failures"][0].startswith("on float64 copies of the float32 inputs: fast check failed")

@@ -485,7 +485,13 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
             report.verdict = ("suspicious" if report.suspicion else "pass") if verdicts else ""
             return report
         outs = _eval(func, inputs)
-        if sum(o._data.size for o in outs) * sum(inputs[i]._data.size for i in diff) > FAST_FULL_FOLLOW_UP:
+        large = sum(o._data.size for o in outs) * sum(inputs[i]._data.size for i in diff) > FAST_FULL_FOLLOW_UP
+        if large and verdicts and any(inputs[i]._data.dtype != np.float64 for i in diff):
+            judged = _fast_against_float64(func, inputs, diff, report, eps, atol, rtol, input_names,
+                                           output_names, seed)
+            if judged is not None:
+                return judged
+        if large:
             # too large for the dense Jacobian: find the wrong input elements in blocks instead
             settled = _fast_follow_up(func, inputs, diff, names, report, eps, atol, rtol, seed)
             report.passed = False
@@ -1174,6 +1180,52 @@ def _fast_directions(func, inputs, diff, names, report, eps, rtol, seed):
                                 f"{ratio:.3g} times the finite-difference error itself (~{err:.2g}, from steps eps "
                                 "and eps/2 and round-off): numerics do not explain it, the gradient is probably wrong")
     return report
+
+
+def _fast_against_float64(func, inputs, diff, report, eps, atol, rtol, input_names, output_names, seed):
+    """A failed fast check of float32 inputs too large for the full one, judged as the full check
+    judges float32 (_against_float64): the fast check on float64 copies, with every verdict, and
+    backward's float32 v^T J within FLOAT32_K times float32's error of the float64 one (scaled by
+    the largest element of either). A red team's right 256 x 256 float32 softmax was "fast check
+    failed" on float32's noise in v^T J u. Returns the report, or None when f does not run on
+    float64 copies (the float32 verdict stands)."""
+    ins64 = tuple(Tensor._make(inputs[i]._data.astype(np.float64)).requires_grad_(True) if i in diff else inputs[i]
+                  for i in range(len(inputs)))
+    try:
+        r64 = check_gradients(func, ins64, eps=eps, atol=atol, rtol=rtol, fast_mode=True, input_names=input_names,
+                              output_names=output_names, seed=seed, verdicts=True)
+        outs64 = _eval(func, ins64)
+    except Exception:  # noqa: BLE001 - the function may not take float64
+        return None
+    if r64.verdict in ("fail", "inconclusive"):
+        r64.failures = [f"on float64 copies of the float32 inputs: {f}" for f in r64.failures]
+        if r64.inconclusive:
+            r64.inconclusive = f"on float64 copies of the float32 inputs: {r64.inconclusive}"
+        return r64
+    vs = _cotangents(outs64, seed)
+    g32 = _backward_grads(func, inputs, diff, vs)
+    g64 = _backward_grads(func, ins64, diff, vs)
+    u = float(np.finfo(np.float32).eps) / 2
+    widest = max((float(np.max(np.abs(g))) for g in g64 if g.size), default=0.0)
+    wrong = []
+    for i, a, ref in zip(diff, g32, g64):
+        err = np.abs(a - ref)
+        bound = FLOAT32_K * u * (np.abs(ref) + widest) + 1e-30
+        if not np.all(err <= bound):                     # NaN and inf are outside every bound
+            k = int(np.argmax(np.where(np.isfinite(err), err / bound, np.inf)))
+            name = (input_names[i] if input_names else f"input{i}")
+            wrong.append(f"the float32 gradient (backward() of {name}) differs from the float64 one of the same "
+                         f"computation: worst at element {k}: float32 {a.reshape(-1)[k]:.10g}, float64 "
+                         f"{ref.reshape(-1)[k]:.10g}, more than {FLOAT32_K:g} times float32's own error there: a "
+                         f"float32-only bug (precision lost in a cancellation, or a step done at lower precision)")
+    if wrong:
+        report.failures = wrong
+        report.verdict = "fail"
+        return report
+    r64.warnings.append(f"the fast check's mismatch in float32 ({report.failures[0]}) is float32's finite "
+                        f"differences': on float64 copies the fast check is {r64.verdict}, and backward's float32 "
+                        f"gradient is within {FLOAT32_K:g} times float32's error of the float64 one")
+    return r64
 
 
 def _fast_follow_up(func, inputs, diff, names, report, eps, atol, rtol, seed):
