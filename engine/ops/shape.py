@@ -480,12 +480,11 @@ def T(x):
     nd = x._data.ndim
     if nd == 2:              # the common case straight to the unary path (through permute(): 10 us of
         return apply1(PERMUTE, x, _T2)   # a 66 us MLP evaluation, in a check's 13,000 of them)
-    if nd != 2:
-        key = min(nd, 1)
-        if key not in _T_WARNED:
-            _T_WARNED.add(key)
-            import warnings
-            warnings.warn(_T_WARNINGS[key], UserWarning, stacklevel=2)
+    key = min(nd, 1)
+    if key not in _T_WARNED:
+        _T_WARNED.add(key)
+        import warnings
+        warnings.warn(_T_WARNINGS[key], UserWarning, stacklevel=2)
     return permute(x, tuple(range(nd - 1, -1, -1)))
 
 
