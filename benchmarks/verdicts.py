@@ -204,7 +204,35 @@ def real_code_cases(m, rng):
                lambda: sin32_times_x_fn(m), [rng.standard_normal((4, 3))]),
             mk("softmax logits shifted by a bias in float32 (its gradient cancels to 0)", "hard",
                lambda: shifted_softmax_fn(m), [rng.standard_normal((6, 8)), rng.standard_normal((6, 1))],
-               "float32")]
+               "float32"),
+            mk("masked scale: 1e-6 * g leaks where the mask is 0", "bug", lambda: masked_fn(m, 1e-6),
+               [rng.standard_normal((4, 6))]),
+            mk("masked scale", "correct", lambda: masked_fn(m, 0.0), [rng.standard_normal((4, 6))]),
+            mk("a derivative of 1e-8 computed in float32 inside f (absorbed)", "hard", lambda: tiny32_fn(m),
+               [rng.standard_normal(6)])]
+
+
+def masked_fn(m, leak):
+    """x times a fixed 0/1 mask; the backward leaks `leak * g` into the masked elements, whose
+    gradient is exactly 0 (a 1e-6 leak is within every tolerance)."""
+    mask = m.tensor(np.arange(24).reshape(4, 6) % 3 != 0, dtype=m.float64)
+
+    class MaskedScale(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * mask
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * mask + leak * g * (1 - mask)
+    w = m.linspace(-1, 2, 24).reshape(4, 6)
+    return lambda x: (MaskedScale.apply(x) * w).sum()
+
+
+def tiny32_fn(m):
+    """Built-in ops: 1e-8 x added to 1 in float32, so f does not change at any step up to 1; its
+    gradient 1e-8 is right. Hard: nothing tells it from a leak but float32 inside (suspicious at worst)."""
+    return lambda x: (x.float() * 1e-8 + 1).double().sum()
 
 
 def sin32_times_x_fn(m):

@@ -20,6 +20,7 @@ class CheckResult:
     worst: object = None         # the failing pair shown (a PairResult), when the gradient is wrong
     pattern: str = ""            # the error's shape in words, or ""
     differences: dict = None     # how the finite differences ran: {"batched": bool or None, "note": str}
+    located_on: str = ""         # where the nodes were located, when not on the inputs as given
 
     @property
     def verdict(self):
@@ -72,6 +73,8 @@ class CheckResult:
                              for c in located]
             if not self.target.engine_graph:
                 doc["locate_scope"] = "custom Functions (built-in PyTorch ops are trusted)"
+            if self.located_on:
+                doc["locate_on"] = self.located_on
         return doc
 
 
@@ -146,9 +149,43 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
         else:                         # PyTorch: every custom Function application, re-checked
             result.located, result.ran, result.leaves = _locate_torch(target, tensors, names, eps, atol, rtol, seed,
                                                                       most, order)
+        if _from_float64_copies(report) and not any(c.verdict in ("fail", "suspicious") for c in result.located):
+            # the verdict is the float64 copies' (a float32 check is judged so), and float32's own
+            # local checks allow float32's resolution, which hides what float64 shows (a leak of 1e-6
+            # beside gradients of 1: "every node passes on its own" under a suspicious verdict, red
+            # team): the nodes are located on the copies the verdict was reached on
+            copies = {n: _float64_copy(target, t) for n, t in tensors.items()}
+            if target.engine_graph:
+                ins64 = tuple(target.to_engine(t) for t in copies.values())
+                result.located, result.ran = _locate(target, fn, ins64, eps, atol, rtol, most, order)
+                result.leaves = dict(zip(names, ins64))
+            else:
+                result.located, result.ran, result.leaves = _locate_torch(target, copies, names, eps, atol, rtol,
+                                                                          seed, most, order)
+            result.located_on = "float64 copies of the float32 inputs, as the verdict was reached"
         _agree(report, result.located)
         _at_kink(report, result.located, at_kink, torch=not target.engine_graph)
     return result
+
+
+def _from_float64_copies(report):
+    """Whether a float32 check's verdict was reached on float64 copies of its inputs, and is not a pass."""
+    said = [report.suspicion] if report.verdict == "suspicious" else report.failures if report.verdict == "fail" else []
+    return any(s.startswith("on float64 copies") for s in said)
+
+
+def _float64_copy(target, t):
+    """A float32 input as a float64 leaf of the same backend (other inputs as they are)."""
+    if target.engine_graph:
+        from engine.tensor import Tensor
+        if not isinstance(t, Tensor) or t._data.dtype.kind != "f" or t._data.dtype == "float64":
+            return t
+        import numpy as np
+        return Tensor._make(t._data.astype(np.float64)).requires_grad_(t.requires_grad)
+    lib = target.lib
+    if not isinstance(t, lib.Tensor) or not t.is_floating_point() or t.dtype == lib.float64:
+        return t
+    return t.detach().to(lib.float64).requires_grad_(t.requires_grad)
 
 
 def _at_kink(report, located, kink_seen, torch=False):
@@ -277,5 +314,6 @@ def _worst_failing_pair(report):
     """The failing pair to show (heat map, pattern), when the verdict is that the gradient is wrong."""
     if report.verdict not in ("fail", ""):
         return None
-    failing = [p for p in report.pairs if p.kind == "jacobian" and not p.passed and p.analytical.size]
+    failing = [p for p in report.pairs if p.kind == "jacobian" and not p.passed and p.analytical.size
+               and not p.note.startswith("not judged")]      # float32 noise, judged against float64 instead
     return max(failing, key=lambda p: p.max_abs_error, default=None)

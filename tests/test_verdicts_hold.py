@@ -1049,3 +1049,77 @@ def test_fast_on_large_float32_inputs_is_judged_against_float64(tmp_path, backen
     assert doc["verdict"] == verdict, doc["failures"]
     if verdict == "fail":
         assert doc["failures"][0].startswith("on float64 copies of the float32 inputs: fast check failed")
+
+
+MASKED = '''import {lib} as torch
+
+M = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+class MaskedScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * M
+
+    @staticmethod
+    def backward(ctx, g):
+        return {rule}
+
+
+def f(x):
+    return MaskedScale.apply(x).sum()
+'''
+X34 = "[[0.3,-1.2,0.8,1.5],[-0.7,0.2,2.1,-0.4],[1.1,-0.9,0.5,-1.6]]"
+
+
+def _masked(tmp_path, backend, rule):
+    return _write(tmp_path, backend, MASKED.replace("{rule}", rule), "masked.py")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_tiny_leak_into_a_gradient_that_is_exactly_zero_is_suspicious(tmp_path, backend, dtype):
+    """A backward that leaks 1e-6 * g where the mask zeroes x passed --strict: its differences are
+    exactly 0 at eps and eps/2, so only round-off's floor was left as their error (a ratio of ~300,
+    below SUSPICION_RATIO), while --locate called the node suspicious. f not moving at all over
+    steps up to 1 bounds the derivative; in float32 the nodes are located on the float64 copies
+    the verdict is reached on (float32's own local check allows float32's resolution)."""
+    f = _masked(tmp_path, backend, "g * M + 1e-6 * g * (1 - M)")
+    base = ["check", str(f), "--x", X34, "--backend", backend, "--dtype", dtype]
+    r = runner.invoke(app, [*base, "--strict", "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "suspicious", doc
+    assert [c["verdict"] for c in doc["locate"] if c["node"] == "MaskedScaleBackward"] == ["suspicious"]
+    assert ("locate_on" in doc) == (dtype == "float32")
+    r = runner.invoke(app, [*base, "--locate"])
+    assert r.exit_code == 0 and "does not change at all" in r.stdout and "every node passes" not in r.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tiny", ["1e-6", "1e-8"])
+def test_a_right_mask_and_a_real_tiny_derivative_are_not_suspicious(tmp_path, backend, tiny):
+    """The other side: the mask's right backward passes, and float32 inside f with a real derivative
+    of 1e-6 (absorbed: f does not move up to a step of 1e-2, it moves at 0.1) or 1e-8 (it moves at
+    10) is not called a leak."""
+    f = _masked(tmp_path, backend, "g * M")
+    r = runner.invoke(app, ["check", str(f), "--x", X34, "--backend", backend, "--strict", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "pass", r.stdout
+    g = _write(tmp_path, backend, "import {lib} as torch\n\n\ndef f(x):\n    return (x.float() * " + tiny + " + 1).double().sum()\n",
+               "tiny.py")
+    r = runner.invoke(app, ["check", str(g), "--x", X34, "--backend", backend, "--strict", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "pass", r.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failed_side_check_in_float32_does_not_lead_with_float32_noise(tmp_path, backend):
+    """A float32 backward not multiplied by grad_output (a constant 1e-6 leak): its FAILED line was
+    float32's noise in the differences ("numerical 0.95") with an error shape "confined to 10 of 20
+    columns: wrong for some inputs only"; the differences are judged against float64 copies as
+    always, and the side check's failure is what fails."""
+    f = _masked(tmp_path, backend, "g * M + 1e-6 * (1 - M)")
+    r = runner.invoke(app, ["check", str(f), "--x", X34, "--backend", backend, "--dtype", "float32", "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "fail"
+    assert any("not multiplied by grad_output" in m for m in doc["failures"]), doc["failures"]
+    assert not any(m.startswith("Jacobian mismatch") for m in doc["failures"]), doc["failures"]
+    assert not doc.get("pattern")

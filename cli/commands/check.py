@@ -266,7 +266,8 @@ def render_result(con, result, *, strict=False, full=False, locate_asked=False, 
         _show_sweep(con, swept)
     if located is not None:
         _show_located(con, located, locate, report.verdict, torch=not target.engine_graph,
-                      second=None if second is None else second.verdict or ("pass" if second.passed else "fail"))
+                      second=None if second is None else second.verdict or ("pass" if second.passed else "fail"),
+                      on=result.located_on)
     verdict = result.verdict
     # the report that decides: a failing one first, else a suspicious one (first order first)
     deciding = next((r for r in (report, second) if r is not None and r.verdict == verdict), report)
@@ -331,7 +332,7 @@ def _made_at(c):
     return where
 
 
-def _show_located(con, checks, asked, verdict="fail", torch=False, second=None):
+def _show_located(con, checks, asked, verdict="fail", torch=False, second=None, on=""):
     """The local checks' table and what it says. second: the whole's second-order verdict with
     --order 2 (then each custom Function is also checked at second order on its own; a built-in
     op's double backward is trusted, as its first derivative is on PyTorch)."""
@@ -346,6 +347,8 @@ def _show_located(con, checks, asked, verdict="fail", torch=False, second=None):
              "trusted" if torch else "each backward node against its own forward (local checks")
     if second is not None:
         scope += "; custom Functions also at second order"
+    if on:
+        scope += f"; on {on}"
     t = render.table(scope + ")", ["node", "made at", "max abs err", "result"])
     marks = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "suspicious": "[yellow]SUSPICIOUS[/yellow]",
              "kink": "kink (not judged)", "domain": "step leaves the domain (not judged)"}
