@@ -209,7 +209,27 @@ def real_code_cases(m, rng):
                [rng.standard_normal((4, 6))]),
             mk("masked scale", "correct", lambda: masked_fn(m, 0.0), [rng.standard_normal((4, 6))]),
             mk("a derivative of 1e-8 computed in float32 inside f (absorbed)", "hard", lambda: tiny32_fn(m),
-               [rng.standard_normal(6)])]
+               [rng.standard_normal(6)]),
+            mk("hard gate: 1e-6 * g * x leaks into the threshold's gradient", "bug", lambda: gate_fn(m, 1e-6),
+               [rng.standard_normal(6), rng.standard_normal(6)]),
+            mk("hard gate", "correct", lambda: gate_fn(m, 0.0), [rng.standard_normal(6), rng.standard_normal(6)])]
+
+
+def gate_fn(m, leak):
+    """x times (s > 0): the gradient with respect to s is 0 (f jumps where s crosses 0); the
+    backward leaks `leak * g * x` into it."""
+    class Gate(m.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, s):
+            mask = (s > 0).to(x.dtype)
+            ctx.save_for_backward(mask, x)
+            return x * mask
+
+        @staticmethod
+        def backward(ctx, g):
+            mask, x = ctx.saved_tensors
+            return g * mask, leak * g * x
+    return lambda x, s: (Gate.apply(x, s) * m.linspace(-1, 2, 6)).sum()
 
 
 def masked_fn(m, leak):

@@ -1123,3 +1123,39 @@ def test_a_failed_side_check_in_float32_does_not_lead_with_float32_noise(tmp_pat
     assert any("not multiplied by grad_output" in m for m in doc["failures"]), doc["failures"]
     assert not any(m.startswith("Jacobian mismatch") for m in doc["failures"]), doc["failures"]
     assert not doc.get("pattern")
+
+
+GATE = '''import {lib} as torch
+
+
+class Gate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, s):
+        m = (s > 0).to(x.dtype)
+        ctx.save_for_backward(m, x)
+        return x * m
+
+    @staticmethod
+    def backward(ctx, g):
+        m, x = ctx.saved_tensors
+        return g * m, {rule}
+
+
+def f(x, s):
+    return Gate.apply(x, s)
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rule,verdict", [("1e-6 * g * x", "suspicious"), ("None", "pass")])
+def test_a_leak_through_a_hard_gate_is_suspicious_though_f_jumps_further_away(tmp_path, backend, rule, verdict):
+    """d out/d s of a hard threshold is 0; a backward leaking 1e-6 * g * x into it passed --strict:
+    f is flat in s only up to the threshold (0.3 away), where it jumps. Flat up to a step and then a
+    jump far beyond the gradient claimed is evidence as well; the right gate passes."""
+    p = _write(tmp_path, backend, GATE.replace("{rule}", rule), "gate.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "1.2,-0.4,3.0,0.8,-2.2,0.5", "--s", "0.7,-1.0,0.4,-0.3,1.2,0.9",
+                            "--backend", backend, "--strict", "--json"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == verdict and r.exit_code == (1 if verdict == "suspicious" else 0), doc
+    if verdict == "suspicious":
+        assert "moves by up to 0.1" in doc["suspicion"] and "s[" in doc["suspicion"]

@@ -913,6 +913,7 @@ _EPS64 = float(np.finfo(np.float64).eps)
 SUSPICION_RATIO = 1000.0      # discrepancy / finite-difference error that is not numerics
 COLUMNS_RESAMPLED = 4         # input elements per pair re-differenced with eps/2
 STILL_STEPS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e3)   # larger steps at which differences exactly 0 are taken again
+JUMP = 100.0                  # f moving past its flat steps by this times the gradient: a jump, not a derivative
 
 
 def _is_float32(v):
@@ -982,33 +983,43 @@ def _suspicion(func, inputs, pairs, eps):
         ratio = gap / (fd_err + floor)
         real = gap > 1e-9 * (1.0 + scale)                              # not a round-off-sized gap
         ratio = np.where(real, ratio, 0.0)
-        # differences exactly 0 at eps and eps/2 leave only round-off's floor as the error, and a
-        # leak of 1e-6 into a gradient that is exactly 0 (a mask's zeros) is 300 times that floor:
-        # not enough. f not changing at all, to the last bit, over steps up to STILL_STEPS[-1] = 1e3
-        # as well says more: f does not depend on that element, and its derivative is below f's
-        # spacing over the step (red team: such a leak passed --strict, while --locate called the
-        # node suspicious). Not up to 1e-2 only: float32 inside f absorbs a real derivative there
-        # ((x.float() * 1e-6 + 1).sum() moves at 0.1, 1e-8 x at 10: the gradient 1e-9 and up that
-        # counts as a gap moves a float32 f of ~1 by 1e3). A step f cannot take (overflow, the
-        # domain) is no evidence; a leak near a flat region's edge (a ReLU at -0.5) is left unsaid
+        # differences exactly 0 at eps and eps/2 leave only round-off's floor as their error, and a
+        # leak of 1e-6 into a gradient that is exactly 0 (a mask's zeros, a hard gate's threshold)
+        # is 300 times that floor: not enough (red team: such leaks passed --strict, while --locate
+        # called the node suspicious). f not changing at all, to the last bit, over larger steps
+        # says more: its derivative is below f's spacing over the largest such step. Where f then
+        # moves, it must move by a jump or a flat region's edge (a gate's threshold crossed, a ReLU
+        # at -0.5: differences JUMP times the gradient claimed and more); a real derivative that
+        # float32 inside f absorbs moves it by about itself ((x.float() * 1e-6 + 1).sum() first
+        # moves at a step of 0.1 by 1.2e-6), and is no evidence. A step f cannot take (overflow,
+        # the domain) ends the evidence there
         still = real & (ratio <= SUSPICION_RATIO) & (p.numerical[:, cols] == 0) & (half == 0)
         flat = np.zeros_like(still)
         if still.any():
-            try:
-                wide = [_numerical_columns(func, inputs, p.input, h, cols)[p.output] for h in STILL_STEPS]
-                flat = still & np.all([w == 0 for w in wide], axis=0)
-            except Exception:  # noqa: BLE001 - f does not run a whole step away: no evidence
-                pass
+            wide = []
+            for h in STILL_STEPS:
+                try:
+                    wide.append(_numerical_columns(func, inputs, p.input, h, cols)[p.output])
+                except Exception:  # noqa: BLE001 - f does not run a step this far away
+                    break
+            if wide:
+                w = np.stack(wide)                                                # (steps, rows, cols)
+                n_flat = np.logical_and.accumulate(w == 0, axis=0).sum(axis=0)    # leading steps with 0
+                top = len(STILL_STEPS)
+                moved = np.take_along_axis(w, np.minimum(n_flat, len(wide) - 1)[None], 0)[0]
+                a_c = np.abs(p.analytical[:, cols])
+                jump = (n_flat < len(wide)) & np.isfinite(moved) & (np.abs(moved) > JUMP * a_c)
+                flat = still & (n_flat >= 1) & ((n_flat == top) | jump)
+                h_flat = np.asarray(STILL_STEPS)[np.maximum(n_flat, 1) - 1]
             if flat.any():
                 spacing = _value_spacing(f_mag, _float32_valued(func, inputs, p, f_mag))
-                bound = 1e-13 + 4 * spacing / STILL_STEPS[-1]
-                ratio = np.where(flat, gap / (bound + 0 * gap), ratio)
+                bound = 1e-13 + 4 * spacing / h_flat                              # (rows, cols)
+                ratio = np.where(flat, gap / bound, ratio)
         k = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
         if ratio[k] > SUSPICION_RATIO and (worst is None or ratio[k] > worst[0]):
             r, c = int(k[0]), int(cols[k[1]])
-            err = (float(bound[k[0], 0] if bound.ndim else bound) if flat[k] else
-                   float(fd_err[k] + floor[k]))
-            worst = (float(ratio[k]), p, r, c, float(gap[k]), err, bool(flat[k]))
+            err = float(bound[k]) if flat[k] else float(fd_err[k] + floor[k])
+            worst = (float(ratio[k]), p, r, c, float(gap[k]), err, float(h_flat[k]) if flat[k] else 0.0)
     if worst is None:
         return ""
     ratio, p, r, c, gap, err, flat = worst
@@ -1019,8 +1030,8 @@ def _suspicion(func, inputs, pairs, eps):
     rel = f", {abs(a - n) / abs(n):.2g} relative" if n else ""
     if flat:
         return (f"within tolerance, but at {name(p.output_name, at_out)} / {name(p.input_name, at_in)} the analytical "
-                f"{a:.10g} is not 0, while f does not change at all when {name(p.input_name, at_in)} moves: its "
-                f"central differences are exactly 0 at every step from {eps:g} to {STILL_STEPS[-1]:g}, so its "
+                f"{a:.10g} is not 0, while f does not change at all when {name(p.input_name, at_in)} moves by up to "
+                f"{flat:g}: its central differences are exactly 0 at every step from {eps:g} to {flat:g}, so its "
                 f"derivative there is below ~{err:.2g} ({ratio:.3g} times smaller): numerics do not explain it, the "
                 "gradient is probably wrong (a leak into a gradient that is 0) -- unless f computes in float32 "
                 "inside, whose rounding absorbs a change this small")
