@@ -1159,3 +1159,57 @@ def test_a_leak_through_a_hard_gate_is_suspicious_though_f_jumps_further_away(tm
     assert doc["verdict"] == verdict and r.exit_code == (1 if verdict == "suspicious" else 0), doc
     if verdict == "suspicious":
         assert "moves by up to 0.1" in doc["suspicion"] and "s[" in doc["suspicion"]
+
+
+RECOMPUTE = '''import {lib} as torch
+
+
+class Inner(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * torch.exp(x) * ({sign})
+
+
+class Recompute(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(True)
+            y = Inner.apply(xd)
+        ctx.xd, ctx.y = xd, y
+        return y.detach()
+
+    @staticmethod
+    def backward(ctx, g):
+        gx, = torch.autograd.grad(ctx.y, ctx.xd, g, retain_graph=True)
+        return gx
+
+
+def f(x):
+    return torch.tanh(Recompute.apply(x * 0.7))
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_function_inside_a_right_wrappers_forward_is_named_first(tmp_path, backend):
+    """A checkpoint-style Function runs Inner in its forward and differentiates that graph in its
+    backward: only Inner is wrong, and the wrapper fails through it. PyTorch's recording listed
+    applications in the order they started, so the right wrapper was "first wrong node"; they
+    are in the order they finished, as the engine makes its nodes."""
+    p = _write(tmp_path, backend, RECOMPUTE.replace("{sign}", "1 - x"), "recompute.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "-0.8,0.2,1.1", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "fail"
+    wrong = [c for c in doc["locate"] if c["verdict"] == "fail"]
+    assert wrong[0]["node"] == "InnerBackward" and wrong[0]["where"].endswith("recompute.py:21"), wrong
+    r = runner.invoke(app, ["check", str(p), "--x", "-0.8,0.2,1.1", "--backend", backend])
+    assert "first wrong node in forward order: InnerBackward" in r.stdout
+    p = _write(tmp_path, backend, RECOMPUTE.replace("{sign}", "1 + x"), "recompute.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "-0.8,0.2,1.1", "--backend", backend, "--locate", "--json"])
+    assert r.exit_code == 0 and all(c["verdict"] == "pass" for c in json.loads(r.stdout)["locate"])
