@@ -5,6 +5,8 @@ some inputs only"), and an error in a minority of columns still is. Each gradien
 right) by construction."""
 import json
 
+import numpy as np
+
 import pytest
 from typer.testing import CliRunner
 
@@ -331,3 +333,20 @@ def test_a_float32_failure_shows_the_float64_copies_evidence(tmp_path, backend):
     assert doc["pattern"].startswith("a constant factor: every element is x1.02"), doc["pattern"]
     assert not any(f.startswith("custom Functions on this graph") for f in doc["failures"])
     assert doc["custom_functions"] == ["SigBackward"]
+
+
+def test_columns_f_does_not_use_are_no_part_of_the_shape():
+    """x[:, ::2] leaves every other input element unused: 0 on both sides. A wrong gradient of the
+    slice was "confined to 12 of 24 columns: wrong for some inputs only"; the unused columns are
+    left out, and element numbers still name the input's own elements."""
+    from engine.autograd.checker import pattern
+    rng = np.random.default_rng(3)
+    n = np.zeros((2, 8))
+    n[:, ::2] = rng.standard_normal((2, 4))
+    a = n.copy()
+    a[:, ::2] += rng.standard_normal((2, 4))                  # wrong at every used element
+    assert "confined" not in pattern(a, n)
+    a = n.copy()
+    a[:, 2] += [0.5, -0.9]                                     # wrong at one used element of four
+    said = pattern(a, n)
+    assert "1 of 4 columns used by f; 4 more it does not use" in said and "(input elements 2)" in said, said
