@@ -69,6 +69,7 @@ class CheckResult:
                               "verdict": c.verdict, **({"module": c.module} if c.module else {}),
                               **({"second_order": {"verdict": c.second, "why": c.second_why}} if c.second else {}),
                               **({"spread": c.spread} if c.spread > 0 else {}),
+                              **({"application": c.nth[0], "applications_here": c.nth[1]} if c.nth else {}),
                               **({"inside_backward_of": c.in_backward_of} if c.in_backward_of else {})}
                              for c in located]
             if not self.target.engine_graph:
@@ -163,9 +164,25 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
                 result.located, result.ran, result.leaves = _locate_torch(target, copies, names, eps, atol, rtol,
                                                                           seed, most, order)
             result.located_on = "float64 copies of the float32 inputs, as the verdict was reached"
+        _number_repeats(result.located)
         _agree(report, result.located)
         _at_kink(report, result.located, at_kink, torch=not target.engine_graph)
     return result
+
+
+def _number_repeats(located):
+    """Applications of the same node at the same place (a Function applied twice on one line) are
+    told apart by their place in forward order: (k, n) in each one's `nth`."""
+    key = lambda c: (c.node, c.where, c.module, c.nested, c.in_backward_of)  # noqa: E731
+    counts = {}
+    for c in located:
+        counts[key(c)] = counts.get(key(c), 0) + 1
+    seen = {}
+    for c in located:
+        n = counts[key(c)]
+        if n > 1 and c.where:
+            seen[key(c)] = seen.get(key(c), 0) + 1
+            c.nth = (seen[key(c)], n)
 
 
 def _from_float64_copies(report):

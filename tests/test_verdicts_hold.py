@@ -1213,3 +1213,19 @@ def test_a_wrong_function_inside_a_right_wrappers_forward_is_named_first(tmp_pat
     p = _write(tmp_path, backend, RECOMPUTE.replace("{sign}", "1 + x"), "recompute.py")
     r = runner.invoke(app, ["check", str(p), "--x", "-0.8,0.2,1.1", "--backend", backend, "--locate", "--json"])
     assert r.exit_code == 0 and all(c["verdict"] == "pass" for c in json.loads(r.stdout)["locate"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_applications_on_one_line_are_told_apart(tmp_path, backend):
+    """A Function applied twice on one line gave two identical locate rows; each says which
+    application it is, in forward order (and "application" in --json)."""
+    p = _file(tmp_path, backend, "g * 3 * x ** 2 * 1.01")
+    p.write_text(p.read_text().replace("return Cube.apply(x).sum()", "return Cube.apply(Cube.apply(x) * 0.5).sum()"))
+    r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.5", "--backend", backend, "--json"])
+    rows = [c for c in json.loads(r.stdout)["locate"] if c["node"] == "CubeBackward"]
+    assert [(c["application"], c["applications_here"]) for c in rows] == [(1, 2), (2, 2)], rows
+    r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.5", "--backend", backend])
+    assert "(1st of 2 applications here)" in r.stdout and "(2nd of 2 applications here)" in r.stdout
+    only = [c for c in json.loads(runner.invoke(app, ["check", str(_file(tmp_path, backend, "g * 3.03 * x ** 2", "one.py")),
+                                                      "--x", "0.5,-1.5", "--backend", backend, "--json"]).stdout)["locate"]]
+    assert all("application" not in c for c in only)

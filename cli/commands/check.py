@@ -325,6 +325,9 @@ def _made_at(c):
     where = c.where or "-"
     if c.module:
         where += f" in {c.module}"
+    if c.nth:
+        k, n = c.nth
+        where += f" ({k}{'st' if k == 1 else 'nd' if k == 2 else 'rd' if k == 3 else 'th'} of {n} applications here)"
     if c.nested:
         where += " (inside another Function's forward)"
     if c.in_backward_of:

@@ -44,6 +44,8 @@ class LocalCheck:
                              # "fail"; "" when not run); built-in ops' double backward is trusted
     second_why: str = ""     # why the second-order check failed, in one line
     spread: float = 0.0      # how far two backward calls with the same cotangent differ (0: reentrant)
+    nth: tuple = ()          # (k, n): the k-th of n applications of the same node at the same place
+                             # (a Function applied twice on one line), () when it is the only one
 
 
 class _Recorder(Observer):
