@@ -514,7 +514,9 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
             full.warnings.append(f"the fast check's mismatch ({report.failures[0]}) is finite differences': the "
                                  f"full check, element by element, is {full.verdict}")
             return full
-        full.failures.insert(0, report.failures[0])
+        # the full check's own failure leads (its rows are what the table shows: the fast one's
+        # float32 projection, 0.227 against 0.285, read as a 25 % error for a 1 % bug, red team)
+        full.failures.append(report.failures[0])
         full.passed = False
         if verdicts:
             full.verdict = "fail"
