@@ -823,13 +823,26 @@ def _applied_in_backward(rec, user_files, module_names):
 def _second_order_torch(rec, eps, atol, rtol):
     """A recorded Function application's second derivatives on their own: PyTorch's
     gradgradcheck of the Function alone on float64 copies of the inputs that needed a gradient."""
+    import engine
+    from engine.autograd.checker import gradcheck
     from engine.autograd.locate import second_order_verdict
     t = torch()
     alone = _alone(rec)
     if alone is None:
         return "", ""
     one, xs = alone
-    return second_order_verdict(lambda: t.autograd.gradgradcheck(one, xs, eps=eps, atol=atol, rtol=rtol))
+    ins = tuple(engine.tensor(x.detach().numpy().copy()).requires_grad_(True) for x in xs)
+
+    def run():
+        # the engine's gradgradcheck on PyTorch's double backward (second_order, as the whole
+        # target's --order 2 runs): its words name the worst element and both values, as on the
+        # engine, where PyTorch's first line says only "Jacobian mismatch for output 0 ..."
+        def graphed(*ts):            # one's outputs are those that need a gradient: grad mode on, and
+            with t.enable_grad():    # inputs that need one (second_order's first call gives plain ones)
+                return one(*(x if x.requires_grad else x.detach().requires_grad_(True) for x in ts))
+        fn2, ins2, _ = second_order(graphed, ins, [f"input{i}" for i in range(len(ins))])
+        gradcheck(fn2, ins2, eps=eps, atol=atol, rtol=rtol)
+    return second_order_verdict(run)
 
 
 def _kinked(rec, eps):

@@ -1244,3 +1244,37 @@ def test_a_failed_fast_float32_check_leads_with_the_full_checks_evidence(tmp_pat
     assert doc["failures"][0].startswith("on float64 copies of the float32 inputs: Jacobian mismatch"), doc["failures"]
     assert any(f.startswith("fast check failed") for f in doc["failures"][1:])
     assert "x1.01" in doc["pattern"]
+
+
+SAVED_DYDX = '''import {lib} as torch
+
+
+class Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.dydx = 1 - y * y         # computed in forward: a constant to double backward
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.dydx
+
+
+def f(x):
+    return Tanh.apply(x)
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_functions_own_second_order_failure_names_the_element_on_both_backends(tmp_path, backend):
+    """On PyTorch a Function's own second-order check said only PyTorch's first line, "Jacobian
+    mismatch for output 0 with respect to input 0"; the engine named the worst element and both
+    values. Both now run the engine's checker on the backend's double backward."""
+    p = _write(tmp_path, backend, SAVED_DYDX, "tanh2.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "-1.0,0.3,0.8", "--backend", backend, "--order", "2", "--json"])
+    doc = json.loads(r.stdout)
+    row = next(c for c in doc["locate"] if c["node"] == "TanhBackward")
+    why = row["second_order"]["why"]
+    assert r.exit_code == 1 and row["second_order"]["verdict"] == "fail"
+    assert "worst at output[" in why and "analytical 0, numerical" in why, why
