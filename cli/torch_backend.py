@@ -821,8 +821,9 @@ def _applied_in_backward(rec, user_files, module_names):
 
 
 def _second_order_torch(rec, eps, atol, rtol):
-    """A recorded Function application's second derivatives on their own: PyTorch's
-    gradgradcheck of the Function alone on float64 copies of the inputs that needed a gradient."""
+    """A recorded Function application's second derivatives on their own: the engine's checker on
+    PyTorch's double backward of the Function alone (second_order), on float64 copies of the inputs
+    that needed a gradient -- gradgradcheck, in the words the engine's own local check uses."""
     import engine
     from engine.autograd.checker import gradcheck
     from engine.autograd.locate import second_order_verdict
