@@ -1278,3 +1278,39 @@ def test_a_functions_own_second_order_failure_names_the_element_on_both_backends
     why = row["second_order"]["why"]
     assert r.exit_code == 1 and row["second_order"]["verdict"] == "fail"
     assert "worst at output[" in why and "analytical 0, numerical" in why, why
+
+
+SECOND_CALL = '''import {lib} as torch
+
+
+class Square(torch.autograd.Function):
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        Square.calls += 1
+        return 2 * g * x * (1.0 if Square.calls == 1 else 1.02)
+
+
+def f(x):
+    return Square.apply(x).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_backward_right_on_its_first_call_only_says_so(tmp_path, backend):
+    """A scalar f: the one Jacobian row (the first backward call) passes, the .grad of the next
+    fails; the report had no word of why. The error's shape says the calls differ."""
+    p = _write(tmp_path, backend, SECOND_CALL, "second_call.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.0,2.0", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "fail"
+    assert "later backward()" in (doc["pattern"] or ""), doc.get("pattern")
+    r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.0,2.0", "--backend", backend])
+    assert "the error's shape: the Jacobian rows are right" in r.stdout

@@ -260,8 +260,8 @@ def render_result(con, result, *, strict=False, full=False, locate_asked=False, 
         con.print(f"{SUSPECTS_WORDS}: {', '.join(report.suspects)}")
     if worst is not None:
         _show_heat(con, worst, atol, rtol, full)
-        if shape_of_error:
-            con.print(f"[bold]the error's shape[/bold]: {render.esc(shape_of_error)}")
+    if shape_of_error:
+        con.print(f"[bold]the error's shape[/bold]: {render.esc(shape_of_error)}")
     if swept is not None:
         _show_sweep(con, swept)
     if located is not None:
