@@ -392,14 +392,22 @@ def _kink_distances(name, args, kwargs):
     return []
 
 
-def kink_watch(eps, found):
+def kink_watch(eps, found, low=None):
     """A TorchFunctionMode that appends (op name, index) to found for each op called with an input
-    within eps of one of its kinks -- the engine's kink watch, for PyTorch code."""
+    within eps of one of its kinks -- the engine's kink watch, for PyTorch code; and to `low` (a
+    list, when given) the first dtype below float64 an op receives (float32 inside a float64 f)."""
     from torch.overrides import TorchFunctionMode
+    t = torch()
+    lows = {t.float32: "float32", t.float16: "float16", t.bfloat16: "bfloat16"}
 
     class Watch(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
+            if low is not None and not low:
+                for a in args:
+                    if isinstance(a, t.Tensor) and a.dtype in lows:
+                        low.append(lows[a.dtype])
+                        break
             name = getattr(func, "__name__", "")
             if name.rstrip("_") in _KINKED:
                 try:
@@ -431,7 +439,8 @@ def engine_function(fn):
         t = torch()
         from engine.observe import KinkWatch, active
         watch = active(KinkWatch)          # the engine's checker watches for kinks: watch PyTorch's ops too
-        with t.no_grad(), (kink_watch(watch.eps, watch.found) if watch is not None else contextlib.nullcontext()):
+        with t.no_grad(), (kink_watch(watch.eps, watch.found, watch.low) if watch is not None
+                                     else contextlib.nullcontext()):
             outs = fn(*[_to_torch(x) for x in xs])
         if isinstance(outs, (tuple, list)):
             return tuple(engine.tensor(to_numpy(o)) for o in outs)

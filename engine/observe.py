@@ -67,8 +67,14 @@ class KinkWatch(Observer):
     def __init__(self, eps):
         self.eps = eps
         self.found = []
+        self.low = []        # the dtypes below float64 an op received (float32 inside a float64 f)
 
     def on_op(self, op, inputs, attrs):
+        if not self.low:
+            for v in inputs:
+                if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.dtype.itemsize < 8:
+                    self.low.append(v.dtype.name)
+                    break
         if op.kinks is None:
             return
         arrays = [np.asarray(v, dtype=np.float64) for v in inputs]

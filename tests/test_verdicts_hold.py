@@ -1314,3 +1314,35 @@ def test_a_backward_right_on_its_first_call_only_says_so(tmp_path, backend):
     assert "later backward()" in (doc["pattern"] or ""), doc.get("pattern")
     r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.0,2.0", "--backend", backend])
     assert "the error's shape: the Jacobian rows are right" in r.stdout
+
+
+LAYERNORM32 = '''import {lib} as torch
+import {lib}.nn.functional as F
+
+
+def f(x, c):
+    h = F.layer_norm((x + c).float(), (4,)).double()       # float32 inside; c shifts every feature
+    return (h * torch.tensor([1.0, -2.0, 3.0, 0.5], dtype=torch.float64)).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_round_off_inside_f_is_inconclusive_not_wrong(tmp_path, backend):
+    """LayerNorm in float32 of values ~300 inside a float64 f: df/dc is 0 exactly, and float32
+    leaves -3e-5 of it, above atol; the differences are 0 at every step, so it was "wrong at every
+    step". An op inside f that receives float32 says why the two cannot be judged to atol."""
+    p = _write(tmp_path, backend, LAYERNORM32, "ln32.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "300,301.5,299.25,302", "--c", "0", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "inconclusive", doc["failures"]
+    assert "computes in float32 inside" in doc["failures"][0] or "lower precision inside" in doc["failures"][0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_function_run_in_float32_inside_f_still_fails(tmp_path, backend):
+    """The other side: a Function 1 % off, applied to float32 values inside a float64 f."""
+    p = _file(tmp_path, backend, "g * 3 * x ** 2 * 1.01")
+    p.write_text(p.read_text().replace("return Cube.apply(x).sum()", "return Cube.apply(x.float()).double().sum()"))
+    r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.5", "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["verdict"] == "fail", doc["failures"]
