@@ -419,8 +419,48 @@ def kink_watch(eps, found, low=None):
                             break
                 except Exception:  # noqa: BLE001 - a watch never changes what the code does
                     pass
+            elif name in _SELECTING:
+                try:
+                    idx = _tie_within(func, args, kwargs, eps)
+                    if idx is not None:
+                        found.append((name, idx))
+                except Exception:  # noqa: BLE001 - a watch never changes what the code does
+                    pass
             return func(*args, **kwargs)
     return Watch()
+
+
+# ops that select among their input's elements (max and its pools, sorts): a tie is their kink
+_SELECTING = {"max", "amax", "min", "amin", "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices",
+              "max_pool2d_with_indices", "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d",
+              "adaptive_max_pool3d", "topk", "sort", "kthvalue", "median", "nanmedian", "cummax", "cummin"}
+
+
+def _tie_within(func, args, kwargs, eps):
+    """The output index where a selecting op (max, max_pool2d, topk, sort, ...) meets a tie within
+    eps, or None: its output is piecewise linear in its input, y(x + d) + y(x - d) - 2 y(x) = 0 on
+    one piece and |d_a - d_b| where two candidates a, b swap -- d with distinct sizes per element
+    (red team: max_pool2d over an integer image with ties was FAILED on PyTorch, while the
+    engine's MaxBackward0 said "a kink")."""
+    t = torch()
+    x = args[0] if args else None
+    if not isinstance(x, t.Tensor) or not x.is_floating_point() or x.numel() < 2:
+        return None
+    n = x.numel()
+    rng = np.random.default_rng(0)
+    r = (rng.permutation(n) / n + 0.5) * rng.choice([-1.0, 1.0], n)
+    d = t.from_numpy(r.reshape(tuple(x.shape))).to(x.dtype) * eps
+
+    def first(y):
+        y = y[0] if isinstance(y, (tuple, list)) else y          # (values, indices) of max(dim), topk, sort
+        return y.detach().to(t.float64).numpy()
+    with t.no_grad():
+        ys = [first(func(v, *args[1:], **kwargs)) for v in (x + d, x - d, x)]
+    second = np.abs(ys[0] + ys[1] - 2 * ys[2])
+    near = second > np.maximum(eps / (4 * n), 64 * np.finfo(np.float64).eps * (1 + np.abs(ys[2])))
+    if not np.any(near):
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(near)), near.shape)) if near.ndim else ()
 
 
 _KINKED = {"abs", "absolute", "relu", "leaky_relu", "elu", "celu", "selu", "relu6", "clamp", "clip", "clamp_min",

@@ -1346,3 +1346,39 @@ def test_a_wrong_function_run_in_float32_inside_f_still_fails(tmp_path, backend)
     r = runner.invoke(app, ["check", str(p), "--x", "0.5,-1.5", "--backend", backend, "--json"])
     doc = json.loads(r.stdout)
     assert r.exit_code == 1 and doc["verdict"] == "fail", doc["failures"]
+
+
+TIES = '''import {lib} as torch
+import {lib}.nn.functional as F
+
+
+def f(x):
+    y = F.max_pool2d(x.view(1, 1, 2, 4), 2).sum()
+    return y + x.max(dim=0).values.sum() * 2 + x.reshape(-1).topk(2).values.sum() + x.reshape(-1).sort().values[-1]
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("x,verdict", [("[[1,2,0,0],[2,1,0,3]]", "inconclusive"),
+                                       ("[[0.1,2,0.7,0.3],[-1,1.5,0.2,3]]", "pass")])
+def test_ties_in_max_pooling_and_sorts_are_kinks_on_both_backends(tmp_path, backend, x, verdict):
+    """An integer image with ties inside a pooling window was FAILED on PyTorch ("analytical 2,
+    numerical 1"): its kink watch knew abs, relu and clamp, not ties; the engine's MaxBackward0
+    said "a kink". Selecting ops (max and its pools, topk, sort) are watched for ties on PyTorch;
+    without ties the same f passes."""
+    p = _write(tmp_path, backend, TIES, "ties.py")
+    r = runner.invoke(app, ["check", str(p), "--x", x, "--backend", backend, "--json"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == verdict, doc["failures"]
+    if verdict == "inconclusive":
+        assert "a kink" in doc["failures"][0]
+
+
+def test_topk_and_sort_return_pytorchs_named_tuples():
+    """x.topk(k).values and torch.sort(x).indices: the engine returned plain tuples."""
+    import engine
+    x = engine.tensor([1.0, 2.0, 3.0, 0.5], requires_grad=True)
+    t, s = x.topk(2), engine.sort(x, descending=True)
+    assert t.values.tolist() == [3.0, 2.0] and t.indices.tolist() == [2, 1]
+    assert s.values.tolist() == [3.0, 2.0, 1.0, 0.5] and s.indices.tolist() == [2, 1, 0, 3]
+    assert repr(t).startswith("torch.return_types.topk(\nvalues=tensor([3., 2.], grad_fn=<TopkBackward0>)")

@@ -14,7 +14,7 @@ from ..tensor import Tensor, wrap_dim
 from ..grad_mode import OFF_DEFAULT, STATE
 from ..graph import NODE_ATTRS, Node, producer as _producer, seed_attributes
 from ._core import apply, apply1, defop, export, observed
-from .reduce import norm_dims
+from .reduce import _ReturnType, norm_dims
 
 
 def _neg(dim, ndim):
@@ -205,15 +205,25 @@ def _picked(op, x, d, idx):
     return values, Tensor._make(idx)
 
 
+class _SortResult(_ReturnType):
+    """torch.return_types.sort(values=..., indices=...)."""
+    _name = "sort"
+
+
+class _TopkResult(_ReturnType):
+    """torch.return_types.topk(values=..., indices=...)."""
+    _name = "topk"
+
+
 @export("sort", op=SORT, keywords=("dim", "descending"))
 def sort(x, dim=-1, descending=False, stable=False):
     """(values, indices) sorted along dim; the values carry the gradient."""
     if x.ndim == 0:
-        return _picked(SORT, x, 0, np.zeros((), np.int64))
+        return _SortResult(*_picked(SORT, x, 0, np.zeros((), np.int64)))
     d = norm_dims(dim, x.ndim)[0]
     data = x._data
     idx = np.argsort(-data if descending else data, axis=d, kind="stable")
-    return _picked(SORT, x, d, idx)
+    return _SortResult(*_picked(SORT, x, d, idx))
 
 
 @export("topk", op=TOPK, keywords=("k", "dim", "largest", "sorted"))
@@ -225,7 +235,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
         raise _errors.EngineRuntimeError("selected index k out of range")
     data = x._data if x.ndim else x._data.reshape(1)
     idx = np.take(np.argsort(-data if largest else data, axis=d, kind="stable"), np.arange(k), axis=d)
-    return _picked(TOPK, x, d, idx)
+    return _TopkResult(*_picked(TOPK, x, d, idx))
 
 
 @export("argsort", keywords=("dim", "descending"))
