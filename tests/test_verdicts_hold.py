@@ -1382,3 +1382,36 @@ def test_topk_and_sort_return_pytorchs_named_tuples():
     assert t.values.tolist() == [3.0, 2.0] and t.indices.tolist() == [2, 1]
     assert s.values.tolist() == [3.0, 2.0, 1.0, 0.5] and s.indices.tolist() == [2, 1, 0, 3]
     assert repr(t).startswith("torch.return_types.topk(\nvalues=tensor([3., 2.], grad_fn=<TopkBackward0>)")
+
+
+RELU_LEAK = '''import {lib} as torch
+
+
+class ReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * torch.where(x > 0, torch.ones_like(x), torch.full_like(x, {slope}))
+
+
+def f(x):
+    return ReLU.apply(x).pow(2).sum() + ReLU.apply(x).sum()
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("slope,verdict", [("1e-6", "suspicious"), ("0.0", "pass")])
+def test_a_leak_at_nice_inputs_is_not_taken_for_float32_inside(tmp_path, backend, slope, verdict):
+    """A ReLU whose backward leaves a 1e-6 slope in its dead region, at -2, -1, 0.5, 3: f is 12.75,
+    and 20.75 a step of 1 away, float32 numbers both, so f was taken to compute in float32 and the
+    leak within float32's spacing: it passed --strict. The second points are taken at steps that
+    are no short binary fractions."""
+    p = _write(tmp_path, backend, RELU_LEAK.replace("{slope}", slope), "relu_leak.py")
+    r = runner.invoke(app, ["check", str(p), "--x", "-2,-1,0.5,3", "--backend", backend, "--strict", "--json"])
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == verdict, doc

@@ -974,7 +974,11 @@ def _float32_valued(func, inputs, p, f0):
     j = int(np.argmax(np.abs(p.numerical).sum(axis=0)))
     x = inputs[p.input]
     seen = np.zeros_like(as32)
-    for step in (1e-3, 1.0):          # 1: a derivative of 1e-8 moves a float32 f of 1 only there
+    # steps that are no short binary fractions: a float64 f of nice inputs (integers, 0.5) has nice
+    # values at nice steps too, float32 numbers both (a red team's x^2 + x at -2, -1, 0.5, 3 is
+    # 12.75, and 20.75 a step of 1 away), which made its leak "float32's spacing"; the larger step:
+    # a derivative of 1e-8 moves a float32 f of 1 only there
+    for step in (1.2345679e-3, 0.76543211):
         moved = Tensor._make(np.array(x._data, dtype=x._data.dtype)).requires_grad_(True)
         moved._data.reshape(-1)[j] += step
         try:
