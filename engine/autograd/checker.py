@@ -476,7 +476,8 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         where = f"{name}[{', '.join(map(str, res.index))}]" if res.index else name
         warns.append(f"eps={eps:g} is only {1 / res.ratio:.3g} times float64's spacing at {where} = {res.value:g} "
                      f"({res.spacing:.2g}): round-off in each central difference is about {res.ratio:.1g} of it, "
-                     f"beyond what rtol={rtol:g} can absorb; use a larger eps (1e-6 is PyTorch's default)")
+                     f"over a tenth of rtol={rtol:g}, enough to hide or fake an error near the tolerance; use a larger eps "
+                     "(1e-6 is PyTorch's default)")
     low = []                          # float32 (or less) inside f, whatever its inputs
     warns += _kink_warnings(func, inputs, eps, low)
     for w in warns:
