@@ -740,6 +740,7 @@ def _float32_sensitivity(func, ins64, diff, vs, seed, tries=2):
     return out
 
 
+_LOW_EPS = {"float32": 2.0 ** -23, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}   # machine epsilon by name
 LOW_INSIDE_SLACK = 1000.0     # float32 inside f: gaps below this times its eps, of the pass's largest gradient, are its round-off
 
 
@@ -815,11 +816,11 @@ def _rejudge_steps(func, inputs, report, outs, atol, rtol, seed, kink=False, low
             widest = max((float(np.max(np.abs(np.where(np.isfinite(q.analytical), q.analytical, 0.0))))
                           for q in report.pairs if q.kind == "jacobian" and q.output == p.output and q.analytical.size),
                          default=0.0)
-            slack = LOW_INSIDE_SLACK * float(np.finfo(np.dtype(low) if low != "bfloat16" else np.float16).eps) * widest
+            slack = LOW_INSIDE_SLACK * _LOW_EPS.get(low, _LOW_EPS["float32"]) * widest
             settled_gap = np.min(np.where(settled, gap[1:], np.inf), axis=0)      # where they settled
             worst_gap = float(np.max(np.where(wrong, settled_gap, 0.0)))
             if worst_gap <= slack:
-                wrong = wrong & False
+                wrong = np.zeros_like(wrong)
                 low_gap = max(low_gap, worst_gap)
                 low_widest = max(low_widest, widest)
         if wrong.any():
@@ -966,9 +967,10 @@ def _value_spacing(f, as32):
 
 
 def _float32_valued(func, inputs, p, f0):
-    """Per output element of pair p: whether f's value is a float32 number both at the inputs and a
-    step of 1e-3 along the input element where f moves most -- f computes it in float32 (a float64
-    value is a float32 number by chance at one point, as the sum 2.0 of nice inputs is, not at two)."""
+    """Per output element of pair p: whether f's value is a float32 number both at the inputs and at
+    a step of ~1e-3 or ~0.77 along the input element where f moves most -- f computes it in float32
+    (a float64 value is a float32 number by chance at one point, as the sum 2.0 of nice inputs is,
+    not also at a point that is no short binary fraction away)."""
     as32 = _is_float32(f0)
     if not as32.any():
         return as32
