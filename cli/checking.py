@@ -123,7 +123,7 @@ def run_check(target, tensors, *, outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, 
                 on_interrupt(e)
             raise KeyboardInterrupt from None
     result = CheckResult(target, report, second)
-    own = getattr(fn, "finite_differences", None)
+    own = getattr(getattr(fn, "backend", None), "differences", None)
     result.differences = ({"batched": own.ran_batched, "note": own.fallback} if own is not None else
                           {"batched": False, "note": "the engine evaluates f once per step"})
     if sweep:

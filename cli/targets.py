@@ -161,7 +161,7 @@ class Target:
 
     def engine_function(self, names):
         """function(names) as a function of engine tensors, for the engine's checker and Jacobian
-        (on the torch backend its backward is PyTorch's autograd: torch_backend.engine_function)."""
+        (on the torch backend it carries its backend, PyTorch's autograd: torch_backend.engine_function)."""
         if self.backend == "torch":
             from . import torch_backend
             return torch_backend.engine_function(self.function(names))
@@ -216,7 +216,8 @@ class Target:
     def engine_graph(self):
         """Whether the graph the checker sees is the target's own, node by node (the engine), so
         that nodes can be re-checked one by one (--locate) and the Jacobian's rows pushed through
-        one batched backward; on PyTorch the checker sees one bridge node per call."""
+        one batched backward; on PyTorch the checker sees PyTorch's graph through its backend
+        (torch_backend.TorchBackend) and custom Functions are recorded as they are applied."""
         return self.backend != "torch"
 
     def graph_view(self):

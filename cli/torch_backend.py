@@ -7,11 +7,12 @@ backend is not the tensors but the report:
 - grad and graph use the torch tensors directly: the value, `.grad` after PyTorch's own
   `backward()`, its reprs, and PyTorch's `grad_fn` graph (names from PyTorch, saved tensors from
   its `_saved_*` attributes), drawn by engine.dotgraph through `TorchView`.
-- check and jacobian use the engine's checker on `engine_function`: an engine function whose
-  forward runs the target in PyTorch and whose backward is PyTorch's autograd
-  (`torch.autograd.grad` with the engine's cotangent). So the analytical side is PyTorch's
-  backward -- the user's custom backward included -- and the numerical side is central
-  differences of the PyTorch forward; the checker, tables, JSON and exit codes are the same.
+- check and jacobian use the engine's checker through its backend interface
+  (engine/autograd/backend.py), implemented here by `TorchBackend`: the target runs on torch
+  tensors, the analytical side is PyTorch's autograd on PyTorch's graph -- the user's custom
+  backward included, `.grad` from PyTorch's own backward() -- and the numerical side is central
+  differences of the PyTorch forward, batched (`Differences`); the checker, tables, JSON and
+  exit codes are the same. --locate records every custom Function application (`locate`).
 
 PyTorch is imported here only, and only when a target runs on it.
 """
@@ -104,57 +105,134 @@ def _to_torch(x):
     return torch().from_numpy(same_layout(x.numpy(force=True)))
 
 
-class _Bridge:
-    """engine_function's engine side, made once per process (engine.autograd.Function subclass)."""
-    cls = None
+class TorchBackend:
+    """PyTorch's own autograd as the checker's backend (engine/autograd/backend.py): the target
+    runs on torch tensors, its graph is PyTorch's, its vector-Jacobian products are
+    torch.autograd.grad with the user's backward in them, and .grad is what PyTorch's backward()
+    leaves. The checker hands it engine tensors (its numbers); they reach PyTorch as torch
+    tensors on the same memory, in the same layout (a transposed input stays transposed)."""
 
-    @classmethod
-    def get(cls):
-        if cls.cls is None:
-            import engine
-            from engine.autograd.function import once_differentiable
+    name = "torch"
 
-            class PyTorch(engine.autograd.Function):
-                """Forward: the target in PyTorch. Backward: PyTorch's autograd."""
+    def __init__(self, fn):
+        self.fn = fn
+        self.differences = Differences(fn)
 
-                @staticmethod
-                def forward(ctx, fn, *xs):
-                    t = torch()
-                    ins = [_to_torch(x).requires_grad_(need) if x.is_floating_point() else _to_torch(x)
-                           for x, need in zip(xs, ctx.needs_input_grad[1:])]
-                    with t.enable_grad():
-                        outs = fn(*ins)
-                    single = not isinstance(outs, (tuple, list))
-                    outs = (outs,) if single else tuple(outs)
-                    ctx.torch_graph = (ins, outs)
-                    ctx._inner_functions = custom_functions(outs)   # named by the checker's report
-                    res = tuple(engine.tensor(to_numpy(o)) for o in outs)
-                    return res[0] if single else res
+    @staticmethod
+    def _leaves(inputs, diff):
+        return [_to_torch(x).requires_grad_(True) if i in diff else _to_torch(x) for i, x in enumerate(inputs)]
 
-                @staticmethod
-                @once_differentiable
-                def backward(ctx, *gs):
-                    t = torch()
-                    ins, outs = ctx.torch_graph
-                    # an output whose cotangent is all zeros gets none (PyTorch's grad of the
-                    # others only): a Function with set_materialize_grads(False) then sees None,
-                    # as in gradcheck's rows, and its None branch is checked too
-                    pairs = [(o, _to_torch(g).to(o.dtype)) for o, g in zip(outs, gs)
-                             if o.requires_grad and g is not None and (len(outs) == 1 or g._data.any())]
-                    need = [i for i in ins if i.requires_grad]
-                    grads = iter(())
-                    if pairs and need:
-                        with autograd_errors():
-                            grads = iter(vjp([o for o, _ in pairs], need, [g for _, g in pairs],
-                                             retain_graph=True, allow_unused=True))
-                    res = [None]
-                    for i in ins:
-                        g = next(grads, None) if i.requires_grad else None   # no cotangent: no gradient
-                        res.append(None if g is None else engine.tensor(to_numpy(g)))
-                    return tuple(res)
+    def forward(self, inputs, diff):
+        return TorchRun(self.fn, self._leaves(inputs, set(diff)), diff)
 
-            cls.cls = PyTorch
-        return cls.cls
+    def backward_grads(self, inputs, diff, cotangents):
+        t = torch()
+        leaves = self._leaves(inputs, set(diff))
+        with t.enable_grad():
+            outs = self.fn(*leaves)
+        outs = _tuple(outs)
+        live = [(o, v) for o, v in zip(outs, cotangents) if o.requires_grad]
+        with autograd_errors():
+            if len(live) == 1 and live[0][0].numel() == 1 and np.all(live[0][1] == 1):
+                live[0][0].backward()                        # exactly y.backward()
+            elif live:      # backward() of sum_k <o_k, v_k>: the same .grad, without sympy's import (vjp)
+                sum((o * t.from_numpy(np.asarray(v)).to(o.dtype)).sum() for o, v in live).backward()
+        return [np.zeros(inputs[i]._data.shape) if leaves[i].grad is None
+                else to_numpy(leaves[i].grad).astype(np.float64) for i in diff]
+
+
+def _tuple(outs):
+    return tuple(outs) if isinstance(outs, (tuple, list)) else (outs,)
+
+
+class TorchRun:
+    """The target run once on PyTorch with grad mode on: a Run (engine/autograd/backend.py)."""
+
+    ROW_BLOCK_BYTES = 1 << 25      # the one-hot cotangents of a batched Jacobian block
+
+    def __init__(self, fn, leaves, diff):
+        t = torch()
+        import engine
+        with t.enable_grad():
+            outs = _tuple(fn(*leaves))
+        self._outs = outs
+        self._ins = [leaves[i] for i in diff]
+        self.outputs = tuple(engine.Tensor._make(to_numpy(o)) for o in outs)
+        self.live = [k for k, o in enumerate(outs) if o.requires_grad]
+
+    def _grad(self, pairs, batched=False):
+        """torch.autograd.grad of sum_k <outputs[k], cotangent[k]> as float arrays (None: no gradient)."""
+        need = [x for x in self._ins if x.requires_grad]
+        if not pairs or not need:
+            return [None] * len(self._ins)
+        with autograd_errors():
+            if batched:
+                gs = torch().autograd.grad([o for o, _ in pairs], need, [g for _, g in pairs], retain_graph=True,
+                                           allow_unused=True, is_grads_batched=True)
+            else:
+                gs = vjp([o for o, _ in pairs], need, [g for _, g in pairs], retain_graph=True, allow_unused=True)
+        return [None if g is None else to_numpy(g) for g in gs]
+
+    def vjp(self, cotangents, batched=False):
+        # an output whose cotangent is all zeros gets none (PyTorch's grad of the others only): a
+        # Function with set_materialize_grads(False) then sees None, as in gradcheck's rows, and
+        # its None branch is checked too
+        t = torch()
+        live = [self._outs[k] for k in self.live]
+        pairs = [(o, t.from_numpy(np.asarray(g)).to(o.dtype)) for o, g in zip(live, cotangents)
+                 if g is not None and (len(self._outs) == 1 or np.any(g))]
+        return self._grad(pairs, batched)
+
+    def jacobian(self):
+        table = []
+        for k, o in enumerate(self._outs):
+            n = o.numel()
+            rows = [np.zeros((n, x.numel())) for x in self._ins]
+            table.append(rows)
+            if not o.requires_grad:
+                continue
+            done = self._batched_rows(o, rows) if not custom_functions([o]) else False
+            if not done:
+                eye = np.zeros(n)
+                for r in range(n):                # one backward per row, as gradcheck
+                    eye[r] = 1.0
+                    gs = self._grad([(o, torch().from_numpy(eye.reshape(tuple(o.shape))).to(o.dtype))])
+                    eye[r] = 0.0
+                    for row, g in zip(rows, gs):
+                        if g is not None:
+                            row[r] = g.reshape(-1)
+        return table
+
+    def _batched_rows(self, o, rows):
+        """The Jacobian rows of output o in blocks of one-hot cotangents, one batched
+        autograd.grad each (is_grads_batched): a graph of PyTorch's own ops (a custom Function
+        without a vmap rule takes its rows one at a time). False when PyTorch refuses."""
+        t = torch()
+        n = o.numel()
+        block = max(1, min(n, self.ROW_BLOCK_BYTES // max(8 * n, 1)))
+        try:
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                seed = t.zeros((stop - start, n), dtype=o.dtype)
+                seed[t.arange(stop - start), t.arange(start, stop)] = 1.0
+                gs = self._grad([(o, seed.reshape((stop - start,) + tuple(o.shape)))], batched=True)
+                for row, g in zip(rows, gs):
+                    if g is not None:
+                        row[start:stop] = g.reshape(stop - start, -1)
+        except Exception:  # noqa: BLE001 - vmap refuses an op: the row loop, which raises what is real
+            return False
+        return True
+
+    def custom_functions(self):
+        return custom_functions(self._outs)
+
+    def not_batch_aware(self):
+        try:
+            seeds = [torch().zeros((1,) + tuple(self._outs[k].shape), dtype=self._outs[k].dtype) for k in self.live]
+            self._grad(list(zip([self._outs[k] for k in self.live], seeds)), batched=True)
+        except Exception as e:  # noqa: BLE001 - what PyTorch says of a batch of cotangents
+            return f"PyTorch cannot backward a batch of grad_outputs here ({str(e).strip().splitlines()[0]})"
+        return ""
 
 
 @contextlib.contextmanager
@@ -468,24 +546,27 @@ _KINKED = {"abs", "absolute", "relu", "leaky_relu", "elu", "celu", "selu", "relu
 
 
 def engine_function(fn):
-    """`fn` (torch tensors -> torch tensor(s)) as a function of engine tensors that the engine's
-    checker and Jacobian can use: see the module docstring. Without grad (the checker's finite
-    differences) it runs PyTorch under no_grad and records nothing."""
+    """`fn` (torch tensors -> torch tensor(s)) as a function of engine tensors for the engine's
+    checker: calling it evaluates the target in PyTorch (under no_grad unless the engine's grad
+    mode is on: a target that computes gradients itself) and returns the values as engine
+    tensors, with no graph; its `backend` (TorchBackend) is what the checker differentiates."""
     import engine
 
     def f(*xs):
-        if engine.is_grad_enabled() and any(isinstance(x, engine.Tensor) and x.requires_grad for x in xs):
-            return _Bridge.get().apply(fn, *xs)
         t = torch()
         from engine.observe import KinkWatch, active
         watch = active(KinkWatch)          # the engine's checker watches for kinks: watch PyTorch's ops too
-        with t.no_grad(), (kink_watch(watch.eps, watch.found, watch.low) if watch is not None
-                                     else contextlib.nullcontext()):
-            outs = fn(*[_to_torch(x) for x in xs])
+        grad = engine.is_grad_enabled()
+        with (t.enable_grad() if grad else t.no_grad()), (kink_watch(watch.eps, watch.found, watch.low)
+                                                          if watch is not None else contextlib.nullcontext()):
+            # with grad on (a target that registers a hook or calls backward() itself), the inputs
+            # that need a gradient on the engine's side need one on PyTorch's
+            outs = fn(*[_to_torch(x).requires_grad_(True) if grad and x.requires_grad and x.is_floating_point()
+                        else _to_torch(x) for x in xs])
         if isinstance(outs, (tuple, list)):
             return tuple(engine.tensor(to_numpy(o)) for o in outs)
         return engine.tensor(to_numpy(outs))
-    f.finite_differences = Differences(fn)
+    f.backend = TorchBackend(fn)
     return f
 
 
@@ -648,7 +729,7 @@ def second_order(fn, inputs, names, seed=0):
 
     def first_order(*args):
         xs, gs_in = list(args[:n]), args[n:]
-        outer = t.is_grad_enabled()             # the bridge's backward (on) or finite differences (off)
+        outer = t.is_grad_enabled()             # the backend's run (on) or finite differences (off)
         with t.enable_grad():
             for i in diff:                      # under the checker's no_grad (finite differences)
                 if not xs[i].requires_grad:     # the inputs come plain: make them leaves
@@ -784,23 +865,15 @@ def locate(fn, inputs, *, eps, atol, rtol, user_files, module_names=None, seed=0
     Each is then re-checked by the engine's local check (engine.autograd.locate.local_check): its
     backward on random cotangents against central differences of its own forward. Built-in PyTorch
     ops are trusted (PyTorch tests them). Returns ([LocalCheck] in forward order, outputs)."""
-    from engine.autograd.locate import inside_backward
+    from engine.autograd.locate import check_applications
     t = torch()
     with _recording(user_files, module_names) as records, t.enable_grad():
         outs = fn(*inputs)
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
     rng = np.random.default_rng(seed)
-    checks = []
-    for k, rec in enumerate(records):
-        c = _torch_row(k, rec, eps, rng, atol, rtol, max_elements)
-        if c is None:
-            continue
-        checks.append(c)
-        if order == 2:
-            c.second, c.second_why = _second_order_torch(rec, eps, atol, rtol)
-            if c.second == "fail":        # its backward may apply a Function wrong on its own
-                inner = _applied_in_backward(rec, user_files, module_names)
-                checks.extend(inside_backward(c, [_torch_row(k, r, eps, rng, atol, rtol, max_elements) for r in inner]))
+    checks = check_applications(records, lambda k, rec: _torch_row(k, rec, eps, rng, atol, rtol, max_elements),
+                                lambda rec: _second_order_torch(rec, eps, atol, rtol),
+                                lambda rec: _applied_in_backward(rec, user_files, module_names), order)
     return checks, list(outs)
 
 

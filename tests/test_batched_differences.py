@@ -17,7 +17,7 @@ from engine.autograd import checker  # noqa: E402
 def _loop_reference(fn, inputs, idx, eps, cols):
     """The engine's loop on the same PyTorch function (no hook: one evaluation per step)."""
     f = torch_backend.engine_function(fn)
-    del f.finite_differences
+    f.backend.differences = None
     over = []
     res = checker._numerical_columns(f, inputs, idx, eps, cols, overflow=over)
     return res, over
@@ -27,7 +27,7 @@ def _hooked(fn, inputs, idx, eps, cols):
     f = torch_backend.engine_function(fn)
     over = []
     res = checker._numerical_columns(f, inputs, idx, eps, cols, overflow=over)
-    return res, over, f.finite_differences
+    return res, over, f.backend.differences
 
 
 @pytest.fixture

@@ -74,12 +74,15 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
             for p, x in zip(wrt_pos, xs):
                 full_args[p] = x
             return fn(*full_args)
-        # PyTorch's backward runs once per row (the bridge takes no batched cotangents)
-        J = functional.jacobian(f, tuple(eng[n] for n in chosen), vectorize=None if target.engine_graph else False,
-                                _warn_rows=False)       # rows for a custom Function: how, not what
+        if not target.engine_graph:      # the inputs not chosen are constants on PyTorch's side too
+            f.backend = _Partial(fn.backend, [eng[n] for n in names], wrt_pos)
+        if target.engine_graph:
+            J = functional.jacobian(f, tuple(eng[n] for n in chosen), _warn_rows=False)  # rows for a custom
+            table = [J] if single else list(J)                                         # Function: how, not what
+        else:                 # PyTorch's autograd, through the checker's backend (batched rows where it can)
+            table = _backend_jacobian(fn, [eng[n].detach().requires_grad_(n in chosen) for n in names], wrt_pos)
     # outputs are y, y0, y1...; "out" when an input is already called y (`dy/dy` told nothing)
     out_names = output_names(len(outs), single, names)
-    table = [J] if single else list(J)
     report = None
     if check:
         from engine.autograd.checker import check_gradients
@@ -164,6 +167,38 @@ def _jacobian(target_text, values, wrt, check, full, func, seed, dtype, json_out
             render.check_line(con, report)
     if report is not None and not report.passed:
         raise CheckFailed()
+
+
+class _Partial:
+    """A backend (engine/autograd/backend.py) of the chosen inputs only: the others held at their
+    values, as the Jacobian's f holds them."""
+
+    def __init__(self, backend, full, wrt_pos):
+        self.backend, self.full, self.wrt_pos = backend, full, wrt_pos
+        self.differences = None           # the checker's loop over f (its inputs are the chosen ones)
+
+    def _all(self, xs):
+        full = [x.detach() for x in self.full]
+        for p, x in zip(self.wrt_pos, xs):
+            full[p] = x
+        return full
+
+    def forward(self, inputs, diff):
+        return self.backend.forward(self._all(inputs), [self.wrt_pos[i] for i in diff])
+
+    def backward_grads(self, inputs, diff, cotangents):
+        return self.backend.backward_grads(self._all(inputs), [self.wrt_pos[i] for i in diff], cotangents)
+
+
+def _backend_jacobian(fn, inputs, wrt_pos):
+    """[output][input] Jacobians (engine tensors of shape output.shape + input.shape, in the
+    output's dtype) from fn's backend: a target on PyTorch, differentiated by PyTorch."""
+    import numpy as np
+
+    import engine
+    run = fn.backend.forward(inputs, wrt_pos)
+    return [[engine.tensor(np.asarray(jac, dtype=o._data.dtype).reshape(o._data.shape + inputs[i]._data.shape))
+             for jac, i in zip(row, wrt_pos)] for o, row in zip(run.outputs, run.jacobian())]
 
 
 def _pick(n, full, edge):

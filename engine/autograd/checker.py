@@ -17,12 +17,9 @@ import numpy as np
 
 from .. import errors
 from ..grad_mode import enable_grad, no_grad
-from ..graph import run_backward, walk
-from ..graph import node_name
 from ..tensor import Tensor
-from . import backward, functional, grad as _grad
-from .function import BackwardCFunction
-from .functional import first_not_batch_aware
+from . import functional, grad as _grad
+from .backend import backend_of
 
 
 class GradcheckError(errors.EngineError, RuntimeError):
@@ -177,28 +174,11 @@ def _numerical(func, inputs, idx, eps, tick=None, overflow=None):
     return _numerical_columns(func, inputs, idx, eps, range(inputs[idx]._data.size), tick, overflow)
 
 
-def _forward(func, inputs):
-    """func's outputs with grad mode on (a graph to call backward on), as a tuple."""
-    with enable_grad():
-        outs = func(*inputs)
-    return outs if isinstance(outs, tuple) else (outs,)
-
-
 def _analytical(func, inputs, diff):
-    """Analytical Jacobians from backward: [output][input] -> (out_n, in_n) arrays."""
-    with enable_grad():
-        outs = func(*inputs)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    table = []
-    for o in outs:
-        if o.grad_fn is None and not o.requires_grad:
-            table.append([np.zeros((o._data.size, inputs[i]._data.size)) for i in diff])
-            continue
-        rows = functional.jacobian_rows(o, [inputs[i] for i in diff], False, True, warn=False)
-        table.append([np.zeros((o._data.size, inputs[i]._data.size)) if r is None
-                      else np.asarray(r, dtype=np.float64).reshape(o._data.size, inputs[i]._data.size)
-                      for r, i in zip(rows, diff)])
-    return outs, table
+    """The backend's run of func (a graph) and the analytical Jacobians from it:
+    (run, [output][input] -> (out_n, in_n) arrays)."""
+    run = backend_of(func).forward(inputs, diff)
+    return run, run.jacobian()
 
 
 def _largest(err, ref):
@@ -237,19 +217,7 @@ def _cotangents(outs, seed):
 def _backward_grads(func, inputs, diff, cotangents):
     """The .grad an ordinary backward() leaves on fresh leaves copied from `inputs` (the path
     `autograd grad` prints): one float64 array per input in `diff` (zeros where it got none)."""
-    leaves = list(inputs)
-    for i in diff:
-        leaves[i] = inputs[i].detach().requires_grad_(True)
-    with enable_grad():
-        outs = func(*leaves)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    live = [(o, v) for o, v in zip(outs, cotangents) if o.grad_fn is not None or o._rg]
-    if len(live) == 1 and live[0][0]._data.size == 1 and np.all(live[0][1] == 1):
-        live[0][0].backward()                        # exactly y.backward()
-    elif live:
-        backward([o for o, _ in live], [Tensor._make(v.astype(o._data.dtype)) for o, v in live])
-    return [np.zeros(inputs[i]._data.shape) if leaves[i]._grad is None
-            else np.asarray(leaves[i]._grad._data, dtype=np.float64) for i in diff]
+    return backend_of(func).backward_grads(inputs, diff, cotangents)
 
 
 def _grad_results(func, inputs, diff, names, outs, numerical, atol, rtol, seed, overflows=None):
@@ -276,55 +244,34 @@ def _grad_results(func, inputs, diff, names, outs, numerical, atol, rtol, seed, 
     return res
 
 
-def _custom_functions(outs):
-    """Names of the user-defined Function nodes on the graph of `outs`, in traversal order.
-    Built-in ops are checked against finite differences by the engine's own tests, so when a
-    check fails these are the first suspects."""
-    names = []
-    for n in walk(o.grad_fn for o in outs):
-        if isinstance(n, BackwardCFunction):
-            # a Function that runs another autograd's graph (the CLI's PyTorch backend) names
-            # the custom Functions found there, in `ctx._inner_functions`
-            inner = n.__dict__.get("_inner_functions")       # None: not the bridge; []: the bridge, none inside
-            for name in inner if inner is not None else [node_name(n)]:
-                if name not in names:
-                    names.append(name)
-    return names
-
-
-def _extra_checks(outs, inputs, diff, nondet_tol, undefined_grad=True, batched_grad=False,
+def _extra_checks(run, inputs, diff, nondet_tol, undefined_grad=True, batched_grad=False,
                   grad_dtypes=False, fresh_graph=None):
-    """PyTorch's side checks: backward is deterministic and multiplies by grad_output
-    (check_undefined_grad: the engine materialises an undefined grad_output as zeros, as a
-    Function does by default, so a zero grad_output must give zero gradients); with
+    """PyTorch's side checks on a backend's Run (backend.py): backward is deterministic and
+    multiplies by grad_output (check_undefined_grad: an undefined grad_output is materialised as
+    zeros, as a Function does by default, so a zero grad_output must give zero gradients); with
     check_batched_grad, a batch of grad_outputs (is_grads_batched) gives what one backward per
-    grad_output gives; with check_grad_dtypes, each gradient has its input's dtype."""
+    grad_output gives; with check_grad_dtypes, each gradient has its input's dtype.
+    fresh_graph(): a new Run of the same function on the same inputs."""
     res = {"deterministic": True}
     if undefined_grad:
         res["zero_grad_output"] = True
     msgs = []
-    live = [o for o in outs if o.grad_fn is not None]
+    live = [run.outputs[k] for k in run.live]
     if not live:
         return res, msgs
     ins = [inputs[i] for i in diff]
     rng = np.random.default_rng(0)
     seeds = [rng.standard_normal(o._data.shape) for o in live]
-    a = run_backward(live, seeds, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
-                     allow_unused=True)
-    b = run_backward(live, seeds, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
-                     allow_unused=True)
+    a = run.vjp(seeds)
+    b = run.vjp(seeds)
     # a and b are later calls on a graph whose backward already ran (the Jacobian rows): a
     # backward right once and different after (state kept on ctx) gives a == b. So also the first
     # call on a fresh graph, with the same cotangents, against a second call on it: the same
     # computation twice, so any difference is the backward's own
     fresh = fresh_graph() if fresh_graph is not None else None
     pairs = [(a, b)]
-    if fresh is not None:
-        fr = [o for o in fresh if o.grad_fn is not None]
-        if len(fr) == len(live):
-            c = run_backward(fr, seeds, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
-                             allow_unused=True)
-            pairs.append((c, a))
+    if fresh is not None and len(fresh.live) == len(live):
+        pairs.append((fresh.vjp(seeds), a))
     spread, bad = 0.0, False
     for x, y in pairs:
         for gx, gy in zip(x, y):
@@ -345,9 +292,7 @@ def _extra_checks(outs, inputs, diff, nondet_tol, undefined_grad=True, batched_g
         if not res["grad_dtypes"]:
             msgs.append("Gradient has dtype mismatch")
     if undefined_grad:
-        zeros = [np.zeros(o._data.shape) for o in live]
-        z = run_backward(live, zeros, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
-                         allow_unused=True)
+        z = run.vjp([np.zeros(o._data.shape) for o in live])
         for g, ga in zip(z, a):
             # a finite non-zero gradient from a zero grad_output; or NaN where the gradient from a
             # random grad_output is finite (a backward that makes NaN of a zero grad_output:
@@ -363,25 +308,23 @@ def _extra_checks(outs, inputs, diff, nondet_tol, undefined_grad=True, batched_g
                 msgs.append("backward not multiplied by grad_output")
                 break
     if batched_grad:
-        ok, msg = _batched_check(live, ins, rng, nondet_tol)
+        ok, msg = _batched_check(run, rng, nondet_tol)
         res["batched_grad"] = ok
         if not ok:
             msgs.append(msg)
     return res, msgs
 
 
-def _batched_check(live, ins, rng, tol, batch=3):
+def _batched_check(run, rng, tol, batch=3):
     """is_grads_batched over `batch` grad_outputs == one backward per grad_output."""
-    bad = first_not_batch_aware(live)
-    if bad is not None:
-        return False, (f"check_batched_grad: {node_name(bad)} is a custom Function whose backward is not marked "
-                       "batch_aware, so it cannot take a batch of grad_outputs")
+    bad = run.not_batch_aware()
+    if bad:
+        return False, f"check_batched_grad: {bad}, so it cannot take a batch of grad_outputs"
+    live = [run.outputs[k] for k in run.live]
     seeds = [rng.standard_normal((batch,) + o._data.shape) for o in live]
-    together = run_backward(live, seeds, retain_graph=True, create_graph=False, inputs=ins, accumulate=False,
-                            allow_unused=True, nb=1)
+    together = run.vjp(seeds, batched=True)
     for b in range(batch):
-        one = run_backward(live, [s[b] for s in seeds], retain_graph=True, create_graph=False, inputs=ins,
-                           accumulate=False, allow_unused=True)
+        one = run.vjp([s[b] for s in seeds])
         for k, (g1, gb) in enumerate(zip(one, together)):
             if (g1 is None) != (gb is None):
                 return False, f"Batched grad check failed for input {k}: a gradient is missing in one of the two"
@@ -526,7 +469,8 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         if verdicts:
             full.verdict = "fail"
         return full
-    outs, analytical = _analytical(func, inputs, diff)
+    run, analytical = _analytical(func, inputs, diff)
+    outs = run.outputs
     onames = list(output_names) if output_names else [f"output{k}" if len(outs) > 1 else "output"
                                                        for k in range(len(outs))]
     pairs = []
@@ -569,9 +513,9 @@ def check_gradients(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=F
         pairs.append(p)
         if not p.passed:
             failures.append(p.describe())
-    suspects = _custom_functions(outs)
-    checks, msgs = _extra_checks(outs, inputs, diff, nondet_tol, check_undefined_grad, check_batched_grad,
-                                 check_grad_dtypes, lambda: _forward(func, inputs))
+    suspects = run.custom_functions()
+    checks, msgs = _extra_checks(run, inputs, diff, nondet_tol, check_undefined_grad, check_batched_grad,
+                                 check_grad_dtypes, lambda: backend_of(func).forward(inputs, diff))
     failures += msgs
     report = GradcheckReport(not failures, eps, atol, rtol, False, pairs, checks, warns, failures, suspects)
     if not verdicts:
@@ -1117,9 +1061,9 @@ def _numerical_columns(func, inputs, idx, eps, cols, tick=None, overflow=None):
     iterator) and restored. overflow: a list that receives, per output, a mask of the same
     shape: where f(x + eps) or f(x - eps) was infinite (and neither NaN), so that the difference
     is no number because the values overflowed, not because the step left the domain.
-    A backend that computes them itself (the CLI's PyTorch backend, batched) sets
-    `func.finite_differences`, called with the same arguments for the same result."""
-    own = getattr(func, "finite_differences", None)
+    A backend that computes them itself (the CLI's PyTorch backend, batched) has `differences`,
+    called with the same arguments for the same result (backend.py)."""
+    own = getattr(backend_of(func), "differences", None)
     if own is not None:
         return own(inputs, idx, eps, cols, tick, overflow)
     outs0 = _eval(func, inputs)
@@ -1170,6 +1114,12 @@ def _with_grad_if_needed(func, inputs):
         if isinstance(outs, tuple):
             return tuple(o.detach() if not _grad_mode_on() else o for o in outs)
         return outs.detach() if not _grad_mode_on() else outs
+    own = getattr(func, "backend", None)      # a PyTorch target stays on PyTorch; its differences run
+    if own is not None:                       # under no_grad, so the checker's loop of with_grad runs them
+        import copy
+        own = copy.copy(own)
+        own.differences = None
+    with_grad.backend = own
     return with_grad
 
 
@@ -1184,9 +1134,8 @@ def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names)
     us = {i: rng.standard_normal(inputs[i]._data.shape) for i in diff}
     norm = np.sqrt(sum(float(np.sum(u * u)) for u in us.values())) or 1.0
     us = {i: u / norm for i, u in us.items()}
-    with enable_grad():
-        outs = func(*inputs)             # for the shapes, and the custom Functions on its graph
-    outs = outs if isinstance(outs, tuple) else (outs,)
+    run = backend_of(func).forward(inputs, diff)     # the shapes, the side checks, the custom Functions
+    outs = run.outputs
     vs = []
     for o in outs:
         v = rng.standard_normal(o._data.shape)
@@ -1210,10 +1159,11 @@ def _fast(func, inputs, diff, names, eps, atol, rtol, warns, seed, output_names)
                               f"{numerical:.10g} (abs error {err:.3g})"]
     # the side checks run in fast mode too (as in PyTorch's): a backward that is not reentrant,
     # or not multiplied by grad_output (NaN where grad_output is 0), passed --fast before
-    checks, msgs = _extra_checks(outs, inputs, diff, 0.0, True, False, False, lambda: _forward(func, inputs))
+    checks, msgs = _extra_checks(run, inputs, diff, 0.0, True, False, False,
+                                 lambda: backend_of(func).forward(inputs, diff))
     failures += msgs
     return GradcheckReport(ok and not msgs, eps, atol, rtol, True, [], {"fast": ok, **checks}, warns, failures,
-                           _custom_functions(outs))
+                           run.custom_functions())
 
 
 FAST_DIRECTIONS = 3            # random directions of the scaled fast check
@@ -1569,7 +1519,8 @@ def sweep(func, inputs, *, eps_grid=SWEEP_EPS, columns=8, input_names=None):
     inputs = tuple(inputs)
     func = _with_grad_if_needed(func, inputs)
     diff = _float_inputs(inputs)
-    outs, analytical = _analytical(func, inputs, diff)
+    run, analytical = _analytical(func, inputs, diff)
+    outs = run.outputs
     picks = []
     for i_pos, i in enumerate(diff):
         n0 = _numerical_columns(func, inputs, i, 1e-6, range(inputs[i]._data.size))

@@ -174,18 +174,29 @@ def locate(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, user_files=N
     if outputs is not None:
         outputs.extend(res if isinstance(res, tuple) else (res,))
     rng = np.random.default_rng(seed)
+    return check_applications(
+        rec.items, lambda k, item: _local_row(k, item, eps, rng, atol, rtol, max_elements),
+        lambda item: _second_order_engine(*item[:3], eps, atol, rtol),
+        lambda item: _applied_in_backward(*item[:3], user_files, module_names), order)
+
+
+def check_applications(records, row, second_order, applied_in_backward, order=1):
+    """locate's one loop, for both backends: each recorded node application (`records`, in
+    forward order: the engine's recorder, or PyTorch's Function.apply recorded) checked on its
+    own -- row(k, record) -> LocalCheck or None (nothing to check) -- and with order=2 each
+    custom Function's second derivatives (second_order(record) -> (verdict, why)); when those
+    fail, the Functions its backward applies (applied_in_backward(record) -> records), checked
+    the same way and marked as made there (inside_backward)."""
     out = []
-    for k, item in enumerate(rec.items):
-        c = _local_row(k, item, eps, rng, atol, rtol, max_elements)
+    for k, item in enumerate(records):
+        c = row(k, item)
         if c is None:
             continue
         out.append(c)
         if order == 2 and c.custom:
-            node, vals, attrs = item[:3]
-            c.second, c.second_why = _second_order_engine(node, vals, attrs, eps, atol, rtol)
+            c.second, c.second_why = second_order(item)
             if c.second == "fail":
-                inner = _applied_in_backward(node, vals, attrs, user_files, module_names)
-                out.extend(inside_backward(c, [_local_row(k, it, eps, rng, atol, rtol, max_elements) for it in inner]))
+                out.extend(inside_backward(c, [row(k, it) for it in applied_in_backward(item)]))
     return out
 
 
